@@ -1,0 +1,3 @@
+module github.com/raftkv/raftkv
+
+go 1.26
