@@ -1,0 +1,444 @@
+package raft
+
+import (
+	"fmt"
+	"math/rand/v2"
+
+	"github.com/raftkv/raftkv/raft/tracker"
+	pb "github.com/raftkv/raftkv/raftpb"
+)
+
+// Raft is one server's consensus state machine. It is driven by Tick, Step
+// and the request methods, and its output is collected with Ready and
+// acknowledged with Advance. It is deterministic and not safe for concurrent
+// use: one goroutine owns it.
+type Raft struct {
+	id  pb.NodeID
+	cfg Config
+
+	term pb.Term
+	vote pb.NodeID
+	lead pb.NodeID
+	role Role
+
+	log *raftLog
+	trk *tracker.Tracker
+	// confs lists configuration entries of the log: confs[0] is the latest
+	// one at or below the commit index (or the snapshot's), the rest are
+	// uncommitted, ascending. The last is in force (§6: a configuration
+	// takes effect as soon as it is appended).
+	confs []confRecord
+
+	electionElapsed  int
+	heartbeatElapsed int
+	// randomizedElection is in [ElectionTicks, 2*ElectionTicks).
+	randomizedElection int
+	rand               *rand.Rand
+	// ticks counts every Tick, for lease bookkeeping.
+	ticks uint64
+
+	// Leader state.
+	leadTransferee pb.NodeID
+	uncommitted    uncommittedQueue
+	// appendPending asks Ready to send new entries (or a new commit index)
+	// to every follower: batching proposals into one message per follower.
+	appendPending bool
+	reads         readIndexState
+
+	msgs []pb.Message
+	// readStates wait to be handed out in the next Ready.
+	readStates []ReadState
+
+	// Ready bookkeeping.
+	nextReadyID   uint64
+	outstanding   []readyRecord
+	prevSoft      SoftState
+	prevHard      pb.HardState // as last handed out
+	durableHard   pb.HardState // as last advanced
+	stepsDisabled bool
+}
+
+type confRecord struct {
+	index pb.Index
+	conf  pb.ConfState
+}
+
+type readyRecord struct {
+	id          uint64
+	hard        pb.HardState
+	lastEntry   pb.Entry // index and term of the last entry handed out (0 if none)
+	snapIndex   pb.Index
+	lastApplied pb.Index
+}
+
+// New builds a core from its durable state.
+func New(c Config) (*Raft, error) {
+	cfg, err := c.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	hs, cs, err := cfg.Storage.InitialState()
+	if err != nil {
+		return nil, fmt.Errorf("raft: initial state: %w", err)
+	}
+	lg, err := newLog(cfg.Storage, cfg.MaxApplyBytes)
+	if err != nil {
+		return nil, err
+	}
+	r := &Raft{
+		id:   cfg.ID,
+		cfg:  cfg,
+		log:  lg,
+		trk:  tracker.New(cfg.MaxInflightMsgs, cfg.MaxInflightBytes),
+		rand: rand.New(rand.NewPCG(cfg.Seed, uint64(cfg.ID))),
+	}
+	if hs.Commit != 0 {
+		if hs.Commit < lg.committed || hs.Commit > lg.lastIndex() {
+			return nil, fmt.Errorf("raft: hard state commit %d outside log [%d, %d]",
+				hs.Commit, lg.committed, lg.lastIndex())
+		}
+		lg.committed = hs.Commit
+	}
+	r.term, r.vote = hs.Term, hs.Vote
+	if cfg.Applied > 0 {
+		if cfg.Applied > lg.committed {
+			return nil, fmt.Errorf("raft: applied %d past commit %d", cfg.Applied, lg.committed)
+		}
+		lg.applying = max(lg.applying, cfg.Applied)
+		lg.applied = lg.applying
+	}
+	if err := r.loadConfs(cs); err != nil {
+		return nil, err
+	}
+	r.prevHard = r.hardState()
+	r.durableHard = r.prevHard
+	r.becomeFollower(r.term, pb.None)
+	r.prevSoft = r.softState()
+	return r, nil
+}
+
+// loadConfs rebuilds the configuration history from the snapshot's
+// configuration and the configuration entries after it.
+func (r *Raft) loadConfs(snapConf pb.ConfState) error {
+	base := r.log.firstIndex() - 1
+	r.confs = []confRecord{{index: base, conf: snapConf}}
+	const chunk = 4 << 20
+	for lo := base + 1; lo <= r.log.lastIndex(); {
+		ents, err := r.log.slice(lo, r.log.lastIndex()+1, chunk)
+		if err != nil {
+			return fmt.Errorf("raft: reading log for configurations: %w", err)
+		}
+		for i := range ents {
+			if ents[i].Type == pb.EntryConfChange {
+				cs, err := pb.DecodeConfState(ents[i].Data)
+				if err != nil {
+					return fmt.Errorf("raft: configuration entry %d: %w", ents[i].Index, err)
+				}
+				r.confs = append(r.confs, confRecord{index: ents[i].Index, conf: cs})
+			}
+		}
+		lo = ents[len(ents)-1].Index + 1
+	}
+	r.compactConfs()
+	r.applyConf()
+	return nil
+}
+
+func (r *Raft) hardState() pb.HardState {
+	return pb.HardState{Term: r.term, Vote: r.vote, Commit: r.log.committed}
+}
+
+func (r *Raft) softState() SoftState { return SoftState{Lead: r.lead, Role: r.role} }
+
+// ID returns this server's id.
+func (r *Raft) ID() pb.NodeID { return r.id }
+
+// conf returns the configuration in force.
+func (r *Raft) conf() pb.ConfState { return r.confs[len(r.confs)-1].conf }
+
+// promotable reports whether this server may campaign: it votes in the
+// configuration in force.
+func (r *Raft) promotable() bool { return r.trk.Voters.Contains(r.id) }
+
+func (r *Raft) resetRandomizedElection() {
+	r.randomizedElection = r.cfg.ElectionTicks + r.rand.IntN(r.cfg.ElectionTicks)
+}
+
+func (r *Raft) reset(term pb.Term) {
+	if r.term != term {
+		r.term = term
+		r.vote = pb.None
+	}
+	r.lead = pb.None
+	r.electionElapsed = 0
+	r.heartbeatElapsed = 0
+	r.resetRandomizedElection()
+	r.abortLeaderTransfer()
+	r.trk.ResetVotes()
+	r.uncommitted.reset()
+	r.appendPending = false
+	r.reads.reset()
+	last := r.log.lastIndex()
+	r.trk.Visit(func(id pb.NodeID, pr *tracker.Progress) {
+		learner := pr.IsLearner
+		*pr = *tracker.NewProgress(last+1, r.cfg.MaxInflightMsgs, r.cfg.MaxInflightBytes, learner)
+		if id == r.id {
+			pr.Match = r.stableLastIndex()
+		}
+	})
+}
+
+// stableLastIndex is the last index known durable locally.
+func (r *Raft) stableLastIndex() pb.Index {
+	if r.log.unstable.snapshot != nil {
+		return 0
+	}
+	return r.log.unstable.offset - 1
+}
+
+// followerRole is the passive role this server takes given the
+// configuration in force.
+func (r *Raft) followerRole() Role {
+	switch {
+	case r.trk.Voters.Contains(r.id):
+		return Follower
+	case r.trk.IsLearner(r.id):
+		return Learner
+	default:
+		return Removed
+	}
+}
+
+func (r *Raft) becomeFollower(term pb.Term, lead pb.NodeID) {
+	r.reset(term)
+	r.lead = lead
+	r.role = r.followerRole()
+}
+
+func (r *Raft) becomePreCandidate() {
+	// PreVote changes neither term nor vote (dissertation §9.6).
+	r.role = PreCandidate
+	r.lead = pb.None
+	r.trk.ResetVotes()
+}
+
+func (r *Raft) becomeCandidate() {
+	r.reset(r.term + 1)
+	r.vote = r.id
+	r.role = Candidate
+}
+
+func (r *Raft) becomeLeader() {
+	r.reset(r.term)
+	r.lead = r.id
+	r.role = Leader
+	r.trk.Progress[r.id].BecomeReplicate()
+	r.trk.Progress[r.id].Match = r.stableLastIndex()
+	// A leader appends a no-op of its term at once: earlier entries commit
+	// only indirectly through it (§5.4.2, Figure 8), and ReadIndex waits
+	// for it (§8).
+	r.appendLocal([]pb.Entry{{Type: pb.EntryNormal}})
+}
+
+// Tick advances logical time by one tick.
+func (r *Raft) Tick() {
+	r.ticks++
+	if r.role == Leader {
+		r.tickLeader()
+		return
+	}
+	r.electionElapsed++
+	if r.role == Follower || r.role == Candidate || r.role == PreCandidate {
+		if r.promotable() && r.electionElapsed >= r.randomizedElection {
+			r.electionElapsed = 0
+			r.campaign(false)
+		}
+	}
+}
+
+func (r *Raft) tickLeader() {
+	r.heartbeatElapsed++
+	r.electionElapsed++
+	if r.electionElapsed >= r.cfg.ElectionTicks {
+		r.electionElapsed = 0
+		if !r.cfg.DisableCheckQuorum {
+			if !r.trk.QuorumActive() {
+				// CheckQuorum: this leader may be cut off; stop serving.
+				r.becomeFollower(r.term, pb.None)
+				return
+			}
+			r.trk.Visit(func(id pb.NodeID, pr *tracker.Progress) {
+				if id != r.id {
+					pr.RecentActive = false
+				}
+			})
+		}
+		// An unfinished transfer is abandoned after an election timeout.
+		r.abortLeaderTransfer()
+	}
+	if r.heartbeatElapsed >= r.cfg.HeartbeatTicks {
+		r.heartbeatElapsed = 0
+		r.bcastHeartbeat(nil)
+		// Probing followers whose probe went unanswered get another.
+		r.trk.Visit(func(id pb.NodeID, pr *tracker.Progress) {
+			if id != r.id && pr.State == tracker.StateProbe {
+				pr.ProbeSent = false
+			}
+		})
+		r.appendPending = true
+	}
+}
+
+func (r *Raft) send(m pb.Message) {
+	m.From = r.id
+	if m.Term == 0 {
+		m.Term = r.term
+	}
+	r.msgs = append(r.msgs, m)
+}
+
+// Step feeds a message received from another server. Messages for someone
+// else, from nobody, or of a runtime-only type are refused with an error;
+// stale or irrelevant messages are dropped silently, as the protocol asks.
+func (r *Raft) Step(m pb.Message) error {
+	if m.Type.IsLocal() {
+		return ErrStepLocal
+	}
+	if !m.Type.Valid() || m.To != r.id || m.From == pb.None || m.From == r.id || m.Term == 0 {
+		return fmt.Errorf("%w: %s", ErrInvalidMessage, m)
+	}
+	if !r.stepTerm(m) {
+		return nil
+	}
+	switch m.Type {
+	case pb.MsgRequestVote, pb.MsgPreVote:
+		r.handleVoteRequest(m)
+		return nil
+	}
+	switch r.role {
+	case Leader:
+		r.stepLeader(m)
+	case Candidate, PreCandidate:
+		r.stepCandidate(m)
+	default:
+		r.stepFollower(m)
+	}
+	return nil
+}
+
+// stepTerm applies the term rules that come before any handler (Figure 2,
+// "all servers"; §9.6 for PreVote and the vote lease). It reports whether
+// the message should be handled further.
+func (r *Raft) stepTerm(m pb.Message) bool {
+	switch {
+	case m.Term > r.term:
+		if m.Type == pb.MsgRequestVote || m.Type == pb.MsgPreVote {
+			if r.inLease() && !isTransfer(m) {
+				// Heard from a leader recently: ignore, so that a removed or
+				// partitioned server cannot disrupt the cluster (§6).
+				return false
+			}
+		}
+		switch {
+		case m.Type == pb.MsgPreVote:
+			// A PreVote does not change our term.
+		case m.Type == pb.MsgPreVoteResp && !m.Reject:
+			// Granted pre-votes carry the future term; counted below.
+		default:
+			lead := pb.None
+			if m.Type == pb.MsgAppendEntries || m.Type == pb.MsgHeartbeat || m.Type == pb.MsgInstallSnapshot {
+				lead = m.From
+			}
+			r.becomeFollower(m.Term, lead)
+		}
+		return true
+	case m.Term < r.term:
+		switch m.Type {
+		case pb.MsgAppendEntries, pb.MsgHeartbeat:
+			// Tell a stale leader about the newer term; with CheckQuorum or
+			// PreVote it might otherwise never learn of it.
+			r.send(pb.Message{To: m.From, Type: pb.MsgAppendEntriesResp, Index: 0, Reject: true})
+		case pb.MsgPreVote:
+			r.send(pb.Message{To: m.From, Type: pb.MsgPreVoteResp, Reject: true})
+		}
+		return false
+	}
+	return true
+}
+
+// inLease reports whether this server heard from a current leader within
+// the minimum election timeout.
+func (r *Raft) inLease() bool {
+	if r.cfg.DisableCheckQuorum {
+		return false
+	}
+	if r.role == Leader {
+		return true
+	}
+	return r.lead != pb.None && r.electionElapsed < r.cfg.ElectionTicks
+}
+
+var campaignTransfer = []byte("transfer")
+
+func isTransfer(m pb.Message) bool { return string(m.Context) == string(campaignTransfer) }
+
+func (r *Raft) handleVoteRequest(m pb.Message) {
+	resp := pb.MessageType(pb.MsgRequestVoteResp)
+	if m.Type == pb.MsgPreVote {
+		resp = pb.MsgPreVoteResp
+	}
+	if r.role == Removed {
+		return // a removed server takes no part (API contract)
+	}
+	canVote := r.vote == m.From ||
+		(r.vote == pb.None && r.lead == pb.None) ||
+		(m.Type == pb.MsgPreVote && m.Term > r.term)
+	if canVote && r.log.isUpToDate(m.Index, m.LogTerm) {
+		if m.Type == pb.MsgRequestVote {
+			r.electionElapsed = 0
+			r.vote = m.From
+		}
+		// The answer carries the requested term so the candidate counts it.
+		r.send(pb.Message{To: m.From, Type: resp, Term: m.Term})
+		return
+	}
+	r.send(pb.Message{To: m.From, Type: resp, Reject: true})
+}
+
+func (r *Raft) stepFollower(m pb.Message) {
+	switch m.Type {
+	case pb.MsgAppendEntries:
+		r.electionElapsed = 0
+		r.lead = m.From
+		r.handleAppendEntries(m)
+	case pb.MsgHeartbeat:
+		r.electionElapsed = 0
+		r.lead = m.From
+		r.handleHeartbeat(m)
+	case pb.MsgInstallSnapshot:
+		r.electionElapsed = 0
+		r.lead = m.From
+		r.handleInstallSnapshot(m)
+	case pb.MsgTimeoutNow:
+		if r.promotable() && r.role != Removed {
+			// Campaign at once, skipping PreVote: the leader asked (§3.10).
+			r.campaign(true)
+		}
+	case pb.MsgReadIndexResp:
+		r.readStates = append(r.readStates, ReadState{Index: m.Index, Context: m.Context})
+	}
+}
+
+func (r *Raft) stepCandidate(m pb.Message) {
+	switch m.Type {
+	case pb.MsgAppendEntries, pb.MsgHeartbeat, pb.MsgInstallSnapshot:
+		// A leader of our term exists (§5.2): step down and follow it.
+		r.becomeFollower(m.Term, m.From)
+		r.stepFollower(m)
+	case pb.MsgRequestVoteResp, pb.MsgPreVoteResp:
+		if (r.role == Candidate) != (m.Type == pb.MsgRequestVoteResp) {
+			return
+		}
+		r.handleVoteResponse(m)
+	}
+}

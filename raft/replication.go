@@ -1,0 +1,287 @@
+package raft
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/raftkv/raftkv/raft/tracker"
+	pb "github.com/raftkv/raftkv/raftpb"
+)
+
+// Propose appends commands to the leader's log as one batch and returns the
+// index of the first and the leader's term: the command at first+i is
+// committed exactly when an entry with this term is applied at that index.
+func (r *Raft) Propose(data ...[]byte) (pb.Index, pb.Term, error) {
+	if err := r.checkProposal(); err != nil {
+		return 0, 0, err
+	}
+	if len(data) == 0 {
+		return 0, 0, nil
+	}
+	var size uint64
+	ents := make([]pb.Entry, len(data))
+	for i := range data {
+		ents[i].Data = data[i]
+		size += ents[i].Size()
+	}
+	if !r.uncommitted.admit(size, r.cfg.MaxUncommittedBytes) {
+		return 0, 0, ErrProposalDropped
+	}
+	first := r.appendLocal(ents)
+	return first, r.term, nil
+}
+
+func (r *Raft) checkProposal() error {
+	if r.role != Leader {
+		return &NotLeaderError{Leader: r.lead}
+	}
+	if r.leadTransferee != pb.None {
+		return ErrTransferring
+	}
+	return nil
+}
+
+// appendLocal appends entries of the leader's term and returns the index of
+// the first. Its own progress advances when the entries are durable
+// (Advance): the leader counts itself only after its fsync (§10.2.1).
+func (r *Raft) appendLocal(ents []pb.Entry) pb.Index {
+	first := r.log.lastIndex() + 1
+	var size uint64
+	for i := range ents {
+		ents[i].Term = r.term
+		ents[i].Index = first + pb.Index(i)
+		size += ents[i].Size()
+	}
+	last := r.appendToLog(ents)
+	r.uncommitted.push(last, size)
+	if pr := r.trk.Progress[r.id]; pr != nil {
+		pr.Next = last + 1
+	}
+	r.appendPending = true
+	return first
+}
+
+// flushAppends sends what accumulated since the last Ready: new entries and
+// the new commit index, one message per follower where the window allows.
+func (r *Raft) flushAppends() {
+	if !r.appendPending || r.role != Leader {
+		return
+	}
+	r.appendPending = false
+	r.trk.Visit(func(id pb.NodeID, pr *tracker.Progress) {
+		if id == r.id {
+			return
+		}
+		sent := false
+		for r.sendAppend(id, false) {
+			sent = true
+			if pr.State != tracker.StateReplicate {
+				break
+			}
+		}
+		if !sent && pr.SentCommit < r.log.committed && pr.Match >= pr.SentCommit {
+			r.sendAppend(id, true)
+		}
+	})
+}
+
+// sendAppend sends the next AppendEntries (or InstallSnapshot) to a
+// follower. It reports whether a message was sent.
+func (r *Raft) sendAppend(to pb.NodeID, sendIfEmpty bool) bool {
+	pr := r.trk.Progress[to]
+	if pr == nil || pr.IsPaused() {
+		return false
+	}
+	prev := pr.Next - 1
+	prevTerm, errT := r.log.term(prev)
+	var ents []pb.Entry
+	var errE error
+	if pr.Next <= r.log.lastIndex() {
+		ents, errE = r.log.slice(pr.Next, r.log.lastIndex()+1, r.cfg.MaxMsgBytes)
+	}
+	if errors.Is(errT, ErrCompacted) || errors.Is(errE, ErrCompacted) {
+		return r.sendSnapshot(to, pr)
+	}
+	if errT != nil || errE != nil {
+		panic(fmt.Sprintf("raft: reading log for %d at %d: term %v, entries %v", to, pr.Next, errT, errE))
+	}
+	if len(ents) == 0 && !sendIfEmpty {
+		return false
+	}
+	var bytes uint64
+	for i := range ents {
+		bytes += ents[i].Size()
+	}
+	r.send(pb.Message{To: to, Type: pb.MsgAppendEntries, Index: prev, LogTerm: prevTerm,
+		Entries: ents, Commit: r.log.committed})
+	pr.SentEntries(prev+pb.Index(len(ents)), len(ents), bytes)
+	pr.SentCommit = r.log.committed
+	return true
+}
+
+func (r *Raft) sendSnapshot(to pb.NodeID, pr *tracker.Progress) bool {
+	if !pr.RecentActive {
+		return false // no point streaming a snapshot to a server that is down
+	}
+	snap, err := r.log.storage.Snapshot()
+	if err != nil || snap.IsEmpty() {
+		return false // not available yet; retried on the next heartbeat
+	}
+	pr.BecomeSnapshot(snap.Index)
+	r.send(pb.Message{To: to, Type: pb.MsgInstallSnapshot, Snapshot: &snap})
+	return true
+}
+
+func (r *Raft) bcastHeartbeat(ctx []byte) {
+	r.trk.Visit(func(id pb.NodeID, pr *tracker.Progress) {
+		if id == r.id {
+			return
+		}
+		// Never tell a follower to commit past what it is known to hold.
+		commit := min(pr.Match, r.log.committed)
+		r.send(pb.Message{To: id, Type: pb.MsgHeartbeat, Commit: commit, Context: ctx})
+		pr.SentCommit = max(pr.SentCommit, commit)
+	})
+}
+
+func (r *Raft) stepLeader(m pb.Message) {
+	pr := r.trk.Progress[m.From]
+	switch m.Type {
+	case pb.MsgAppendEntriesResp:
+		if pr != nil {
+			r.handleAppendResponse(m, pr)
+		}
+	case pb.MsgHeartbeatResp:
+		if pr != nil {
+			r.handleHeartbeatResponse(m, pr)
+		}
+	case pb.MsgReadIndex:
+		if pr != nil {
+			r.leaderReadIndex(readRequest{ctx: m.Context, from: m.From})
+		}
+	case pb.MsgTransferLeader:
+		if pr != nil {
+			_ = r.leaderTransfer(pb.NodeID(m.Index))
+		}
+	}
+}
+
+func (r *Raft) markActive(pr *tracker.Progress) {
+	pr.RecentActive = true
+	pr.LastActiveTick = r.ticks
+}
+
+func (r *Raft) handleAppendResponse(m pb.Message, pr *tracker.Progress) {
+	r.markActive(pr)
+	if m.Reject {
+		if m.Index == 0 {
+			return // a newer term was announced, handled by stepTerm
+		}
+		// Skip back a whole term: the follower's hint is where its log may
+		// match; the leader's own log narrows it further.
+		next := m.Hint
+		if m.HintTerm > 0 {
+			next, _ = r.log.findConflictByTerm(m.Hint, m.HintTerm)
+		}
+		if pr.MaybeDecrTo(m.Index, next) {
+			r.sendAppend(m.From, true)
+		}
+		return
+	}
+	if !pr.MaybeUpdate(m.Index) {
+		return
+	}
+	switch pr.State {
+	case tracker.StateProbe:
+		pr.BecomeReplicate()
+	case tracker.StateSnapshot:
+		if pr.Match+1 >= r.log.firstIndex() {
+			pr.BecomeReplicate()
+		}
+	case tracker.StateReplicate:
+		pr.Inflights.FreeLE(m.Index)
+	}
+	if r.maybeCommit() {
+		r.appendPending = true
+	}
+	if r.role != Leader {
+		return // committing a configuration without us made us step down
+	}
+	if m.From == r.leadTransferee && pr.Match == r.log.lastIndex() {
+		r.sendTimeoutNow(m.From)
+	}
+	for r.sendAppend(m.From, false) {
+		if pr.State != tracker.StateReplicate {
+			break
+		}
+	}
+}
+
+func (r *Raft) handleHeartbeatResponse(m pb.Message, pr *tracker.Progress) {
+	r.markActive(pr)
+	pr.ProbeSent = false
+	if pr.Match < r.log.lastIndex() {
+		r.sendAppend(m.From, false)
+	}
+	if len(m.Context) > 0 {
+		r.readAck(m.From, m.Context)
+	}
+}
+
+// maybeCommit commits the highest index held by a quorum, but only if that
+// entry is of the current term: entries of earlier terms commit only
+// indirectly (§5.4.2, Figure 8).
+func (r *Raft) maybeCommit() bool {
+	mci := r.trk.Committed()
+	if mci <= r.log.committed || r.log.termOrZero(mci) != r.term {
+		return false
+	}
+	r.log.commitTo(mci)
+	r.afterCommit()
+	return true
+}
+
+// afterCommit does what a higher commit index enables.
+func (r *Raft) afterCommit() {
+	r.uncommitted.release(r.log.committed)
+	r.commitConfs()
+}
+
+// uncommittedQueue tracks the leader's uncommitted payload by batch, so the
+// bound is enforced without reading entries back.
+type uncommittedQueue struct {
+	batches []uncommittedBatch
+	head    int
+	total   uint64
+}
+
+type uncommittedBatch struct {
+	last  pb.Index
+	bytes uint64
+}
+
+// admit reports whether size more bytes fit; a lone batch always fits, so
+// a large entry cannot be refused forever.
+func (q *uncommittedQueue) admit(size, limit uint64) bool {
+	return q.total == 0 || q.total+size <= limit
+}
+
+func (q *uncommittedQueue) push(last pb.Index, size uint64) {
+	q.batches = append(q.batches, uncommittedBatch{last: last, bytes: size})
+	q.total += size
+}
+
+func (q *uncommittedQueue) release(committed pb.Index) {
+	for q.head < len(q.batches) && q.batches[q.head].last <= committed {
+		q.total -= q.batches[q.head].bytes
+		q.head++
+	}
+	if q.head == len(q.batches) {
+		q.batches, q.head = q.batches[:0], 0
+	} else if q.head > 1024 && q.head > len(q.batches)/2 {
+		q.batches = append(q.batches[:0], q.batches[q.head:]...)
+		q.head = 0
+	}
+}
+
+func (q *uncommittedQueue) reset() { q.batches, q.head, q.total = q.batches[:0], 0, 0 }
