@@ -13,7 +13,12 @@ import (
 // the logs agree (Log Matching) and a member that joins later learns the
 // configuration by replication like any other entry.
 func Bootstrap(voters []pb.NodeID) (pb.HardState, []pb.Entry, error) {
-	t, err := confchange.Enter(pb.ConfState{}, confchange.Target{Voters: voters})
+	return BootstrapConf(confchange.Target{Voters: voters})
+}
+
+// BootstrapConf is Bootstrap with learners and a configuration Context.
+func BootstrapConf(target confchange.Target) (pb.HardState, []pb.Entry, error) {
+	t, err := confchange.Enter(pb.ConfState{}, target)
 	if err != nil {
 		return pb.HardState{}, nil, fmt.Errorf("raft: bootstrap: %w", err)
 	}

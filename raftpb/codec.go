@@ -178,7 +178,8 @@ func (d *decoder) end() {
 func appendConf(b []byte, c ConfState) []byte {
 	b = putIDs(b, c.Voters)
 	b = putIDs(b, c.VotersOutgoing)
-	return putIDs(b, c.Learners)
+	b = putIDs(b, c.Learners)
+	return putBytes(b, c.Context)
 }
 
 func (d *decoder) conf() ConfState {
@@ -186,6 +187,7 @@ func (d *decoder) conf() ConfState {
 	c.Voters = d.ids("voters")
 	c.VotersOutgoing = d.ids("outgoing voters")
 	c.Learners = d.ids("learners")
+	c.Context = d.bytes("conf context", false)
 	return c
 }
 
@@ -270,7 +272,7 @@ func MessageSize(m *Message) int {
 		n += 3*binary.MaxVarintLen64 + 1 + len(m.Entries[i].Data)
 	}
 	if m.Snapshot != nil {
-		n += 5*binary.MaxVarintLen64 + binary.MaxVarintLen64*(len(m.Snapshot.Conf.Voters)+
+		n += 6*binary.MaxVarintLen64 + len(m.Snapshot.Conf.Context) + binary.MaxVarintLen64*(len(m.Snapshot.Conf.Voters)+
 			len(m.Snapshot.Conf.VotersOutgoing)+len(m.Snapshot.Conf.Learners))
 	}
 	return n

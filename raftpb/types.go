@@ -79,6 +79,9 @@ type ConfState struct {
 	Voters         []NodeID
 	VotersOutgoing []NodeID
 	Learners       []NodeID
+	// Context is opaque to the core and travels with the configuration, in
+	// the log and in snapshots: the runtime keeps members' addresses there.
+	Context []byte
 }
 
 // Joint reports whether the configuration is C_old,new.

@@ -30,6 +30,8 @@ var ErrJoint = errors.New("confchange: a membership change is already in progres
 type Target struct {
 	Voters   []pb.NodeID
 	Learners []pb.NodeID
+	// Context becomes the configuration's Context (members' addresses).
+	Context []byte
 }
 
 func normalise(ids []pb.NodeID) []pb.NodeID {
@@ -67,7 +69,7 @@ func Enter(cur pb.ConfState, t Target) (pb.ConfState, error) {
 	if cur.Joint() {
 		return pb.ConfState{}, ErrJoint
 	}
-	next := pb.ConfState{Voters: normalise(t.Voters), Learners: normalise(t.Learners)}
+	next := pb.ConfState{Voters: normalise(t.Voters), Learners: normalise(t.Learners), Context: t.Context}
 	if err := Validate(next); err != nil {
 		return pb.ConfState{}, err
 	}
@@ -82,7 +84,7 @@ func Leave(cur pb.ConfState) (pb.ConfState, error) {
 	if !cur.Joint() {
 		return pb.ConfState{}, fmt.Errorf("%w: leave of a configuration that is not joint", ErrInvalid)
 	}
-	return pb.ConfState{Voters: slices.Clone(cur.Voters), Learners: slices.Clone(cur.Learners)}, nil
+	return pb.ConfState{Voters: slices.Clone(cur.Voters), Learners: slices.Clone(cur.Learners), Context: cur.Context}, nil
 }
 
 // AddLearner returns the target that adds id as a learner.
@@ -90,7 +92,7 @@ func AddLearner(cur pb.ConfState, id pb.NodeID) (Target, error) {
 	if cur.Contains(id) {
 		return Target{}, fmt.Errorf("%w: %d is already a member", ErrInvalid, id)
 	}
-	return Target{Voters: cur.Voters, Learners: append(slices.Clone(cur.Learners), id)}, nil
+	return Target{Voters: cur.Voters, Learners: append(slices.Clone(cur.Learners), id), Context: cur.Context}, nil
 }
 
 // AddVoter returns the target that adds id (new, or a learner) as a voter.
@@ -99,7 +101,7 @@ func AddVoter(cur pb.ConfState, id pb.NodeID) (Target, error) {
 		return Target{}, fmt.Errorf("%w: %d is already a voter", ErrInvalid, id)
 	}
 	learners := slices.DeleteFunc(slices.Clone(cur.Learners), func(x pb.NodeID) bool { return x == id })
-	return Target{Voters: append(slices.Clone(cur.Voters), id), Learners: learners}, nil
+	return Target{Voters: append(slices.Clone(cur.Voters), id), Learners: learners, Context: cur.Context}, nil
 }
 
 // Remove returns the target without id.
@@ -111,6 +113,7 @@ func Remove(cur pb.ConfState, id pb.NodeID) (Target, error) {
 	return Target{
 		Voters:   slices.DeleteFunc(slices.Clone(cur.Voters), drop),
 		Learners: slices.DeleteFunc(slices.Clone(cur.Learners), drop),
+		Context:  cur.Context,
 	}, nil
 }
 
@@ -121,5 +124,6 @@ func SetVoters(cur pb.ConfState, voters []pb.NodeID) Target {
 	return Target{
 		Voters:   slices.Clone(voters),
 		Learners: slices.DeleteFunc(slices.Clone(cur.Learners), in),
+		Context:  cur.Context,
 	}
 }
