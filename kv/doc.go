@@ -1,0 +1,53 @@
+// Package kv is the replicated state machine behind raftkv's HTTP API: an
+// ordered map from key to (value, revision) with conditional writes,
+// appends, deletes, an exactly-once session table and a streaming,
+// checksummed snapshot format.
+//
+// The node runtime drives a Store through four methods, without kv importing
+// node: Apply(index, cmd) for each committed command in log order,
+// Snapshot() for a point-in-time view to write out, Restore(r) to replace
+// the state from such a stream, and AppliedIndex(). Commands are proposed
+// in the binary encoding of EncodeCommand; the server validates them first
+// with Config.Validate so that a request that can only fail is refused
+// without a round through the log.
+//
+// # Invariants
+//
+//   - Determinism. A Result and the state after it depend only on the state
+//     before, the command bytes, its index and the Config: no clock, no
+//     randomness, no map iteration. Every replica with the same Config that
+//     applies the same log has the same Hash at every index. A malformed
+//     command or one over a limit is rejected alike everywhere (and changes
+//     nothing); a broken caller (an index out of order) panics rather than
+//     let the replica diverge.
+//   - A key's revision is the log index of its last change (put, append).
+//     A deleted key has no revision; recreating it starts afresh.
+//   - Exactly once. A command with an idempotency key already in the table
+//     returns the first attempt's Result (same Index) and changes nothing.
+//     Entries are forgotten by log position: a session recorded at index i
+//     is gone once an Apply reaches i+SessionWindow, and at MaxSessions the
+//     oldest is dropped first. Rejections by Config.Validate are not
+//     recorded: the same bytes are rejected the same way at any index.
+//   - A stored value is never written after it is stored (append makes a
+//     new slice). That is what lets snapshots and readers share values with
+//     later Applies without copying.
+//
+// # Snapshots
+//
+// Snapshot clones the B-trees copy-on-write (github.com/google/btree, chosen
+// for its O(1) lazy Clone), so it costs O(1) and the view it returns can be
+// written from another goroutine while Apply continues. The stream is
+// written and read through bufio, never held whole in memory, and ends with
+// a CRC32C. Restore builds the new state aside, verifies the checksum and
+// every ordering invariant, and swaps it in only then: a corrupt stream
+// returns an error wrapping ErrCorrupt and leaves the state as it was.
+//
+// # Concurrency
+//
+// Apply, Snapshot and Restore are meant for the one apply goroutine, though
+// they lock and so are safe anywhere. Get, List, Len, Sessions,
+// AppliedIndex and Hash are safe from any goroutine concurrently with them:
+// a sync.RWMutex guards the trees, Applies take it for writing and reads for
+// reading. Slices returned by Get and List are shared and must not be
+// modified. A snapshot view's WriteTo may run concurrently with anything.
+package kv
