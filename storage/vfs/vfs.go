@@ -1,0 +1,49 @@
+package vfs
+
+import (
+	"errors"
+	"io"
+	"os"
+)
+
+// FS is the file system the storage package runs on. Names are slash or
+// OS separated paths; directories must exist before files are created in them.
+type FS interface {
+	// Create creates or truncates name for reading and writing.
+	Create(name string) (File, error)
+	// OpenFile opens name with os.O_* flags (O_RDONLY, O_WRONLY, O_RDWR,
+	// O_CREATE, O_EXCL, O_TRUNC, O_APPEND are honoured).
+	OpenFile(name string, flag int, perm os.FileMode) (File, error)
+	// Open opens name read-only.
+	Open(name string) (File, error)
+	Rename(oldname, newname string) error
+	Remove(name string) error
+	MkdirAll(dir string, perm os.FileMode) error
+	// ReadDir returns the names (not paths) of the entries of dir, sorted.
+	ReadDir(dir string) ([]string, error)
+	Stat(name string) (os.FileInfo, error)
+	// Lock takes an exclusive lock on dir, held until the Closer is closed
+	// or the process dies. A second Lock of a locked dir fails with an error
+	// wrapping ErrLocked, even from the same process.
+	Lock(dir string) (io.Closer, error)
+	// SyncDir makes creates, renames and removes in dir durable.
+	SyncDir(dir string) error
+}
+
+// File is an open file. Write writes at the file offset (at the end when
+// opened with O_APPEND); ReadAt does not move it.
+type File interface {
+	io.Writer
+	io.ReaderAt
+	io.Closer
+	// Sync makes the file's data and size durable (fdatasync).
+	Sync() error
+	Truncate(size int64) error
+	Stat() (os.FileInfo, error)
+}
+
+// ErrLocked is wrapped by Lock when another holder has the directory.
+var ErrLocked = errors.New("vfs: directory is locked by another process or handle")
+
+// LockFileName is the name of the file Lock creates in the locked directory.
+const LockFileName = "LOCK"

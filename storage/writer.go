@@ -1,0 +1,124 @@
+package storage
+
+import (
+	"fmt"
+
+	"github.com/raftkv/raftkv/storage/vfs"
+)
+
+// writer turns batches into file writes. Only the goroutine that set
+// Log.syncing uses it, without holding Log.mu.
+type writer struct {
+	fs   vfs.FS
+	dir  string
+	seq  uint32   // segment being appended to
+	f    vfs.File // its handle (shared with readers, who only ReadAt)
+	off  int64    // bytes in it
+	seal []byte
+}
+
+// writeBatch writes the chunks in order with one write call per chunk,
+// makes them durable with one fdatasync, then removes compacted segments.
+func (w *writer) writeBatch(b *batch) error {
+	for i := range b.chunks {
+		c := &b.chunks[i]
+		var err error
+		if c.create {
+			err = w.startSegment(c)
+		} else {
+			err = w.write(c.data)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if len(b.chunks) > 0 {
+		if err := w.f.Sync(); err != nil {
+			return fmt.Errorf("sync segment %d: %w", w.seq, err)
+		}
+	}
+	return w.removeSegments(b.remove)
+}
+
+func (w *writer) write(data []byte) error {
+	n, err := w.f.Write(data)
+	w.off += int64(n)
+	if err != nil {
+		return fmt.Errorf("write segment %d at %d: %w", w.seq, w.off, err)
+	}
+	return nil
+}
+
+// startSegment creates the segment of c. Recovery tolerates a torn tail
+// only in the last segment, so the current one is made durable before its
+// successor exists; the successor appears whole (written to a temporary
+// name, synced, renamed, directory synced). Then the old segment is sealed:
+// a sealed segment without a successor tells recovery that the newest
+// segment was lost.
+func (w *writer) startSegment(c *chunk) error {
+	if err := w.f.Sync(); err != nil {
+		return fmt.Errorf("sync segment %d: %w", w.seq, err)
+	}
+	f, err := createWhole(w.fs, c.seg.path, c.data)
+	if err != nil {
+		return err
+	}
+	w.seal = appendRecord(w.seal[:0], recSeal, recordPos(w.seq, w.off), appendSeal(nil, c.seg.seq))
+	if err := w.write(w.seal); err != nil {
+		f.Close()
+		return err
+	}
+	if err := w.f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("sync segment %d: %w", w.seq, err)
+	}
+	c.file = f
+	w.seq, w.f, w.off = c.seg.seq, f, int64(len(c.data))
+	return nil
+}
+
+// createWhole creates path holding data, durably and atomically: after a
+// crash the file is either absent or complete. The handle stays open.
+func createWhole(fs vfs.FS, path string, data []byte) (vfs.File, error) {
+	tmp := path + tmpSuffix
+	f, err := fs.Create(tmp)
+	if err != nil {
+		return nil, fmt.Errorf("create %s: %w", tmp, err)
+	}
+	err = writeSync(f, data)
+	if err == nil {
+		err = fs.Rename(tmp, path)
+	}
+	if err == nil {
+		err = fs.SyncDir(dirOf(path))
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("create %s: %w", path, err)
+	}
+	return f, nil
+}
+
+func writeSync(f vfs.File, data []byte) error {
+	if _, err := f.Write(data); err != nil {
+		return err
+	}
+	return f.Sync()
+}
+
+// removeSegments deletes compacted segments oldest first, then syncs the
+// directory once.
+func (w *writer) removeSegments(segs []*segment) error {
+	if len(segs) == 0 {
+		return nil
+	}
+	for _, s := range segs {
+		if err := w.fs.Remove(s.path); err != nil {
+			return fmt.Errorf("remove compacted segment: %w", err)
+		}
+	}
+	if err := w.fs.SyncDir(w.dir); err != nil {
+		return fmt.Errorf("sync dir after removing segments: %w", err)
+	}
+	return nil
+}
