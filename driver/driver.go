@@ -19,6 +19,11 @@ import (
 // driver writes to it.
 type LogStore interface {
 	raft.Storage
+	Saver
+}
+
+// Saver is the write side of the log.
+type Saver interface {
 	// Save writes (possibly buffered) a hard state (zero: unchanged), an
 	// installed snapshot (nil: none; it resets the log) and entries that
 	// replace any stored suffix from ents[0].Index.
@@ -65,7 +70,7 @@ func Handle(core *raft.Raft, store LogStore, out Sender, ap Applier) (raft.Ready
 }
 
 // Persist writes and syncs what rd asks to be durable.
-func Persist(store LogStore, rd *raft.Ready) error {
+func Persist(store Saver, rd *raft.Ready) error {
 	var hs pb.HardState
 	if rd.HardStateChanged {
 		hs = rd.HardState

@@ -1,14 +1,22 @@
 package raft
 
 import (
+	"math"
+
 	"github.com/raftkv/raftkv/raft/quorum"
 	pb "github.com/raftkv/raftkv/raftpb"
 )
 
+// maxTerm is the largest term; campaigning past it would wrap around.
+const maxTerm = pb.Term(math.MaxUint64)
+
 // campaign starts an election (§5.2), first as a PreVote round unless
 // transfer is set (a leader handing over asked for it) or PreVote is off.
 func (r *Raft) campaign(transfer bool) {
-	if !r.promotable() {
+	if !r.promotable() || r.term == maxTerm {
+		// At the largest term there is no next one to campaign in; only a
+		// forged message can bring a server here, and wrapping to term 0
+		// would break "terms only increase".
 		return
 	}
 	if !transfer && !r.cfg.DisablePreVote {

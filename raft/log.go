@@ -222,7 +222,8 @@ func (l *raftLog) slice(lo, hi pb.Index, maxBytes uint64) ([]pb.Entry, error) {
 // nextUnstable returns the entries not yet handed out for persistence.
 func (l *raftLog) nextUnstable() []pb.Entry {
 	u := &l.unstable
-	return u.entries[u.offsetInProgress-u.offset:]
+	n := len(u.entries)
+	return u.entries[u.offsetInProgress-u.offset : n : n] // capped: a caller's append must copy
 }
 
 // nextCommitted returns committed entries not yet handed out, limited to

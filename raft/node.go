@@ -31,7 +31,10 @@ func (r *Raft) Ready() Ready {
 	r.nextReadyID++
 	rd := Ready{ID: r.nextReadyID, HardState: r.hardState()}
 	if ss := r.softState(); ss != r.prevSoft {
-		rd.SoftState = &ss
+		// Allocated only when it changed (taking &ss would move ss to the
+		// heap on every Ready).
+		rd.SoftState = new(SoftState)
+		*rd.SoftState = ss
 		r.prevSoft = ss
 	}
 	rd.HardStateChanged = rd.HardState != r.prevHard
@@ -76,6 +79,20 @@ func (r *Raft) Ready() Ready {
 func (r *Raft) splitMessages(rd *Ready) {
 	hs := rd.HardState
 	termDurable := hs.Term == r.durableHard.Term && hs.Vote == r.durableHard.Vote
+	after := 0
+	for i := range r.msgs {
+		if !termDurable || r.msgs[i].Type == pb.MsgAppendEntriesResp {
+			after++
+		}
+	}
+	// The Ready owns its slices (the runtime may keep them); r.msgs is a
+	// buffer reused across Readys.
+	if now := len(r.msgs) - after; now > 0 {
+		rd.Messages = make([]pb.Message, 0, now)
+	}
+	if after > 0 {
+		rd.MessagesAfterPersist = make([]pb.Message, 0, after)
+	}
 	for _, m := range r.msgs {
 		if !termDurable || m.Type == pb.MsgAppendEntriesResp {
 			rd.MessagesAfterPersist = append(rd.MessagesAfterPersist, m)
@@ -83,7 +100,8 @@ func (r *Raft) splitMessages(rd *Ready) {
 			rd.Messages = append(rd.Messages, m)
 		}
 	}
-	r.msgs = nil
+	clear(r.msgs) // drop references to entries and contexts
+	r.msgs = r.msgs[:0]
 }
 
 // Advance acknowledges that rd has been handled as the Ready type
@@ -97,10 +115,9 @@ func (r *Raft) Advance(rd Ready) error {
 		return fmt.Errorf("%w: got Ready %d, want %d", ErrReadyOrder, rd.ID, want)
 	}
 	rec := r.outstanding[0]
-	r.outstanding = r.outstanding[1:]
-	if len(r.outstanding) == 0 {
-		r.outstanding = r.outstanding[:0:0]
-	}
+	// Shift rather than reslice, so the buffer keeps its capacity.
+	n := copy(r.outstanding, r.outstanding[1:])
+	r.outstanding = r.outstanding[:n]
 	if rec.snapIndex > 0 {
 		r.log.stableSnapTo(rec.snapIndex)
 	}

@@ -46,6 +46,8 @@ type Raft struct {
 	reads         readIndexState
 
 	msgs []pb.Message
+	// proposeBuf is reused by Propose to build entries.
+	proposeBuf []pb.Entry
 	// readStates wait to be handed out in the next Ready.
 	readStates []ReadState
 
@@ -93,11 +95,15 @@ func New(c Config) (*Raft, error) {
 		rand: rand.New(rand.NewPCG(cfg.Seed, uint64(cfg.ID))),
 	}
 	if hs.Commit != 0 {
-		if hs.Commit < lg.committed || hs.Commit > lg.lastIndex() {
-			return nil, fmt.Errorf("raft: hard state commit %d outside log [%d, %d]",
-				hs.Commit, lg.committed, lg.lastIndex())
+		if hs.Commit > lg.lastIndex() {
+			return nil, fmt.Errorf("raft: hard state commit %d past the log's last index %d",
+				hs.Commit, lg.lastIndex())
 		}
-		lg.committed = hs.Commit
+		// The commit index may lag the snapshot: only a term or vote change
+		// makes the hard state durable at once, while a snapshot is written
+		// when the application takes it. A snapshot holds only committed
+		// entries, so the later of the two is the commit index.
+		lg.committed = max(lg.committed, hs.Commit)
 	}
 	r.term, r.vote = hs.Term, hs.Vote
 	if cfg.Applied > 0 {
@@ -157,8 +163,18 @@ func (r *Raft) ID() pb.NodeID { return r.id }
 func (r *Raft) conf() pb.ConfState { return r.confs[len(r.confs)-1].conf }
 
 // promotable reports whether this server may campaign: it votes in the
-// configuration in force.
-func (r *Raft) promotable() bool { return r.trk.Voters.Contains(r.id) }
+// configuration in force, or in the last committed one while a later one
+// that leaves it out is pending. Such a server may still be needed to elect
+// a leader until that configuration commits (dissertation §4.2.2); it does
+// not count its own vote then (the tally counts members only).
+func (r *Raft) promotable() bool {
+	for i := range r.confs {
+		if r.confs[i].conf.IsVoter(r.id) {
+			return true
+		}
+	}
+	return false
+}
 
 func (r *Raft) resetRandomizedElection() {
 	r.randomizedElection = r.cfg.ElectionTicks + r.rand.IntN(r.cfg.ElectionTicks)
@@ -184,6 +200,9 @@ func (r *Raft) reset(term pb.Term) {
 		*pr = *tracker.NewProgress(last+1, r.cfg.MaxInflightMsgs, r.cfg.MaxInflightBytes, learner)
 		if id == r.id {
 			pr.Match = r.stableLastIndex()
+			// A leader always counts itself as active for CheckQuorum;
+			// the periodic reset in tickLeader skips it.
+			pr.RecentActive = true
 		}
 	})
 }
@@ -232,8 +251,12 @@ func (r *Raft) becomeLeader() {
 	r.reset(r.term)
 	r.lead = r.id
 	r.role = Leader
-	r.trk.Progress[r.id].BecomeReplicate()
-	r.trk.Progress[r.id].Match = r.stableLastIndex()
+	// A leader outside its latest configuration has no progress of its own
+	// (§4.2.2: it manages a cluster that does not include it).
+	if pr := r.trk.Progress[r.id]; pr != nil {
+		pr.BecomeReplicate()
+		pr.Match = r.stableLastIndex()
+	}
 	// A leader appends a no-op of its term at once: earlier entries commit
 	// only indirectly through it (§5.4.2, Figure 8), and ReadIndex waits
 	// for it (§8).
@@ -248,11 +271,9 @@ func (r *Raft) Tick() {
 		return
 	}
 	r.electionElapsed++
-	if r.role == Follower || r.role == Candidate || r.role == PreCandidate {
-		if r.promotable() && r.electionElapsed >= r.randomizedElection {
-			r.electionElapsed = 0
-			r.campaign(false)
-		}
+	if r.promotable() && r.electionElapsed >= r.randomizedElection {
+		r.electionElapsed = 0
+		r.campaign(false)
 	}
 }
 
@@ -387,9 +408,9 @@ func (r *Raft) handleVoteRequest(m pb.Message) {
 	if m.Type == pb.MsgPreVote {
 		resp = pb.MsgPreVoteResp
 	}
-	if r.role == Removed {
-		return // a removed server takes no part (API contract)
-	}
+	// Every server answers, member or not, learner or voter: the candidate's
+	// configuration may count it even where ours does not (§4.2.2, servers
+	// process requests without consulting their configurations).
 	canVote := r.vote == m.From ||
 		(r.vote == pb.None && r.lead == pb.None) ||
 		(m.Type == pb.MsgPreVote && m.Term > r.term)

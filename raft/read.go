@@ -79,13 +79,19 @@ func (r *Raft) leaseHeld() bool {
 	})
 }
 
+// soleVoter reports whether this leader is a quorum by itself: the one
+// voter of its configuration. A leader outside its configuration (it is
+// removing itself, §4.2.2) is not, even when that configuration has one
+// voter: that voter may already lead a later term.
+func (r *Raft) soleVoter() bool { return r.trk.IsSingleton() && r.trk.Voters.Contains(r.id) }
+
 func (r *Raft) committedInTerm() bool { return r.log.termOrZero(r.log.committed) == r.term }
 
 func (r *Raft) leaderReadIndex(req readRequest) error {
 	if r.reads.count >= MaxPendingReads {
 		return ErrProposalDropped
 	}
-	if r.trk.IsSingleton() && r.committedInTerm() {
+	if r.soleVoter() && r.committedInTerm() {
 		r.releaseRead(readRequest{ctx: req.ctx, from: req.from, index: r.log.committed})
 		return nil
 	}
@@ -104,7 +110,7 @@ func (r *Raft) flushReads() {
 	for i := range r.reads.pending {
 		r.reads.pending[i].index = r.log.committed
 	}
-	if r.trk.IsSingleton() {
+	if r.soleVoter() {
 		for _, req := range r.reads.pending {
 			r.releaseRead(req)
 		}

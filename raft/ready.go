@@ -12,8 +12,10 @@ const (
 	Leader
 	// Learner receives the log but neither votes nor counts for commitment.
 	Learner
-	// Removed is a server that found itself outside the configuration: it
-	// neither campaigns nor votes (§6).
+	// Removed is a server outside the configuration in force. It still
+	// answers votes, and campaigns while a pending configuration that
+	// leaves it out has not committed (dissertation §4.2.2); once that
+	// configuration commits it stays passive.
 	Removed
 )
 

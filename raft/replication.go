@@ -19,11 +19,16 @@ func (r *Raft) Propose(data ...[]byte) (pb.Index, pb.Term, error) {
 		return 0, 0, nil
 	}
 	var size uint64
-	ents := make([]pb.Entry, len(data))
+	// The log copies the entries, so one buffer serves every proposal.
+	ents := r.proposeBuf[:0]
 	for i := range data {
-		ents[i].Data = data[i]
+		ents = append(ents, pb.Entry{Data: data[i]})
 		size += ents[i].Size()
 	}
+	defer func() {
+		clear(ents) // keep no payload alive
+		r.proposeBuf = ents[:0]
+	}()
 	if !r.uncommitted.admit(size, r.cfg.MaxUncommittedBytes) {
 		return 0, 0, ErrProposalDropped
 	}
@@ -119,6 +124,18 @@ func (r *Raft) sendAppend(to pb.NodeID, sendIfEmpty bool) bool {
 	return true
 }
 
+// sendEmptyAppend sends an AppendEntries without entries at the follower's
+// Next-1, whatever the inflight window; it adds nothing to the window.
+func (r *Raft) sendEmptyAppend(to pb.NodeID, pr *tracker.Progress) {
+	prev := pr.Next - 1
+	prevTerm, err := r.log.term(prev)
+	if err != nil {
+		return // compacted: the follower will need a snapshot, sent on the normal path
+	}
+	r.send(pb.Message{To: to, Type: pb.MsgAppendEntries, Index: prev, LogTerm: prevTerm, Commit: r.log.committed})
+	pr.SentCommit = max(pr.SentCommit, r.log.committed)
+}
+
 func (r *Raft) sendSnapshot(to pb.NodeID, pr *tracker.Progress) bool {
 	if !pr.RecentActive {
 		return false // no point streaming a snapshot to a server that is down
@@ -173,6 +190,13 @@ func (r *Raft) markActive(pr *tracker.Progress) {
 
 func (r *Raft) handleAppendResponse(m pb.Message, pr *tracker.Progress) {
 	r.markActive(pr)
+	if m.Index > r.log.lastIndex() {
+		// A leader never sends past its last index, and within its term its
+		// log only grows: no correct follower acknowledges or rejects more.
+		// Taking it would set Match or Next past the log (and commit or read
+		// entries that do not exist).
+		return
+	}
 	if m.Reject {
 		if m.Index == 0 {
 			return // a newer term was announced, handled by stepTerm
@@ -220,8 +244,12 @@ func (r *Raft) handleAppendResponse(m pb.Message, pr *tracker.Progress) {
 func (r *Raft) handleHeartbeatResponse(m pb.Message, pr *tracker.Progress) {
 	r.markActive(pr)
 	pr.ProbeSent = false
-	if pr.Match < r.log.lastIndex() {
-		r.sendAppend(m.From, false)
+	if pr.Match < r.log.lastIndex() && !r.sendAppend(m.From, false) && pr.State == tracker.StateReplicate {
+		// Nothing new to send, yet the follower has not acknowledged all
+		// that was sent: an AppendEntries may have been lost, and nothing
+		// else would ever resend it. An empty one at Next-1 makes the
+		// follower reject it if so, and the rejection falls back to probing.
+		r.sendEmptyAppend(m.From, pr)
 	}
 	if len(m.Context) > 0 {
 		r.readAck(m.From, m.Context)

@@ -85,7 +85,9 @@ func (s *MemoryStorage) Entries(lo, hi pb.Index, maxBytes uint64) ([]pb.Entry, e
 	if hi > s.LastIndex()+1 {
 		return nil, fmt.Errorf("%w: entries [%d,%d) past last index %d", ErrUnavailable, lo, hi, s.LastIndex())
 	}
-	ents := s.ents[lo-off : hi-off]
+	// Capped, so that a caller appending to the result cannot write into
+	// the storage's spare capacity.
+	ents := s.ents[lo-off : hi-off : hi-off]
 	return limitSize(ents, maxBytes), nil
 }
 
@@ -110,6 +112,14 @@ func (s *MemoryStorage) Append(ents []pb.Entry) error {
 	if at > pb.Index(len(s.ents)) {
 		return fmt.Errorf("raft: append at %d leaves a gap after last index %d", ents[0].Index, s.LastIndex())
 	}
+	if at == pb.Index(len(s.ents)) {
+		// The common case, a plain append: amortised growth. Slices
+		// handed out by Entries end at or before len, so they never see it.
+		s.ents = append(s.ents, ents...)
+		return nil
+	}
+	// Replacing a suffix: build a new array so that slices already handed
+	// out keep the entries they were given.
 	s.ents = append(s.ents[:at:at], ents...)
 	return nil
 }

@@ -77,3 +77,11 @@ func (r *Raft) ReportSnapshot(id pb.NodeID, ok bool) {
 	pr.BecomeProbe()
 	pr.ProbeSent = true // wait for a heartbeat answer before probing
 }
+
+// StepDown makes a leader a follower at once, without a new term: the
+// runtime uses it when it can no longer serve (a stalled disk).
+func (r *Raft) StepDown() {
+	if r.role == Leader {
+		r.becomeFollower(r.term, pb.None)
+	}
+}

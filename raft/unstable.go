@@ -65,10 +65,10 @@ func (u *unstable) stableTo(i pb.Index, t pb.Term) {
 		return
 	}
 	n := int(i + 1 - u.offset)
+	// Keep the rest of the backing array: appends go past everything ever
+	// handed out, so Readys still being applied are never overwritten, and
+	// the array goes once an append outgrows it.
 	u.entries = u.entries[n:]
-	if len(u.entries) == 0 {
-		u.entries = nil // let the backing array go
-	}
 	u.offset = i + 1
 	u.offsetInProgress = max(u.offsetInProgress, u.offset)
 }

@@ -1,0 +1,111 @@
+package raft_test
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/raftkv/raftkv/raft"
+	pb "github.com/raftkv/raftkv/raftpb"
+)
+
+func totalSent(c *cluster) int {
+	n := 0
+	for _, v := range c.sent {
+		n += v
+	}
+	return n
+}
+
+// TestElectionMessageCount shows that electing a leader in a healthy
+// 3-member cluster, and committing its no-op, takes at most 30 messages.
+func TestElectionMessageCount(t *testing.T) {
+	c := newCluster(t, 3, nil)
+	c.waitLeader()
+	if n := totalSent(c); n > 30 {
+		t.Fatalf("election took %d messages: %v", n, c.sent)
+	}
+	t.Logf("election took %d messages: %v", totalSent(c), c.sent)
+}
+
+// TestIdleHeartbeats shows that an idle 3-member cluster sends at most one
+// heartbeat per follower per heartbeat interval, and nothing else but the
+// answers.
+func TestIdleHeartbeats(t *testing.T) {
+	for _, hb := range []int{1, 3} {
+		c := newCluster(t, 3, func(cfg *raft.Config) { cfg.HeartbeatTicks = hb })
+		lead := c.waitLeader()
+		c.one("x", 3, 10*electionTicks)
+		c.tick(hb) // let the last commit index reach everyone
+		c.resetCounters()
+		const ticks = 300
+		c.tick(ticks)
+		intervals := ticks / hb
+		for _, id := range c.ids {
+			if id == lead {
+				continue
+			}
+			if n := c.sentTo[id][pb.MsgHeartbeat]; n > intervals || n < intervals-1 {
+				t.Fatalf("heartbeat every %d ticks: %d got %d heartbeats in %d intervals", hb, id, n, intervals)
+			}
+		}
+		if n, hbs := totalSent(c), c.sent[pb.MsgHeartbeat]+c.sent[pb.MsgHeartbeatResp]; n != hbs {
+			t.Fatalf("heartbeat every %d ticks: idle cluster sent %v", hb, c.sent)
+		}
+	}
+}
+
+// TestProposalBurstBatches shows that 1000 proposals made between two Readys
+// reach each follower in O(1) AppendEntries (at most 3: the entries, the
+// commit index, and slack), not one per proposal.
+func TestProposalBurstBatches(t *testing.T) {
+	c := newCluster(t, 3, nil)
+	lead := c.waitLeader()
+	c.one("x", 3, 10*electionTicks)
+	c.tick(1)
+	c.resetCounters()
+	for i := 0; i < 1000; i++ {
+		c.propose(lead, cmdN("burst", i))
+	}
+	c.drive()
+	c.tick(1)
+	for _, id := range c.ids {
+		if n := len(c.commands(id)); n != 1001 {
+			t.Fatalf("member %d applied %d commands", id, n)
+		}
+		if id == lead {
+			continue
+		}
+		if n := c.sentTo[id][pb.MsgAppendEntries]; n > 3 {
+			t.Fatalf("follower %d got %d AppendEntries for a burst of 1000 proposals", id, n)
+		}
+	}
+}
+
+// TestLargeEntriesSentOnce shows that 10 entries of 5000 bytes, proposed one
+// per tick, cost each follower no more than one copy of each entry's data
+// plus 10% in AppendEntries.
+func TestLargeEntriesSentOnce(t *testing.T) {
+	c := newCluster(t, 3, nil)
+	lead := c.waitLeader()
+	c.one("x", 3, 10*electionTicks)
+	c.resetCounters()
+	const n, size = 10, 5000
+	for i := 0; i < n; i++ {
+		if _, _, err := c.cores[lead].Propose(bytes.Repeat([]byte{byte(i)}, size)); err != nil {
+			t.Fatal(err)
+		}
+		c.tick(1)
+	}
+	c.tick(3)
+	for _, id := range c.ids {
+		if got := len(*c.applied[id]); got != int(c.cores[lead].Committed()) {
+			t.Fatalf("member %d applied %d entries, commit is %d", id, got, c.cores[lead].Committed())
+		}
+		if id == lead {
+			continue
+		}
+		if b := c.entryBytes[id]; b > n*size*11/10 {
+			t.Fatalf("follower %d received %d bytes of entry data for %d", id, b, n*size)
+		}
+	}
+}

@@ -1,0 +1,38 @@
+package raft_test
+
+import (
+	"testing"
+
+	"github.com/raftkv/raftkv/raft"
+	pb "github.com/raftkv/raftkv/raftpb"
+)
+
+// TestNewWithCommitBehindSnapshot pins the bug simulation seed 59 found: a
+// server whose durable snapshot is newer than the commit index of its
+// durable hard state (commit-only changes are not synced at once, the
+// snapshot is written when the application takes it) refused to restart.
+// A snapshot holds only committed entries, so its index is committed.
+func TestNewWithCommitBehindSnapshot(t *testing.T) {
+	st := raft.NewMemoryStorage()
+	_, ents, err := raft.Bootstrap([]pb.NodeID{1, 2, 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := pb.Index(2); i <= 8; i++ {
+		ents = append(ents, pb.Entry{Index: i, Term: 2})
+	}
+	if err := st.Append(ents); err != nil {
+		t.Fatal(err)
+	}
+	st.SetHardState(pb.HardState{Term: 2, Vote: 1, Commit: 3})
+	if err := st.CreateSnapshot(6, pb.ConfState{Voters: []pb.NodeID{1, 2, 3}}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := raft.New(raft.Config{ID: 1, Storage: st, Applied: 6})
+	if err != nil {
+		t.Fatalf("restart with commit 3 behind snapshot 6: %v", err)
+	}
+	if got := r.Committed(); got != 6 {
+		t.Fatalf("commit %d after restart, want 6 (the snapshot's index)", got)
+	}
+}
