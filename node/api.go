@@ -1,0 +1,415 @@
+package node
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/raftkv/raftkv/raft"
+	"github.com/raftkv/raftkv/raft/confchange"
+	pb "github.com/raftkv/raftkv/raftpb"
+)
+
+// Propose replicates cmd and returns the FSM's result once it is applied
+// on this member. Errors: *NotLeaderError, ErrBusy, ErrTransferring,
+// ErrStopped (none of these applied anything) or ErrUnknownOutcome.
+func (n *Node) Propose(ctx context.Context, cmd []byte) (any, error) {
+	p := &proposal{data: cmd, done: make(chan outcome, 1)}
+	select {
+	case n.propc <- p:
+	case <-n.stopc:
+		return nil, ErrStopped
+	default:
+		return nil, ErrBusy
+	}
+	select {
+	case o := <-p.done:
+		return o.val, o.err
+	case <-n.stopc:
+		select {
+		case o := <-p.done:
+			return o.val, o.err
+		case <-n.done:
+			select {
+			case o := <-p.done:
+				return o.val, o.err
+			default:
+			}
+		}
+		if p.state.CompareAndSwap(proposalWaiting, proposalAbandoned) {
+			return nil, ErrStopped
+		}
+		return nil, ErrUnknownOutcome
+	case <-ctx.Done():
+		if p.state.CompareAndSwap(proposalWaiting, proposalAbandoned) {
+			return nil, fmt.Errorf("node: proposal not sent: %w", ctx.Err())
+		}
+		return nil, fmt.Errorf("%w: %w", ErrUnknownOutcome, ctx.Err())
+	}
+}
+
+// propose runs in the run goroutine: it takes p and whatever else is
+// queued, up to MaxProposalBatch, and appends them as one batch.
+func (n *Node) propose(first *proposal) {
+	batch := make([]*proposal, 0, 16)
+	take := func(p *proposal) {
+		if p.state.CompareAndSwap(proposalWaiting, proposalTaken) {
+			batch = append(batch, p)
+		}
+	}
+	take(first)
+	for len(batch) < n.cfg.MaxProposalBatch {
+		select {
+		case p := <-n.propc:
+			take(p)
+			continue
+		default:
+		}
+		break
+	}
+	if len(batch) == 0 {
+		return
+	}
+	data := make([][]byte, len(batch))
+	for i, p := range batch {
+		data[i] = p.data
+	}
+	idx, term, err := n.core.Propose(data...)
+	if err != nil {
+		err = n.mapError(err)
+		for _, p := range batch {
+			p.finish(nil, err)
+		}
+		return
+	}
+	n.mu.Lock()
+	for i, p := range batch {
+		p.index, p.term = idx+pb.Index(i), term
+		n.futures[p.index] = p
+	}
+	n.mu.Unlock()
+}
+
+func (n *Node) mapError(err error) error {
+	var nl *raft.NotLeaderError
+	switch {
+	case errors.As(err, &nl):
+		return n.notLeader()
+	case errors.Is(err, raft.ErrProposalDropped):
+		return ErrBusy
+	case errors.Is(err, raft.ErrTransferring):
+		return ErrTransferring
+	case errors.Is(err, raft.ErrConfChangeInProgress):
+		return ErrChangeInProgress
+	case errors.Is(err, raft.ErrLearnerLagging):
+		return fmt.Errorf("%w: %w", ErrLearnerLagging, err)
+	}
+	return err
+}
+
+type readRequest struct {
+	done chan error
+}
+
+// ReadIndex is a linearizable read barrier (ReadIndex, dissertation §6.4):
+// when it returns nil, this member has applied every write that completed
+// before it was called, so reading the local state is linearizable.
+func (n *Node) ReadIndex(ctx context.Context) error { return n.read(ctx, false) }
+
+// LeaseRead is ReadIndex without the heartbeat round when the leader holds
+// a lease; it relies on bounded clock drift.
+func (n *Node) LeaseRead(ctx context.Context) error { return n.read(ctx, true) }
+
+func (n *Node) read(ctx context.Context, lease bool) error {
+	req := &readRequest{done: make(chan error, 1)}
+	var id uint64
+	err := n.do(ctx, func() {
+		n.nextReadID++
+		id = n.nextReadID
+		rctx := binary.BigEndian.AppendUint64(nil, id)
+		var err error
+		if lease && n.leaseTrusted() {
+			err = n.core.LeaseRead(rctx)
+		} else {
+			err = n.core.ReadIndex(rctx)
+		}
+		if err != nil {
+			req.done <- n.mapError(err)
+			return
+		}
+		n.pendingRead[id] = req
+	})
+	if err != nil {
+		return err
+	}
+	select {
+	case err := <-req.done:
+		return err
+	case <-ctx.Done():
+		n.report(func() { delete(n.pendingRead, id) })
+		return ctx.Err()
+	case <-n.stopc:
+		return ErrStopped
+	}
+}
+
+// releaseReads waits (off the run goroutine) for each released read's
+// index to be applied.
+func (n *Node) releaseReads(rss []raft.ReadState) {
+	for _, rs := range rss {
+		if len(rs.Context) != 8 {
+			continue
+		}
+		id := binary.BigEndian.Uint64(rs.Context)
+		req := n.pendingRead[id]
+		if req == nil {
+			continue
+		}
+		delete(n.pendingRead, id)
+		ch := n.waitApplied(rs.Index)
+		go func() {
+			select {
+			case <-ch:
+				req.done <- nil
+			case <-n.stopc:
+				req.done <- ErrStopped
+			}
+		}()
+	}
+}
+
+func (n *Node) failReads(err error) {
+	for id, req := range n.pendingRead {
+		req.done <- err
+		delete(n.pendingRead, id)
+	}
+}
+
+// TransferLeadership hands leadership to member to and waits until it
+// leads (or ctx ends).
+func (n *Node) TransferLeadership(ctx context.Context, to pb.NodeID) error {
+	var err error
+	if e := n.do(ctx, func() { err = n.core.TransferLeader(to) }); e != nil {
+		return e
+	}
+	if err != nil {
+		return n.mapError(err)
+	}
+	for {
+		if st := n.Status(); st.Lead == to {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-n.stopc:
+			return ErrStopped
+		case <-time.After(n.cfg.TickInterval / 2):
+		}
+	}
+}
+
+// Status is the member's state as last published by the run goroutine.
+type Status struct {
+	raft.Status
+	Applied       pb.Index
+	SnapshotIndex pb.Index
+	Members       []Member
+}
+
+// Leader returns the known leader, the term and this member's role without
+// copying the full status.
+func (n *Node) Leader() (lead pb.NodeID, term pb.Term, role raft.Role) {
+	return pb.NodeID(n.lead.Load()), pb.Term(n.term.Load()), raft.Role(n.role.Load())
+}
+
+// ClusterID returns the cluster id in force: configured, derived at
+// bootstrap, or learned from the leader when joining (0 until then).
+func (n *Node) ClusterID() uint64 {
+	if n.tr != nil {
+		return n.tr.ClusterID()
+	}
+	return n.cfg.ClusterID
+}
+
+// Status returns the member's current state.
+func (n *Node) Status() Status {
+	n.mu.Lock()
+	st := Status{Status: n.status, Members: slices.Clone(n.members)}
+	n.mu.Unlock()
+	st.Applied = pb.Index(n.applied.Load())
+	if m, ok := n.cfg.Snapshots.Latest(); ok {
+		st.SnapshotIndex = m.Index
+	}
+	return st
+}
+
+// AddLearner adds a non-voting member that receives the log.
+func (n *Node) AddLearner(ctx context.Context, m Member) error {
+	return n.changeConf(ctx, func(cur pb.ConfState, meta clusterMeta) (confchange.Target, clusterMeta, error) {
+		if m.ID == pb.None {
+			return confchange.Target{}, meta, fmt.Errorf("%w: member id 0", confchange.ErrInvalid)
+		}
+		t, err := confchange.AddLearner(cur, m.ID)
+		m.Voter = false
+		return t, meta.with(m), err
+	})
+}
+
+// Promote makes a caught-up learner a voter.
+func (n *Node) Promote(ctx context.Context, id pb.NodeID) error {
+	return n.changeConf(ctx, func(cur pb.ConfState, meta clusterMeta) (confchange.Target, clusterMeta, error) {
+		if !cur.Contains(id) {
+			return confchange.Target{}, meta, ErrUnknownMember
+		}
+		t, err := confchange.AddVoter(cur, id)
+		return t, meta, err
+	})
+}
+
+// RemoveMember removes a member (voter or learner).
+func (n *Node) RemoveMember(ctx context.Context, id pb.NodeID) error {
+	return n.changeConf(ctx, func(cur pb.ConfState, meta clusterMeta) (confchange.Target, clusterMeta, error) {
+		if !cur.Contains(id) {
+			return confchange.Target{}, meta, ErrUnknownMember
+		}
+		t, err := confchange.Remove(cur, id)
+		return t, meta, err
+	})
+}
+
+// ChangeVoters moves to exactly this voter set in one joint-consensus
+// change. Every id must already be a member; learners named are promoted,
+// voters left out are removed.
+func (n *Node) ChangeVoters(ctx context.Context, voters []pb.NodeID) error {
+	return n.changeConf(ctx, func(cur pb.ConfState, meta clusterMeta) (confchange.Target, clusterMeta, error) {
+		if len(voters) == 0 {
+			return confchange.Target{}, meta, fmt.Errorf("%w: empty voter set", confchange.ErrInvalid)
+		}
+		for _, id := range voters {
+			if !cur.Contains(id) {
+				return confchange.Target{}, meta, fmt.Errorf("%w: %d", ErrUnknownMember, id)
+			}
+		}
+		return confchange.SetVoters(cur, voters), meta, nil
+	})
+}
+
+// SetClientAddr publishes a member's client address in the configuration.
+func (n *Node) SetClientAddr(ctx context.Context, id pb.NodeID, addr string) error {
+	return n.changeConf(ctx, func(cur pb.ConfState, meta clusterMeta) (confchange.Target, clusterMeta, error) {
+		m, _ := meta.find(id)
+		m.ID, m.ClientAddr = id, addr
+		return confchange.Target{Voters: cur.Voters, Learners: cur.Learners}, meta.with(m), nil
+	})
+}
+
+type confPlan func(cur pb.ConfState, meta clusterMeta) (confchange.Target, clusterMeta, error)
+
+// changeConf proposes a configuration change and waits until it has
+// completed: applied, and for a joint change, left again.
+func (n *Node) changeConf(ctx context.Context, plan confPlan) error {
+	p := &proposal{done: make(chan outcome, 1)}
+	p.state.Store(proposalTaken)
+	var err error
+	derr := n.do(ctx, func() {
+		cur := n.core.ConfState()
+		meta, merr := decodeMeta(cur.Context)
+		if merr != nil {
+			err = merr
+			return
+		}
+		t, nmeta, perr := plan(cur, meta)
+		if perr != nil {
+			err = perr
+			return
+		}
+		t.Context = pruneMeta(nmeta, cur, t).encode()
+		idx, term, perr := n.core.ProposeConfChange(t)
+		if perr != nil {
+			err = n.mapError(perr)
+			return
+		}
+		p.index, p.term = idx, term
+		n.mu.Lock()
+		n.futures[idx] = p
+		n.mu.Unlock()
+	})
+	if derr != nil {
+		return derr
+	}
+	if err != nil {
+		return err
+	}
+	select {
+	case o := <-p.done:
+		if o.err != nil {
+			return o.err
+		}
+	case <-ctx.Done():
+		return fmt.Errorf("%w: %w", ErrUnknownOutcome, ctx.Err())
+	case <-n.stopc:
+		return ErrUnknownOutcome
+	}
+	// Wait for the joint configuration to be left.
+	for {
+		if cs := n.appliedConf.Load(); cs != nil && !cs.Joint() && pb.Index(n.appliedConfI.Load()) >= p.index {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %w", ErrUnknownOutcome, ctx.Err())
+		case <-n.stopc:
+			return ErrUnknownOutcome
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// pruneMeta keeps the addresses of members of the current or next
+// configuration only.
+func pruneMeta(meta clusterMeta, cur pb.ConfState, t confchange.Target) clusterMeta {
+	out := clusterMeta{ClusterID: meta.ClusterID}
+	for _, m := range meta.Members {
+		if cur.Contains(m.ID) || slices.Contains(t.Voters, m.ID) || slices.Contains(t.Learners, m.ID) {
+			out.Members = append(out.Members, m)
+		}
+	}
+	return out
+}
+
+func confTarget(voters, learners []pb.NodeID, ctx []byte) confchange.Target {
+	return confchange.Target{Voters: voters, Learners: learners, Context: ctx}
+}
+
+// Snapshot takes a snapshot of the applied state now, waits until it is
+// durable, and returns its index.
+func (n *Node) Snapshot(ctx context.Context) (pb.Index, error) {
+	req := snapRequest{done: make(chan error, 1), index: make(chan pb.Index, 1)}
+	select {
+	case n.snapReqc <- req:
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-n.stopc:
+		return 0, ErrStopped
+	}
+	var at pb.Index
+	select {
+	case at = <-req.index:
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-n.stopc:
+		return 0, ErrStopped
+	}
+	select {
+	case err := <-req.done:
+		return at, err
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-n.stopc:
+		return 0, ErrStopped
+	}
+}

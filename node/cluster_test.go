@@ -1,0 +1,391 @@
+package node_test
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/raftkv/raftkv/node"
+	pb "github.com/raftkv/raftkv/raftpb"
+	"github.com/raftkv/raftkv/storage/vfs"
+)
+
+// counter is a test FSM: it sums 8-byte commands and records the order.
+type counter struct {
+	mu    sync.Mutex
+	sum   uint64
+	count uint64
+}
+
+func (c *counter) Apply(_ pb.Index, cmd []byte) any {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(cmd) >= 8 {
+		c.sum += binary.BigEndian.Uint64(cmd)
+	}
+	c.count++
+	return c.sum
+}
+
+func (c *counter) Snapshot() (io.WriterTo, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return image{sum: c.sum, count: c.count}, nil
+}
+
+type image struct{ sum, count uint64 }
+
+func (i image) WriteTo(w io.Writer) (int64, error) {
+	b := binary.BigEndian.AppendUint64(nil, i.sum)
+	b = binary.BigEndian.AppendUint64(b, i.count)
+	n, err := w.Write(b)
+	return int64(n), err
+}
+
+func (c *counter) Restore(r io.Reader) error {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	if len(b) != 16 {
+		return fmt.Errorf("counter: snapshot of %d bytes", len(b))
+	}
+	c.mu.Lock()
+	c.sum, c.count = binary.BigEndian.Uint64(b), binary.BigEndian.Uint64(b[8:])
+	c.mu.Unlock()
+	return nil
+}
+
+func (c *counter) get() (uint64, uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.sum, c.count
+}
+
+type member struct {
+	l    net.Listener // bound at add, used by the first start
+	id   pb.NodeID
+	dir  string
+	addr string
+	fsm  *counter
+	n    *node.Node
+}
+
+type tcluster struct {
+	maybe   uint64 // sum of proposals whose outcome is unknown
+	t       *testing.T
+	members map[pb.NodeID]*member
+	boot    []node.Member
+	snapN   uint64
+}
+
+func newTCluster(t *testing.T, n int, snapEntries uint64) *tcluster {
+	c := &tcluster{t: t, members: map[pb.NodeID]*member{}, snapN: snapEntries}
+	for i := 1; i <= n; i++ {
+		m := c.add(pb.NodeID(i))
+		c.boot = append(c.boot, node.Member{ID: m.id, PeerAddr: m.addr})
+	}
+	for i := 1; i <= n; i++ {
+		c.start(pb.NodeID(i), false)
+	}
+	t.Cleanup(c.stopAll)
+	return c
+}
+
+func (c *tcluster) add(id pb.NodeID) *member {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	m := &member{id: id, dir: c.t.TempDir(), addr: addr, l: l}
+	c.members[id] = m
+	return m
+}
+
+func (c *tcluster) start(id pb.NodeID, join bool) {
+	m := c.members[id]
+	l, err := m.l, error(nil)
+	m.l = nil
+	for i := 0; l == nil && i < 50; i++ {
+		if l, err = net.Listen("tcp", m.addr); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	log, snaps, err := node.OpenStorage(vfs.OS(), m.dir)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	m.fsm = &counter{}
+	cfg := node.Config{
+		ID: id, ClusterID: 42, FSM: m.fsm, Log: log, Snapshots: snaps, PeerListener: l,
+		Bootstrap: c.boot, Join: join,
+		TickInterval: 10 * time.Millisecond, ElectionTimeout: 100 * time.Millisecond,
+		SnapshotEntries: c.snapN,
+	}
+	n, err := node.New(cfg)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if err := n.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	m.n = n
+}
+
+func (c *tcluster) stop(id pb.NodeID) {
+	m := c.members[id]
+	if m.n != nil {
+		m.n.Stop()
+		m.n = nil
+	}
+}
+
+func (c *tcluster) stopAll() {
+	for id := range c.members {
+		c.stop(id)
+	}
+}
+
+func (c *tcluster) leader() pb.NodeID {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		for id, m := range c.members {
+			if m.n != nil && m.n.Status().Role.String() == "leader" {
+				return id
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	c.t.Fatal("no leader within 10s")
+	return 0
+}
+
+func cmd(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
+
+// propose sends to whichever member leads, retrying through elections
+// while the outcome is definitely "not applied". A proposal whose outcome
+// is unknown is not retried (that could apply it twice); its value is
+// counted in c.maybe and the result is nil.
+func (c *tcluster) propose(v uint64) any {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for {
+		lead := c.leader()
+		res, err := c.members[lead].n.Propose(ctx, cmd(v))
+		if err == nil {
+			return res
+		}
+		if errors.Is(err, node.ErrUnknownOutcome) {
+			c.maybe += v
+			return nil
+		}
+		if ctx.Err() != nil {
+			c.t.Fatalf("propose %d: %v", v, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// waitConverged waits until every running member has the same sum, within
+// [want, want+maybe].
+func (c *tcluster) waitConverged(want uint64) {
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		ok, first := true, uint64(0)
+		for _, m := range c.members {
+			if m.n == nil {
+				continue
+			}
+			s, _ := m.fsm.get()
+			if first == 0 {
+				first = s
+			}
+			if s != first || s < want || s > want+c.maybe {
+				ok = false
+			}
+		}
+		if ok {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for id, m := range c.members {
+		if m.n != nil {
+			s, n := m.fsm.get()
+			c.t.Logf("member %d: sum %d count %d status %+v", id, s, n, m.n.Status().Status)
+		}
+	}
+	c.t.Fatalf("members did not converge on sum %d", want)
+}
+
+// TestReplicationOverTCP shows a 3-member cluster electing a leader and
+// applying proposals on every member, with Propose returning the result.
+func TestReplicationOverTCP(t *testing.T) {
+	c := newTCluster(t, 3, 0)
+	var want uint64
+	for i := uint64(1); i <= 50; i++ {
+		want += i
+		got := c.propose(i)
+		if c.maybe == 0 && got != want {
+			t.Fatalf("propose %d returned %v, want %d", i, got, want)
+		}
+	}
+	c.waitConverged(want)
+}
+
+// TestLeaderCrashAndRestart shows that after the leader stops, another is
+// elected and takes writes, and the old leader catches up on restart.
+func TestLeaderCrashAndRestart(t *testing.T) {
+	c := newTCluster(t, 3, 0)
+	c.propose(1)
+	old := c.leader()
+	c.stop(old)
+	c.propose(2)
+	if c.leader() == old {
+		t.Fatal("stopped member still leads")
+	}
+	c.start(old, false)
+	c.propose(3)
+	c.waitConverged(6)
+}
+
+// TestFollowerCatchUpBySnapshot shows a follower that was down while the
+// log was compacted catching up through InstallSnapshot.
+func TestFollowerCatchUpBySnapshot(t *testing.T) {
+	c := newTCluster(t, 3, 20)
+	c.propose(1)
+	lead := c.leader()
+	var down pb.NodeID
+	for id := range c.members {
+		if id != lead {
+			down = id
+			break
+		}
+	}
+	c.stop(down)
+	var want uint64 = 1
+	for i := uint64(0); i < 100; i++ {
+		c.propose(1)
+		want++
+	}
+	if st := c.members[lead].n.Status(); st.FirstIndex <= 2 {
+		t.Fatalf("leader log was not compacted: first index %d", st.FirstIndex)
+	}
+	c.start(down, false)
+	c.waitConverged(want)
+	if st := c.members[down].n.Status(); st.SnapshotIndex == 0 {
+		t.Fatalf("member %d caught up without a snapshot", down)
+	}
+}
+
+// TestMembershipEndToEnd adds a learner, promotes it, and removes an old
+// voter, with writes before and after.
+func TestMembershipEndToEnd(t *testing.T) {
+	c := newTCluster(t, 3, 0)
+	c.propose(5)
+	m4 := c.add(4)
+	lead := c.leader()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.members[lead].n.AddLearner(ctx, node.Member{ID: 4, PeerAddr: m4.addr}); err != nil {
+		t.Fatal(err)
+	}
+	c.start(4, true)
+	c.propose(5)
+	c.waitConverged(10)
+	if err := c.members[c.leader()].n.Promote(ctx, 4); err != nil {
+		t.Fatal(err)
+	}
+	var victim pb.NodeID = 1
+	if c.leader() == 1 {
+		victim = 2
+	}
+	if err := c.members[c.leader()].n.RemoveMember(ctx, victim); err != nil {
+		t.Fatal(err)
+	}
+	c.stop(victim)
+	delete(c.members, victim)
+	c.propose(5)
+	c.waitConverged(15)
+	st := c.members[c.leader()].n.Status()
+	if len(st.Conf.Voters) != 3 || st.Conf.Joint() {
+		t.Fatalf("configuration after changes: %v", st.Conf)
+	}
+}
+
+// TestTransferLeadership hands leadership to a chosen follower.
+func TestTransferLeadership(t *testing.T) {
+	c := newTCluster(t, 3, 0)
+	c.propose(1)
+	lead := c.leader()
+	to := lead%3 + 1
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.members[lead].n.TransferLeadership(ctx, to); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.leader(); got != to {
+		t.Fatalf("leader is %d, want %d", got, to)
+	}
+	c.propose(1)
+	c.waitConverged(2)
+}
+
+// TestStopWithProposalsInFlight shows every Propose gets an answer when
+// the node stops under load: a result, ErrStopped or ErrUnknownOutcome.
+func TestStopWithProposalsInFlight(t *testing.T) {
+	c := newTCluster(t, 3, 0)
+	c.propose(1)
+	lead := c.members[c.leader()]
+	var wg sync.WaitGroup
+	errs := make(chan error, 200)
+	for i := 0; i < 200; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := lead.n.Propose(context.Background(), cmd(1))
+			errs <- err
+		}()
+	}
+	time.Sleep(5 * time.Millisecond)
+	c.stop(lead.id)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		var nl *node.NotLeaderError
+		if err != nil && !errors.Is(err, node.ErrStopped) && !errors.Is(err, node.ErrUnknownOutcome) &&
+			!errors.As(err, &nl) && !errors.Is(err, node.ErrBusy) {
+			t.Fatalf("unexpected error %v", err)
+		}
+	}
+}
+
+// TestReadIndex shows a linearizable read on a follower sees a write that
+// completed on the leader before it.
+func TestReadIndex(t *testing.T) {
+	c := newTCluster(t, 3, 0)
+	c.propose(7)
+	lead := c.leader()
+	for id, m := range c.members {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := m.n.ReadIndex(ctx); err != nil {
+			cancel()
+			t.Fatalf("read on %d (leader %d): %v", id, lead, err)
+		}
+		cancel()
+		if s, _ := m.fsm.get(); s != 7 {
+			t.Fatalf("member %d read %d after barrier, want 7", id, s)
+		}
+	}
+}
