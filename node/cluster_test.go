@@ -127,8 +127,12 @@ func (c *tcluster) start(id pb.NodeID, join bool) {
 		c.t.Fatal(err)
 	}
 	m.fsm = &counter{}
+	cid := uint64(42)
+	if join {
+		cid = 0 // a joining member learns the cluster id from the leader
+	}
 	cfg := node.Config{
-		ID: id, ClusterID: 42, FSM: m.fsm, Log: log, Snapshots: snaps, PeerListener: l,
+		ID: id, ClusterID: cid, FSM: m.fsm, Log: log, Snapshots: snaps, PeerListener: l,
 		Bootstrap: c.boot, Join: join,
 		TickInterval: 10 * time.Millisecond, ElectionTimeout: 100 * time.Millisecond,
 		SnapshotEntries: c.snapN,

@@ -41,7 +41,7 @@ func (r *Raft) appendToLog(ents []pb.Entry) pb.Index {
 // applyConf installs the configuration in force in the tracker and adjusts
 // this server's role to it.
 func (r *Raft) applyConf() {
-	r.trk.SetConfig(tracker.ConfigFromState(r.conf()), r.log.lastIndex()+1)
+	r.trk.SetConfig(tracker.ConfigFromState(r.conf()), r.retiring(), r.log.lastIndex()+1)
 	switch r.role {
 	case Leader:
 		if pr := r.trk.Progress[r.id]; pr != nil {
@@ -63,6 +63,26 @@ func (r *Raft) applyConf() {
 	}
 }
 
+// retiring lists the members that the configuration in force removes while
+// it is not yet committed: the leader keeps replicating to them so that they
+// append it and learn they were removed (API contract: role "removed").
+func (r *Raft) retiring() []pb.NodeID {
+	n := len(r.confs)
+	if n < 2 {
+		return nil
+	}
+	cur, prev := r.confs[n-1].conf, r.confs[n-2].conf
+	var out []pb.NodeID
+	for _, l := range [][]pb.NodeID{prev.Voters, prev.VotersOutgoing, prev.Learners} {
+		for _, id := range l {
+			if !cur.Contains(id) {
+				out = append(out, id)
+			}
+		}
+	}
+	return out
+}
+
 // compactConfs drops history the commit index has made final.
 func (r *Raft) compactConfs() {
 	n := 0
@@ -78,7 +98,12 @@ func (r *Raft) compactConfs() {
 // configuration is followed by C_new; a leader outside a committed C_new
 // steps down (§6).
 func (r *Raft) commitConfs() {
+	before := len(r.confs)
 	r.compactConfs()
+	if len(r.confs) < before && len(r.confs) == 1 {
+		// The configuration is final: stop replicating to members it removed.
+		r.trk.SetConfig(tracker.ConfigFromState(r.conf()), nil, r.log.lastIndex()+1)
+	}
 	if r.role != Leader || len(r.confs) != 1 {
 		return // an uncommitted configuration is still pending
 	}

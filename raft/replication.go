@@ -110,7 +110,11 @@ func (r *Raft) sendAppend(to pb.NodeID, sendIfEmpty bool) bool {
 	if errT != nil || errE != nil {
 		panic(fmt.Sprintf("raft: reading log for %d at %d: term %v, entries %v", to, pr.Next, errT, errE))
 	}
-	if len(ents) == 0 && !sendIfEmpty {
+	// A probe is worth sending even without new entries while the
+	// follower's match is unknown: a member added with an empty log would
+	// otherwise hear only heartbeats until the next proposal.
+	probing := pr.State == tracker.StateProbe && pr.Match < r.log.lastIndex()
+	if len(ents) == 0 && !sendIfEmpty && !probing {
 		return false
 	}
 	var bytes uint64

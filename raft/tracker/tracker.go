@@ -58,11 +58,14 @@ func New(maxInflight int, maxInflightBytes uint64) *Tracker {
 }
 
 // SetConfig installs cfg. Members that stay keep their progress; new ones
-// start probing at next; members that left are dropped.
-func (t *Tracker) SetConfig(cfg Config, next pb.Index) {
+// start probing at next; members that left are dropped, except those in
+// retiring: they are still replicated to (without voting or counting) so
+// that they receive the configuration that removes them and learn it.
+func (t *Tracker) SetConfig(cfg Config, retiring []pb.NodeID, next pb.Index) {
 	t.Config = cfg
 	ids := cfg.Voters.IDs()
 	ids = append(ids, cfg.Learners...)
+	ids = append(ids, retiring...)
 	slices.Sort(ids)
 	ids = slices.Compact(ids)
 	keep := make(map[pb.NodeID]*Progress, len(ids))
