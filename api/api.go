@@ -1,0 +1,233 @@
+package api
+
+import (
+	"encoding/base64"
+	"net/http"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// Paths.
+const (
+	PathKV       = "/v1/kv/"
+	PathCluster  = "/v1/cluster"
+	PathMembers  = "/v1/cluster/members"
+	PathVoters   = "/v1/cluster/voters"
+	PathTransfer = "/v1/cluster/transfer-leadership"
+	PathSnapshot = "/v1/cluster/snapshot"
+	PathHealthz  = "/healthz"
+	PathReadyz   = "/readyz"
+)
+
+// Headers.
+const (
+	HeaderTerm           = "X-Raft-Term"
+	HeaderLeader         = "X-Raft-Leader"
+	HeaderIdempotencyKey = "Idempotency-Key"
+	HeaderRetryAfter     = "Retry-After"
+)
+
+// Consistency levels of a read (?consistency=).
+const (
+	Linearizable = "linearizable"
+	Lease        = "lease"
+	Stale        = "stale"
+)
+
+// Error codes (API.md). The ones after CodeUnknownOutcome extend the table.
+const (
+	CodeBadRequest         = "bad_request"
+	CodeBadKey             = "bad_key"
+	CodeBadJSON            = "bad_json"
+	CodeNotFound           = "not_found"
+	CodeChangeInProgress   = "change_in_progress"
+	CodePreconditionFailed = "precondition_failed"
+	CodeTooLarge           = "too_large"
+	CodeBusy               = "busy"
+	CodeNoLeader           = "no_leader"
+	CodeShuttingDown       = "shutting_down"
+	CodeUnknownOutcome     = "unknown_outcome"
+	// CodeLearnerLagging: a promotion was refused because the learner has
+	// not caught up within the request's time; nothing changed.
+	CodeLearnerLagging = "learner_lagging"
+	// CodeNotReady: /readyz while the member has not applied up to its commit.
+	CodeNotReady = "not_ready"
+	// CodeInternal: a failure of the member itself (a stopped node, a disk error).
+	CodeInternal = "internal"
+)
+
+// Status returns the HTTP status that goes with an error code.
+func Status(code string) int {
+	switch code {
+	case CodeBadRequest, CodeBadKey, CodeBadJSON:
+		return http.StatusBadRequest
+	case CodeNotFound:
+		return http.StatusNotFound
+	case CodeChangeInProgress, CodeLearnerLagging:
+		return http.StatusConflict
+	case CodePreconditionFailed:
+		return http.StatusPreconditionFailed
+	case CodeTooLarge:
+		return http.StatusRequestEntityTooLarge
+	case CodeBusy:
+		return http.StatusTooManyRequests
+	case CodeNoLeader, CodeShuttingDown, CodeNotReady:
+		return http.StatusServiceUnavailable
+	case CodeUnknownOutcome:
+		return http.StatusGatewayTimeout
+	}
+	return http.StatusInternalServerError
+}
+
+// MayHaveApplied reports whether a write answered with code may still take
+// effect. Only unknown_outcome (and a failure of the member itself, which
+// says nothing either way) leaves it open.
+func MayHaveApplied(code string) bool {
+	return code == CodeUnknownOutcome || code == CodeInternal
+}
+
+// ErrorBody is every error answer.
+type ErrorBody struct {
+	Error string `json:"error"`
+	Code  string `json:"code"`
+}
+
+// WriteResponse answers a successful PUT, POST ?op=append or DELETE.
+type WriteResponse struct {
+	Index uint64 `json:"index"`
+}
+
+// Item is one key of a listing. Key and Value are text when both are valid
+// UTF-8; otherwise Encoding is "base64" and both are base64 (std encoding),
+// so that binary keys and values survive JSON.
+type Item struct {
+	Key      string `json:"key"`
+	Value    string `json:"value"`
+	Rev      uint64 `json:"rev"`
+	Encoding string `json:"encoding,omitempty"`
+}
+
+// EncodingBase64 marks an Item whose key and value are base64.
+const EncodingBase64 = "base64"
+
+// NewItem encodes one key for a listing.
+func NewItem(key string, value []byte, rev uint64) Item {
+	if utf8.ValidString(key) && utf8.Valid(value) {
+		return Item{Key: key, Value: string(value), Rev: rev}
+	}
+	return Item{
+		Key:      base64.StdEncoding.EncodeToString([]byte(key)),
+		Value:    base64.StdEncoding.EncodeToString(value),
+		Rev:      rev,
+		Encoding: EncodingBase64,
+	}
+}
+
+// Decode returns the item's raw key and value.
+func (it Item) Decode() (key string, value []byte, err error) {
+	if it.Encoding != EncodingBase64 {
+		return it.Key, []byte(it.Value), nil
+	}
+	k, err := base64.StdEncoding.DecodeString(it.Key)
+	if err != nil {
+		return "", nil, err
+	}
+	v, err := base64.StdEncoding.DecodeString(it.Value)
+	return string(k), v, err
+}
+
+// ListResponse answers GET /v1/kv/?prefix=p&limit=n.
+type ListResponse struct {
+	Items []Item `json:"items"`
+	More  bool   `json:"more"`
+}
+
+// Member is one member in GET /v1/cluster and the body of
+// POST /v1/cluster/members.
+type Member struct {
+	ID         uint64 `json:"id"`
+	PeerAddr   string `json:"peer_addr"`
+	ClientAddr string `json:"client_addr,omitempty"`
+	Voter      bool   `json:"voter"`
+}
+
+// Self is the answering member's own state in GET /v1/cluster.
+type Self struct {
+	ID            uint64 `json:"id"`
+	Role          string `json:"role"`
+	Term          uint64 `json:"term"`
+	CommitIndex   uint64 `json:"commit_index"`
+	AppliedIndex  uint64 `json:"applied_index"`
+	SnapshotIndex uint64 `json:"snapshot_index"`
+}
+
+// Roles reported in Self.Role.
+const (
+	RoleLeader    = "leader"
+	RoleFollower  = "follower"
+	RoleCandidate = "candidate"
+	RoleLearner   = "learner"
+	RoleRemoved   = "removed"
+)
+
+// Cluster answers GET /v1/cluster.
+type Cluster struct {
+	ClusterID string   `json:"cluster_id"`
+	Leader    uint64   `json:"leader"`
+	Term      uint64   `json:"term"`
+	Members   []Member `json:"members"`
+	Self      Self     `json:"self"`
+}
+
+// Member returns the member with the given id.
+func (c *Cluster) Member(id uint64) (Member, bool) {
+	for _, m := range c.Members {
+		if m.ID == id {
+			return m, true
+		}
+	}
+	return Member{}, false
+}
+
+// VotersRequest is the body of PUT /v1/cluster/voters.
+type VotersRequest struct {
+	Voters []uint64 `json:"voters"`
+}
+
+// TransferRequest is the body of POST /v1/cluster/transfer-leadership. ID 0
+// lets the leader choose the most caught-up voter.
+type TransferRequest struct {
+	ID uint64 `json:"id"`
+}
+
+// TransferResponse names the member that leads after a transfer.
+type TransferResponse struct {
+	Leader uint64 `json:"leader"`
+}
+
+// SnapshotResponse answers POST /v1/cluster/snapshot.
+type SnapshotResponse struct {
+	Index uint64 `json:"index"`
+}
+
+// HealthResponse answers /healthz and /readyz when they succeed.
+type HealthResponse struct {
+	Status string `json:"status"`
+}
+
+// FormatETag renders a revision as an ETag: "<rev>".
+func FormatETag(rev uint64) string { return `"` + strconv.FormatUint(rev, 10) + `"` }
+
+// ParseETag parses "<rev>" (quotes required, as in API.md).
+func ParseETag(s string) (uint64, bool) {
+	s = strings.TrimSpace(s)
+	if len(s) < 3 || s[0] != '"' || s[len(s)-1] != '"' {
+		return 0, false
+	}
+	rev, err := strconv.ParseUint(s[1:len(s)-1], 10, 64)
+	if err != nil || rev == 0 {
+		return 0, false
+	}
+	return rev, true
+}

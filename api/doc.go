@@ -1,0 +1,13 @@
+// Package api holds the wire types of raftkv's HTTP API (API.md): the JSON
+// bodies, the error codes with their HTTP statuses, and the header names.
+// The server and the Go client both use it, so the two cannot drift apart.
+//
+// # Invariants
+//
+//   - Every error answer is an ErrorBody {"error","code"} whose code is one
+//     of the Code constants and whose HTTP status is Status(code).
+//   - Whether a write answered with a code may still take effect is fixed by
+//     the code (MayHaveApplied): only unknown_outcome says "maybe".
+//
+// The package holds no state; everything in it is safe for concurrent use.
+package api

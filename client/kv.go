@@ -1,0 +1,159 @@
+package client
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/raftkv/raftkv/api"
+)
+
+// KV is one key as read.
+type KV struct {
+	Key   string
+	Value []byte
+	Rev   uint64 // the log index of the key's last change
+}
+
+// WriteOption modifies a write.
+type WriteOption func(*request)
+
+// IfMatch makes the write conditional on the key's revision (compare and set).
+func IfMatch(rev uint64) WriteOption {
+	return func(r *request) { r.header.Set("If-Match", api.FormatETag(rev)) }
+}
+
+// IfNoneMatch makes a put create only: it fails if the key exists.
+func IfNoneMatch() WriteOption {
+	return func(r *request) { r.header.Set("If-None-Match", "*") }
+}
+
+// WithIdempotencyKey replaces the generated Idempotency-Key, so that a
+// caller can retry a write across calls (or processes) and have it apply
+// once.
+func WithIdempotencyKey(key string) WriteOption {
+	return func(r *request) { r.header.Set(api.HeaderIdempotencyKey, key) }
+}
+
+// ReadOption modifies a read.
+type ReadOption func(*readOpts)
+
+type readOpts struct{ consistency string }
+
+// WithConsistency picks the read level: api.Linearizable (default),
+// api.Lease or api.Stale.
+func WithConsistency(level string) ReadOption {
+	return func(o *readOpts) { o.consistency = level }
+}
+
+// NewIdempotencyKey returns a random token for Idempotency-Key.
+func NewIdempotencyKey() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// keyPath escapes a key for /v1/kv/{key}, keeping its slashes readable.
+func keyPath(key string) string {
+	segs := strings.Split(key, "/")
+	for i, s := range segs {
+		segs[i] = url.PathEscape(s)
+	}
+	return api.PathKV + strings.Join(segs, "/")
+}
+
+func (c *Client) write(ctx context.Context, method, key, query string, value []byte, opts []WriteOption) (uint64, error) {
+	if key == "" {
+		return 0, &Error{Status: 400, Code: api.CodeBadKey, Message: "empty key"}
+	}
+	r := request{method: method, path: keyPath(key) + query, body: value, header: http.Header{},
+		toLeader: true, idempotent: true, write: true}
+	r.header.Set(api.HeaderIdempotencyKey, NewIdempotencyKey())
+	for _, o := range opts {
+		o(&r)
+	}
+	resp, err := c.do(ctx, r)
+	if err != nil {
+		return 0, err
+	}
+	var w api.WriteResponse
+	if err := json.Unmarshal(resp.body, &w); err != nil {
+		return 0, fmt.Errorf("client: decoding answer of %s %s: %w", method, key, err)
+	}
+	return w.Index, nil
+}
+
+// Put sets key to value and returns the log index of the write (the key's
+// new revision).
+func (c *Client) Put(ctx context.Context, key string, value []byte, opts ...WriteOption) (uint64, error) {
+	return c.write(ctx, http.MethodPut, key, "", value, opts)
+}
+
+// Append appends suffix to key's value, creating it if absent.
+func (c *Client) Append(ctx context.Context, key string, suffix []byte, opts ...WriteOption) (uint64, error) {
+	return c.write(ctx, http.MethodPost, key, "?op=append", suffix, opts)
+}
+
+// Delete removes key; IsNotFound(err) if it was absent.
+func (c *Client) Delete(ctx context.Context, key string, opts ...WriteOption) (uint64, error) {
+	return c.write(ctx, http.MethodDelete, key, "", nil, opts)
+}
+
+func readRequest(path string, opts []ReadOption) request {
+	o := readOpts{consistency: api.Linearizable}
+	for _, f := range opts {
+		f(&o)
+	}
+	sep := "?"
+	if strings.Contains(path, "?") {
+		sep = "&"
+	}
+	return request{method: http.MethodGet, path: path + sep + "consistency=" + url.QueryEscape(o.consistency),
+		toLeader: o.consistency != api.Stale, idempotent: true}
+}
+
+// Get reads key; IsNotFound(err) if it is absent.
+func (c *Client) Get(ctx context.Context, key string, opts ...ReadOption) (*KV, error) {
+	if key == "" {
+		return nil, &Error{Status: 400, Code: api.CodeBadKey, Message: "empty key"}
+	}
+	resp, err := c.do(ctx, readRequest(keyPath(key), opts))
+	if err != nil {
+		return nil, err
+	}
+	rev, _ := api.ParseETag(resp.header.Get("ETag"))
+	return &KV{Key: key, Value: resp.body, Rev: rev}, nil
+}
+
+// List returns up to limit keys with the given prefix in key order (limit
+// 0: the server's maximum), and whether more follow.
+func (c *Client) List(ctx context.Context, prefix string, limit int, opts ...ReadOption) ([]KV, bool, error) {
+	q := url.Values{}
+	q.Set("prefix", prefix)
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	resp, err := c.do(ctx, readRequest(api.PathKV+"?"+q.Encode(), opts))
+	if err != nil {
+		return nil, false, err
+	}
+	var l api.ListResponse
+	if err := json.Unmarshal(resp.body, &l); err != nil {
+		return nil, false, fmt.Errorf("client: decoding listing: %w", err)
+	}
+	out := make([]KV, 0, len(l.Items))
+	for _, it := range l.Items {
+		k, v, err := it.Decode()
+		if err != nil {
+			return nil, false, fmt.Errorf("client: decoding listing item: %w", err)
+		}
+		out = append(out, KV{Key: k, Value: v, Rev: it.Rev})
+	}
+	return out, l.More, nil
+}

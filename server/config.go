@@ -1,0 +1,141 @@
+package server
+
+import (
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/raftkv/raftkv/kv"
+	"github.com/raftkv/raftkv/node"
+)
+
+// Config is everything a member needs. Zero limits take the defaults below.
+type Config struct {
+	// ID is this member's id; not zero.
+	ID uint64
+	// DataDir holds the WAL, snapshots and the cluster id; created if missing.
+	DataDir string
+	// PeerListener and ClientListener are bound already; the server owns
+	// them from Start on and closes them when it stops.
+	PeerListener   net.Listener
+	ClientListener net.Listener
+	// AdvertisePeer and AdvertiseClient are the addresses others should
+	// use; default: the listeners' addresses.
+	AdvertisePeer   string
+	AdvertiseClient string
+	// Cluster is the initial voters, used only to bootstrap an empty data
+	// directory (see ParseCluster).
+	Cluster []node.Member
+	// Join starts an empty member already added through the admin API.
+	Join bool
+
+	HeartbeatInterval time.Duration // default 100ms
+	ElectionTimeout   time.Duration // default 1s
+	SnapshotEntries   uint64        // default 10000
+
+	// TLS, if set, is mutual TLS for both peer and client traffic: it
+	// must hold this member's certificate, and the CA as RootCAs and
+	// ClientCAs. The HTTP API then requires client certificates too.
+	TLS *tls.Config
+
+	// KV is the state machine's limits; every member must use the same.
+	KV kv.Config
+	// Limits bound what one client can hold.
+	Limits Limits
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// Limits of the HTTP API. Zero fields take the defaults.
+type Limits struct {
+	// MaxConcurrentRequests bounds requests being served at once; beyond
+	// it requests are answered 429 busy at once. Default 1024.
+	MaxConcurrentRequests int
+	// RequestTimeout bounds a proposal or read barrier. A proposal still
+	// unapplied then answers 504 unknown_outcome. Default 5s.
+	RequestTimeout time.Duration
+	// MaxHeaderBytes bounds the request line and headers; it must leave
+	// room for a 4096-byte key percent-encoded. Default 64 KiB.
+	MaxHeaderBytes int
+	// BodySlackBytes is allowed above the value limit in a body before the
+	// server stops reading and answers 413. Default 4 KiB.
+	BodySlackBytes int
+	// ReadHeaderTimeout, ReadTimeout, WriteTimeout and IdleTimeout are the
+	// http.Server timeouts. Defaults 5s, 30s, 30s, 120s.
+	ReadHeaderTimeout time.Duration
+	ReadTimeout       time.Duration
+	WriteTimeout      time.Duration
+	IdleTimeout       time.Duration
+	// DrainTimeout bounds the wait for in-flight requests on Shutdown,
+	// and TransferTimeout the leadership hand-over. Defaults 5s each.
+	DrainTimeout    time.Duration
+	TransferTimeout time.Duration
+}
+
+// Default limits.
+const (
+	DefaultMaxConcurrentRequests = 1024
+	DefaultRequestTimeout        = 5 * time.Second
+	DefaultMaxHeaderBytes        = 64 << 10
+	DefaultBodySlackBytes        = 4 << 10
+	// maxAdminBodyBytes bounds the JSON body of an admin request.
+	maxAdminBodyBytes = 64 << 10
+)
+
+func (c Config) withDefaults() (Config, error) {
+	switch {
+	case c.ID == 0:
+		return c, errors.New("server: config: ID must not be 0")
+	case c.DataDir == "":
+		return c, errors.New("server: config: DataDir must be set")
+	case c.PeerListener == nil || c.ClientListener == nil:
+		return c, errors.New("server: config: PeerListener and ClientListener must be set")
+	}
+	if c.AdvertisePeer == "" {
+		c.AdvertisePeer = c.PeerListener.Addr().String()
+	}
+	if c.AdvertiseClient == "" {
+		c.AdvertiseClient = c.ClientListener.Addr().String()
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	setDefault(&c.HeartbeatInterval, node.DefaultTickInterval)
+	setDefault(&c.ElectionTimeout, node.DefaultElectionTimeout)
+	setDefault(&c.SnapshotEntries, node.DefaultSnapshotEntries)
+	l := &c.Limits
+	setDefault(&l.MaxConcurrentRequests, DefaultMaxConcurrentRequests)
+	setDefault(&l.RequestTimeout, DefaultRequestTimeout)
+	setDefault(&l.MaxHeaderBytes, DefaultMaxHeaderBytes)
+	setDefault(&l.BodySlackBytes, DefaultBodySlackBytes)
+	setDefault(&l.ReadHeaderTimeout, 5*time.Second)
+	setDefault(&l.ReadTimeout, 30*time.Second)
+	setDefault(&l.WriteTimeout, 30*time.Second)
+	setDefault(&l.IdleTimeout, 120*time.Second)
+	setDefault(&l.DrainTimeout, 5*time.Second)
+	setDefault(&l.TransferTimeout, 5*time.Second)
+	return c, nil
+}
+
+func setDefault[T int | uint64 | time.Duration](v *T, d T) {
+	if *v == 0 {
+		*v = d
+	}
+}
+
+// maxValueBytes is the store's value limit (kv keeps its default private).
+func (c Config) maxValueBytes() int {
+	if c.KV.MaxValueBytes > 0 {
+		return c.KV.MaxValueBytes
+	}
+	return kv.DefaultMaxValueBytes
+}
+
+func (c Config) maxKeyBytes() int {
+	if c.KV.MaxKeyBytes > 0 {
+		return c.KV.MaxKeyBytes
+	}
+	return kv.DefaultMaxKeyBytes
+}

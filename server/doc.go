@@ -1,0 +1,43 @@
+// Package server is raftkv's member process minus the command line: it
+// opens a member's data directory, runs a node.Node over a kv.Store, and
+// serves the HTTP API of API.md on the client listener.
+//
+// # Job
+//
+//   - Writes (PUT, POST ?op=append, DELETE) are validated with
+//     kv.Config.Validate, proposed through node.Propose, and answered with
+//     the kv.Result. Reads are served from the local store after the read
+//     barrier their consistency level asks for (ReadIndex, LeaseRead, or
+//     none for stale).
+//   - A follower answers writes, linearizable and lease reads, and admin
+//     changes with 307 to the leader's published client address, or 503
+//     no_leader when it knows none.
+//   - The leader publishes its own client address in the replicated
+//     configuration (node.SetClientAddr), so followers can redirect to it.
+//   - Shutdown drains: new requests get 503 shutting_down, in-flight ones
+//     finish, a leader hands leadership to the most caught-up voter, and
+//     the node stops last.
+//
+// # Invariants
+//
+//   - Every answer carries X-Raft-Term and X-Raft-Leader.
+//   - An error answer's code says whether a write may still apply (see
+//     package api): only 504 unknown_outcome may; everything else was
+//     refused before it was proposed or decided by the state machine.
+//   - Every resource one client can hold is bounded: concurrent requests
+//     (MaxConcurrentRequests, 429 busy beyond), body bytes (value limit
+//     plus slack, 413), header bytes, and time (read/write/idle timeouts,
+//     RequestTimeout for proposals and read barriers).
+//   - The cluster id is derived at bootstrap from the sorted initial
+//     member list, so every initial member computes the same one, and is
+//     persisted in the data directory; a restart reads it back and ignores
+//     the member list.
+//
+// # Concurrency
+//
+// net/http runs each request on its own goroutine; they share the node and
+// the store, both safe for concurrent use. One background goroutine
+// (publish) polls the node's status to publish the client address and, on
+// a member that joined, to learn the cluster id. All exported methods are
+// safe for concurrent use.
+package server

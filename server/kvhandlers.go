@@ -1,0 +1,242 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/raftkv/raftkv/api"
+	"github.com/raftkv/raftkv/kv"
+	"github.com/raftkv/raftkv/raft"
+	pb "github.com/raftkv/raftkv/raftpb"
+)
+
+// serveKV handles /v1/kv/{key}; key is everything after the prefix.
+func (s *Server) serveKV(w http.ResponseWriter, r *http.Request, key string) {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		if key == "" {
+			s.list(w, r)
+			return
+		}
+		s.get(w, r, key)
+	case http.MethodPut:
+		s.write(w, r, kv.OpPut, key)
+	case http.MethodPost:
+		if op := r.URL.Query().Get("op"); op != "append" {
+			s.fail(w, api.CodeBadRequest, fmt.Sprintf("POST needs ?op=append, got op=%q", op))
+			return
+		}
+		s.write(w, r, kv.OpAppend, key)
+	case http.MethodDelete:
+		s.write(w, r, kv.OpDelete, key)
+	default:
+		s.methodNotAllowed(w, "GET, HEAD, PUT, POST, DELETE")
+	}
+}
+
+// write validates, proposes and answers one write.
+func (s *Server) write(w http.ResponseWriter, r *http.Request, op kv.Op, key string) {
+	cmd := kv.Command{Op: op, Key: key, IdempotencyKey: r.Header.Get(api.HeaderIdempotencyKey)}
+	if msg := parseConditions(r, &cmd); msg != "" {
+		s.fail(w, api.CodeBadRequest, msg)
+		return
+	}
+	if code, msg := s.checkKey(key); code != "" {
+		s.fail(w, code, msg)
+		return
+	}
+	// Redirect before reading a body the leader will read again.
+	st, leader := s.isLeader()
+	if !leader {
+		s.redirect(w, r, st)
+		return
+	}
+	if op != kv.OpDelete {
+		v, ok := s.readValue(w, r)
+		if !ok {
+			return
+		}
+		cmd.Value = v
+	}
+	if err := s.store.Config().Validate(&cmd); err != nil {
+		var ke *kv.Error
+		if errors.As(err, &ke) {
+			s.fail(w, ke.Code, ke.Message)
+			return
+		}
+		s.fail(w, api.CodeBadRequest, err.Error())
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Limits.RequestTimeout)
+	defer cancel()
+	out, err := s.node.Propose(ctx, kv.EncodeCommand(cmd))
+	if err != nil {
+		s.nodeError(w, r, err)
+		return
+	}
+	res, ok := out.(*kv.Result)
+	if !ok {
+		s.fail(w, api.CodeInternal, fmt.Sprintf("state machine answered %T", out))
+		return
+	}
+	if res.Rev != 0 {
+		w.Header().Set("ETag", api.FormatETag(uint64(res.Rev)))
+	}
+	if !res.OK() {
+		s.fail(w, res.Code, res.Message)
+		return
+	}
+	s.writeJSON(w, http.StatusOK, api.WriteResponse{Index: uint64(res.Index)})
+}
+
+// parseConditions reads If-Match and If-None-Match; a non-empty answer is
+// why the request is malformed.
+func parseConditions(r *http.Request, cmd *kv.Command) string {
+	im, inm := r.Header.Get("If-Match"), r.Header.Get("If-None-Match")
+	switch {
+	case im != "" && inm != "":
+		return "If-Match and If-None-Match together"
+	case im != "":
+		rev, ok := api.ParseETag(im)
+		if !ok {
+			return fmt.Sprintf("If-Match %q: want a revision in quotes, like \"42\"", im)
+		}
+		cmd.Cond, cmd.Rev = kv.CondRevMatch, pb.Index(rev)
+	case inm != "":
+		if strings.TrimSpace(inm) != "*" {
+			return fmt.Sprintf("If-None-Match %q: only * is supported", inm)
+		}
+		cmd.Cond = kv.CondAbsent
+	}
+	return ""
+}
+
+func (s *Server) checkKey(key string) (code, msg string) {
+	switch {
+	case key == "":
+		return api.CodeBadKey, "empty key"
+	case len(key) > s.cfg.maxKeyBytes():
+		return api.CodeBadKey, fmt.Sprintf("key is %d bytes, over %d", len(key), s.cfg.maxKeyBytes())
+	}
+	return "", ""
+}
+
+// readValue reads the body, refusing one over the value limit (plus
+// slack, so that the exact limit is judged by Validate like every replica
+// would) without reading it all.
+func (s *Server) readValue(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	limit := int64(s.cfg.maxValueBytes())
+	if r.ContentLength > limit {
+		s.fail(w, api.CodeTooLarge, fmt.Sprintf("value is %d bytes, over %d", r.ContentLength, limit))
+		return nil, false
+	}
+	body := http.MaxBytesReader(w, r.Body, limit+int64(s.cfg.Limits.BodySlackBytes))
+	v, err := io.ReadAll(body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			s.fail(w, api.CodeTooLarge, fmt.Sprintf("value over %d bytes", limit))
+			return nil, false
+		}
+		s.fail(w, api.CodeBadRequest, "reading body: "+err.Error())
+		return nil, false
+	}
+	return v, true
+}
+
+// barrier runs the read barrier the request's consistency level asks for;
+// false means it answered (redirect or error).
+func (s *Server) barrier(w http.ResponseWriter, r *http.Request) bool {
+	level := r.URL.Query().Get("consistency")
+	if level == "" {
+		level = api.Linearizable
+	}
+	var read func(context.Context) error
+	switch level {
+	case api.Stale:
+		return true
+	case api.Linearizable:
+		read = s.node.ReadIndex
+	case api.Lease:
+		read = s.node.LeaseRead
+	default:
+		s.fail(w, api.CodeBadRequest, fmt.Sprintf("consistency %q: want linearizable, lease or stale", level))
+		return false
+	}
+	if st, leader := s.isLeader(); !leader {
+		s.redirect(w, r, st)
+		return false
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Limits.RequestTimeout)
+	defer cancel()
+	if err := read(ctx); err != nil {
+		s.readBarrierError(w, r, err)
+		return false
+	}
+	return true
+}
+
+func (s *Server) get(w http.ResponseWriter, r *http.Request, key string) {
+	if code, msg := s.checkKey(key); code != "" {
+		s.fail(w, code, msg)
+		return
+	}
+	if !s.barrier(w, r) {
+		return
+	}
+	v, rev, ok := s.store.Get(key)
+	if !ok {
+		s.fail(w, api.CodeNotFound, "no such key")
+		return
+	}
+	h := w.Header()
+	h.Set("ETag", api.FormatETag(uint64(rev)))
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Content-Length", strconv.Itoa(len(v)))
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		w.Write(v)
+	}
+}
+
+func (s *Server) list(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	limit := 0
+	if ls := q.Get("limit"); ls != "" {
+		n, err := strconv.Atoi(ls)
+		if err != nil || n < 0 {
+			s.fail(w, api.CodeBadRequest, fmt.Sprintf("limit %q: want a non-negative integer", ls))
+			return
+		}
+		limit = n
+	}
+	if !s.barrier(w, r) {
+		return
+	}
+	items, more := s.store.List(q.Get("prefix"), limit)
+	out := api.ListResponse{Items: make([]api.Item, 0, len(items)), More: more}
+	for _, it := range items {
+		out.Items = append(out.Items, api.NewItem(it.Key, it.Value, uint64(it.Rev)))
+	}
+	s.writeJSON(w, http.StatusOK, out)
+}
+
+// roleName maps the core's roles onto API.md's five.
+func roleName(r raft.Role) string {
+	switch r {
+	case raft.Leader:
+		return api.RoleLeader
+	case raft.Candidate, raft.PreCandidate:
+		return api.RoleCandidate
+	case raft.Learner:
+		return api.RoleLearner
+	case raft.Removed:
+		return api.RoleRemoved
+	}
+	return api.RoleFollower
+}

@@ -1,0 +1,134 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/raftkv/raftkv/api"
+	"github.com/raftkv/raftkv/node"
+	"github.com/raftkv/raftkv/raft"
+	"github.com/raftkv/raftkv/raft/confchange"
+	pb "github.com/raftkv/raftkv/raftpb"
+)
+
+// retryAfterSeconds is the Retry-After of a 503: about an election.
+const retryAfterSeconds = "1"
+
+func (s *Server) writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	if err := json.NewEncoder(w).Encode(v); err != nil {
+		s.log.Debug("writing answer", "err", err)
+	}
+}
+
+func (s *Server) writeError(w http.ResponseWriter, status int, code, msg string) {
+	if status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests {
+		w.Header().Set(api.HeaderRetryAfter, retryAfterSeconds)
+	}
+	s.writeJSON(w, status, api.ErrorBody{Error: msg, Code: code})
+}
+
+// fail answers with an API error code and its status.
+func (s *Server) fail(w http.ResponseWriter, code, msg string) {
+	s.writeError(w, api.Status(code), code, msg)
+}
+
+// redirect answers 307 to the same request on the leader's client address,
+// or 503 no_leader when no leader, or no address for it, is known.
+func (s *Server) redirect(w http.ResponseWriter, r *http.Request, st node.Status) {
+	lead := st.Lead
+	if lead == pb.None || lead == st.ID {
+		s.fail(w, api.CodeNoLeader, "no leader is known; retry shortly")
+		return
+	}
+	var addr string
+	for _, m := range st.Members {
+		if m.ID == lead {
+			addr = m.ClientAddr
+		}
+	}
+	if addr == "" {
+		s.fail(w, api.CodeNoLeader, fmt.Sprintf("leader %d has not published its client address yet; retry shortly", lead))
+		return
+	}
+	loc := s.scheme + "://" + addr + r.URL.RequestURI()
+	w.Header().Set("Location", loc)
+	s.writeJSON(w, http.StatusTemporaryRedirect, api.ErrorBody{
+		Error: fmt.Sprintf("member %d is not the leader; the leader is %d", st.ID, lead), Code: "not_leader"})
+}
+
+// isLeader reports whether this member leads, with the status it read.
+func (s *Server) isLeader() (node.Status, bool) {
+	st := s.node.Status()
+	return st, st.Role == raft.Leader
+}
+
+// nodeError answers a failed node call. proposed says whether a context
+// error may have struck after the command was appended: then the outcome
+// is unknown; before, nothing was proposed.
+func (s *Server) nodeError(w http.ResponseWriter, r *http.Request, err error) {
+	var nl *node.NotLeaderError
+	switch {
+	case errors.As(err, &nl):
+		s.redirect(w, r, s.node.Status())
+	case errors.Is(err, node.ErrUnknownOutcome):
+		s.fail(w, api.CodeUnknownOutcome, err.Error())
+	case errors.Is(err, node.ErrBusy):
+		s.fail(w, api.CodeBusy, err.Error())
+	case errors.Is(err, node.ErrStopped):
+		s.fail(w, api.CodeShuttingDown, err.Error())
+	case errors.Is(err, node.ErrTransferring):
+		s.fail(w, api.CodeNoLeader, "leadership is being handed over; retry shortly")
+	case errors.Is(err, node.ErrChangeInProgress), errors.Is(err, confchange.ErrJoint),
+		errors.Is(err, raft.ErrConfChangeInProgress):
+		s.fail(w, api.CodeChangeInProgress, err.Error())
+	case errors.Is(err, node.ErrUnknownMember):
+		s.fail(w, api.CodeNotFound, err.Error())
+	case errors.Is(err, raft.ErrLearnerLagging):
+		s.fail(w, api.CodeLearnerLagging, err.Error())
+	case errors.Is(err, confchange.ErrInvalid):
+		s.fail(w, api.CodeBadRequest, err.Error())
+	case errors.Is(err, node.ErrRemoved):
+		s.fail(w, api.CodeNoLeader, err.Error())
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		// Not ErrUnknownOutcome: the node says nothing was proposed.
+		s.fail(w, api.CodeBusy, "not proposed in time: "+err.Error())
+	default:
+		s.log.Warn("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		s.fail(w, api.CodeInternal, err.Error())
+	}
+}
+
+// readBarrierError answers a failed ReadIndex or LeaseRead: a read has no
+// outcome to be unsure of, so a timeout means "no leader could confirm".
+func (s *Server) readBarrierError(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, context.DeadlineExceeded) {
+		s.fail(w, api.CodeNoLeader, "the leader could not confirm its leadership in time")
+		return
+	}
+	s.nodeError(w, r, err)
+}
+
+// decodeJSON reads a small JSON body into v; false means it answered.
+func (s *Server) decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	r.Body = http.MaxBytesReader(w, r.Body, maxAdminBodyBytes)
+	dec := json.NewDecoder(r.Body)
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			s.fail(w, api.CodeTooLarge, fmt.Sprintf("body over %d bytes", mbe.Limit))
+			return false
+		}
+		s.fail(w, api.CodeBadJSON, "bad JSON body: "+err.Error())
+		return false
+	}
+	if dec.More() {
+		s.fail(w, api.CodeBadJSON, "bad JSON body: trailing data")
+		return false
+	}
+	return true
+}

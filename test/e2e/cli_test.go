@@ -1,0 +1,109 @@
+package e2e
+
+import (
+	"bufio"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// raftkv runs a client verb against endpoints and returns its stdout.
+func raftkv(t *testing.T, endpoints []string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append(os.Environ(), "RAFTKV_ENDPOINTS="+strings.Join(endpoints, ","))
+	out, err := cmd.Output()
+	if err != nil {
+		var stderr string
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = string(ee.Stderr)
+		}
+		t.Fatalf("raftkv %s: %v\n%s%s", strings.Join(args, " "), err, out, stderr)
+	}
+	return string(out)
+}
+
+// TestDevAndCLI starts `raftkv dev`, drives it with the client verbs and a
+// short bench (endpoints from RAFTKV_ENDPOINTS), then stops it with
+// SIGTERM: exit 0 and its temporary directory gone.
+func TestDevAndCLI(t *testing.T) {
+	dev := exec.Command(binary, "dev", "--heartbeat-interval", "20ms", "--election-timeout", "200ms")
+	stdout, _ := dev.StdoutPipe()
+	if err := dev.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer dev.Process.Kill()
+	sc := bufio.NewScanner(stdout)
+	var eps []string
+	var dir string
+	dirRe := regexp.MustCompile(`data in (\S+)`)
+	deadline := time.AfterFunc(20*time.Second, func() { dev.Process.Kill() })
+	for sc.Scan() {
+		line := sc.Text()
+		if m := dirRe.FindStringSubmatch(line); m != nil {
+			dir = m[1]
+		}
+		if _, v, ok := strings.Cut(line, "RAFTKV_ENDPOINTS="); ok {
+			eps = strings.Split(v, ",")
+		}
+		if strings.Contains(line, "Ctrl-C") {
+			break
+		}
+	}
+	deadline.Stop()
+	if len(eps) != 3 || dir == "" {
+		t.Fatalf("dev printed endpoints %v, dir %q", eps, dir)
+	}
+	go func() {
+		for sc.Scan() {
+		}
+	}()
+
+	raftkv(t, eps, "put", "greeting", "hello")
+	if got := raftkv(t, eps, "get", "greeting"); got != "hello\n" {
+		t.Fatalf("get greeting = %q", got)
+	}
+	raftkv(t, eps, "append", "greeting", ", world")
+	var item struct{ Key, Value string }
+	json.Unmarshal([]byte(raftkv(t, eps, "get", "greeting", "-o", "json")), &item)
+	if item.Value != "hello, world" {
+		t.Fatalf("get -o json: %+v", item)
+	}
+	raftkv(t, eps, "del", "greeting")
+	if out := raftkv(t, eps, "members"); !strings.Contains(out, "(leader)") {
+		t.Fatalf("members:\n%s", out)
+	}
+	if out := raftkv(t, eps, "status"); strings.Count(out, "127.0.0.1") != 3 || !strings.Contains(out, "leader") {
+		t.Fatalf("status:\n%s", out)
+	}
+	var r struct {
+		Ops    int64 `json:"ops"`
+		Errors int64 `json:"errors"`
+		P99us  int64 `json:"p99_us"`
+	}
+	out := raftkv(t, eps, "bench", "--op", "mixed", "--clients", "4", "--count", "200", "--keys", "50", "-o", "json")
+	if err := json.Unmarshal([]byte(out), &r); err != nil || r.Ops != 200 || r.Errors != 0 || r.P99us == 0 {
+		t.Fatalf("bench -o json: %+v %v\n%s", r, err, out)
+	}
+	raftkv(t, eps, "transfer-leader")
+
+	dev.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- dev.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("dev after SIGTERM: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("dev did not stop within 20s of SIGTERM")
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Fatalf("dev left its directory %s behind (%v)", dir, err)
+	}
+}
