@@ -71,6 +71,21 @@ func Handle(core *raft.Raft, store LogStore, out Sender, ap Applier) (raft.Ready
 
 // Persist writes and syncs what rd asks to be durable.
 func Persist(store Saver, rd *raft.Ready) error {
+	if err := Write(store, rd); err != nil {
+		return err
+	}
+	if rd.MustSync {
+		if err := store.Sync(); err != nil {
+			return fmt.Errorf("driver: sync: %w", err)
+		}
+	}
+	return nil
+}
+
+// Write saves what rd asks to be durable without syncing: a runtime that
+// has several Readys in hand writes them all and syncs once (group commit
+// across Readys), before it releases any of their MessagesAfterPersist.
+func Write(store Saver, rd *raft.Ready) error {
 	var hs pb.HardState
 	if rd.HardStateChanged {
 		hs = rd.HardState
@@ -78,11 +93,6 @@ func Persist(store Saver, rd *raft.Ready) error {
 	if rd.HardStateChanged || rd.Snapshot != nil || len(rd.Entries) > 0 {
 		if err := store.Save(hs, rd.Snapshot, rd.Entries); err != nil {
 			return fmt.Errorf("driver: save: %w", err)
-		}
-	}
-	if rd.MustSync {
-		if err := store.Sync(); err != nil {
-			return fmt.Errorf("driver: sync: %w", err)
 		}
 	}
 	return nil

@@ -79,14 +79,14 @@ type member struct {
 
 type tcluster struct {
 	maybe   uint64 // sum of proposals whose outcome is unknown
-	t       *testing.T
+	tb      testing.TB
 	members map[pb.NodeID]*member
 	boot    []node.Member
 	snapN   uint64
 }
 
 func newTCluster(t *testing.T, n int, snapEntries uint64) *tcluster {
-	c := &tcluster{t: t, members: map[pb.NodeID]*member{}, snapN: snapEntries}
+	c := &tcluster{tb: t, members: map[pb.NodeID]*member{}, snapN: snapEntries}
 	for i := 1; i <= n; i++ {
 		m := c.add(pb.NodeID(i))
 		c.boot = append(c.boot, node.Member{ID: m.id, PeerAddr: m.addr})
@@ -101,15 +101,17 @@ func newTCluster(t *testing.T, n int, snapEntries uint64) *tcluster {
 func (c *tcluster) add(id pb.NodeID) *member {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		c.t.Fatal(err)
+		c.tb.Fatal(err)
 	}
 	addr := l.Addr().String()
-	m := &member{id: id, dir: c.t.TempDir(), addr: addr, l: l}
+	m := &member{id: id, dir: c.tb.TempDir(), addr: addr, l: l}
 	c.members[id] = m
 	return m
 }
 
-func (c *tcluster) start(id pb.NodeID, join bool) {
+func (c *tcluster) start(id pb.NodeID, join bool) { c.startWith(id, join, nil) }
+
+func (c *tcluster) startWith(id pb.NodeID, join bool, tweak func(*node.Config)) {
 	m := c.members[id]
 	l, err := m.l, error(nil)
 	m.l = nil
@@ -120,11 +122,11 @@ func (c *tcluster) start(id pb.NodeID, join bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	if err != nil {
-		c.t.Fatal(err)
+		c.tb.Fatal(err)
 	}
 	log, snaps, err := node.OpenStorage(vfs.OS(), m.dir)
 	if err != nil {
-		c.t.Fatal(err)
+		c.tb.Fatal(err)
 	}
 	m.fsm = &counter{}
 	cid := uint64(42)
@@ -137,12 +139,15 @@ func (c *tcluster) start(id pb.NodeID, join bool) {
 		TickInterval: 10 * time.Millisecond, ElectionTimeout: 100 * time.Millisecond,
 		SnapshotEntries: c.snapN,
 	}
+	if tweak != nil {
+		tweak(&cfg)
+	}
 	n, err := node.New(cfg)
 	if err != nil {
-		c.t.Fatal(err)
+		c.tb.Fatal(err)
 	}
 	if err := n.Start(); err != nil {
-		c.t.Fatal(err)
+		c.tb.Fatal(err)
 	}
 	m.n = n
 }
@@ -171,7 +176,7 @@ func (c *tcluster) leader() pb.NodeID {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	c.t.Fatal("no leader within 10s")
+	c.tb.Fatal("no leader within 10s")
 	return 0
 }
 
@@ -195,7 +200,7 @@ func (c *tcluster) propose(v uint64) any {
 			return nil
 		}
 		if ctx.Err() != nil {
-			c.t.Fatalf("propose %d: %v", v, err)
+			c.tb.Fatalf("propose %d: %v", v, err)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -227,10 +232,10 @@ func (c *tcluster) waitConverged(want uint64) {
 	for id, m := range c.members {
 		if m.n != nil {
 			s, n := m.fsm.get()
-			c.t.Logf("member %d: sum %d count %d status %+v", id, s, n, m.n.Status().Status)
+			c.tb.Logf("member %d: sum %d count %d status %+v", id, s, n, m.n.Status().Status)
 		}
 	}
-	c.t.Fatalf("members did not converge on sum %d", want)
+	c.tb.Fatalf("members did not converge on sum %d", want)
 }
 
 // TestReplicationOverTCP shows a 3-member cluster electing a leader and

@@ -67,6 +67,8 @@ type Node struct {
 	lastApplied  pb.Entry        // applier-owned; index and term only
 	appliedConf  atomic.Pointer[pb.ConfState]
 	appliedConfI atomic.Uint64
+
+	counters counters // see observe.go
 }
 
 // New opens a member: it restores the state machine from the latest
@@ -359,6 +361,9 @@ func (n *Node) step(m pb.Message) {
 
 func (n *Node) softStateChanged(ss raft.SoftState) {
 	wasLeader := n.soft.Role == raft.Leader
+	if ss.Lead != n.soft.Lead && ss.Lead != pb.None {
+		n.counters.leaderChanges.Add(1)
+	}
 	n.soft = ss
 	n.log.Info("role changed", "role", ss.Role.String(), "leader", uint64(ss.Lead), "term", uint64(n.core.Term()))
 	if wasLeader && ss.Role != raft.Leader {
@@ -510,6 +515,7 @@ func (h handler) HandleMessage(m pb.Message) {
 	case h.n.recvc <- m:
 	default:
 		// Full: drop; Raft retransmits.
+		h.n.counters.dropped.Add(1)
 	}
 }
 
@@ -528,6 +534,7 @@ func (h handler) HandleSnapshot(m pb.Message, data io.Reader) error {
 	if err := sink.Commit(); err != nil {
 		return fmt.Errorf("node: storing snapshot %d: %w", m.Snapshot.Index, err)
 	}
+	h.n.counters.snapsReceived.Add(1)
 	select {
 	case h.n.recvc <- m:
 	case <-h.n.stopc:
@@ -540,5 +547,10 @@ func (h handler) ReportUnreachable(id pb.NodeID) {
 }
 
 func (h handler) ReportSnapshot(id pb.NodeID, ok bool) {
+	if ok {
+		h.n.counters.snapsSent.Add(1)
+	} else {
+		h.n.counters.snapsFailed.Add(1)
+	}
 	h.n.report(func() { h.n.core.ReportSnapshot(id, ok) })
 }

@@ -34,30 +34,73 @@ func (s storageView) Snapshot() (pb.SnapshotMeta, error) {
 // persistLoop persists Readys in order, then releases the messages that
 // waited for durability and hands committed entries to the applier. It
 // runs apart from the run goroutine so that a follower keeps answering
-// heartbeats while an fsync is pending.
+// heartbeats while an fsync is pending. Readys that queued up while the
+// previous fsync ran are written together and covered by one fsync (group
+// commit across Readys).
 func (n *Node) persistLoop() {
 	defer n.wg.Done()
 	defer close(n.applyc)
+	batch := make([]raft.Ready, 0, n.cfg.MaxOutstandingReadys)
 	for rd := range n.persistc {
-		n.persistAt.Store(time.Now().UnixNano())
-		err := driver.Persist(n.cfg.Log, &rd)
-		n.persistAt.Store(0)
-		if err != nil {
+		batch = append(batch[:0], rd)
+	drain:
+		for len(batch) < cap(batch) {
+			select {
+			case more, ok := <-n.persistc:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, more)
+			default:
+				break drain
+			}
+		}
+		if err := n.persistBatch(batch); err != nil {
 			n.fatal(fmt.Errorf("node: %w", err))
 			return
 		}
-		n.send(rd.MessagesAfterPersist)
-		if rd.Snapshot != nil || len(rd.CommittedEntries) > 0 {
-			select {
-			case n.applyc <- applyTask{snap: rd.Snapshot, ents: rd.CommittedEntries}:
-			case <-n.stopc:
+		for i := range batch {
+			if !n.afterPersist(&batch[i]) {
 				return
 			}
 		}
+	}
+}
+
+func (n *Node) persistBatch(batch []raft.Ready) error {
+	n.persistAt.Store(time.Now().UnixNano())
+	defer n.persistAt.Store(0)
+	sync := false
+	for i := range batch {
+		if err := driver.Write(n.cfg.Log, &batch[i]); err != nil {
+			return err
+		}
+		sync = sync || batch[i].MustSync
+	}
+	if !sync {
+		return nil
+	}
+	if err := n.cfg.Log.Sync(); err != nil {
+		return fmt.Errorf("sync: %w", err)
+	}
+	return nil
+}
+
+// afterPersist does the steps of the persistence contract that follow
+// durability for one Ready; false means the node is stopping.
+func (n *Node) afterPersist(rd *raft.Ready) bool {
+	n.send(rd.MessagesAfterPersist)
+	if rd.Snapshot != nil || len(rd.CommittedEntries) > 0 {
 		select {
-		case n.advc <- rd.ID:
+		case n.applyc <- applyTask{snap: rd.Snapshot, ents: rd.CommittedEntries}:
 		case <-n.stopc:
-			return
+			return false
 		}
 	}
+	select {
+	case n.advc <- rd.ID:
+	case <-n.stopc:
+		return false
+	}
+	return true
 }
