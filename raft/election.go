@@ -60,6 +60,9 @@ func (r *Raft) electionWon() {
 	r.becomeLeader()
 }
 
+// handleVoteResponse counts a vote: a majority (of each half of a joint
+// configuration, §6) makes the candidate leader; a majority against sends it
+// back to following (§5.2).
 func (r *Raft) handleVoteResponse(m pb.Message) {
 	r.trk.RecordVote(m.From, !m.Reject)
 	switch r.trk.TallyVotes() {

@@ -43,13 +43,18 @@ func wantLeader(t *testing.T, c *cluster, id pb.NodeID, term pb.Term) {
 
 // figure8ToC builds states (a) to (c) of the paper's Figure 8 message by
 // message and returns the cluster in state (c), with S1's AppendEntries of
-// the term-4 entry still held.
-func figure8ToC(t *testing.T) *cluster {
+// the term-4 entry still held. observe, if set, sees the cluster before
+// anything happens (the transcript hooks in there).
+func figure8ToC(t *testing.T, observe func(*cluster)) *cluster {
 	c := newCluster(t, 5, figure8Config)
+	if observe != nil {
+		observe(c)
+	}
 	c.hold = true
 
 	// (a) S1 is elected in term 2 and replicates its entry at index 2 (its
 	// no-op) to S2 only.
+	c.say("(a) S1 is elected in term 2 and replicates its entry at index 2 (its no-op) to S2 only.")
 	c.campaign(1)
 	c.deliver(msgIs(pb.MsgRequestVote, 1, 0))
 	c.deliver(msgIs(pb.MsgRequestVoteResp, 0, 1))
@@ -64,6 +69,8 @@ func figure8ToC(t *testing.T) *cluster {
 
 	// (b) S1 crashes; S5 is elected in term 3 with votes from S3, S4 and
 	// itself, and appends a different entry at index 2.
+	c.say("(b) S1 crashes; S5 is elected in term 3 with votes from S3, S4 and itself,\n" +
+		"and appends a different entry at index 2 (its no-op of term 3).")
 	c.cut[1] = true
 	c.campaign(5)
 	c.deliver(func(m pb.Message) bool {
@@ -78,6 +85,9 @@ func figure8ToC(t *testing.T) *cluster {
 	// (c) S5 crashes; S1 restarts and is elected in term 4 (its campaign in
 	// term 3 fails: S3 and S4 voted for S5 in term 3), and replicates its
 	// term-2 entry at index 2 to S3. It is now on S1, S2 and S3, a majority.
+	c.say("(c) S5 crashes; S1 restarts and is elected in term 4 (its campaign in term 3\n" +
+		"fails: S3 and S4 voted for S5 in term 3), and replicates its term-2 entry\n" +
+		"at index 2 to S3. That entry is now on S1, S2 and S3, a majority.")
 	c.cut[5] = true
 	delete(c.cut, 1)
 	c.crash(1)
@@ -117,6 +127,8 @@ func figure8ToC(t *testing.T) *cluster {
 	}
 	// The heart of Figure 8: on a majority, but of an earlier term, so not
 	// committed and not applied anywhere.
+	c.say("State (c): the term-2 entry at index 2 is on a majority, but it is of an\n" +
+		"earlier term, so S1 does not count it as committed (commit stays 1).")
 	for _, id := range c.ids {
 		if got := c.cores[id].Committed(); got != 1 {
 			t.Fatalf("member %d committed %d in state (c), want 1", id, got)
@@ -133,11 +145,17 @@ func figure8ToC(t *testing.T) *cluster {
 // S5 would overwrite that committed entry in (d). Here S5 does overwrite it,
 // and since it was never committed nor applied, nothing is lost.
 func TestFigure8NotCommitted(t *testing.T) {
-	c := figure8ToC(t)
+	figure8D(t, figure8ToC(t, nil))
+}
 
+// figure8D plays (d) from state (c).
+func figure8D(t *testing.T, c *cluster) {
 	// (d) S1 crashes; S5 restarts and is elected (term 4 is taken, so term
 	// 5) with votes from S2, S3 and S4, and overwrites index 2 with its own
 	// entry of term 3.
+	c.say("(d) S1 crashes; S5 restarts and is elected (term 4 is taken, so term 5) with\n" +
+		"votes from S2, S3 and S4, and overwrites index 2 with its own entry of term 3.\n" +
+		"Nothing is lost: the term-2 entry was never committed.")
 	c.cut[1] = true
 	c.discard(anyMsg)
 	delete(c.cut, 5)
@@ -152,6 +170,7 @@ func TestFigure8NotCommitted(t *testing.T) {
 	c.deliver(msgIs(pb.MsgRequestVote, 5, 0))
 	c.deliver(msgIs(pb.MsgRequestVoteResp, 0, 5))
 	wantLeader(t, c, 5, 5)
+	c.say("S5 leads term 5 and replicates its log; S2 and S3 truncate their term-2 entry.")
 	c.hold = false
 	c.drive()
 	c.tick(3)
@@ -163,8 +182,10 @@ func TestFigure8NotCommitted(t *testing.T) {
 	if e := c.committed[2]; e.Term != 3 {
 		t.Fatalf("applied at index 2: %v, want the term-3 entry", e)
 	}
-	delete(c.cut, 1)
-	c.one("after", 5, 20*electionTicks)
+	c.skim("S1 comes back; a command commits on all five. Elections only:", func() {
+		delete(c.cut, 1)
+		c.one("after", 5, 20*electionTicks)
+	})
 }
 
 // TestFigure8CommitThroughCurrentTerm shows Figure 8 (e): once S1 replicates
@@ -172,9 +193,14 @@ func TestFigure8NotCommitted(t *testing.T) {
 // before it commits with it (never earlier); then S5 can no longer be
 // elected, so the case (d) where it overwrites a committed entry is avoided.
 func TestFigure8CommitThroughCurrentTerm(t *testing.T) {
-	c := figure8ToC(t)
+	figure8E(t, figure8ToC(t, nil))
+}
 
+// figure8E plays (e) from state (c).
+func figure8E(t *testing.T, c *cluster) {
 	// S1 replicates its term-4 entry at index 3 to S2 and S3.
+	c.say("(e) S1 replicates its term-4 entry at index 3 to S2 and S3. Once a majority\n" +
+		"holds it, it commits, and the term-2 entry before it commits with it.")
 	c.deliver(func(m pb.Message) bool {
 		return m.Type == pb.MsgAppendEntries && m.From == 1 && (m.To == 2 || m.To == 3) && len(m.Entries) == 1 &&
 			m.Entries[0].Index == 3
@@ -197,25 +223,36 @@ func TestFigure8CommitThroughCurrentTerm(t *testing.T) {
 	c.deliver(msgIs(pb.MsgAppendEntries, 1, 0))
 	c.deliver(msgIs(pb.MsgAppendEntriesResp, 0, 1))
 
-	// S1 crashes; S5 restarts and campaigns again and again: S2 and S3
-	// refuse (their logs end in term 4), so it never leads.
+	// S1 crashes; S5 restarts and campaigns: in term 4, where S2 and S3
+	// already voted, and in term 5, where S2 and S3 refuse it because their
+	// logs end in term 4 (§5.4.1). It never leads.
 	c.cut[1] = true
 	c.discard(anyMsg)
 	delete(c.cut, 5)
 	c.crash(5)
 	c.hold = false
-	for i := 0; i < 20*electionTicks; i++ {
-		c.tick(1)
-		if c.cores[5].Role() == raft.Leader {
-			t.Fatalf("S5 was elected in term %d and could overwrite committed index 2", c.cores[5].Term())
+	c.say("S1 crashes; S5 restarts and campaigns in term 4, where S2 and S3 have\n" +
+		"already voted (for S1).")
+	c.campaign(5)
+	c.say("S5 campaigns again, in term 5. S2 and S3 refuse: their logs end in term 4,\n" +
+		"later than S5's last term 3 (§5.4.1). S5 gets two votes of five.")
+	c.campaign(5)
+	c.skim("S5 never leads: the test runs 200 more ticks to check it. Elections only:", func() {
+		for i := 0; i < 20*electionTicks; i++ {
+			if c.cores[5].Role() == raft.Leader {
+				t.Fatalf("S5 was elected in term %d and could overwrite committed index 2", c.cores[5].Term())
+			}
+			c.tick(1)
 		}
-	}
+	})
 	lead := c.waitLeaderOf(2, 3, 4, 5)
 	if lead != 2 && lead != 3 {
 		t.Fatalf("member %d leads, want S2 or S3", lead)
 	}
-	delete(c.cut, 1)
-	c.one("after", 5, 20*electionTicks)
+	c.skim("S1 comes back; a command commits on all five. Elections only:", func() {
+		delete(c.cut, 1)
+		c.one("after", 5, 20*electionTicks)
+	})
 	for _, id := range c.ids {
 		if got, err := c.stores[id].Term(2); err != nil || got != 2 {
 			t.Fatalf("member %d holds term %d at index 2 (%v), want 2", id, got, err)

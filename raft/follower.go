@@ -10,12 +10,14 @@ func (r *Raft) handleAppendEntries(m pb.Message) {
 	if !wellFormedEntries(m) {
 		return // a malformed message changes nothing
 	}
+	// Rule 1 (reply false if term < currentTerm) was applied by stepTerm.
 	if m.Index < r.log.committed {
 		// Everything up to committed already matches the leader's log.
 		r.send(pb.Message{To: m.From, Type: pb.MsgAppendEntriesResp, Index: r.log.committed})
 		return
 	}
 	if !r.log.matchTerm(m.Index, m.LogTerm) {
+		// Rule 2: no entry at prevLogIndex whose term matches prevLogTerm.
 		// Reject with a hint: the largest index <= prevLogIndex whose term
 		// is <= prevLogTerm, where the logs may match. The leader skips
 		// back a whole term per round trip instead of one entry.
@@ -24,6 +26,8 @@ func (r *Raft) handleAppendEntries(m pb.Message) {
 			Hint: hint, HintTerm: hintTerm})
 		return
 	}
+	// Rules 3 and 4: delete a conflicting suffix (never an entry that
+	// matches, §5.3 Log Matching), append the entries not already there.
 	lastNew := m.Index + pb.Index(len(m.Entries))
 	if ci := r.log.findConflict(m.Entries); ci != 0 {
 		if ci <= r.log.committed {
@@ -31,6 +35,7 @@ func (r *Raft) handleAppendEntries(m pb.Message) {
 		}
 		r.appendToLog(m.Entries[ci-m.Entries[0].Index:])
 	}
+	// Rule 5: commitIndex = min(leaderCommit, index of last new entry).
 	if r.log.commitTo(min(m.Commit, lastNew)) {
 		r.afterCommit()
 	}
@@ -65,6 +70,8 @@ func wellFormedEntries(m pb.Message) bool {
 	return true
 }
 
+// handleHeartbeat answers the leader's heartbeat, which maintains its
+// authority (§5.2) and carries its commit index.
 func (r *Raft) handleHeartbeat(m pb.Message) {
 	// The leader never sends a commit above what we hold; bound it anyway so
 	// a confused message cannot move commit past the log.
@@ -89,6 +96,8 @@ func (r *Raft) handleInstallSnapshot(m pb.Message) {
 		r.log.commitTo(s.Index)
 		r.afterCommit()
 	default:
+		// Figure 13, rules 7 and 8: discard the log and reset the state
+		// machine from the snapshot (and its configuration, §7).
 		r.log.restore(s)
 		r.confs = []confRecord{{index: s.Index, conf: s.Conf}}
 		r.applyConf()

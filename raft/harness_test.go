@@ -105,6 +105,14 @@ type cluster struct {
 	onSend func(m pb.Message)
 	// onReady observes every Ready as it is handed out.
 	onReady func(id pb.NodeID, rd *raft.Ready)
+	// onStep observes every message as it is delivered; onDrop every
+	// message that is not (its link is cut, or the test discards it).
+	onStep func(m pb.Message)
+	onDrop func(m pb.Message)
+	// onNote receives the narration of scripted scenarios (say); onSkim
+	// is told when a stretch narrated by skim starts and ends.
+	onNote func(text string)
+	onSkim func(on bool)
 	// byzantine turns off the cluster-wide checks (Election Safety, State
 	// Machine Safety) once forged messages were injected: the protocol does
 	// not promise them against forgeries. Per-member checks stay on.
@@ -132,6 +140,13 @@ type voteKey struct {
 }
 
 func newCluster(t testing.TB, n int, tweak func(*raft.Config)) *cluster {
+	return newClusterOf(t, n, n, tweak)
+}
+
+// newClusterOf builds n members of which the first voters are bootstrapped
+// as the voting configuration; the others start with an empty log, as a
+// server about to join does, and learn the configuration by replication.
+func newClusterOf(t testing.TB, n, voters int, tweak func(*raft.Config)) *cluster {
 	c := &cluster{t: t, tweak: tweak, cores: map[pb.NodeID]*raft.Raft{}, stores: map[pb.NodeID]*memStore{},
 		applied: map[pb.NodeID]*[]pb.Entry{}, reads: map[pb.NodeID][]raft.ReadState{},
 		cut: map[pb.NodeID]bool{}, cutLink: map[[2]pb.NodeID]bool{},
@@ -141,17 +156,19 @@ func newCluster(t testing.TB, n int, tweak func(*raft.Config)) *cluster {
 	for i := 1; i <= n; i++ {
 		c.ids = append(c.ids, pb.NodeID(i))
 	}
-	hs, ents, err := raft.Bootstrap(c.ids)
+	hs, ents, err := raft.Bootstrap(c.ids[:voters])
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, id := range c.ids {
 		st := newMemStore()
-		if err := st.Save(hs, nil, ents); err != nil {
-			t.Fatal(err)
-		}
-		if err := st.Sync(); err != nil {
-			t.Fatal(err)
+		if int(id) <= voters {
+			if err := st.Save(hs, nil, ents); err != nil {
+				t.Fatal(err)
+			}
+			if err := st.Sync(); err != nil {
+				t.Fatal(err)
+			}
 		}
 		c.stores[id] = st
 		c.applied[id] = new([]pb.Entry)
@@ -372,6 +389,7 @@ func (c *cluster) drive() {
 		c.inbox = nil
 		for _, m := range msgs {
 			if !c.deliverable(m) {
+				c.dropped(m)
 				continue
 			}
 			busy = true
@@ -385,6 +403,9 @@ func (c *cluster) drive() {
 }
 
 func (c *cluster) step(m pb.Message) {
+	if c.onStep != nil {
+		c.onStep(m)
+	}
 	if err := c.cores[m.To].Step(m); err != nil {
 		c.t.Fatalf("step %s: %v", m, err)
 	}
@@ -406,6 +427,8 @@ func (c *cluster) deliver(match func(m pb.Message) bool) int {
 		if c.deliverable(m) {
 			c.step(m)
 			n++
+		} else {
+			c.dropped(m)
 		}
 	}
 	c.held = append(keep, c.held...)
@@ -415,7 +438,37 @@ func (c *cluster) deliver(match func(m pb.Message) bool) int {
 
 // discard drops held messages that match.
 func (c *cluster) discard(match func(m pb.Message) bool) {
-	c.held = slices.DeleteFunc(c.held, match)
+	c.held = slices.DeleteFunc(c.held, func(m pb.Message) bool {
+		if match(m) {
+			c.dropped(m)
+			return true
+		}
+		return false
+	})
+}
+
+func (c *cluster) dropped(m pb.Message) {
+	if c.onDrop != nil {
+		c.onDrop(m)
+	}
+}
+
+// say narrates a scripted scenario: the transcripts print it, tests ignore it.
+func (c *cluster) say(format string, args ...any) {
+	if c.onNote != nil {
+		c.onNote(fmt.Sprintf(format, args...))
+	}
+}
+
+// skim narrates a long stretch, f, that a transcript summarises (elections
+// and leaders only) rather than printing message by message.
+func (c *cluster) skim(text string, f func()) {
+	c.say("%s", text)
+	if c.onSkim != nil {
+		c.onSkim(true)
+		defer c.onSkim(false)
+	}
+	f()
 }
 
 // msgIs matches messages by type, sender and recipient (0: any).

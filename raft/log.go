@@ -116,23 +116,6 @@ func (l *raftLog) append(ents ...pb.Entry) pb.Index {
 	return l.lastIndex()
 }
 
-// maybeAppend is the follower side of AppendEntries (Figure 2, receiver
-// rules 2–5). It returns the index of the last new entry and whether the
-// previous entry matched.
-func (l *raftLog) maybeAppend(prev pb.Index, prevTerm pb.Term, ents []pb.Entry) (pb.Index, bool) {
-	if !l.matchTerm(prev, prevTerm) {
-		return 0, false
-	}
-	lastNew := prev + pb.Index(len(ents))
-	if ci := l.findConflict(ents); ci != 0 {
-		if ci <= l.committed {
-			panic(fmt.Sprintf("raft: entry %d conflicts with committed entry (committed %d)", ci, l.committed))
-		}
-		l.append(ents[ci-ents[0].Index:]...)
-	}
-	return lastNew, true
-}
-
 // findConflict returns the index of the first entry of ents that is not in
 // the log (differs in term, or is past the end), or 0 when all are present.
 // Entries that match are never truncated (Figure 2, receiver rule 3).

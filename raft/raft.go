@@ -176,6 +176,8 @@ func (r *Raft) promotable() bool {
 	return false
 }
 
+// resetRandomizedElection draws a new election timeout: randomized timeouts
+// make split votes rare and resolve them quickly (§5.2).
 func (r *Raft) resetRandomizedElection() {
 	r.randomizedElection = r.cfg.ElectionTicks + r.rand.IntN(r.cfg.ElectionTicks)
 }
@@ -241,6 +243,8 @@ func (r *Raft) becomePreCandidate() {
 	r.trk.ResetVotes()
 }
 
+// becomeCandidate starts an election (§5.2): increment currentTerm and vote
+// for itself.
 func (r *Raft) becomeCandidate() {
 	r.reset(r.term + 1)
 	r.vote = r.id
@@ -403,6 +407,10 @@ var campaignTransfer = []byte("transfer")
 
 func isTransfer(m pb.Message) bool { return string(m.Context) == string(campaignTransfer) }
 
+// handleVoteRequest is the RequestVote (and PreVote) receiver (Figure 2):
+// grant if this server has not voted for anyone else in the term (§5.2) and
+// the candidate's log is at least as up to date as its own (§5.4.1, the
+// election restriction). A term older than ours was refused by stepTerm.
 func (r *Raft) handleVoteRequest(m pb.Message) {
 	resp := pb.MessageType(pb.MsgRequestVoteResp)
 	if m.Type == pb.MsgPreVote {
@@ -426,6 +434,9 @@ func (r *Raft) handleVoteRequest(m pb.Message) {
 	r.send(pb.Message{To: m.From, Type: resp, Reject: true})
 }
 
+// stepFollower handles a message as a follower (or learner): it answers the
+// leader's RPCs and resets its election timer on each (Figure 2, "Rules for
+// Servers: Followers", §5.2).
 func (r *Raft) stepFollower(m pb.Message) {
 	switch m.Type {
 	case pb.MsgAppendEntries:

@@ -140,6 +140,8 @@ func (r *Raft) sendEmptyAppend(to pb.NodeID, pr *tracker.Progress) {
 	pr.SentCommit = max(pr.SentCommit, r.log.committed)
 }
 
+// sendSnapshot sends InstallSnapshot to a follower that needs entries the
+// leader has already compacted away (§7, Figure 13).
 func (r *Raft) sendSnapshot(to pb.NodeID, pr *tracker.Progress) bool {
 	if !pr.RecentActive {
 		return false // no point streaming a snapshot to a server that is down
@@ -153,6 +155,8 @@ func (r *Raft) sendSnapshot(to pb.NodeID, pr *tracker.Progress) bool {
 	return true
 }
 
+// bcastHeartbeat sends every follower a heartbeat: the leader's periodic
+// assertion of authority that keeps followers from starting elections (§5.2).
 func (r *Raft) bcastHeartbeat(ctx []byte) {
 	r.trk.Visit(func(id pb.NodeID, pr *tracker.Progress) {
 		if id == r.id {
@@ -192,6 +196,10 @@ func (r *Raft) markActive(pr *tracker.Progress) {
 	pr.LastActiveTick = r.ticks
 }
 
+// handleAppendResponse is the leader's side of an AppendEntries answer
+// (Figure 2, "Rules for Servers: Leaders"): on success advance matchIndex
+// and nextIndex and try to commit; on a log mismatch move nextIndex back
+// and retry (§5.3), a whole term at a time thanks to the follower's hint.
 func (r *Raft) handleAppendResponse(m pb.Message, pr *tracker.Progress) {
 	r.markActive(pr)
 	if m.Index > r.log.lastIndex() {

@@ -52,8 +52,8 @@ or SIGTERM stops it cleanly.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.dir, "dir", "", "data directory to use and keep (default: a temporary one, removed on exit)")
-	fl.IntVar(&f.clientPort, "client-port", 0, "first client port (members use it and the next two); 0 picks free ports")
-	fl.IntVar(&f.peerPort, "peer-port", 0, "first peer port; 0 picks free ports")
+	fl.IntVar(&f.clientPort, "client-port", 8001, "first client port (members use it and the next two); 0 picks free ports")
+	fl.IntVar(&f.peerPort, "peer-port", 7001, "first peer port; 0 picks free ports")
 	fl.DurationVar(&f.heartbeat, "heartbeat-interval", 100*time.Millisecond, "heartbeat interval")
 	fl.DurationVar(&f.election, "election-timeout", time.Second, "election timeout")
 	fl.StringVar(&f.logLevel, "log-level", "warn", "slog level")
@@ -83,20 +83,35 @@ func runDev(cmd *cobra.Command, f *devFlags, tmpl server.Config) error {
 			l.Close()
 		}
 	}
+	listenAll := func(peerBase, clientBase int) error {
+		for i := 0; i < n; i++ {
+			pl, err := net.Listen("tcp", portAddr(peerBase, i))
+			if err != nil {
+				return err
+			}
+			peers = append(peers, pl)
+			cl, err := net.Listen("tcp", portAddr(clientBase, i))
+			if err != nil {
+				return err
+			}
+			clients = append(clients, cl)
+		}
+		return nil
+	}
+	if err := listenAll(f.peerPort, f.clientPort); err != nil {
+		closeAll()
+		peers, clients = nil, nil
+		if cmd.Flags().Changed("peer-port") || cmd.Flags().Changed("client-port") {
+			return err
+		}
+		// The default ports are taken (another dev cluster?): any free ones do.
+		if err := listenAll(0, 0); err != nil {
+			closeAll()
+			return err
+		}
+	}
 	var boot []node.Member
-	for i := 0; i < n; i++ {
-		pl, err := net.Listen("tcp", portAddr(f.peerPort, i))
-		if err != nil {
-			closeAll()
-			return err
-		}
-		peers = append(peers, pl)
-		cl, err := net.Listen("tcp", portAddr(f.clientPort, i))
-		if err != nil {
-			closeAll()
-			return err
-		}
-		clients = append(clients, cl)
+	for i, pl := range peers {
 		boot = append(boot, node.Member{ID: pb.NodeID(i + 1), PeerAddr: pl.Addr().String()})
 	}
 	var members []*server.Server

@@ -1,0 +1,130 @@
+package sim
+
+import (
+	"encoding/binary"
+
+	"github.com/raftkv/raftkv/raft"
+	pb "github.com/raftkv/raftkv/raftpb"
+)
+
+// What clients see (Figure 3 seen from outside, and §6.4 for reads):
+//   - a command whose Propose returned (index, term) is committed exactly
+//     when an entry of that term is applied at that index, and then it must
+//     be that command; every command a client saw committed is in the final
+//     log;
+//   - no command is applied at two indexes (the simulated clients never
+//     retry, so a duplicate is the core's doing);
+//   - a ReadIndex answer is never below a commit index some replica had
+//     reached when the read was asked: the read would miss a write that had
+//     already completed.
+type clientHistory struct {
+	pending map[pb.Index][]proposal
+	acked   []proposal
+	applied map[uint64]pb.Index // command id -> index it was applied at
+	// reads holds, per read id, the commit index the answer must reach.
+	reads map[uint64]pb.Index
+}
+
+type proposal struct {
+	index pb.Index
+	term  pb.Term
+	cmd   uint64
+}
+
+func newClientHistory() clientHistory {
+	return clientHistory{
+		pending: map[pb.Index][]proposal{},
+		applied: map[uint64]pb.Index{},
+		reads:   map[uint64]pb.Index{},
+	}
+}
+
+// command encodes a client command: its id, then padding of any length.
+func command(id uint64, pad int) []byte {
+	b := binary.BigEndian.AppendUint64(make([]byte, 0, 8+pad), id)
+	return append(b, make([]byte, pad)...)
+}
+
+func commandID(data []byte) (uint64, bool) {
+	if len(data) < 8 {
+		return 0, false
+	}
+	return binary.BigEndian.Uint64(data), true
+}
+
+func (c *checker) onPropose(first pb.Index, term pb.Term, cmds []uint64) {
+	for i, id := range cmds {
+		idx := first + pb.Index(i)
+		c.clients.pending[idx] = append(c.clients.pending[idx], proposal{index: idx, term: term, cmd: id})
+	}
+}
+
+// onCommand runs when an index is applied for the first time anywhere.
+func (c *checker) onCommand(r *replica, e *pb.Entry) {
+	id, isCmd := commandID(e.Data)
+	isCmd = isCmd && e.Type == pb.EntryNormal
+	if isCmd {
+		if at, dup := c.clients.applied[id]; dup {
+			c.failf("clients: command %d applied at %d and again at %d", id, at, e.Index)
+			return
+		}
+		c.clients.applied[id] = e.Index
+	}
+	for _, p := range c.clients.pending[e.Index] {
+		if p.term != e.Term {
+			continue // that leader's entry was overwritten: not committed
+		}
+		if !isCmd || id != p.cmd {
+			c.failf("clients: command %d proposed at %d/%d, but another entry of that term is applied there",
+				p.cmd, p.index, p.term)
+			return
+		}
+		c.clients.acked = append(c.clients.acked, p)
+		c.s.stats.Acked++
+	}
+	delete(c.clients.pending, e.Index)
+}
+
+// onReadRequest records a ReadIndex request and the commit index it must
+// see: the highest any running replica has reached.
+func (c *checker) onReadRequest(id uint64) {
+	var floor pb.Index
+	for _, r := range c.s.reps {
+		if r.up() {
+			floor = max(floor, r.core.Committed())
+		}
+	}
+	c.clients.reads[id] = floor
+}
+
+func (c *checker) onReadState(r *replica, rs raft.ReadState) {
+	id, ok := commandID(rs.Context)
+	floor, asked := c.clients.reads[id]
+	if !ok || !asked {
+		c.failf("clients: replica %d answers a read nobody asked (%x)", r.id, rs.Context)
+		return
+	}
+	c.s.stats.Reads++
+	if rs.Index < floor {
+		c.failf("clients: read %d answered at index %d, but %d was already committed when it was asked (stale read)",
+			id, rs.Index, floor)
+	}
+}
+
+// checkAcked holds every command a client saw committed to the final log
+// of replica r (the final leader).
+func (c *checker) checkAcked(r *replica) {
+	v := c.views[r.id]
+	for _, p := range c.clients.acked {
+		switch {
+		case p.index > v.last():
+			c.failf("clients: command %d committed at %d/%d is missing from the final log of %d (last %d)",
+				p.cmd, p.index, p.term, r.id, v.last())
+			return
+		case p.index > v.base && v.termAt(p.index) != p.term:
+			c.failf("clients: command %d committed at %d/%d is replaced in the final log of %d (term %d)",
+				p.cmd, p.index, p.term, r.id, v.termAt(p.index))
+			return
+		}
+	}
+}

@@ -1,0 +1,28 @@
+package sim
+
+import (
+	"github.com/raftkv/raftkv/raft"
+	pb "github.com/raftkv/raftkv/raftpb"
+)
+
+// Election Safety (§5.2, Figure 3): at most one leader can be elected in a
+// given term. The history spans the whole run, across crashes and across
+// configurations: a term's leader, once seen, is its only leader.
+type electionHistory struct {
+	leaders map[pb.Term]pb.NodeID
+}
+
+func (c *checker) checkElection(id pb.NodeID, role raft.Role, term pb.Term) {
+	if role != raft.Leader {
+		return
+	}
+	prev, ok := c.election.leaders[term]
+	if !ok {
+		c.election.leaders[term] = id
+		c.s.stats.Leaders++
+		return
+	}
+	if prev != id {
+		c.failf("Election Safety (§5.2): term %d has two leaders, %d and %d", term, prev, id)
+	}
+}

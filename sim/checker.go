@@ -1,0 +1,174 @@
+package sim
+
+import (
+	"fmt"
+
+	"github.com/raftkv/raftkv/raft"
+	pb "github.com/raftkv/raftkv/raftpb"
+)
+
+// checker holds the global history the safety properties are judged
+// against. Each property lives in its own check_*.go file; this file wires
+// them to the points where a replica's state becomes observable: after each
+// Ready it handles (afterReady), when it applies or restores, sends, crashes
+// and starts, and once per tick (sweep).
+type checker struct {
+	s     *Sim
+	views [MaxReplicas + 1]*logView
+
+	election     electionHistory
+	matching     map[idxTerm]uint64
+	committed    committedLog
+	completeness commitFrontier
+	persistence  persistenceHistory
+	clients      clientHistory
+}
+
+type idxTerm struct {
+	index pb.Index
+	term  pb.Term
+}
+
+func newChecker(s *Sim) checker {
+	return checker{
+		s:        s,
+		election: electionHistory{leaders: map[pb.Term]pb.NodeID{}},
+		matching: map[idxTerm]uint64{},
+		persistence: persistenceHistory{
+			votes: map[termVoter]pb.NodeID{},
+		},
+		clients: newClientHistory(),
+	}
+}
+
+func (c *checker) failf(format string, args ...any) { c.s.failf(format, args...) }
+
+// logView is the checker's copy of a replica's durable log as chain hashes:
+// ph[k] is the chain hash of the log up to index base+k, terms[k] that
+// entry's term. base is the snapshot the log starts after.
+type logView struct {
+	base  pb.Index
+	ph    []uint64
+	terms []pb.Term
+	// term is the highest term seen in this incarnation.
+	term pb.Term
+	// Leader Append-Only bookkeeping: while the replica leads in leadTerm,
+	// its log up to leadLast must keep the chain hash leadPH.
+	leadTerm pb.Term
+	leadLast pb.Index
+	leadPH   uint64
+}
+
+func (v *logView) last() pb.Index { return v.base + pb.Index(len(v.ph)) - 1 }
+
+// chainAt returns the chain hash at i if the view holds it.
+func (v *logView) chainAt(i pb.Index) (uint64, bool) {
+	if i < v.base || i > v.last() {
+		return 0, false
+	}
+	return v.ph[i-v.base], true
+}
+
+func (v *logView) termAt(i pb.Index) pb.Term { return v.terms[i-v.base] }
+
+func (v *logView) reset(base pb.Index, term pb.Term, chain uint64) {
+	v.base = base
+	v.ph = append(v.ph[:0], chain)
+	v.terms = append(v.terms[:0], term)
+}
+
+// append replaces the suffix from ents[0].Index, as Save does.
+func (v *logView) append(ents []pb.Entry) error {
+	from := ents[0].Index
+	if from <= v.base || from > v.last()+1 {
+		return fmt.Errorf("entries from %d do not fit a log of (%d, %d]", from, v.base, v.last())
+	}
+	k := int(from - v.base)
+	v.ph, v.terms = v.ph[:k], v.terms[:k]
+	for i := range ents {
+		e := &ents[i]
+		if e.Index != from+pb.Index(i) {
+			return fmt.Errorf("entries not contiguous at %d", e.Index)
+		}
+		v.ph = append(v.ph, chainHash(v.ph[len(v.ph)-1], e.Term, entryHash(e)))
+		v.terms = append(v.terms, e.Term)
+	}
+	return nil
+}
+
+// rebuild reads the view back from the replica's store (after a start).
+func (c *checker) rebuild(r *replica) {
+	v := &logView{}
+	c.views[r.id] = v
+	snap, _ := r.store.Snapshot()
+	chain := uint64(0)
+	if snap.Index > 0 {
+		img, _ := r.imgs.get(snap.Index)
+		chain = img.chain
+	}
+	v.reset(snap.Index, snap.Term, chain)
+	if first, last := r.store.FirstIndex(), r.store.LastIndex(); first <= last {
+		ents, err := r.store.Entries(first, last+1, 0)
+		if err == nil {
+			err = v.append(ents)
+		}
+		if err != nil {
+			c.failf("replica %d: reading its log back: %v", r.id, err)
+			return
+		}
+	}
+	c.checkMatching(r.id, v, v.base)
+}
+
+func (c *checker) onStart(r *replica) {
+	c.rebuild(r)
+	c.checkRestart(r)
+	c.views[r.id].term = r.core.Term()
+}
+
+func (c *checker) onCrash(r *replica) { c.views[r.id] = nil }
+
+// afterReady updates the replica's view with what the Ready persisted and
+// checks every property the Ready could have affected.
+func (c *checker) afterReady(r *replica, rd *raft.Ready) {
+	v := c.views[r.id]
+	if rd.Snapshot != nil {
+		img, _ := r.imgs.get(rd.Snapshot.Index)
+		v.reset(rd.Snapshot.Index, rd.Snapshot.Term, img.chain)
+		c.checkMatching(r.id, v, v.base)
+	}
+	if len(rd.Entries) > 0 {
+		if err := v.append(rd.Entries); err != nil {
+			c.failf("replica %d: %v", r.id, err)
+			return
+		}
+		c.checkMatching(r.id, v, rd.Entries[0].Index)
+	}
+	for _, rs := range rd.ReadStates {
+		c.onReadState(r, rs)
+	}
+	c.observe(r)
+}
+
+// observe checks the properties that depend on a replica's role, term and
+// commit index; it runs after every Ready and once per tick.
+func (c *checker) observe(r *replica) {
+	v := c.views[r.id]
+	role, term := r.core.Role(), r.core.Term()
+	c.checkTermMonotonic(r, v, term)
+	c.checkElection(r.id, role, term)
+	c.checkAppendOnly(r.id, v, role, term)
+	commit := min(r.core.Committed(), v.last())
+	c.checkCommitted(r.id, v, commit)
+	c.noteCommit(term, commit)
+	c.checkCompleteness(r.id, v, role, term)
+}
+
+// sweep observes every running replica; the Sim calls it after every tick.
+func (c *checker) sweep() {
+	for _, r := range c.s.reps {
+		if r.up() && c.s.err == nil {
+			c.observe(r)
+		}
+	}
+}

@@ -1,0 +1,245 @@
+package sim
+
+import (
+	"fmt"
+	"math/rand/v2"
+
+	"github.com/raftkv/raftkv/raft"
+	pb "github.com/raftkv/raftkv/raftpb"
+)
+
+// DefaultSteps is the length of the safety phase in ticks.
+const DefaultSteps = 600
+
+// ElectionTicks is the simulated election timeout E: each replica's timeout
+// is drawn from [E, 2E).
+const ElectionTicks = 10
+
+// MaxDelayTicks bounds the per-message network delay.
+const MaxDelayTicks = 3
+
+// LivenessTicks bounds the liveness phase: once every fault has healed, a
+// leader must commit a fresh proposal within this many ticks. Derivation,
+// with E = ElectionTicks and D = MaxDelayTicks:
+//   - a leader cut off from its quorum notices within 2E (CheckQuorum looks
+//     every E ticks at who answered during the previous E);
+//   - followers ignore campaigns for E after the last heartbeat (§6 vote
+//     lease), and a randomized timeout fires within 2E after that;
+//   - a PreVote and a vote round cost at most 4D;
+//   - split votes are retried with fresh random timeouts: allow 8 attempts;
+//   - then a joint configuration left pending needs its C_new appended and
+//     committed, and the fresh proposal committed: a few round trips, 8D.
+//
+// 2E + E + 8*(2E + 4D) + 8D = 30 + 8*32 + 24 = 310 ticks for E=10, D=3;
+// rounded up to 32 election timeouts.
+const LivenessTicks = 32 * ElectionTicks
+
+// Options choose a run. Everything else is drawn from Seed.
+type Options struct {
+	Seed uint64
+	// Steps is the length of the safety phase in ticks (DefaultSteps if 0).
+	Steps int
+	// Store builds each replica's store (NewMemStore if nil).
+	Store StoreFactory
+	// TraceLen is how many events a failure report shows (TraceLen if 0).
+	TraceLen int
+}
+
+// Stats count what a run did, to show the faults were exercised.
+type Stats struct {
+	Ticks, Messages, Crashes, Snapshots, Installs uint64
+	Leaders, ConfChanges, Acked, Reads            uint64
+	// LivenessTicks is how long the liveness phase took to commit.
+	LivenessTicks uint64
+}
+
+// Result is the outcome of a run.
+type Result struct {
+	Seed   uint64
+	Err    error
+	Trace  string // the last TraceLen events, set when Err is
+	Digest uint64 // digest of every event of the run
+	Stats  Stats
+}
+
+// Sim is one simulated cluster.
+type Sim struct {
+	seed  uint64
+	steps int
+	rng   *rand.Rand
+	p     params
+	now   uint64
+	reps  []*replica // reps[i] has id i+1
+	net   network
+	check checker
+	trace trace
+	stats Stats
+	err   error
+
+	nextCmd, nextRead uint64
+	partitionUntil    uint64
+	plan              *confPlan
+}
+
+// New builds the cluster of opt.Seed: replicas 1..n, of which the first
+// voters are bootstrapped as the initial configuration and the rest start
+// empty, outside it, ready to be added.
+func New(opt Options) *Sim {
+	return newSim(opt, randomParams)
+}
+
+// newSim builds a Sim whose parameters come from choose (scripted tests
+// fix them; runs draw them from the seed).
+func newSim(opt Options, choose func(*rand.Rand) params) *Sim {
+	s := &Sim{seed: opt.Seed, steps: opt.Steps, rng: rand.New(rand.NewPCG(opt.Seed, 0x5eed))}
+	if s.steps == 0 {
+		s.steps = DefaultSteps
+	}
+	s.trace.now = &s.now
+	s.trace.ring = make([]event, TraceLen)
+	if opt.TraceLen > 0 {
+		s.trace.ring = make([]event, opt.TraceLen)
+	}
+	s.check = newChecker(s)
+	s.p = choose(s.rng)
+	s.build(opt.Store)
+	return s
+}
+
+func (s *Sim) build(factory StoreFactory) {
+	if factory == nil {
+		factory = NewMemStore
+	}
+	voters := make([]pb.NodeID, s.p.voters)
+	for i := range voters {
+		voters[i] = pb.NodeID(i + 1)
+	}
+	hs, ents, err := raft.Bootstrap(voters)
+	if err != nil {
+		s.failf("bootstrap: %v", err)
+		return
+	}
+	for i := 0; i < s.p.replicas; i++ {
+		r := &replica{id: pb.NodeID(i + 1), store: factory(pb.NodeID(i + 1))}
+		if i < s.p.voters {
+			if err := r.store.Save(hs, nil, ents); err == nil {
+				err = r.store.Sync()
+			}
+			if err != nil {
+				s.failf("bootstrap %d: %v", r.id, err)
+				return
+			}
+		}
+		s.reps = append(s.reps, r)
+		s.start(r)
+	}
+}
+
+func (s *Sim) replica(id pb.NodeID) *replica { return s.reps[id-1] }
+
+// failf records the first violation; the run stops at the next check.
+func (s *Sim) failf(format string, args ...any) {
+	if s.err == nil {
+		s.err = fmt.Errorf(format, args...)
+		s.trace.add(event{kind: evNote, text: "FAILED: " + s.err.Error()})
+	}
+}
+
+func (s *Sim) chance(p float64) bool { return p > 0 && s.rng.Float64() < p }
+
+func (s *Sim) delay() uint64 {
+	if s.p.maxDelay <= s.p.minDelay {
+		return uint64(s.p.minDelay)
+	}
+	return uint64(s.p.minDelay + s.rng.IntN(s.p.maxDelay-s.p.minDelay+1))
+}
+
+// Run plays both phases and reports the outcome.
+func (s *Sim) Run() Result {
+	for i := 0; i < s.steps && s.err == nil; i++ {
+		s.randomEvents()
+		s.tick()
+	}
+	if s.err == nil {
+		s.liveness()
+	}
+	res := Result{Seed: s.seed, Err: s.err, Digest: s.trace.digest, Stats: s.stats}
+	if s.err != nil {
+		res.Trace = s.trace.String() + "--- replicas ---\n" + s.stateDump()
+	}
+	return res
+}
+
+// tick advances virtual time by one: restarts due, every running core
+// ticks, messages due arrive, and the checker sweeps.
+func (s *Sim) tick() {
+	s.now++
+	s.stats.Ticks++
+	for _, r := range s.reps {
+		if !r.up() && s.now >= r.downUntil && s.err == nil {
+			s.start(r)
+			s.drain(r)
+		}
+	}
+	for _, r := range s.reps {
+		if r.up() && s.err == nil {
+			r.core.Tick()
+			s.drain(r)
+		}
+	}
+	s.net.deliverDue(s)
+	if s.err == nil {
+		s.check.sweep()
+	}
+}
+
+// leader returns the running leader of the highest term, or nil.
+func (s *Sim) leader() *replica {
+	var best *replica
+	for _, r := range s.reps {
+		if r.up() && r.core.Role() == raft.Leader && (best == nil || r.core.Term() > best.core.Term()) {
+			best = r
+		}
+	}
+	return best
+}
+
+// liveness heals everything, restarts every crashed replica, and requires
+// a leader to commit a fresh proposal within LivenessTicks.
+func (s *Sim) liveness() {
+	s.healAll()
+	start := s.now
+	var want proposal
+	for s.now-start < LivenessTicks && s.err == nil {
+		s.tick()
+		if want.index > 0 {
+			if ce := s.check.committed.at(want.index); ce.applied {
+				if ce.term == want.term {
+					s.stats.LivenessTicks = s.now - start
+					if lead := s.leader(); lead != nil {
+						s.check.checkAcked(lead)
+					}
+					return
+				}
+				want = proposal{} // overwritten: propose again
+			}
+		}
+		lead := s.leader()
+		if lead == nil || (want.index > 0 && want.term == lead.core.Term()) {
+			continue
+		}
+		s.nextCmd++
+		idx, term, err := lead.core.Propose(command(s.nextCmd, 0))
+		if err != nil {
+			continue
+		}
+		want = proposal{index: idx, term: term, cmd: s.nextCmd}
+		s.check.onPropose(idx, term, []uint64{s.nextCmd})
+		s.trace.add(event{kind: evPropose, node: lead.id, a: uint64(idx), b: uint64(term), c: 1, text: " (liveness)"})
+		s.drain(lead)
+	}
+	if s.err == nil {
+		s.failf("liveness: no proposal committed within %d ticks of healing (want %d/%d)",
+			LivenessTicks, want.index, want.term)
+	}
+}

@@ -1,0 +1,116 @@
+package sim
+
+import (
+	"fmt"
+	"slices"
+
+	pb "github.com/raftkv/raftkv/raftpb"
+)
+
+// image is a state-machine snapshot: enough to carry on applying after it
+// and to compare it with every other replica's state at the same index.
+type image struct {
+	index pb.Index
+	term  pb.Term
+	// chain is the chain hash of every entry up to index; equal chains mean
+	// equal applied histories.
+	chain uint64
+	// conf is the configuration in force at index.
+	conf pb.ConfState
+}
+
+// appliedRecord is one applied entry as the state machine saw it.
+type appliedRecord struct {
+	index pb.Index
+	term  pb.Term
+	hash  uint64
+}
+
+// stateMachine is a replica's deterministic state machine. It is volatile:
+// a crash loses it, and restart rebuilds it from the durable snapshot image
+// and the committed entries the core hands out again.
+//
+// Invariant: applied rises by exactly one per applied entry, or jumps to a
+// restored snapshot's index.
+type stateMachine struct {
+	applied pb.Index
+	term    pb.Term
+	chain   uint64
+	conf    pb.ConfState
+	// records holds every entry applied in this incarnation, in order.
+	records []appliedRecord
+}
+
+func (sm *stateMachine) restore(img image) {
+	sm.applied, sm.term, sm.chain, sm.conf = img.index, img.term, img.chain, img.conf
+}
+
+func (sm *stateMachine) image() image {
+	return image{index: sm.applied, term: sm.term, chain: sm.chain, conf: sm.conf}
+}
+
+// apply applies e, which must be the next entry, and returns its hash.
+func (sm *stateMachine) apply(e *pb.Entry) (uint64, error) {
+	if e.Index != sm.applied+1 {
+		return 0, fmt.Errorf("entry %d/%d handed out after applied index %d", e.Index, e.Term, sm.applied)
+	}
+	h := entryHash(e)
+	if e.Type == pb.EntryConfChange {
+		cs, err := pb.DecodeConfState(e.Data)
+		if err != nil {
+			return 0, fmt.Errorf("configuration entry %d: %w", e.Index, err)
+		}
+		sm.conf = cs
+	}
+	sm.applied, sm.term = e.Index, e.Term
+	sm.chain = chainHash(sm.chain, e.Term, h)
+	sm.records = append(sm.records, appliedRecord{index: e.Index, term: e.Term, hash: h})
+	return h, nil
+}
+
+// imageStore holds a replica's snapshot images: the ones it took and the
+// ones it received. They are durable (snapshot files), so they survive a
+// crash; those older than the store's snapshot are pruned.
+type imageStore struct {
+	byIndex map[pb.Index]image
+	indexes []pb.Index // sorted keys of byIndex
+}
+
+func (s *imageStore) put(img image) {
+	if s.byIndex == nil {
+		s.byIndex = map[pb.Index]image{}
+	}
+	if _, ok := s.byIndex[img.index]; ok {
+		return
+	}
+	s.byIndex[img.index] = img
+	at, _ := slices.BinarySearch(s.indexes, img.index)
+	s.indexes = slices.Insert(s.indexes, at, img.index)
+}
+
+func (s *imageStore) get(i pb.Index) (image, bool) {
+	img, ok := s.byIndex[i]
+	return img, ok
+}
+
+// latestAtOrBelow returns the newest image with index in (after, i].
+func (s *imageStore) latestAtOrBelow(i, after pb.Index) (image, bool) {
+	at, found := slices.BinarySearch(s.indexes, i)
+	if found {
+		at++
+	}
+	if at == 0 || s.indexes[at-1] <= after {
+		return image{}, false
+	}
+	return s.byIndex[s.indexes[at-1]], true
+}
+
+// pruneBelow drops images older than i.
+func (s *imageStore) pruneBelow(i pb.Index) {
+	n := 0
+	for n < len(s.indexes) && s.indexes[n] < i {
+		delete(s.byIndex, s.indexes[n])
+		n++
+	}
+	s.indexes = s.indexes[n:]
+}
