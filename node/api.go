@@ -235,10 +235,18 @@ func (n *Node) ClusterID() uint64 {
 	return n.cfg.ClusterID
 }
 
-// Status returns the member's current state.
+// Status returns the member's current state, read from the run goroutine
+// (or, once the node has stopped, as it was last published). Use Leader
+// on hot paths: Status is a round trip and copies the member list.
 func (n *Node) Status() Status {
+	var core raft.Status
+	if n.do(context.Background(), func() { core = n.core.Status() }) != nil {
+		n.mu.Lock()
+		core = n.status
+		n.mu.Unlock()
+	}
 	n.mu.Lock()
-	st := Status{Status: n.status, Members: slices.Clone(n.members)}
+	st := Status{Status: core, Members: slices.Clone(n.members)}
 	n.mu.Unlock()
 	st.Applied = pb.Index(n.applied.Load())
 	if m, ok := n.cfg.Snapshots.Latest(); ok {

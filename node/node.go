@@ -60,6 +60,7 @@ type Node struct {
 	persistAt atomic.Int64 // unix nanos when the current persist began; 0 if idle
 
 	applied      atomic.Uint64
+	running      atomic.Bool // Start was called
 	lead, term   atomic.Uint64
 	role         atomic.Int32
 	snapshotting atomic.Bool
@@ -200,6 +201,7 @@ func (n *Node) Start() error {
 		n.updatePeers()
 	}
 	n.lastTick = time.Now()
+	n.running.Store(true)
 	n.wg.Add(4)
 	go n.run()
 	go n.persistLoop()
@@ -281,7 +283,7 @@ func (n *Node) produceReadys() {
 		n.persistc <- rd
 		n.updatePeers()
 	}
-	n.publishStatus()
+	n.publishLeader()
 }
 
 func (n *Node) advance(id uint64) {
@@ -310,6 +312,7 @@ func (n *Node) tick() {
 	n.lastTick = now
 	n.core.Tick()
 	n.checkDiskStall(now)
+	n.publishStatus()
 }
 
 // leaseTrusted reports whether the tick clock has run without a gap long
@@ -426,6 +429,9 @@ func (n *Node) report(f func()) {
 
 // do runs f in the run goroutine and waits for it.
 func (n *Node) do(ctx context.Context, f func()) error {
+	if !n.running.Load() {
+		return ErrStopped
+	}
 	done := make(chan struct{})
 	select {
 	case n.reqc <- func() { f(); close(done) }:
@@ -470,14 +476,23 @@ func (n *Node) updatePeers() {
 	}
 }
 
+// publishStatus copies the core's status for Status callers that cannot
+// reach the run goroutine (the node stopped). It runs on every tick and
+// role change, not on every event: the leader's status builds a map.
 func (n *Node) publishStatus() {
 	st := n.core.Status()
 	n.mu.Lock()
 	n.status = st
 	n.mu.Unlock()
-	n.lead.Store(uint64(st.Lead))
-	n.term.Store(uint64(st.Term))
-	n.role.Store(int32(st.Role))
+	n.publishLeader()
+}
+
+// publishLeader keeps the cheap accessors (Leader) current; it runs after
+// every event.
+func (n *Node) publishLeader() {
+	n.lead.Store(uint64(n.core.Lead()))
+	n.term.Store(uint64(n.core.Term()))
+	n.role.Store(int32(n.core.Role()))
 }
 
 func (n *Node) shutdown() {
