@@ -9,6 +9,7 @@ import (
 
 	"github.com/raftkv/raftkv/kv"
 	"github.com/raftkv/raftkv/node"
+	"github.com/raftkv/raftkv/storage/vfs"
 )
 
 // Config is everything a member needs. Zero limits take the defaults below.
@@ -44,6 +45,10 @@ type Config struct {
 	KV kv.Config
 	// Limits bound what one client can hold.
 	Limits Limits
+	// FS is the file system under DataDir's WAL and snapshots; default
+	// vfs.OS(). Tests put a fault-injecting layer here (cmd/raftkv's
+	// powerloss build).
+	FS vfs.FS
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }

@@ -38,6 +38,11 @@
 // net/http runs each request on its own goroutine; they share the node and
 // the store, both safe for concurrent use. One background goroutine
 // (publish) polls the node's status to publish the client address and, on
-// a member that joined, to learn the cluster id. All exported methods are
-// safe for concurrent use.
+// a member that joined, to learn the cluster id; another (announce) tells
+// the leader this member's client address for the live view (ui.go). All
+// exported methods are safe for concurrent use.
+//
+// Operations: /metrics (metrics.go, one Prometheus registry per Server),
+// /ui/ and /v1/debug/* (ui.go, ui_announce.go), and GET /v1/snapshot with
+// RestoreSnapshot for backups (backup.go).
 package server

@@ -66,7 +66,7 @@ func TestBadInputs(t *testing.T) {
 	expect(t, c.do(http.MethodGet, url(lead, api.PathKV+"k?consistency=eventual"), nil), 400, api.CodeBadRequest)
 	expect(t, c.do(http.MethodGet, url(lead, api.PathKV+"?limit=-1"), nil), 400, api.CodeBadRequest)
 	expect(t, c.do(http.MethodPatch, url(lead, api.PathKV+"k"), nil), 405, api.CodeBadRequest)
-	expect(t, c.do(http.MethodGet, url(lead, "/metrics"), nil), 404, api.CodeNotFound)
+	expect(t, c.do(http.MethodGet, url(lead, "/v1/no-such-endpoint"), nil), 404, api.CodeNotFound)
 	expect(t, c.do(http.MethodPost, url(lead, api.PathMembers), []byte("{")), 400, api.CodeBadJSON)
 	expect(t, c.do(http.MethodPost, url(lead, api.PathMembers), []byte(`{"id":"x"}`)), 400, api.CodeBadJSON)
 	expect(t, c.do(http.MethodPost, url(lead, api.PathMembers), []byte(`{"id":0,"peer_addr":"a:1"}`)), 400, api.CodeBadRequest)

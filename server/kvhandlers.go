@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/raftkv/raftkv/api"
 	"github.com/raftkv/raftkv/kv"
@@ -74,7 +75,9 @@ func (s *Server) write(w http.ResponseWriter, r *http.Request, op kv.Op, key str
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Limits.RequestTimeout)
 	defer cancel()
+	start := time.Now()
 	out, err := s.node.Propose(ctx, kv.EncodeCommand(cmd))
+	s.metrics.proposed(start, err)
 	if err != nil {
 		s.nodeError(w, r, err)
 		return
@@ -174,7 +177,10 @@ func (s *Server) barrier(w http.ResponseWriter, r *http.Request) bool {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Limits.RequestTimeout)
 	defer cancel()
-	if err := read(ctx); err != nil {
+	start := time.Now()
+	err := read(ctx)
+	s.metrics.readBarrier(level, start, err)
+	if err != nil {
 		s.readBarrierError(w, r, err)
 		return false
 	}

@@ -33,11 +33,16 @@ type Server struct {
 	clusterID atomic.Uint64 // 0 until known (a joined member learns it)
 	sem       chan struct{} // one token per request being served
 	draining  atomic.Bool
+	applied   *appliedLog // checksums of recent commands (PathDebugApplied)
 
 	stopOnce sync.Once
 	stopc    chan struct{}
 	bg       sync.WaitGroup
 	serveErr chan error
+
+	metrics   *metrics     // metrics.go
+	peerHTTP  *http.Client // ui.go: fetches other members' views
+	announced sync.Map     // ui.go: member id (uint64) -> client address it announced
 }
 
 // Start opens the data directory, starts the node, and serves the HTTP API
@@ -53,9 +58,10 @@ func Start(c Config) (*Server, error) {
 		closeListeners(cfg)
 		return nil, err
 	}
-	s.bg.Add(2)
+	s.bg.Add(3)
 	go s.serve()
 	go s.publishLoop()
+	go s.announceLoop()
 	return s, nil
 }
 
@@ -76,11 +82,18 @@ func open(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	log, snaps, err := node.OpenStorage(vfs.OS(), cfg.DataDir)
+	fsys := cfg.FS
+	if fsys == nil {
+		fsys = vfs.OS()
+	}
+	log, snaps, err := node.OpenStorage(fsys, cfg.DataDir)
 	if err != nil {
 		return nil, fmt.Errorf("server: opening %s: %w", cfg.DataDir, err)
 	}
+	m := newMetrics()
+	log = timedLog{LogStore: log, fsync: m.fsyncSeconds}
 	store := kv.New(cfg.KV)
+	applied := &appliedLog{}
 	// Self carries no client address: node would write it into this
 	// member's bootstrap configuration only, and the initial members'
 	// first entries would then differ. The leader publishes its address
@@ -95,7 +108,7 @@ func open(cfg Config) (*Server, error) {
 	}
 	n, err := node.New(node.Config{
 		OnClusterID: onClusterID,
-		ID:          pb.NodeID(cfg.ID), ClusterID: clusterID, FSM: store,
+		ID:          pb.NodeID(cfg.ID), ClusterID: clusterID, FSM: recordingFSM{store, applied},
 		Log: log, Snapshots: snaps, PeerListener: cfg.PeerListener, TLS: cfg.TLS,
 		Bootstrap: cfg.Cluster, Join: cfg.Join, Self: self,
 		TickInterval: cfg.HeartbeatInterval, ElectionTimeout: cfg.ElectionTimeout,
@@ -110,11 +123,14 @@ func open(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	s := &Server{
-		cfg: cfg, log: cfg.Logger, node: n, store: store, scheme: "http",
+		cfg: cfg, log: cfg.Logger, node: n, store: store, scheme: "http", applied: applied,
 		sem:      make(chan struct{}, cfg.Limits.MaxConcurrentRequests),
 		stopc:    make(chan struct{}),
 		serveErr: make(chan error, 1),
+		metrics:  m,
+		peerHTTP: newPeerHTTP(cfg.TLS),
 	}
+	m.bind(s)
 	s.clusterID.Store(clusterID)
 	if cfg.TLS != nil {
 		s.scheme = "https"
@@ -227,6 +243,7 @@ func (s *Server) stop() {
 		close(s.stopc)
 		s.bg.Wait()
 		s.node.Stop()
+		s.peerHTTP.CloseIdleConnections()
 	})
 }
 
@@ -259,9 +276,17 @@ func (s *Server) handOver(ctx context.Context, st node.Status) {
 // clean and redirect.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rw := &responseWriter{ResponseWriter: w, s: s}
+	defer s.metrics.observeHTTP(r.Method, rw)
 	path := r.URL.Path
-	if path == api.PathHealthz {
+	switch {
+	case path == api.PathHealthz:
 		s.healthz(rw, r)
+		return
+	case path == PathMetrics: // scraped during a drain too
+		s.route(rw, r, http.MethodGet, s.serveMetrics)
+		return
+	case path == PathUI || strings.HasPrefix(path, PathUI+"/"):
+		s.route(rw, r, http.MethodGet, s.serveUI)
 		return
 	}
 	if s.draining.Load() {
@@ -292,6 +317,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.route(rw, r, http.MethodPost, s.snapshot)
 	case path == api.PathReadyz:
 		s.route(rw, r, http.MethodGet, s.readyz)
+	case path == PathDebugLog:
+		s.route(rw, r, http.MethodGet, s.debugLog)
+	case path == PathDebugView:
+		s.route(rw, r, http.MethodGet, s.debugView)
+	case path == PathDebugAnnounce:
+		s.route(rw, r, http.MethodPost, s.announce)
+	case path == PathSnapshotFile:
+		s.route(rw, r, http.MethodGet, s.sendSnapshot)
+	case path == PathDebugApplied:
+		s.route(rw, r, http.MethodGet, s.debugApplied)
 	default:
 		s.fail(rw, api.CodeNotFound, "no such endpoint: "+path)
 	}
@@ -317,11 +352,13 @@ type responseWriter struct {
 	http.ResponseWriter
 	s       *Server
 	written bool
+	code    int // as written, for metrics
 }
 
 func (w *responseWriter) WriteHeader(code int) {
 	if !w.written {
 		w.written = true
+		w.code = code
 		st := w.s.node.Status()
 		h := w.Header()
 		h.Set(api.HeaderTerm, strconv.FormatUint(uint64(st.Term), 10))

@@ -23,6 +23,11 @@ func newSnapReader(f vfs.File, path string) (*snapReader, error) {
 	if err != nil {
 		return nil, err
 	}
+	return snapReaderFrom(f, path, start)
+}
+
+// snapReaderFrom checks the trailer of a file whose data starts at start.
+func snapReaderFrom(f vfs.File, path string, start int64) (*snapReader, error) {
 	fi, err := f.Stat()
 	if err != nil {
 		return nil, err

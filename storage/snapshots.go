@@ -110,9 +110,22 @@ func (s *Snapshots) readMeta(path string) (pb.SnapshotMeta, error) {
 	return meta, err
 }
 
-// readSnapHeader reads and checks a snapshot file's header; it returns the
-// meta and where the data starts.
+// readSnapHeader reads and checks a snapshot file's header, and that the
+// file's name matches it; it returns the meta and where the data starts.
 func readSnapHeader(f vfs.File, path string) (pb.SnapshotMeta, int64, error) {
+	meta, start, err := parseSnapHeader(f, path)
+	if err != nil {
+		return meta, start, err
+	}
+	if filepath.Base(path) != snapName(meta) {
+		return pb.SnapshotMeta{}, 0, corruptf(path, 0, "header says snapshot %d/%d, the name disagrees", meta.Index, meta.Term)
+	}
+	return meta, start, nil
+}
+
+// parseSnapHeader reads and checks a snapshot file's header under any
+// name (a backup copy is named by the operator).
+func parseSnapHeader(f vfs.File, path string) (pb.SnapshotMeta, int64, error) {
 	fixed := make([]byte, len(snapMagic)+1+4)
 	if _, err := f.ReadAt(fixed, 0); err != nil {
 		return pb.SnapshotMeta{}, 0, corruptf(path, 0, "snapshot header: %v", err)
@@ -135,9 +148,6 @@ func readSnapHeader(f vfs.File, path string) (pb.SnapshotMeta, int64, error) {
 	meta, err := pb.DecodeSnapshotMeta(rest[:n])
 	if err != nil {
 		return pb.SnapshotMeta{}, 0, corruptf(path, int64(len(fixed)), "snapshot meta: %v", err)
-	}
-	if filepath.Base(path) != snapName(meta) {
-		return pb.SnapshotMeta{}, 0, corruptf(path, 0, "header says snapshot %d/%d, the name disagrees", meta.Index, meta.Term)
 	}
 	return meta, int64(len(fixed) + len(rest)), nil
 }

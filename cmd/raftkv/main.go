@@ -81,6 +81,7 @@ func newRoot() *cobra.Command {
 	pf.StringVar(&g.tlsKey, "tls-key", "", "private key file (mutual TLS)")
 	pf.StringVar(&g.tlsCA, "tls-ca", "", "CA certificate file (mutual TLS)")
 	root.AddCommand(newServerCmd(g), newDevCmd(g), newBenchCmd(g))
+	root.AddCommand(newSnapshotCmd(g), newHealthCmd(g))
 	root.AddCommand(clientCommands(g)...)
 	return root
 }

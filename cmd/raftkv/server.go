@@ -16,7 +16,12 @@ import (
 
 	"github.com/raftkv/raftkv/node"
 	"github.com/raftkv/raftkv/server"
+	"github.com/raftkv/raftkv/storage/vfs"
 )
+
+// fileSystem is the members' file system; nil is the real one. The
+// powerloss build (powerloss.go, for test/cluster) replaces it.
+var fileSystem vfs.FS
 
 type serverFlags struct {
 	id                  uint64
@@ -120,7 +125,7 @@ func (f *serverFlags) config(g *globals) (server.Config, error) {
 		AdvertisePeer: f.advertisePeer, AdvertiseClient: f.advertiseClient,
 		Cluster: members, Join: f.join,
 		HeartbeatInterval: f.heartbeat, ElectionTimeout: f.election, SnapshotEntries: f.snapshotEntries,
-		TLS: tlsCfg, Logger: logger,
+		TLS: tlsCfg, Logger: logger, FS: fileSystem,
 	}, nil
 }
 

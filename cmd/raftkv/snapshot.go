@@ -1,0 +1,256 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/raftkv/raftkv/api"
+	"github.com/raftkv/raftkv/server"
+	"github.com/raftkv/raftkv/storage"
+	"github.com/raftkv/raftkv/storage/vfs"
+)
+
+// Backup and restore. `snapshot save` downloads a member's newest snapshot
+// file (GET /v1/snapshot) and keeps it only once its checksums hold;
+// `snapshot restore` seeds an empty data directory of a new cluster from
+// such a file. The file is a snapshot file byte for byte, with its own
+// checksums, so it can be checked again wherever it is copied.
+
+func newSnapshotCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "snapshot",
+		Short: "Back up a cluster to a file, and seed a new cluster from one",
+		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+	}
+	cmd.AddCommand(newSnapshotSaveCmd(g), newSnapshotRestoreCmd())
+	return cmd
+}
+
+func newSnapshotSaveCmd(g *globals) *cobra.Command {
+	var transferTimeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "save FILE",
+		Short: "Save a running member's newest snapshot (taken now) to FILE",
+		Long: `Ask a member (the first of --endpoints that answers) to take a snapshot of
+everything it has applied and download it to FILE. The download is written
+beside FILE, its checksums are verified, and only then is it renamed to FILE.
+A follower's snapshot is as good as the leader's, only as recent as what it
+has applied.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			tlsCfg, err := loadTLS(g.tlsCert, g.tlsKey, g.tlsCA)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), transferTimeout)
+			defer cancel()
+			return failed(saveSnapshot(ctx, cmd.OutOrStdout(), splitList(g.endpoints), tlsCfg, a[0]))
+		},
+	}
+	cmd.Flags().DurationVar(&transferTimeout, "transfer-timeout", 30*time.Minute, "bound on taking and downloading the snapshot")
+	return cmd
+}
+
+func saveSnapshot(ctx context.Context, out io.Writer, endpoints []string, tlsCfg *tls.Config, file string) error {
+	if len(endpoints) == 0 {
+		return errors.New("no endpoint given (--endpoints)")
+	}
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsCfg, Proxy: http.ProxyFromEnvironment}}
+	defer hc.CloseIdleConnections()
+	scheme := "http"
+	if tlsCfg != nil {
+		scheme = "https"
+	}
+	var errs []error
+	for _, ep := range endpoints {
+		n, resp, err := download(ctx, hc, scheme+"://"+ep+server.PathSnapshotFile, file)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", ep, err))
+			continue
+		}
+		fmt.Fprintf(out, "saved snapshot at index %s (term %s) from %s to %s, %d bytes, checksums verified\n",
+			resp.Header.Get(server.HeaderSnapshotIndex), resp.Header.Get(server.HeaderSnapshotTerm), ep, file, n)
+		return nil
+	}
+	return errors.Join(errs...)
+}
+
+// download fetches u into file: into a temporary file beside it, which is
+// synced and verified before it takes file's name.
+func download(ctx context.Context, hc *http.Client, u, file string) (int64, *http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		var e api.ErrorBody
+		if json.Unmarshal(b, &e) == nil && e.Error != "" {
+			return 0, nil, fmt.Errorf("%s: %s", resp.Status, e.Error)
+		}
+		return 0, nil, fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(b)))
+	}
+	tmp := file + ".part"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_RDWR, 0o600)
+	if err != nil {
+		return 0, nil, err
+	}
+	n, err := io.Copy(f, resp.Body)
+	if err == nil && resp.ContentLength >= 0 && n != resp.ContentLength {
+		err = fmt.Errorf("download cut short: %d of %d bytes", n, resp.ContentLength)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = verifyFile(tmp)
+	}
+	if err == nil {
+		err = os.Rename(tmp, file)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return 0, nil, err
+	}
+	syncDir(filepath.Dir(file))
+	return n, resp, nil
+}
+
+func verifyFile(path string) error {
+	f, err := vfs.OS().Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, err := storage.VerifySnapshotFile(f, path); err != nil {
+		return fmt.Errorf("the snapshot received is damaged: %w", err)
+	}
+	return nil
+}
+
+// syncDir makes a rename durable; best effort, the file is whole anyway.
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+}
+
+func newSnapshotRestoreCmd() *cobra.Command {
+	var dataDir, cluster string
+	var id uint64
+	cmd := &cobra.Command{
+		Use:   "restore FILE",
+		Short: "Seed an empty data dir of a new cluster from a saved snapshot",
+		Long: `Verify FILE's checksums, then write it as the snapshot of member --id of a
+new cluster whose voters are --cluster, into the empty --data-dir. Do this for
+every member of the new cluster, with the same FILE and --cluster, then start
+each with 'raftkv server' on the same --data-dir (--cluster is not needed
+then). A damaged FILE is refused and nothing is written.
+
+  raftkv snapshot restore backup.snap --id 1 --data-dir ./data/1 \
+    --cluster 1=10.0.0.1:7001,2=10.0.0.2:7001,3=10.0.0.3:7001`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			switch {
+			case id == 0:
+				return errors.New("--id is required and must be positive")
+			case dataDir == "":
+				return errors.New("--data-dir is required")
+			case cluster == "":
+				return errors.New("--cluster is required: the voters of the new cluster")
+			}
+			members, err := server.ParseCluster(cluster)
+			if err != nil {
+				return fmt.Errorf("--cluster: %w", err)
+			}
+			info, err := server.RestoreSnapshot(a[0], dataDir, id, members)
+			if err != nil {
+				return failed(err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "restored snapshot at index %d (term %d) into %s as member %d of cluster %s\n",
+				info.Index, info.Term, dataDir, id, server.FormatClusterID(info.ClusterID))
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.Uint64Var(&id, "id", 0, "this member's id in the new cluster")
+	fl.StringVar(&dataDir, "data-dir", "", "the member's data directory; must be empty or absent")
+	fl.StringVar(&cluster, "cluster", "", "the new cluster's voters as id=peerAddr,...")
+	return cmd
+}
+
+func newHealthCmd(g *globals) *cobra.Command {
+	var ready bool
+	cmd := &cobra.Command{
+		Use:   "health",
+		Short: "Check that members answer /healthz (or /readyz with --ready); exit 1 if one does not",
+		Long: `Check every member in --endpoints: GET /healthz (the process is up and its node
+runs) or, with --ready, GET /readyz (it also knows a leader and has applied
+what it knows committed). Meant for container health checks, where there is
+no shell or curl: raftkv health --endpoints 127.0.0.1:8001 --timeout 2s`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			tlsCfg, err := loadTLS(g.tlsCert, g.tlsKey, g.tlsCA)
+			if err != nil {
+				return err
+			}
+			path := api.PathHealthz
+			if ready {
+				path = api.PathReadyz
+			}
+			return failed(checkHealth(cmd.Context(), cmd.OutOrStdout(), splitList(g.endpoints), tlsCfg, path, g.timeout))
+		},
+	}
+	cmd.Flags().BoolVar(&ready, "ready", false, "check /readyz instead of /healthz")
+	return cmd
+}
+
+func checkHealth(ctx context.Context, out io.Writer, endpoints []string, tlsCfg *tls.Config, path string, timeout time.Duration) error {
+	hc := &http.Client{Timeout: timeout, Transport: &http.Transport{TLSClientConfig: tlsCfg}}
+	defer hc.CloseIdleConnections()
+	scheme := "http"
+	if tlsCfg != nil {
+		scheme = "https"
+	}
+	var errs []error
+	for _, ep := range endpoints {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+"://"+ep+path, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", ep, err))
+			continue
+		}
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			errs = append(errs, fmt.Errorf("%s: %s %s", ep, resp.Status, strings.TrimSpace(string(b))))
+			continue
+		}
+		fmt.Fprintf(out, "%s %s ok\n", ep, path)
+	}
+	return errors.Join(errs...)
+}
