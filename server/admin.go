@@ -57,8 +57,8 @@ func (s *Server) getCluster(w http.ResponseWriter, _ *http.Request) {
 // leaderOnly redirects admin changes sent to a follower; false means it
 // answered.
 func (s *Server) leaderOnly(w http.ResponseWriter, r *http.Request) bool {
-	if st, leader := s.isLeader(); !leader {
-		s.redirect(w, r, st)
+	if !s.isLeader() {
+		s.redirect(w, r)
 		return false
 	}
 	return true

@@ -41,6 +41,10 @@ type Config struct {
 	// ClientCAs. The HTTP API then requires client certificates too.
 	TLS *tls.Config
 
+	// EnablePprof serves Go's profiler at /debug/pprof/ on the client
+	// address (for operators chasing a performance problem).
+	EnablePprof bool
+
 	// KV is the state machine's limits; every member must use the same.
 	KV kv.Config
 	// Limits bound what one client can hold.

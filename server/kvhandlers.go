@@ -52,9 +52,8 @@ func (s *Server) write(w http.ResponseWriter, r *http.Request, op kv.Op, key str
 		return
 	}
 	// Redirect before reading a body the leader will read again.
-	st, leader := s.isLeader()
-	if !leader {
-		s.redirect(w, r, st)
+	if !s.isLeader() {
+		s.redirect(w, r)
 		return
 	}
 	if op != kv.OpDelete {
@@ -171,8 +170,8 @@ func (s *Server) barrier(w http.ResponseWriter, r *http.Request) bool {
 		s.fail(w, api.CodeBadRequest, fmt.Sprintf("consistency %q: want linearizable, lease or stale", level))
 		return false
 	}
-	if st, leader := s.isLeader(); !leader {
-		s.redirect(w, r, st)
+	if !s.isLeader() {
+		s.redirect(w, r)
 		return false
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Limits.RequestTimeout)

@@ -39,7 +39,8 @@ func (s *Server) fail(w http.ResponseWriter, code, msg string) {
 
 // redirect answers 307 to the same request on the leader's client address,
 // or 503 no_leader when no leader, or no address for it, is known.
-func (s *Server) redirect(w http.ResponseWriter, r *http.Request, st node.Status) {
+func (s *Server) redirect(w http.ResponseWriter, r *http.Request) {
+	st := s.node.Status()
 	lead := st.Lead
 	if lead == pb.None || lead == st.ID {
 		s.fail(w, api.CodeNoLeader, "no leader is known; retry shortly")
@@ -61,10 +62,11 @@ func (s *Server) redirect(w http.ResponseWriter, r *http.Request, st node.Status
 		Error: fmt.Sprintf("member %d is not the leader; the leader is %d", st.ID, lead), Code: "not_leader"})
 }
 
-// isLeader reports whether this member leads, with the status it read.
-func (s *Server) isLeader() (node.Status, bool) {
-	st := s.node.Status()
-	return st, st.Role == raft.Leader
+// isLeader reports whether this member leads. It reads the node's cheap
+// accessors: it runs on every request.
+func (s *Server) isLeader() bool {
+	_, _, role := s.node.Leader()
+	return role == raft.Leader
 }
 
 // nodeError answers a failed node call. proposed says whether a context
@@ -74,7 +76,7 @@ func (s *Server) nodeError(w http.ResponseWriter, r *http.Request, err error) {
 	var nl *node.NotLeaderError
 	switch {
 	case errors.As(err, &nl):
-		s.redirect(w, r, s.node.Status())
+		s.redirect(w, r)
 	case errors.Is(err, node.ErrUnknownOutcome):
 		s.fail(w, api.CodeUnknownOutcome, err.Error())
 	case errors.Is(err, node.ErrBusy):

@@ -288,6 +288,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case path == PathUI || strings.HasPrefix(path, PathUI+"/"):
 		s.route(rw, r, http.MethodGet, s.serveUI)
 		return
+	case s.cfg.EnablePprof && strings.HasPrefix(path, "/debug/pprof/"):
+		servePprof(rw, r)
+		return
 	}
 	if s.draining.Load() {
 		s.fail(rw, api.CodeShuttingDown, "member is shutting down")
@@ -359,10 +362,10 @@ func (w *responseWriter) WriteHeader(code int) {
 	if !w.written {
 		w.written = true
 		w.code = code
-		st := w.s.node.Status()
+		lead, term, _ := w.s.node.Leader()
 		h := w.Header()
-		h.Set(api.HeaderTerm, strconv.FormatUint(uint64(st.Term), 10))
-		h.Set(api.HeaderLeader, strconv.FormatUint(uint64(st.Lead), 10))
+		h.Set(api.HeaderTerm, strconv.FormatUint(uint64(term), 10))
+		h.Set(api.HeaderLeader, strconv.FormatUint(uint64(lead), 10))
 	}
 	w.ResponseWriter.WriteHeader(code)
 }

@@ -37,6 +37,7 @@ type serverFlags struct {
 	snapshotEntries     uint64
 	logLevel, logFormat string
 	shutdownTimeout     time.Duration
+	enablePprof         bool
 }
 
 func newServerCmd(g *globals) *cobra.Command {
@@ -75,6 +76,7 @@ recovers from its data dir and ignores --cluster. SIGTERM drains and exits 0.`,
 	fl.StringVar(&f.logLevel, "log-level", "info", "slog level: debug, info, warn or error")
 	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "bound on the drain at SIGTERM")
+	fl.BoolVar(&f.enablePprof, "enable-pprof", false, "serve Go's profiler at /debug/pprof/ on the client address")
 	return cmd
 }
 
@@ -125,7 +127,7 @@ func (f *serverFlags) config(g *globals) (server.Config, error) {
 		AdvertisePeer: f.advertisePeer, AdvertiseClient: f.advertiseClient,
 		Cluster: members, Join: f.join,
 		HeartbeatInterval: f.heartbeat, ElectionTimeout: f.election, SnapshotEntries: f.snapshotEntries,
-		TLS: tlsCfg, Logger: logger, FS: fileSystem,
+		TLS: tlsCfg, Logger: logger, FS: fileSystem, EnablePprof: f.enablePprof,
 	}, nil
 }
 
