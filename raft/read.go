@@ -61,7 +61,10 @@ func (r *Raft) LeaseRead(ctx []byte) error {
 	if r.role != Leader {
 		return &NotLeaderError{Leader: r.lead}
 	}
-	if r.cfg.DisableCheckQuorum || !r.committedInTerm() || !r.leaseHeld() {
+	// During a transfer the target may be told to campaign at once
+	// (TimeoutNow), and voters grant such a campaign inside their lease:
+	// the lease no longer excludes a new leader, so confirm with a round.
+	if r.cfg.DisableCheckQuorum || !r.committedInTerm() || !r.leaseHeld() || r.leadTransferee != pb.None {
 		return r.leaderReadIndex(readRequest{ctx: ctx, from: r.id})
 	}
 	r.readStates = append(r.readStates, ReadState{Index: r.log.committed, Context: ctx})

@@ -98,3 +98,36 @@ func TestRegressionAppendRespPastLastIndex(t *testing.T) {
 		t.Fatal("leader lost leadership")
 	}
 }
+
+// TestLeaseReadDuringTransferNeedsQuorum pins the lease hole found while
+// building the simulator: once a leader has sent TimeoutNow, the target may
+// win an election at once (voters grant a transfer campaign inside their
+// lease), so a lease read must fall back to a ReadIndex round.
+func TestLeaseReadDuringTransferNeedsQuorum(t *testing.T) {
+	c := newCluster(t, 3, nil)
+	lead := c.waitLeader()
+	c.tick(3)
+	var target pb.NodeID
+	for _, id := range c.ids {
+		if id != lead {
+			target = id
+			break
+		}
+	}
+	// Hold every message so the transfer is in flight, not completed.
+	for _, id := range c.ids {
+		if id != lead {
+			c.cut[id] = true
+		}
+	}
+	if err := c.cores[lead].TransferLeader(target); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.cores[lead].LeaseRead([]byte("r")); err != nil {
+		t.Fatal(err)
+	}
+	rd := c.cores[lead].Ready()
+	if len(rd.ReadStates) != 0 {
+		t.Fatalf("lease read answered at once during a transfer: %+v", rd.ReadStates)
+	}
+}
