@@ -2,6 +2,7 @@ package raft
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/raftkv/raftkv/raft/confchange"
 	"github.com/raftkv/raftkv/raft/tracker"
@@ -145,7 +146,9 @@ func (r *Raft) ProposeConfChange(target confchange.Target) (pb.Index, pb.Term, e
 			continue
 		}
 		pr := r.trk.Progress[id]
-		if pr == nil {
+		if pr == nil || !slices.Contains(cur.Learners, id) {
+			// Progress alone is not enough: a member being removed keeps
+			// one until its removal commits, without being a learner.
 			return 0, 0, fmt.Errorf("%w: %d must join as a learner before it can vote", confchange.ErrInvalid, id)
 		}
 		if pr.Match+r.cfg.MaxLearnerLag < r.log.lastIndex() {
