@@ -1,8 +1,9 @@
 # The README's test command is `make test`; CI (.ci/run) calls it.
 GO ?= go
 SEEDS ?= 100000
+DURATION ?= 30m
 
-.PHONY: test vet sim-long build
+.PHONY: test vet unit cluster sim-long soak build
 
 build:
 	$(GO) build -o bin/raftkv ./cmd/raftkv
@@ -10,10 +11,24 @@ build:
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1)
 	$(GO) vet ./...
+	$(GO) vet -tags cluster ./test/cluster
 
-test: vet
+# test: everything CI runs — vet, every package under the race detector
+# (the simulator's seeds included), then a short run of every nemesis
+# against real processes in network namespaces (needs root; skips with a
+# message otherwise).
+test: vet unit cluster
+
+unit:
 	$(GO) test -race -count=1 -timeout 20m ./...
+
+cluster:
+	$(GO) test -tags cluster -count=1 -timeout 20m ./test/cluster
 
 # sim-long runs the simulator over many seeds (documented in README).
 sim-long:
 	$(GO) test -count=1 -timeout 0 -run TestSimulation ./sim -seeds=$(SEEDS)
+
+# soak runs the nemeses round after round and prints a summary table.
+soak:
+	RAFTKV_SOAK=$(DURATION) $(GO) test -tags cluster -count=1 -timeout 0 -run TestSoak -v ./test/cluster
