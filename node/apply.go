@@ -3,6 +3,7 @@ package node
 import (
 	"fmt"
 	"io"
+	"slices"
 	"sync/atomic"
 
 	pb "github.com/raftkv/raftkv/raftpb"
@@ -84,6 +85,8 @@ func (n *Node) apply(t applyTask) bool {
 				return false
 			}
 			n.lastSnap = *t.snap
+			// The log restarts at it: nothing older is left to compact.
+			n.snapsBehind = append(n.snapsBehind[:0], *t.snap)
 			n.lastApplied = pb.Entry{Index: t.snap.Index, Term: t.snap.Term}
 			n.setApplied(t.snap.Index)
 		}
@@ -236,12 +239,33 @@ func (n *Node) takeSnapshot(last pb.Entry, force chan error) {
 	if conf != nil {
 		meta.Conf = *conf
 	}
-	n.snapc <- snapshotTask{meta: meta, compactTo: n.lastSnap, image: img, force: force}
+	n.snapc <- snapshotTask{meta: meta, compactTo: n.compactPoint(meta), image: img, force: force}
 	n.lastSnap = meta
+	n.snapsBehind = append(n.snapsBehind, meta)
 }
 
-// snapshotLoop writes images and then compacts the log up to the previous
-// snapshot, so one interval of log stays for followers a little behind.
+// compactPoint picks the snapshot the log is compacted to once meta is
+// durable: the newest earlier one at least SnapshotTrailingEntries behind
+// meta (with the default 0, the previous snapshot). It forgets that one and
+// those before it; the zero meta means none qualifies yet.
+func (n *Node) compactPoint(meta pb.SnapshotMeta) pb.SnapshotMeta {
+	k := -1
+	for i, s := range n.snapsBehind {
+		if s.Index < meta.Index && uint64(meta.Index-s.Index) >= n.cfg.SnapshotTrailingEntries {
+			k = i
+		}
+	}
+	if k < 0 {
+		return pb.SnapshotMeta{}
+	}
+	to := n.snapsBehind[k]
+	n.snapsBehind = slices.Delete(n.snapsBehind, 0, k+1)
+	return to
+}
+
+// snapshotLoop writes images and then compacts the log up to the point
+// compactPoint chose (by default the previous snapshot), so at least one
+// interval of log stays for followers a little behind.
 func (n *Node) snapshotLoop() {
 	defer n.wg.Done()
 	for t := range n.snapc {

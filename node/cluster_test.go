@@ -75,6 +75,7 @@ type member struct {
 	addr string
 	fsm  *counter
 	n    *node.Node
+	fs   vfs.FS // the member's file system; nil means vfs.OS()
 }
 
 type tcluster struct {
@@ -83,13 +84,24 @@ type tcluster struct {
 	members map[pb.NodeID]*member
 	boot    []node.Member
 	snapN   uint64
+	// tweak, if set, adjusts the configuration of every member started.
+	tweak func(*node.Config)
 }
 
 func newTCluster(t *testing.T, n int, snapEntries uint64) *tcluster {
+	return newTClusterWith(t, n, snapEntries, nil)
+}
+
+// newTClusterWith is newTCluster with a hook that runs once the members
+// exist and before they start (to set their fs or the cluster's tweak).
+func newTClusterWith(t *testing.T, n int, snapEntries uint64, prepare func(*tcluster)) *tcluster {
 	c := &tcluster{tb: t, members: map[pb.NodeID]*member{}, snapN: snapEntries}
 	for i := 1; i <= n; i++ {
 		m := c.add(pb.NodeID(i))
 		c.boot = append(c.boot, node.Member{ID: m.id, PeerAddr: m.addr})
+	}
+	if prepare != nil {
+		prepare(c)
 	}
 	for i := 1; i <= n; i++ {
 		c.start(pb.NodeID(i), false)
@@ -124,7 +136,11 @@ func (c *tcluster) startWith(id pb.NodeID, join bool, tweak func(*node.Config)) 
 	if err != nil {
 		c.tb.Fatal(err)
 	}
-	log, snaps, err := node.OpenStorage(vfs.OS(), m.dir)
+	fs := m.fs
+	if fs == nil {
+		fs = vfs.OS()
+	}
+	log, snaps, err := node.OpenStorage(fs, m.dir)
 	if err != nil {
 		c.tb.Fatal(err)
 	}
@@ -138,6 +154,9 @@ func (c *tcluster) startWith(id pb.NodeID, join bool, tweak func(*node.Config)) 
 		Bootstrap: c.boot, Join: join,
 		TickInterval: 10 * time.Millisecond, ElectionTimeout: 100 * time.Millisecond,
 		SnapshotEntries: c.snapN,
+	}
+	if c.tweak != nil {
+		c.tweak(&cfg)
 	}
 	if tweak != nil {
 		tweak(&cfg)

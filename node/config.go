@@ -52,6 +52,13 @@ type Config struct {
 	// Default 10000. The log is compacted up to the previous snapshot, so
 	// between one and two intervals of log stay behind for slow followers.
 	SnapshotEntries uint64
+	// SnapshotTrailingEntries keeps more log behind the newest snapshot:
+	// once a snapshot is durable the log is compacted up to the newest
+	// earlier snapshot at least this many entries behind it. A follower
+	// that has just installed a snapshot catches up from the log only if
+	// the writes during its install fit in what is kept; size it to the
+	// write rate times the install time. Default 0: the previous snapshot.
+	SnapshotTrailingEntries uint64
 	// ProposalQueueLen bounds proposals waiting for the core. Default 4096.
 	ProposalQueueLen int
 	// MaxProposalBatch bounds the proposals appended as one batch. Default 1024.

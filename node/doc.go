@@ -28,11 +28,14 @@
 //     Ready carries many proposals), then sends the messages that waited
 //     for durability (votes, acknowledgements) and hands committed entries
 //     to the applier. A follower keeps answering heartbeats while an fsync
-//     is pending because run does not wait for persist.
+//     is pending because run does not wait for persist; once
+//     MaxOutstandingReadys wait for it, run still sends what needs no
+//     persistence (raft.Raft.TakeMessages).
 //   - apply calls the FSM, resolves proposals and read barriers, and takes
 //     snapshot images (FSM.Snapshot must be cheap).
 //   - snapshot writes images to the snapshot store and then compacts the
-//     log up to the previous snapshot, keeping one interval of log behind
+//     log up to the previous snapshot (or an older one, to keep
+//     SnapshotTrailingEntries), keeping at least one interval of log behind
 //     the newest snapshot so a slow follower can catch up from the log.
 //   - the transport's goroutines (see package transport).
 //

@@ -64,8 +64,9 @@ type Node struct {
 	lead, term   atomic.Uint64
 	role         atomic.Int32
 	snapshotting atomic.Bool
-	lastSnap     pb.SnapshotMeta // applier-owned
-	lastApplied  pb.Entry        // applier-owned; index and term only
+	lastSnap     pb.SnapshotMeta   // applier-owned
+	snapsBehind  []pb.SnapshotMeta // applier-owned; see compactPoint
+	lastApplied  pb.Entry          // applier-owned; index and term only
 	appliedConf  atomic.Pointer[pb.ConfState]
 	appliedConfI atomic.Uint64
 
@@ -143,6 +144,7 @@ func (n *Node) recover() (pb.Index, error) {
 			}
 		}
 		n.lastSnap = meta
+		n.snapsBehind = []pb.SnapshotMeta{meta}
 		n.lastApplied = pb.Entry{Index: meta.Index, Term: meta.Term}
 	}
 	if n.cfg.Log.LastIndex() == 0 && !ok {
@@ -270,7 +272,10 @@ func (n *Node) run() {
 	}
 }
 
-// produceReadys hands out Readys while the persister has room.
+// produceReadys hands out Readys while the persister has room. When it
+// has none (the fsync is slow or stalled), the messages that need no
+// persistence still leave: heartbeats and their answers must keep flowing,
+// or a slow disk would pass for a dead server and cost an election.
 func (n *Node) produceReadys() {
 	for n.core.HasReady() && len(n.inflight) < n.cfg.MaxOutstandingReadys {
 		rd := n.core.Ready()
@@ -282,6 +287,9 @@ func (n *Node) produceReadys() {
 		n.inflight = append(n.inflight, rd)
 		n.persistc <- rd
 		n.updatePeers()
+	}
+	if len(n.inflight) >= n.cfg.MaxOutstandingReadys {
+		n.send(n.core.TakeMessages())
 	}
 	n.publishLeader()
 }

@@ -77,8 +77,7 @@ func (r *Raft) Ready() Ready {
 // before any message of the term leaves, Figure 2), and acknowledgements of
 // entries (the follower promises it stored them).
 func (r *Raft) splitMessages(rd *Ready) {
-	hs := rd.HardState
-	termDurable := hs.Term == r.durableHard.Term && hs.Vote == r.durableHard.Vote
+	termDurable := r.termDurable()
 	after := 0
 	for i := range r.msgs {
 		if !termDurable || r.msgs[i].Type == pb.MsgAppendEntriesResp {
@@ -102,6 +101,39 @@ func (r *Raft) splitMessages(rd *Ready) {
 	}
 	clear(r.msgs) // drop references to entries and contexts
 	r.msgs = r.msgs[:0]
+}
+
+// termDurable reports whether the current term and vote are durable (as of
+// the last advanced Ready). Terms and votes only move forward, so then every
+// outstanding Ready carries them too.
+func (r *Raft) termDurable() bool {
+	hs := r.hardState()
+	return hs.Term == r.durableHard.Term && hs.Vote == r.durableHard.Vote
+}
+
+// TakeMessages hands out, ahead of the next Ready, the messages that Ready
+// would put in Messages (those that may leave at once), and keeps the rest
+// for it. A runtime that bounds the Readys waiting for its fsync calls it
+// while that bound is reached, so that a member whose disk stalls still
+// answers heartbeats and sends them: its peers must not take a slow disk
+// for a dead server. Nothing is handed out while the term or vote is not
+// durable.
+func (r *Raft) TakeMessages() []pb.Message {
+	if len(r.msgs) == 0 || !r.termDurable() {
+		return nil
+	}
+	var out []pb.Message
+	keep := r.msgs[:0]
+	for _, m := range r.msgs {
+		if m.Type == pb.MsgAppendEntriesResp {
+			keep = append(keep, m)
+		} else {
+			out = append(out, m)
+		}
+	}
+	clear(r.msgs[len(keep):]) // drop references to entries and contexts
+	r.msgs = keep
+	return out
 }
 
 // Advance acknowledges that rd has been handled as the Ready type

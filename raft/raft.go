@@ -107,9 +107,14 @@ func New(c Config) (*Raft, error) {
 	}
 	r.term, r.vote = hs.Term, hs.Vote
 	if cfg.Applied > 0 {
-		if cfg.Applied > lg.committed {
-			return nil, fmt.Errorf("raft: applied %d past commit %d", cfg.Applied, lg.committed)
+		if cfg.Applied > lg.lastIndex() {
+			return nil, fmt.Errorf("raft: applied %d past the log's last index %d", cfg.Applied, lg.lastIndex())
 		}
+		// The application's snapshot may be newer than both the durable
+		// commit index and the point the log was compacted to (the log keeps
+		// a margin behind the newest snapshot). The application applies only
+		// committed entries, so what it applied is committed.
+		lg.committed = max(lg.committed, cfg.Applied)
 		lg.applying = max(lg.applying, cfg.Applied)
 		lg.applied = lg.applying
 	}

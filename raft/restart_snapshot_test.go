@@ -36,3 +36,40 @@ func TestNewWithCommitBehindSnapshot(t *testing.T) {
 		t.Fatalf("commit %d after restart, want 6 (the snapshot's index)", got)
 	}
 }
+
+// TestNewWithCommitBehindApplicationSnapshot pins the bug WAL simulation
+// seed 87 found: the node keeps its log compacted only to the snapshot
+// before the newest, so after a crash the newest snapshot (the state
+// machine's, restored as Applied) can be ahead of both the log's snapshot
+// and the durable commit index. The server refused to restart with
+// "applied 25 past commit 18". What the application applied is committed.
+func TestNewWithCommitBehindApplicationSnapshot(t *testing.T) {
+	st := raft.NewMemoryStorage()
+	_, ents, err := raft.Bootstrap([]pb.NodeID{1, 2, 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := pb.Index(2); i <= 8; i++ {
+		ents = append(ents, pb.Entry{Index: i, Term: 2})
+	}
+	if err := st.Append(ents); err != nil {
+		t.Fatal(err)
+	}
+	st.SetHardState(pb.HardState{Term: 2, Vote: 1, Commit: 3})
+	if err := st.CreateSnapshot(2, pb.ConfState{Voters: []pb.NodeID{1, 2, 3}}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := raft.New(raft.Config{ID: 1, Storage: st, Applied: 6})
+	if err != nil {
+		t.Fatalf("restart with commit 3 and log snapshot 2 behind applied snapshot 6: %v", err)
+	}
+	if got := r.Committed(); got != 6 {
+		t.Fatalf("commit %d after restart, want 6 (the applied index)", got)
+	}
+	if rd := r.Ready(); len(rd.CommittedEntries) > 0 {
+		t.Fatalf("restart hands out entries %d.. again, below the applied index 6", rd.CommittedEntries[0].Index)
+	}
+	if _, err := raft.New(raft.Config{ID: 1, Storage: st, Applied: 9}); err == nil {
+		t.Fatal("restart with applied 9 past the log's last index 8 accepted")
+	}
+}
