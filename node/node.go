@@ -195,6 +195,7 @@ func (n *Node) Start() error {
 			// A joining member knows nobody until the leader reaches it.
 			AcceptUnknown: !n.core.ConfState().Contains(n.cfg.ID),
 			OnClusterID:   n.cfg.OnClusterID,
+			Peers:         n.peerAddrs(),
 		})
 		if err != nil {
 			return fmt.Errorf("node: %w", err)
@@ -454,6 +455,18 @@ func (n *Node) do(ctx context.Context, f func()) error {
 	case <-n.stopc:
 		return ErrStopped
 	}
+}
+
+// peerAddrs lists the other members' peer addresses as the configuration
+// in force knows them.
+func (n *Node) peerAddrs() map[pb.NodeID]string {
+	out := map[pb.NodeID]string{}
+	for _, m := range membersOf(n.core.ConfState()) {
+		if m.ID != n.cfg.ID && m.PeerAddr != "" {
+			out[m.ID] = m.PeerAddr
+		}
+	}
+	return out
 }
 
 // updatePeers keeps the transport's peer table in step with the

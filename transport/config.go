@@ -93,6 +93,9 @@ type Config struct {
 	// side requires and verifies a client certificate (ClientCAs), the
 	// dialer presents Certificates and verifies the server with RootCAs.
 	TLS *tls.Config
+	// Peers are added (as by AddPeer) before the first connection is
+	// accepted.
+	Peers map[raftpb.NodeID]string
 	// Handler receives messages and reports; it must not be nil.
 	Handler Handler
 	// Logger defaults to slog.Default().

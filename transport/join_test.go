@@ -48,3 +48,27 @@ func TestJoiningMemberAcceptsLeader(t *testing.T) {
 	stranger.tr.Send([]raftpb.Message{{Type: raftpb.MsgHeartbeat, From: 9, To: 4, Term: 3}})
 	waitFor(t, "stranger refused", func() bool { return joiner.log.count("unknown") > 0 })
 }
+
+// TestInitialPeersAcceptedAtOnce shows that peers given in Config.Peers are
+// known before the first connection is accepted: a sender that reaches a
+// freshly started member is not refused as an unknown sender.
+func TestInitialPeersAcceptedAtOnce(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	senderAddr := ln.Addr().String()
+	ln.Close()
+	sender := newMember(t, 1, senderAddr, nil)
+	fresh := newMember(t, 2, "", func(c *Config) { c.Peers = map[raftpb.NodeID]string{1: senderAddr} })
+	if err := sender.tr.AddPeer(2, fresh.addr()); err != nil {
+		t.Fatal(err)
+	}
+	sender.tr.Send([]raftpb.Message{{Type: raftpb.MsgHeartbeat, From: 1, To: 2, Term: 1}})
+	if m := recvMsg(t, fresh); m.From != 1 {
+		t.Fatalf("got %v", m)
+	}
+	if n := fresh.log.count("unknown"); n != 0 {
+		t.Fatalf("%d refusals of a configured peer", n)
+	}
+}

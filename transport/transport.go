@@ -5,7 +5,9 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -90,6 +92,14 @@ func New(cfg Config) (*Transport, error) {
 		defer t.wg.Done()
 		t.reports.run(t.ctx, cfg.Handler)
 	}()
+	// Known peers are in place before the first connection is accepted, so
+	// a restarted member does not refuse them as unknown senders (they
+	// would back off for seconds before trying again).
+	for _, id := range slices.Sorted(maps.Keys(cfg.Peers)) {
+		if err := t.AddPeer(id, cfg.Peers[id]); err != nil {
+			t.log.Warn("transport: initial peer not added", slog.Uint64("peer", uint64(id)), slog.Any("err", err))
+		}
+	}
 	go t.acceptLoop()
 	return t, nil
 }
