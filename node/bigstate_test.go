@@ -185,7 +185,7 @@ func heapInuseAfterGC() uint64 {
 }
 
 // TestLargeStateSnapshotInstalledWithBoundedHeap shows a large state
-// (64 MiB here; 1 GiB with RAFTKV_BIG_STATE=1, see BENCHMARKS.node.md)
+// (64 MiB here; 1 GiB with RAFTKV_BIG_STATE=1, see BENCHMARKS.md)
 // snapshotted by the leader and installed on a new member over loopback
 // TCP, with the heap of the whole process growing by far less than the
 // state: images are streamed from the state machine to the snapshot file,

@@ -13,7 +13,7 @@ import (
 )
 
 // Run: go test -run XXX -bench . -benchtime 2s ./storage
-// Results and their meaning are in BENCHMARKS.storage.md.
+// Results and their meaning are in BENCHMARKS.md (Storage).
 
 const benchEntryBytes = 256
 
