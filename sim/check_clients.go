@@ -61,7 +61,7 @@ func (c *checker) onPropose(first pb.Index, term pb.Term, cmds []uint64) {
 
 // onCommand runs when an index is applied for the first time anywhere.
 func (c *checker) onCommand(r *replica, e *pb.Entry) {
-	id, isCmd := commandID(e.Data)
+	id, isCmd := c.s.entryCommandID(e.Data)
 	isCmd = isCmd && e.Type == pb.EntryNormal
 	if isCmd {
 		if at, dup := c.clients.applied[id]; dup {

@@ -15,7 +15,9 @@ import (
 // applied it, the entry's term and hash. Replicas are held to it when they
 // apply an entry, restore a snapshot, and report a commit index (a commit
 // index is a promise about the whole prefix, checked through its chain
-// hash).
+// hash). With the kv state machine, replicas at the same applied index
+// must also have kv stores with the same Hash: the real state machine,
+// fed the same commands, must reach the same state (kv's determinism).
 type committedLog struct {
 	ents []committedEntry // indexed by log index; [0] unused
 }
@@ -25,6 +27,10 @@ type committedEntry struct {
 	term    pb.Term
 	hash    uint64
 	applied bool
+	// kvHash is kv.Store.Hash of the first replica seen at this applied
+	// index, if kvKnown.
+	kvHash  uint64
+	kvKnown bool
 }
 
 func (l *committedLog) at(i pb.Index) *committedEntry {
@@ -60,7 +66,7 @@ func (c *checker) onApply(r *replica, e *pb.Entry, hash, chain uint64) {
 			r.id, e.Index, e.Term)
 		return
 	}
-	*ce = committedEntry{chain: chain, term: e.Term, hash: hash, applied: true}
+	ce.chain, ce.term, ce.hash, ce.applied = chain, e.Term, hash, true
 	c.firstApply(r, e)
 }
 
@@ -85,6 +91,31 @@ func (c *checker) onRestore(r *replica, img image) {
 		return
 	}
 	c.committed.at(img.index).chain = img.chain
+	c.onKVState(r)
+}
+
+// kvHashEvery spaces the kv comparisons: a full hash costs a pass over the
+// state (and a 64 KiB buffer), and a divergence persists until the next
+// compared index.
+const kvHashEvery = 8
+
+// onKVState compares the replica's kv store with every other one seen at
+// its applied index. It runs after every applied index that is a multiple
+// of kvHashEvery, so that all replicas hash at the same indexes, and after
+// every restored snapshot.
+func (c *checker) onKVState(r *replica) {
+	if r.sm.kv == nil {
+		return
+	}
+	h := r.sm.kv.Hash()
+	ce := c.committed.at(r.sm.applied)
+	switch {
+	case !ce.kvKnown:
+		ce.kvHash, ce.kvKnown = h, true
+	case ce.kvHash != h:
+		c.failf("State Machine Safety (§5.4.3): replica %d's kv store at applied index %d hashes to %016x, another replica's to %016x",
+			r.id, r.sm.applied, h, ce.kvHash)
+	}
 }
 
 // checkCommitted holds the replica's committed prefix to the committed log

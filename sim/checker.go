@@ -97,18 +97,25 @@ func (v *logView) append(ents []pb.Entry) error {
 }
 
 // rebuild reads the view back from the replica's store (after a start).
+// The log starts after a snapshot that holds committed entries only, so
+// the committed log knows its chain hash.
 func (c *checker) rebuild(r *replica) {
 	v := &logView{}
 	c.views[r.id] = v
-	snap, _ := r.store.Snapshot()
-	chain := uint64(0)
-	if snap.Index > 0 {
-		img, _ := r.imgs.get(snap.Index)
-		chain = img.chain
+	base := r.store.FirstIndex() - 1
+	baseTerm, err := r.store.Term(base)
+	if err != nil {
+		c.failf("replica %d: reading its log back: term of %d: %v", r.id, base, err)
+		return
 	}
-	v.reset(snap.Index, snap.Term, chain)
-	if first, last := r.store.FirstIndex(), r.store.LastIndex(); first <= last {
-		ents, err := r.store.Entries(first, last+1, 0)
+	chain, ok := c.committed.chainAt(base)
+	if !ok {
+		c.failf("replica %d: its log starts after %d/%d, which nobody committed", r.id, base, baseTerm)
+		return
+	}
+	v.reset(base, baseTerm, chain)
+	if last := r.store.LastIndex(); base < last {
+		ents, err := r.store.Entries(base+1, last+1, 0)
 		if err == nil {
 			err = v.append(ents)
 		}
@@ -133,8 +140,8 @@ func (c *checker) onCrash(r *replica) { c.views[r.id] = nil }
 func (c *checker) afterReady(r *replica, rd *raft.Ready) {
 	v := c.views[r.id]
 	if rd.Snapshot != nil {
-		img, _ := r.imgs.get(rd.Snapshot.Index)
-		v.reset(rd.Snapshot.Index, rd.Snapshot.Term, img.chain)
+		chain, _ := c.committed.chainAt(rd.Snapshot.Index) // set by onRestore
+		v.reset(rd.Snapshot.Index, rd.Snapshot.Term, chain)
 		c.checkMatching(r.id, v, v.base)
 	}
 	if len(rd.Entries) > 0 {

@@ -1,9 +1,11 @@
 // Package sim is a deterministic simulator for the raft core: N replicas,
 // each a real core driven by the production Ready loop (driver.Handle), a
-// durable store that loses unsynced writes on a crash, a per-replica state
-// machine that takes and installs snapshots, and a seeded network that
-// drops, duplicates, delays, reorders and partitions messages. Virtual time
-// is counted in ticks.
+// durable store that loses unsynced writes on a crash (by default the
+// production WAL and snapshot files on a fault-injecting file system), a
+// per-replica state machine that takes and installs snapshots (on half the
+// seeds the real kv.Store), and a seeded network that drops, duplicates,
+// delays, reorders and partitions messages. Virtual time is counted in
+// ticks.
 //
 // A run has two phases. In the safety phase random faults and client
 // operations (proposals, ReadIndex, leader transfers, membership changes)
@@ -15,7 +17,8 @@
 //   - Leader Append-Only (§5.3)      check_append_only.go
 //   - Log Matching (§5.3)            check_log_matching.go
 //   - Leader Completeness (§5.4)     check_completeness.go
-//   - State Machine Safety (§5.4.3)  check_state_machine.go
+//   - State Machine Safety (§5.4.3)  check_state_machine.go (and, with the
+//     kv state machine, equal kv.Store hashes at equal applied indexes)
 //   - persistence (Figure 2: term and vote durable before messages leave,
 //     terms never decrease, one vote per term)  check_persistence.go
 //   - clients (values seen committed survive, commands applied once,
@@ -36,16 +39,40 @@
 //	go test ./sim -run TestSimulation -seeds=N -seedstart=S
 //	go test ./sim -run TestSimulation -seed=N -v    # replay one seed
 //	go test ./sim -run TestSimulation -seed=N -v -tracelen=5000
+//	go test ./sim -run TestSimulation -store=wal -fsm=kv   # store: wal|mem|auto, fsm: kv|hash|auto
 //	make sim-long SEEDS=100000                      # seeds over GOMAXPROCS workers
 //
-// Stores: the in-memory durability model (NewMemStore) holds the durable
-// state in a raft.MemoryStorage and unsynced writes in a pending buffer. A
-// replica's store is built by Options.Store, so a WAL on the faulty vfs
-// replaces it with one constructor. Snapshots: every few applied entries a
-// replica keeps an image of its state machine; it compacts its log to the
-// newest image at least a margin behind its applied index
-// (MemoryStorage.CreateSnapshot always compacts up to the snapshot, so the
-// margin is kept by snapshotting an older image).
+// Stores (-store, Options.Store). The WAL store (NewWALStore, the default;
+// under the race detector the default -store=auto runs it on odd seeds and
+// the memory store on even ones, to keep go test -race ./sim short) is the
+// production storage path: a storage.Log and a storage.Snapshots on
+// the replica's own vfs.FaultFS, seeded from the run's seed, used as the
+// node runtime uses them (see walstore.go): the core sees the newest
+// snapshot file, snapshots are files written before the log is compacted
+// to the previous one, a received snapshot is stored before the core sees
+// it, and a restart restores the newest snapshot file and installs it in
+// the log if the crash lost the record that did. A crash is
+// FaultFS.CrashRandom (half the crashes tear the last unsynced write) and
+// a reopen of the log and snapshot store; an injected fsync (or write)
+// failure with EIO is sticky in the log and stops the replica, which
+// restarts from what is durable. Segment and cache sizes are drawn small,
+// so logs roll, drop segments and read entries back from files.
+//
+// The in-memory durability model (NewMemStore, -store=mem) holds the
+// durable state in a raft.MemoryStorage and unsynced writes in a pending
+// buffer; its snapshot images are durable as soon as they are put. Every
+// few applied entries a replica keeps an image of its state machine; it
+// compacts its log to the newest image at least a margin behind its
+// applied index (MemoryStorage.CreateSnapshot always compacts up to the
+// snapshot, so the margin is kept by snapshotting an older image).
+//
+// State machines (-fsm, Options.FSM). The hash-only state machine records
+// the chain hash of what it applied. The kv state machine also feeds each
+// committed command to a kv.Store, as the server does: clients send kv
+// commands (put, append, delete; unconditional, if-absent or if-revision)
+// on a small key space, each with its command id as idempotency key;
+// snapshots carry the kv snapshot stream, and restarts and installs
+// restore it.
 //
 // A Sim is not safe for concurrent use; independent Sims may run in
 // parallel.

@@ -24,7 +24,12 @@ type params struct {
 	// leaderCrashRate kills the leader just after it accepts a proposal,
 	// leaving entries of its term on few logs: with one entry per
 	// AppendEntries this is the nemesis of Figure 8 (§5.4.2).
-	leaderCrashRate   float64
+	leaderCrashRate float64
+	// installCrashRate kills a replica just after it stored a snapshot a
+	// leader sent, before its core hears of it (per snapshot): the file is
+	// durable, the log record that installs it is not, and the restart
+	// must install it (node.recover).
+	installCrashRate  float64
 	downTicksMax      int
 	partitionRate     float64
 	partitionTicksMax int
@@ -56,6 +61,7 @@ func randomParams(rng *rand.Rand) params {
 		confRate:          pick(rng, 0, 0.01, 0.03, 0.08),
 		snapshotMargin:    rng.IntN(12),
 	}
+	p.installCrashRate = 10 * p.crashRate
 	p.voters = 3 + rng.IntN(p.replicas-2)
 	if rng.IntN(5) > 0 {
 		p.snapshotEvery = 3 + rng.IntN(40)
@@ -102,8 +108,7 @@ func (s *Sim) randomEvents() {
 	}
 	if s.chance(p.syncFailRate) {
 		if r := s.randomUp(); r != nil {
-			r.store.FailNextSync()
-			s.trace.add(event{kind: evSyncFail, node: r.id})
+			s.failDisk(r)
 		}
 	}
 	if s.partitionUntil > 0 && s.now >= s.partitionUntil {
@@ -129,6 +134,18 @@ func (s *Sim) randomEvents() {
 	if s.plan != nil && s.now%3 == 0 {
 		s.advancePlan()
 	}
+}
+
+// failDisk arms a disk fault on r: the next fsync fails or, on a store
+// that can, one time in four the next write.
+func (s *Sim) failDisk(r *replica) {
+	if w, ok := r.store.(interface{ FailNextWrite() }); ok && s.rng.IntN(4) == 0 {
+		w.FailNextWrite()
+		s.trace.add(event{kind: evSyncFail, node: r.id, text: "write"})
+		return
+	}
+	r.store.FailNextSync()
+	s.trace.add(event{kind: evSyncFail, node: r.id, text: "fsync"})
 }
 
 // partition cuts links: two random halves, one isolated replica, or a
@@ -194,7 +211,7 @@ func (s *Sim) proposeRandom() {
 	for i := range data {
 		s.nextCmd++
 		ids[i] = s.nextCmd
-		data[i] = command(s.nextCmd, s.rng.IntN(64))
+		data[i] = s.clientCommand(s.nextCmd, s.rng.IntN(64))
 	}
 	s.propose(r, data, ids)
 }

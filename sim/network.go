@@ -70,9 +70,9 @@ func (n *network) send(s *Sim, r *replica, m pb.Message) {
 	s.stats.Messages++
 	var img *image
 	if m.Type == pb.MsgInstallSnapshot {
-		got, ok := r.imgs.get(m.Snapshot.Index)
-		if !ok {
-			s.failf("replica %d sends snapshot %d it has no image of", r.id, m.Snapshot.Index)
+		got, err := r.store.Image(m.Snapshot.Index)
+		if err != nil {
+			s.failf("replica %d sends snapshot %d it cannot read: %v", r.id, m.Snapshot.Index, err)
 			return
 		}
 		img = &got
@@ -145,11 +145,27 @@ func (n *network) deliver(s *Sim, env *envelope) {
 		n.undeliverable(s, env.fromInc, m)
 		return
 	}
-	s.trace.add(event{kind: evDeliver, msg: m})
 	if env.img != nil {
-		// The snapshot file lands before the core hears of it.
-		to.imgs.put(*env.img)
+		// The snapshot file lands before the core hears of it; one that
+		// cannot be stored is a failed transfer (node's HandleSnapshot).
+		if err := to.store.PutImage(*env.img); err != nil {
+			if !isDiskFault(err) {
+				s.failf("replica %d: storing snapshot %d: %v", to.id, m.Snapshot.Index, err)
+				return
+			}
+			s.trace.add(event{kind: evDrop, msg: m, text: "snapshot not stored: " + err.Error()})
+			n.undeliverable(s, env.fromInc, m)
+			return
+		}
+		if s.chance(s.p.installCrashRate) {
+			s.trace.add(event{kind: evDrop, msg: m, text: "receiver killed after storing the snapshot"})
+			to.downUntil = s.now + 1 + uint64(s.rng.IntN(s.p.downTicksMax))
+			s.crash(to, "killed after storing a snapshot")
+			n.undeliverable(s, env.fromInc, m)
+			return
+		}
 	}
+	s.trace.add(event{kind: evDeliver, msg: m})
 	if err := to.core.Step(m); err != nil {
 		s.failf("replica %d: step %s: %v", to.id, m, err)
 		return

@@ -14,13 +14,12 @@ import (
 const maxReadysPerDrain = 1000
 
 // replica is one simulated server: a core (nil while crashed), its durable
-// store and snapshot images, and its volatile state machine.
+// store (log and snapshot files), and its volatile state machine.
 type replica struct {
 	id    pb.NodeID
 	core  *raft.Raft
 	store Store
 	sm    stateMachine
-	imgs  imageStore
 	// incarnation counts restarts; reports about messages sent by an
 	// earlier incarnation are not delivered to a later one (the connection
 	// they travelled on died with the process).
@@ -55,11 +54,13 @@ type applier struct {
 func (a applier) Apply(snap *pb.SnapshotMeta, ents []pb.Entry) error {
 	r := a.r
 	if snap != nil {
-		img, ok := r.imgs.get(snap.Index)
-		if !ok || img.term != snap.Term {
-			return fmt.Errorf("no image for snapshot %d/%d", snap.Index, snap.Term)
+		img, err := r.store.Image(snap.Index)
+		if err != nil || img.term != snap.Term {
+			return fmt.Errorf("no image for snapshot %d/%d (%v)", snap.Index, snap.Term, err)
 		}
-		r.sm.restore(img)
+		if err := r.sm.restore(img); err != nil {
+			return err
+		}
 		a.s.check.onRestore(r, img)
 		a.s.trace.add(event{kind: evInstall, node: r.id, a: uint64(img.index), b: uint64(img.term)})
 	}
@@ -69,6 +70,9 @@ func (a applier) Apply(snap *pb.SnapshotMeta, ents []pb.Entry) error {
 			return err
 		}
 		a.s.check.onApply(r, &ents[i], h, r.sm.chain)
+		if ents[i].Index%kvHashEvery == 0 {
+			a.s.check.onKVState(r)
+		}
 	}
 	return nil
 }
@@ -86,8 +90,8 @@ func (s *Sim) drain(r *replica) {
 		}
 		rd, err := driver.Handle(r.core, r.store, sender{s, r}, applier{s, r})
 		if err != nil {
-			if errors.Is(err, errSyncFailed) {
-				s.crash(r, "fsync failed")
+			if isDiskFault(err) {
+				s.crash(r, "disk failed: "+err.Error())
 				return
 			}
 			s.failf("replica %d: %v", r.id, err)
@@ -102,31 +106,36 @@ func (s *Sim) drain(r *replica) {
 	}
 }
 
-// maybeSnapshot takes an image every SnapshotEvery applied entries and
-// compacts the log to the newest image at least SnapshotMargin entries
-// behind the applied index, so that followers a little behind still get
-// entries rather than a snapshot.
+// maybeSnapshot takes an image every SnapshotEvery applied entries and has
+// the store keep it and compact the log, keeping SnapshotMargin entries
+// behind (the memory store compacts to the newest image at least the margin
+// behind the applied index; the WAL store, as the node does, to the newest
+// earlier snapshot at least the margin behind the new one), so that
+// followers a little behind still get entries rather than a snapshot.
 func (s *Sim) maybeSnapshot(r *replica) {
 	if s.p.snapshotEvery == 0 || r.sm.applied < r.lastImage+pb.Index(s.p.snapshotEvery) {
 		return
 	}
-	r.imgs.put(r.sm.image())
+	img, err := r.sm.image()
+	if err != nil {
+		s.failf("replica %d: image: %v", r.id, err)
+		return
+	}
 	r.lastImage = r.sm.applied
-	if r.sm.applied <= pb.Index(s.p.snapshotMargin) {
+	compacted, err := r.store.TakeSnapshot(img, pb.Index(s.p.snapshotMargin))
+	switch {
+	case errors.Is(err, errSnapshotNotWritten) && isDiskFault(err):
+		s.trace.add(event{kind: evNote, node: r.id, text: err.Error()})
 		return
-	}
-	cur, _ := r.store.Snapshot()
-	img, ok := r.imgs.latestAtOrBelow(r.sm.applied-pb.Index(s.p.snapshotMargin), cur.Index)
-	if !ok {
+	case isDiskFault(err):
+		s.crash(r, "disk failed: "+err.Error())
 		return
-	}
-	if err := r.store.CreateSnapshot(img.index, img.conf); err != nil {
+	case err != nil:
 		s.failf("replica %d: %v", r.id, err)
 		return
 	}
-	r.imgs.pruneBelow(img.index)
 	s.stats.Snapshots++
-	s.trace.add(event{kind: evSnapshot, node: r.id, a: uint64(img.index), b: uint64(img.term)})
+	s.trace.add(event{kind: evSnapshot, node: r.id, a: uint64(img.index), b: uint64(img.term), c: uint64(compacted.Index)})
 }
 
 // crash stops the replica: its core and state machine are gone and its
@@ -149,26 +158,24 @@ func (s *Sim) crash(r *replica, why string) {
 // start builds the replica's core from its durable state (first start and
 // every restart alike) and restores its state machine from the snapshot.
 func (s *Sim) start(r *replica) {
-	snap, err := r.store.Snapshot()
+	img, err := r.store.Recover()
 	if err != nil {
-		s.failf("replica %d: %v", r.id, err)
+		s.failf("replica %d: recover: %v", r.id, err)
 		return
 	}
-	r.sm = stateMachine{}
-	if snap.Index > 0 {
-		img, ok := r.imgs.get(snap.Index)
-		if !ok {
-			s.failf("replica %d: no image for durable snapshot %d", r.id, snap.Index)
+	r.sm = newStateMachine(s.withKV)
+	if img.index > 0 {
+		if err := r.sm.restore(img); err != nil {
+			s.failf("replica %d: %v", r.id, err)
 			return
 		}
-		r.sm.restore(img)
 	}
 	r.lastImage = r.sm.applied
 	r.incarnation++
 	core, err := raft.New(raft.Config{
 		ID:             r.id,
 		Storage:        r.store,
-		Applied:        snap.Index,
+		Applied:        img.index,
 		ElectionTicks:  s.p.electionTicks,
 		HeartbeatTicks: s.p.heartbeatTicks,
 		Seed:           mix64(s.seed ^ uint64(r.id)<<32 ^ r.incarnation),

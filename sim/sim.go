@@ -39,8 +39,12 @@ type Options struct {
 	Seed uint64
 	// Steps is the length of the safety phase in ticks (DefaultSteps if 0).
 	Steps int
-	// Store builds each replica's store (NewMemStore if nil).
+	// Store builds each replica's store: NewWALStore (the production WAL
+	// and snapshot files on a fault-injecting file system; the default when
+	// nil) or NewMemStore (the in-memory durability model).
 	Store StoreFactory
+	// FSM chooses the state machine (FSMAuto: kv on half the seeds).
+	FSM FSM
 	// TraceLen is how many events a failure report shows (TraceLen if 0).
 	TraceLen int
 }
@@ -79,6 +83,8 @@ type Sim struct {
 	nextCmd, nextRead uint64
 	partitionUntil    uint64
 	plan              *confPlan
+	// withKV runs the kv state machine beside the hash-only one.
+	withKV bool
 }
 
 // New builds the cluster of opt.Seed: replicas 1..n, of which the first
@@ -91,7 +97,8 @@ func New(opt Options) *Sim {
 // newSim builds a Sim whose parameters come from choose (scripted tests
 // fix them; runs draw them from the seed).
 func newSim(opt Options, choose func(*rand.Rand) params) *Sim {
-	s := &Sim{seed: opt.Seed, steps: opt.Steps, rng: rand.New(rand.NewPCG(opt.Seed, 0x5eed))}
+	s := &Sim{seed: opt.Seed, steps: opt.Steps, rng: rand.New(rand.NewPCG(opt.Seed, 0x5eed)),
+		withKV: opt.FSM.withKV(opt.Seed)}
 	if s.steps == 0 {
 		s.steps = DefaultSteps
 	}
@@ -108,7 +115,7 @@ func newSim(opt Options, choose func(*rand.Rand) params) *Sim {
 
 func (s *Sim) build(factory StoreFactory) {
 	if factory == nil {
-		factory = NewMemStore
+		factory = NewWALStore
 	}
 	voters := make([]pb.NodeID, s.p.voters)
 	for i := range voters {
@@ -120,7 +127,8 @@ func (s *Sim) build(factory StoreFactory) {
 		return
 	}
 	for i := 0; i < s.p.replicas; i++ {
-		r := &replica{id: pb.NodeID(i + 1), store: factory(pb.NodeID(i + 1))}
+		id := pb.NodeID(i + 1)
+		r := &replica{id: id, store: factory(id, mix64(s.seed^uint64(id)*0x9e3779b97f4a7c15))}
 		if i < s.p.voters {
 			if err := r.store.Save(hs, nil, ents); err == nil {
 				err = r.store.Sync()
@@ -229,7 +237,7 @@ func (s *Sim) liveness() {
 			continue
 		}
 		s.nextCmd++
-		idx, term, err := lead.core.Propose(command(s.nextCmd, 0))
+		idx, term, err := lead.core.Propose(s.clientCommand(s.nextCmd, 0))
 		if err != nil {
 			continue
 		}

@@ -15,12 +15,52 @@ var (
 	flagSeedStart = flag.Uint64("seedstart", 1, "first seed of a -seeds run")
 	flagSteps     = flag.Int("steps", DefaultSteps, "ticks of the safety phase")
 	flagTraceLen  = flag.Int("tracelen", TraceLen, "events shown when a -seed run fails")
+	flagStore     = flag.String("store", "auto", "replica store: wal (storage.Log and snapshot files on a faulty vfs), mem, "+
+		"or auto (wal on every seed; under the race detector wal on odd seeds and mem on even ones)")
+	flagFSM = flag.String("fsm", "auto", "state machine: kv, hash, or auto (kv on half the seeds)")
 )
+
+// storeOf names the store seed runs on under the -store flag.
+func storeOf(seed uint64) string {
+	if *flagStore != "auto" {
+		return *flagStore
+	}
+	// The WAL store costs about three times the memory store; under the
+	// race detector it runs on every other seed so that the default
+	// go test -race ./sim stays well under two minutes on two cores.
+	if raceEnabled && seed%2 == 0 {
+		return "mem"
+	}
+	return "wal"
+}
+
+// options builds the Options of seed from the flags, which checkFlags has
+// checked.
+func options(seed uint64) Options {
+	opt := Options{Seed: seed, Steps: *flagSteps, Store: NewWALStore}
+	if storeOf(seed) == "mem" {
+		opt.Store = NewMemStore
+	}
+	opt.FSM, _ = ParseFSM(*flagFSM)
+	return opt
+}
+
+func checkFlags(t *testing.T) {
+	t.Helper()
+	switch *flagStore {
+	case "wal", "mem", "auto":
+	default:
+		t.Fatalf("-store=%s: want wal, mem or auto", *flagStore)
+	}
+	if _, ok := ParseFSM(*flagFSM); !ok {
+		t.Fatalf("-fsm=%s: want kv, hash or auto", *flagFSM)
+	}
+}
 
 func report(t *testing.T, res Result) {
 	t.Helper()
-	t.Errorf("seed %d failed: %v\n--- last events ---\n%s--- replay: go test ./sim -run TestSimulation -seed=%d -steps=%d -v",
-		res.Seed, res.Err, res.Trace, res.Seed, *flagSteps)
+	t.Errorf("seed %d failed: %v\n--- last events ---\n%s--- replay: go test ./sim -run TestSimulation -seed=%d -steps=%d -store=%s -fsm=%s -v",
+		res.Seed, res.Err, res.Trace, res.Seed, *flagSteps, storeOf(res.Seed), *flagFSM)
 }
 
 // TestSimulation shows that random faults never break a safety property
@@ -28,13 +68,17 @@ func report(t *testing.T, res Result) {
 // with -seed replays a run exactly.
 func TestSimulation(t *testing.T) {
 	if *flagSeed != 0 {
-		res := New(Options{Seed: *flagSeed, Steps: *flagSteps, TraceLen: *flagTraceLen}).Run()
+		checkFlags(t)
+		opt := options(*flagSeed)
+		opt.TraceLen = *flagTraceLen
+		res := New(opt).Run()
 		t.Logf("seed %d: digest %016x stats %+v", res.Seed, res.Digest, res.Stats)
 		if res.Err != nil {
 			report(t, res)
 		}
 		return
 	}
+	checkFlags(t)
 	seeds := *flagSeeds
 	if testing.Short() {
 		seeds = min(seeds, 50)
@@ -62,7 +106,7 @@ func TestSimulation(t *testing.T) {
 				if stop {
 					return
 				}
-				res := New(Options{Seed: *flagSeedStart + uint64(i), Steps: *flagSteps}).Run()
+				res := New(options(*flagSeedStart + uint64(i))).Run()
 				mu.Lock()
 				total.add(res.Stats)
 				if res.Err != nil {
@@ -73,7 +117,7 @@ func TestSimulation(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	t.Logf("%d seeds from %d: %s", seeds, *flagSeedStart, total)
+	t.Logf("%d seeds from %d, store %s, fsm %s: %s", seeds, *flagSeedStart, *flagStore, *flagFSM, total)
 	// Report the smallest failing seeds, so that reports do not depend on
 	// goroutine scheduling more than they must.
 	for len(failures) > 0 {
@@ -106,19 +150,50 @@ func (s Stats) String() string {
 		s.Ticks, s.Messages, s.Crashes, s.Snapshots, s.Installs, s.Leaders, s.ConfChanges, s.Acked, s.Reads, s.LivenessTicks)
 }
 
-// TestDeterminism shows that a seed replays exactly: two runs of the same
-// seed produce the same trace digest and the same counts, and a different
-// seed a different digest.
+// TestDeterminism shows that a seed replays exactly, with either store and
+// either state machine: two runs of the same seed produce the same trace
+// digest and the same counts, and a different seed a different digest.
 func TestDeterminism(t *testing.T) {
-	for _, seed := range []uint64{1, 7, 12345} {
-		a := New(Options{Seed: seed}).Run()
-		b := New(Options{Seed: seed}).Run()
-		if a.Digest != b.Digest || a.Stats != b.Stats {
-			t.Fatalf("seed %d ran twice differently: digest %016x vs %016x, stats %+v vs %+v",
-				seed, a.Digest, b.Digest, a.Stats, b.Stats)
+	stores := []struct {
+		name    string
+		factory StoreFactory
+	}{{"wal", NewWALStore}, {"mem", NewMemStore}}
+	for _, st := range stores {
+		for _, fsm := range []FSM{FSMHash, FSMKV} {
+			for _, seed := range []uint64{1, 7, 12345} {
+				opt := Options{Seed: seed, Store: st.factory, FSM: fsm}
+				a, b := New(opt).Run(), New(opt).Run()
+				if a.Digest != b.Digest || a.Stats != b.Stats {
+					t.Fatalf("%s/%s: seed %d ran twice differently: digest %016x vs %016x, stats %+v vs %+v",
+						st.name, fsm, seed, a.Digest, b.Digest, a.Stats, b.Stats)
+				}
+				if a.Err != nil {
+					t.Fatalf("%s/%s: seed %d: %v", st.name, fsm, seed, a.Err)
+				}
+				opt.Seed++
+				if c := New(opt).Run(); c.Digest == a.Digest {
+					t.Fatalf("%s/%s: seeds %d and %d have the same digest %016x", st.name, fsm, seed, seed+1, a.Digest)
+				}
+			}
 		}
-		if c := New(Options{Seed: seed + 1}).Run(); c.Digest == a.Digest {
-			t.Fatalf("seeds %d and %d have the same digest %016x", seed, seed+1, a.Digest)
+	}
+}
+
+// TestSeedsThatFoundBugs replays the seeds that found bugs, with the store
+// and state machine they found them on, so that each stays fixed even if
+// the default seed range moves on. The bug each found has its own
+// regression test where it was fixed.
+func TestSeedsThatFoundBugs(t *testing.T) {
+	for _, c := range []struct {
+		seed  uint64
+		store StoreFactory
+		fsm   FSM
+		bug   string
+	}{
+		{87, NewWALStore, FSMAuto, "raft.TestNewWithCommitBehindApplicationSnapshot"},
+	} {
+		if res := New(Options{Seed: c.seed, Store: c.store, FSM: c.fsm}).Run(); res.Err != nil {
+			t.Errorf("seed %d (%s) fails again: %v\n%s", c.seed, c.bug, res.Err, res.Trace)
 		}
 	}
 }

@@ -1,9 +1,11 @@
 package sim
 
 import (
+	"bytes"
 	"fmt"
 	"slices"
 
+	"github.com/raftkv/raftkv/kv"
 	pb "github.com/raftkv/raftkv/raftpb"
 )
 
@@ -17,6 +19,13 @@ type image struct {
 	chain uint64
 	// conf is the configuration in force at index.
 	conf pb.ConfState
+	// kv is the kv store's snapshot stream (nil without the kv state
+	// machine).
+	kv []byte
+}
+
+func (img image) meta() pb.SnapshotMeta {
+	return pb.SnapshotMeta{Index: img.index, Term: img.term, Conf: img.conf}
 }
 
 // appliedRecord is one applied entry as the state machine saw it.
@@ -28,7 +37,9 @@ type appliedRecord struct {
 
 // stateMachine is a replica's deterministic state machine. It is volatile:
 // a crash loses it, and restart rebuilds it from the durable snapshot image
-// and the committed entries the core hands out again.
+// and the committed entries the core hands out again. With the kv state
+// machine, it also feeds every committed command to a kv.Store, as the
+// server does.
 //
 // Invariant: applied rises by exactly one per applied entry, or jumps to a
 // restored snapshot's index.
@@ -37,16 +48,47 @@ type stateMachine struct {
 	term    pb.Term
 	chain   uint64
 	conf    pb.ConfState
+	// kv is the real state machine, nil unless the run uses it.
+	kv *kv.Store
 	// records holds every entry applied in this incarnation, in order.
 	records []appliedRecord
 }
 
-func (sm *stateMachine) restore(img image) {
-	sm.applied, sm.term, sm.chain, sm.conf = img.index, img.term, img.chain, img.conf
+// kvConfig keeps the kv store's limits small enough that runs reach them:
+// appends past the value bound, sessions forgotten by window and by count.
+var kvConfig = kv.Config{MaxValueBytes: 512, SessionWindow: 64, MaxSessions: 16}
+
+func newStateMachine(withKV bool) stateMachine {
+	if withKV {
+		return stateMachine{kv: kv.New(kvConfig)}
+	}
+	return stateMachine{}
 }
 
-func (sm *stateMachine) image() image {
-	return image{index: sm.applied, term: sm.term, chain: sm.chain, conf: sm.conf}
+func (sm *stateMachine) restore(img image) error {
+	if sm.kv != nil {
+		if err := sm.kv.Restore(bytes.NewReader(img.kv)); err != nil {
+			return fmt.Errorf("restoring snapshot %d: %w", img.index, err)
+		}
+	}
+	sm.applied, sm.term, sm.chain, sm.conf = img.index, img.term, img.chain, img.conf
+	return nil
+}
+
+func (sm *stateMachine) image() (image, error) {
+	img := image{index: sm.applied, term: sm.term, chain: sm.chain, conf: sm.conf}
+	if sm.kv != nil {
+		v, err := sm.kv.Snapshot()
+		if err != nil {
+			return image{}, err
+		}
+		var b bytes.Buffer
+		if _, err := v.WriteTo(&b); err != nil {
+			return image{}, err
+		}
+		img.kv = b.Bytes()
+	}
+	return img, nil
 }
 
 // apply applies e, which must be the next entry, and returns its hash.
@@ -55,12 +97,17 @@ func (sm *stateMachine) apply(e *pb.Entry) (uint64, error) {
 		return 0, fmt.Errorf("entry %d/%d handed out after applied index %d", e.Index, e.Term, sm.applied)
 	}
 	h := entryHash(e)
-	if e.Type == pb.EntryConfChange {
+	switch e.Type {
+	case pb.EntryConfChange:
 		cs, err := pb.DecodeConfState(e.Data)
 		if err != nil {
 			return 0, fmt.Errorf("configuration entry %d: %w", e.Index, err)
 		}
 		sm.conf = cs
+	case pb.EntryNormal:
+		if sm.kv != nil && len(e.Data) > 0 {
+			sm.kv.Apply(e.Index, e.Data) // results are the server's business
+		}
 	}
 	sm.applied, sm.term = e.Index, e.Term
 	sm.chain = chainHash(sm.chain, e.Term, h)
@@ -68,9 +115,10 @@ func (sm *stateMachine) apply(e *pb.Entry) (uint64, error) {
 	return h, nil
 }
 
-// imageStore holds a replica's snapshot images: the ones it took and the
-// ones it received. They are durable (snapshot files), so they survive a
-// crash; those older than the store's snapshot are pruned.
+// imageStore holds the memory store's snapshot images: the ones its
+// replica took and the ones it received. They are durable (snapshot
+// files), so they survive a crash; those older than the store's snapshot
+// are pruned.
 type imageStore struct {
 	byIndex map[pb.Index]image
 	indexes []pb.Index // sorted keys of byIndex

@@ -131,11 +131,11 @@ func (e event) String() string {
 	case evHeal:
 		return p + "network  healed " + e.text
 	case evSnapshot:
-		return p + fmt.Sprintf("snapshot %d compacts to %d/%d", e.node, e.a, e.b)
+		return p + fmt.Sprintf("snapshot %d at %d/%d, log compacted to %d", e.node, e.a, e.b, e.c)
 	case evInstall:
 		return p + fmt.Sprintf("install  %d restores snapshot %d/%d", e.node, e.a, e.b)
 	case evSyncFail:
-		return p + fmt.Sprintf("fault    %d: next fsync fails", e.node)
+		return p + fmt.Sprintf("fault    %d: next %s fails", e.node, e.text)
 	default:
 		return p + fmt.Sprintf("note     %d: %s", e.node, e.text)
 	}
