@@ -1,0 +1,276 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// members is the cluster size of both stores.
+const members = 3
+
+// Bounds on waiting for a cluster.
+const (
+	readyTimeout = 60 * time.Second
+	stopTimeout  = 15 * time.Second
+	logTailLines = 15
+)
+
+// cluster is three server processes on 127.0.0.1, each with its own data
+// directory and log file under dir.
+type cluster struct {
+	name        string
+	dir         string
+	procs       []*exec.Cmd
+	logs        []string
+	clientAddrs []string // host:port of each member's client API
+}
+
+// freePorts reserves n loopback ports by listening on them all at once,
+// then frees them for the servers to take.
+func freePorts(n int) ([]string, error) {
+	var addrs []string
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("reserving a loopback port: %w", err)
+		}
+		ls = append(ls, l)
+		addrs = append(addrs, l.Addr().String())
+	}
+	return addrs, nil
+}
+
+// startRaftkv starts three `raftkv server` members (fsync is always on).
+func startRaftkv(ctx context.Context, bin, dir string, pprof bool) (*cluster, error) {
+	addrs, err := freePorts(2 * members)
+	if err != nil {
+		return nil, err
+	}
+	peers, clients := addrs[:members], addrs[members:]
+	var spec []string
+	for i, p := range peers {
+		spec = append(spec, fmt.Sprintf("%d=%s", i+1, p))
+	}
+	c := &cluster{name: "raftkv", dir: dir, clientAddrs: clients}
+	for i := range members {
+		args := []string{"server", "--id", fmt.Sprint(i + 1),
+			"--data-dir", filepath.Join(dir, fmt.Sprintf("data%d", i+1)),
+			"--listen-peer", peers[i], "--listen-client", clients[i],
+			"--cluster", strings.Join(spec, ","), "--log-level", "warn"}
+		if pprof {
+			args = append(args, "--enable-pprof")
+		}
+		if err := c.start(bin, args); err != nil {
+			return c, err
+		}
+	}
+	return c, c.waitReady(ctx, "/readyz")
+}
+
+// startEtcd starts three etcd members with etcd's defaults (fsync on,
+// 100 ms heartbeat, 1 s election timeout, as raftkv's).
+func startEtcd(ctx context.Context, bin, dir string) (*cluster, error) {
+	addrs, err := freePorts(2 * members)
+	if err != nil {
+		return nil, err
+	}
+	peers, clients := addrs[:members], addrs[members:]
+	var spec []string
+	for i, p := range peers {
+		spec = append(spec, fmt.Sprintf("m%d=http://%s", i+1, p))
+	}
+	c := &cluster{name: "etcd", dir: dir, clientAddrs: clients}
+	for i := range members {
+		args := []string{"--name", fmt.Sprintf("m%d", i+1),
+			"--data-dir", filepath.Join(dir, fmt.Sprintf("data%d", i+1)),
+			"--listen-peer-urls", "http://" + peers[i], "--initial-advertise-peer-urls", "http://" + peers[i],
+			"--listen-client-urls", "http://" + clients[i], "--advertise-client-urls", "http://" + clients[i],
+			"--initial-cluster", strings.Join(spec, ","), "--initial-cluster-state", "new",
+			"--initial-cluster-token", "raftkv-bench", "--log-level", "warn"}
+		if err := c.start(bin, args); err != nil {
+			return c, err
+		}
+	}
+	return c, c.waitReady(ctx, "/health")
+}
+
+// start runs one member with its output in a log file. The member gets
+// its own process group, so a Ctrl-C reaches only the driver, which then
+// stops the members in order; it is killed if the driver dies first.
+func (c *cluster) start(bin string, args []string) error {
+	logPath := filepath.Join(c.dir, fmt.Sprintf("member%d.log", len(c.procs)+1))
+	f, err := os.Create(logPath)
+	if err != nil {
+		return err
+	}
+	defer f.Close() // the child keeps its own descriptor
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting %s member %d: %w", c.name, len(c.procs)+1, err)
+	}
+	c.procs = append(c.procs, cmd)
+	c.logs = append(c.logs, logPath)
+	return nil
+}
+
+// waitReady polls path on every member until each answers 200.
+func (c *cluster) waitReady(ctx context.Context, path string) error {
+	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	defer cancel()
+	hc := &http.Client{Timeout: time.Second}
+	for _, addr := range c.clientAddrs {
+		for {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
+			resp, err := hc.Do(req)
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					break
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("%s member at %s not ready after %v (last error %v)", c.name, addr, readyTimeout, err)
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}
+	return nil
+}
+
+// stop sends SIGTERM to every member, waits, and kills those still
+// running after stopTimeout. It reports members that did not exit cleanly.
+func (c *cluster) stop() error {
+	var errs []error
+	for _, p := range c.procs {
+		_ = p.Process.Signal(syscall.SIGTERM)
+	}
+	deadline := time.Now().Add(stopTimeout)
+	for i, p := range c.procs {
+		done := make(chan error, 1)
+		go func() { done <- p.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil && !killedBy(err, syscall.SIGTERM) {
+				errs = append(errs, fmt.Errorf("%s member %d: %w", c.name, i+1, err))
+			}
+		case <-time.After(time.Until(deadline)):
+			_ = p.Process.Kill()
+			<-done
+			errs = append(errs, fmt.Errorf("%s member %d: killed after %v", c.name, i+1, stopTimeout))
+		}
+	}
+	c.procs = nil
+	return errors.Join(errs...)
+}
+
+// killedBy reports whether err is an exit by sig. etcd re-raises SIGTERM
+// after its clean shutdown, so that is how it ends.
+func killedBy(err error, sig syscall.Signal) bool {
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) {
+		return false
+	}
+	ws, ok := ee.Sys().(syscall.WaitStatus)
+	return ok && ws.Signaled() && ws.Signal() == sig
+}
+
+// printLogTails shows the end of every member's log, for a failed run.
+func (c *cluster) printLogTails() {
+	for i, path := range c.logs {
+		f, err := os.Open(path)
+		if err != nil {
+			continue
+		}
+		var lines []string
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			lines = append(lines, sc.Text())
+		}
+		f.Close()
+		fmt.Fprintf(os.Stderr, "--- %s member %d log (last %d lines)\n", c.name, i+1, logTailLines)
+		for _, l := range lines[max(0, len(lines)-logTailLines):] {
+			fmt.Fprintln(os.Stderr, l)
+		}
+	}
+}
+
+// clockTicksPerSecond is USER_HZ, the unit of /proc/<pid>/stat's times:
+// 100 on every Linux this runs on.
+const clockTicksPerSecond = 100
+
+// cpuTime is the user plus system CPU time the members have used so far.
+func (c *cluster) cpuTime() time.Duration {
+	var total time.Duration
+	for _, p := range c.procs {
+		total += procCPU(p.Process.Pid)
+	}
+	return total
+}
+
+// procCPU reads utime and stime of pid from /proc; 0 if it cannot.
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name (field 2) may hold spaces; fields after it are
+	// split from its closing parenthesis. utime and stime are fields 14, 15.
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	var utime, stime int64
+	fmt.Sscan(f[11], &utime)
+	fmt.Sscan(f[12], &stime)
+	return time.Duration(utime+stime) * time.Second / clockTicksPerSecond
+}
+
+// selfCPU is the CPU time of this process: the load generator.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// systemBusy is the CPU time all processes on the machine have used
+// (user, nice, system, irq, softirq and steal of /proc/stat's cpu line).
+func systemBusy() time.Duration {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0
+	}
+	var busy int64
+	for _, i := range []int{1, 2, 3, 6, 7, 8} { // skip idle (4) and iowait (5)
+		var v int64
+		fmt.Sscan(f[i], &v)
+		busy += v
+	}
+	return time.Duration(busy) * time.Second / clockTicksPerSecond
+}

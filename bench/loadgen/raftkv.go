@@ -1,0 +1,45 @@
+package loadgen
+
+import (
+	"context"
+
+	"github.com/raftkv/raftkv/client"
+)
+
+// Raftkv is a Store on raftkv's Go client: writes and linearizable or
+// lease reads go to the leader over HTTP/1.1, one connection per client
+// in flight. Each Put carries an Idempotency-Key, as every write of the
+// client does.
+type Raftkv struct {
+	c           *client.Client
+	consistency string
+}
+
+// NewRaftkv returns a Store on endpoints ("host:port") that reads at the
+// given consistency level (linearizable, lease or stale). clients sizes
+// the connection pool.
+func NewRaftkv(endpoints []string, clients int, consistency string) (*Raftkv, error) {
+	c, err := client.New(client.Config{Endpoints: endpoints, MaxConnsPerHost: clients + 16})
+	if err != nil {
+		return nil, err
+	}
+	return &Raftkv{c: c, consistency: consistency}, nil
+}
+
+// Put sets key to value.
+func (r *Raftkv) Put(ctx context.Context, key string, value []byte) error {
+	_, err := r.c.Put(ctx, key, value)
+	return err
+}
+
+// Get reads key; a missing key counts as an error, since Fill wrote them all.
+func (r *Raftkv) Get(ctx context.Context, key string) error {
+	_, err := r.c.Get(ctx, key, client.WithConsistency(r.consistency))
+	return err
+}
+
+// Close releases idle connections.
+func (r *Raftkv) Close() error {
+	r.c.Close()
+	return nil
+}
