@@ -112,14 +112,17 @@ func (c *tcluster) kill(id uint64) {
 }
 
 // leader waits for a leader that has published its client address, so
-// followers can redirect to it.
+// followers can redirect to it, and has committed everything it appended:
+// the address is published by a configuration change of the leader's own
+// (it takes effect when appended), and an admin change racing it would be
+// refused with 409.
 func (c *tcluster) leader() *Server {
 	c.t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		for _, s := range c.servers {
 			st := s.node.Status()
-			if st.Role.String() == api.RoleLeader && selfAddr(st, s.cfg.ID) == s.ClientAddr() {
+			if st.Role.String() == api.RoleLeader && selfAddr(st, s.cfg.ID) == s.ClientAddr() && st.Commit == st.LastIndex {
 				if c.allKnow(s) {
 					return s
 				}
