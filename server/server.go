@@ -291,6 +291,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case s.cfg.EnablePprof && strings.HasPrefix(path, "/debug/pprof/"):
 		servePprof(rw, r)
 		return
+	case path == PathDebugAnnounce:
+		// Members' own periodic announcements must not take the slots
+		// that bound clients' concurrent requests.
+		s.route(rw, r, http.MethodPost, s.announce)
+		return
 	}
 	if s.draining.Load() {
 		s.fail(rw, api.CodeShuttingDown, "member is shutting down")
@@ -324,8 +329,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.route(rw, r, http.MethodGet, s.debugLog)
 	case path == PathDebugView:
 		s.route(rw, r, http.MethodGet, s.debugView)
-	case path == PathDebugAnnounce:
-		s.route(rw, r, http.MethodPost, s.announce)
 	case path == PathSnapshotFile:
 		s.route(rw, r, http.MethodGet, s.sendSnapshot)
 	case path == PathDebugApplied:
