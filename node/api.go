@@ -389,10 +389,6 @@ func pruneMeta(meta clusterMeta, cur pb.ConfState, t confchange.Target) clusterM
 	return out
 }
 
-func confTarget(voters, learners []pb.NodeID, ctx []byte) confchange.Target {
-	return confchange.Target{Voters: voters, Learners: learners, Context: ctx}
-}
-
 // Snapshot takes a snapshot of the applied state now, waits until it is
 // durable, and returns its index.
 func (n *Node) Snapshot(ctx context.Context) (pb.Index, error) {

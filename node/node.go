@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/raftkv/raftkv/raft"
+	"github.com/raftkv/raftkv/raft/confchange"
 	pb "github.com/raftkv/raftkv/raftpb"
 	"github.com/raftkv/raftkv/transport"
 )
@@ -171,7 +172,7 @@ func (n *Node) bootstrap() error {
 		meta.Members = append(meta.Members, m)
 		voters = append(voters, m.ID)
 	}
-	hs, ents, err := raft.BootstrapConf(confTarget(voters, nil, meta.encode()))
+	hs, ents, err := raft.BootstrapConf(confchange.Target{Voters: voters, Context: meta.encode()})
 	if err != nil {
 		return fmt.Errorf("node: bootstrap: %w", err)
 	}

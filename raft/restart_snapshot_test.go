@@ -13,21 +13,7 @@ import (
 // snapshot is written when the application takes it) refused to restart.
 // A snapshot holds only committed entries, so its index is committed.
 func TestNewWithCommitBehindSnapshot(t *testing.T) {
-	st := raft.NewMemoryStorage()
-	_, ents, err := raft.Bootstrap([]pb.NodeID{1, 2, 3})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := pb.Index(2); i <= 8; i++ {
-		ents = append(ents, pb.Entry{Index: i, Term: 2})
-	}
-	if err := st.Append(ents); err != nil {
-		t.Fatal(err)
-	}
-	st.SetHardState(pb.HardState{Term: 2, Vote: 1, Commit: 3})
-	if err := st.CreateSnapshot(6, pb.ConfState{Voters: []pb.NodeID{1, 2, 3}}); err != nil {
-		t.Fatal(err)
-	}
+	st := logWithCommitBehind(t, 6)
 	r, err := raft.New(raft.Config{ID: 1, Storage: st, Applied: 6})
 	if err != nil {
 		t.Fatalf("restart with commit 3 behind snapshot 6: %v", err)
@@ -44,21 +30,7 @@ func TestNewWithCommitBehindSnapshot(t *testing.T) {
 // and the durable commit index. The server refused to restart with
 // "applied 25 past commit 18". What the application applied is committed.
 func TestNewWithCommitBehindApplicationSnapshot(t *testing.T) {
-	st := raft.NewMemoryStorage()
-	_, ents, err := raft.Bootstrap([]pb.NodeID{1, 2, 3})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := pb.Index(2); i <= 8; i++ {
-		ents = append(ents, pb.Entry{Index: i, Term: 2})
-	}
-	if err := st.Append(ents); err != nil {
-		t.Fatal(err)
-	}
-	st.SetHardState(pb.HardState{Term: 2, Vote: 1, Commit: 3})
-	if err := st.CreateSnapshot(2, pb.ConfState{Voters: []pb.NodeID{1, 2, 3}}); err != nil {
-		t.Fatal(err)
-	}
+	st := logWithCommitBehind(t, 2)
 	r, err := raft.New(raft.Config{ID: 1, Storage: st, Applied: 6})
 	if err != nil {
 		t.Fatalf("restart with commit 3 and log snapshot 2 behind applied snapshot 6: %v", err)
@@ -72,4 +44,27 @@ func TestNewWithCommitBehindApplicationSnapshot(t *testing.T) {
 	if _, err := raft.New(raft.Config{ID: 1, Storage: st, Applied: 9}); err == nil {
 		t.Fatal("restart with applied 9 past the log's last index 8 accepted")
 	}
+}
+
+// logWithCommitBehind returns a durable log of entries 1..8 (term 2 after
+// the bootstrap entry) whose hard state says commit 3, with the log
+// compacted by a snapshot at snapIndex.
+func logWithCommitBehind(t *testing.T, snapIndex pb.Index) *raft.MemoryStorage {
+	t.Helper()
+	st := raft.NewMemoryStorage()
+	_, ents, err := raft.Bootstrap([]pb.NodeID{1, 2, 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := pb.Index(2); i <= 8; i++ {
+		ents = append(ents, pb.Entry{Index: i, Term: 2})
+	}
+	if err := st.Append(ents); err != nil {
+		t.Fatal(err)
+	}
+	st.SetHardState(pb.HardState{Term: 2, Vote: 1, Commit: 3})
+	if err := st.CreateSnapshot(snapIndex, pb.ConfState{Voters: []pb.NodeID{1, 2, 3}}); err != nil {
+		t.Fatal(err)
+	}
+	return st
 }
