@@ -201,7 +201,7 @@ func (r *snapReader) readSessions(v *snapshotView, cfg Config) error {
 		switch {
 		case s.token == "" || s.index <= prev || s.index > v.applied:
 			return fmt.Errorf("%w: snapshot session %d (index %d) is empty, out of order or past applied index %d", ErrCorrupt, i, s.index, v.applied)
-		case v.sessions.byToken.Has(s):
+		case v.sessions.has(s.token):
 			return fmt.Errorf("%w: snapshot session %d repeats a token", ErrCorrupt, i)
 		}
 		v.sessions.insert(s)

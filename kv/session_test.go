@@ -2,7 +2,10 @@ package kv
 
 import (
 	"fmt"
+	"slices"
 	"testing"
+
+	"github.com/raftkv/raftkv/raftpb"
 )
 
 func withToken(c Command, token string) Command {
@@ -119,4 +122,49 @@ func TestSessionsSurviveSnapshot(t *testing.T) {
 		t.Fatalf("retry after restore %+v, want %+v", *res, *first)
 	}
 	mustGet(t, restored.Store, "k", "x", 1)
+}
+
+func TestSessionCloneIsFrozen(t *testing.T) {
+	// A clone (what a snapshot writes) keeps the sessions of the moment it
+	// was taken, in index order, while the table goes on recording and
+	// forgetting across chunk boundaries; it can be read concurrently.
+	tab := newSessionTable()
+	next := raftpb.Index(1)
+	add := func(n int) {
+		for range n {
+			tab.record(fmt.Sprintf("tok-%d", next), next, Result{Index: next}, 1000)
+			next++
+		}
+	}
+	indexes := func(st *sessionTable) []raftpb.Index {
+		var out []raftpb.Index
+		st.ascend(func(s *session) bool { out = append(out, s.index); return true })
+		return out
+	}
+	add(fifoChunk + 10) // a full chunk and a partial one
+	frozen := tab.clone()
+	want := indexes(frozen)
+	if len(want) != fifoChunk+10 || want[0] != 1 || want[len(want)-1] != raftpb.Index(fifoChunk+10) {
+		t.Fatalf("clone holds %d sessions from %v, want 1..%d", len(want), want[:1], fifoChunk+10)
+	}
+	done := make(chan []raftpb.Index)
+	go func() { done <- indexes(frozen) }()
+	add(3000) // fills the shared partial chunk, evicts past it (max 1000)
+	tab.expire(next, 500)
+	if got := <-done; !slices.Equal(got, want) {
+		t.Fatalf("concurrent read of the clone changed: %d sessions", len(got))
+	}
+	if got := indexes(frozen); !slices.Equal(got, want) {
+		t.Fatalf("clone changed after the table moved on: %d sessions", len(got))
+	}
+	live := indexes(tab)
+	if len(live) != 499 || live[0] != next-499 || tab.len() != len(tab.byToken) {
+		t.Fatalf("table holds %d sessions from %v (map %d), want the 499 newest", len(live), live[:1], len(tab.byToken))
+	}
+	if _, ok := tab.lookup("tok-1"); ok {
+		t.Fatal("an evicted session is still found by token")
+	}
+	if r, ok := tab.lookup(fmt.Sprintf("tok-%d", next-1)); !ok || r.Index != next-1 {
+		t.Fatalf("newest session lookup = %+v, %v", r, ok)
+	}
 }

@@ -75,7 +75,7 @@ func (v *snapshotView) WriteTo(w io.Writer) (int64, error) {
 		return sw.err == nil
 	})
 	sw.uvarint(uint64(v.sessions.len()))
-	v.sessions.byIndex.Ascend(func(s *session) bool {
+	v.sessions.ascend(func(s *session) bool {
 		sw.str(s.token)
 		sw.uvarint(uint64(s.index))
 		sw.result(&s.result)
