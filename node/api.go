@@ -18,13 +18,50 @@ import (
 // ErrStopped (none of these applied anything) or ErrUnknownOutcome.
 func (n *Node) Propose(ctx context.Context, cmd []byte) (any, error) {
 	p := &proposal{data: cmd, done: make(chan outcome, 1)}
+	if err := n.submit(p); err != nil {
+		return nil, err
+	}
+	return n.wait(ctx, p)
+}
+
+// ProposeBatch proposes cmds in order, as consecutive entries when the
+// core takes them together, and waits for each. out[i] and errs[i] are
+// what Propose would have returned for cmds[i]. One call costs one
+// hand-off per command but no goroutine per command: it is how a server
+// serves many writes that arrived in one request.
+func (n *Node) ProposeBatch(ctx context.Context, cmds [][]byte) (out []any, errs []error) {
+	out, errs = make([]any, len(cmds)), make([]error, len(cmds))
+	ps := make([]*proposal, len(cmds))
+	for i, cmd := range cmds {
+		ps[i] = &proposal{data: cmd, done: make(chan outcome, 1)}
+		if errs[i] = n.submit(ps[i]); errs[i] != nil {
+			ps[i] = nil
+		}
+	}
+	for i, p := range ps {
+		if p != nil {
+			out[i], errs[i] = n.wait(ctx, p)
+		}
+	}
+	return out, errs
+}
+
+// submit queues p for the run goroutine without blocking.
+func (n *Node) submit(p *proposal) error {
 	select {
 	case n.propc <- p:
+		return nil
 	case <-n.stopc:
-		return nil, ErrStopped
+		return ErrStopped
 	default:
-		return nil, ErrBusy
+		return ErrBusy
 	}
+}
+
+// wait returns p's outcome. When ctx ends or the node stops first, a
+// proposal the run goroutine has not taken is withdrawn (it will never
+// apply); one it took may still apply, so the outcome is unknown.
+func (n *Node) wait(ctx context.Context, p *proposal) (any, error) {
 	select {
 	case o := <-p.done:
 		return o.val, o.err

@@ -112,6 +112,7 @@ func (n *Node) apply(t applyTask) bool {
 				n.appliedConfI.Store(uint64(e.Index))
 			}
 			n.resolve(e.Index, e.Term, res)
+			n.sinceSnapBytes += uint64(len(e.Data))
 			last = *e
 			n.applied.Store(uint64(e.Index))
 		}
@@ -209,10 +210,15 @@ type snapshotTask struct {
 	force     chan error
 }
 
-// maybeSnapshot takes an image every SnapshotEntries applied entries. The
-// image is a cheap clone; writing it happens on the snapshot goroutine.
+// maybeSnapshot takes an image every SnapshotEntries applied entries (and,
+// with SnapshotSizeFactor, once the log since the last image outweighs it
+// enough). The image is a cheap clone; writing it happens on the snapshot
+// goroutine.
 func (n *Node) maybeSnapshot(last pb.Entry) {
 	if uint64(last.Index-n.lastSnap.Index) < n.cfg.SnapshotEntries {
+		return
+	}
+	if f := n.cfg.SnapshotSizeFactor; f > 0 && float64(n.sinceSnapBytes) < f*float64(n.lastSnapBytes.Load()) {
 		return
 	}
 	n.takeSnapshot(last, nil)
@@ -241,6 +247,7 @@ func (n *Node) takeSnapshot(last pb.Entry, force chan error) {
 	}
 	n.snapc <- snapshotTask{meta: meta, compactTo: n.compactPoint(meta), image: img, force: force}
 	n.lastSnap = meta
+	n.sinceSnapBytes = 0
 	n.snapsBehind = append(n.snapsBehind, meta)
 }
 
@@ -285,14 +292,16 @@ func (n *Node) writeSnapshot(t snapshotTask) error {
 	if err != nil {
 		return err
 	}
-	if _, err := t.image.WriteTo(sink); err != nil {
+	size, err := t.image.WriteTo(sink)
+	if err != nil {
 		sink.Abort()
 		return fmt.Errorf("node: writing snapshot %d: %w", t.meta.Index, err)
 	}
 	if err := sink.Commit(); err != nil {
 		return fmt.Errorf("node: committing snapshot %d: %w", t.meta.Index, err)
 	}
-	n.log.Info("snapshot written", "index", uint64(t.meta.Index))
+	n.lastSnapBytes.Store(uint64(size))
+	n.log.Info("snapshot written", "index", uint64(t.meta.Index), "bytes", size)
 	compactTo := t.compactTo
 	if compactTo.Index == 0 {
 		return nil

@@ -417,3 +417,38 @@ func TestReadIndex(t *testing.T) {
 		}
 	}
 }
+
+// TestSnapshotSizeFactorSpacesSnapshots checks that with a size factor a
+// snapshot waits until the entries since the last one outweigh it: the
+// counter's image is 16 bytes and each command 8, so with factor 20 the
+// next snapshot needs 320 bytes of commands, 40 of them, not the 10 that
+// SnapshotEntries alone would take.
+func TestSnapshotSizeFactorSpacesSnapshots(t *testing.T) {
+	c := newTClusterWith(t, 1, 10, func(c *tcluster) {
+		c.tweak = func(cfg *node.Config) { cfg.SnapshotSizeFactor = 20 }
+	})
+	n := c.members[1].n
+	for i := 0; i < 12; i++ {
+		c.propose(1)
+	}
+	var first uint64
+	waitFor(t, 5*time.Second, "a first snapshot", func() bool {
+		first = uint64(n.Status().SnapshotIndex)
+		return first > 0
+	})
+	// The image is written asynchronously; its size is known once written.
+	time.Sleep(50 * time.Millisecond)
+	for i := 0; i < 35; i++ { // 280 bytes: under 20 x 16
+		c.propose(1)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if got := uint64(n.Status().SnapshotIndex); got != first {
+		t.Fatalf("snapshot at %d after 35 commands since the one at %d: the size factor was ignored", got, first)
+	}
+	for i := 0; i < 6; i++ { // 328 bytes: over
+		c.propose(1)
+	}
+	waitFor(t, 5*time.Second, "a second snapshot", func() bool {
+		return uint64(n.Status().SnapshotIndex) > first
+	})
+}

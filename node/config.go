@@ -59,6 +59,13 @@ type Config struct {
 	// the writes during its install fit in what is kept; size it to the
 	// write rate times the install time. Default 0: the previous snapshot.
 	SnapshotTrailingEntries uint64
+	// SnapshotSizeFactor makes a snapshot also wait until the entries
+	// applied since the last one hold at least this many times that
+	// snapshot's size in bytes, so that writing snapshots costs at most
+	// 1/factor of the log's own write volume however large the state is
+	// (Raft dissertation §5.1.3). 0 (the default) snapshots on
+	// SnapshotEntries alone.
+	SnapshotSizeFactor float64
 	// ProposalQueueLen bounds proposals waiting for the core. Default 4096.
 	ProposalQueueLen int
 	// MaxProposalBatch bounds the proposals appended as one batch. Default 1024.
@@ -107,6 +114,9 @@ func (c Config) withDefaults() (Config, error) {
 	def(&c.MaxProposalBatch, DefaultMaxProposalBatch)
 	def(&c.ApplyQueueLen, DefaultApplyQueueLen)
 	def(&c.MaxOutstandingReadys, DefaultMaxOutstandingReadys)
+	if c.SnapshotSizeFactor < 0 {
+		return c, fmt.Errorf("node: config: SnapshotSizeFactor %v is negative", c.SnapshotSizeFactor)
+	}
 	if c.ElectionTimeout < 2*c.TickInterval {
 		return c, fmt.Errorf("node: config: election timeout %v must be at least twice the tick %v",
 			c.ElectionTimeout, c.TickInterval)
