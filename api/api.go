@@ -11,6 +11,7 @@ import (
 // Paths.
 const (
 	PathKV       = "/v1/kv/"
+	PathBatch    = "/v1/batch"
 	PathCluster  = "/v1/cluster"
 	PathMembers  = "/v1/cluster/members"
 	PathVoters   = "/v1/cluster/voters"
@@ -214,6 +215,52 @@ type SnapshotResponse struct {
 // HealthResponse answers /healthz and /readyz when they succeed.
 type HealthResponse struct {
 	Status string `json:"status"`
+}
+
+// Operations of a batch (BatchOp.Op).
+const (
+	BatchPut    = "put"
+	BatchAppend = "append"
+	BatchDelete = "delete"
+	BatchGet    = "get"
+)
+
+// BatchRequest is the body of POST /v1/batch[?consistency=level]: several
+// independent single-key operations in one HTTP request, each answered on
+// its own as if sent alone. They are concurrent with each other (no order
+// among them is promised); the gets are read at the request's consistency
+// level. The Go client sends one when calls queue up behind others.
+type BatchRequest struct {
+	Ops []BatchOp `json:"ops"`
+}
+
+// BatchOp is one operation of a batch. Value is base64 in JSON (binary
+// safe). IfMatch (a revision) and IfNoneMatch are the headers of a single
+// write; IdempotencyKey is its Idempotency-Key.
+type BatchOp struct {
+	Op             string `json:"op"`
+	Key            string `json:"key"`
+	Value          []byte `json:"value,omitempty"`
+	IfMatch        uint64 `json:"if_match,omitempty"`
+	IfNoneMatch    bool   `json:"if_none_match,omitempty"`
+	IdempotencyKey string `json:"idempotency_key,omitempty"`
+}
+
+// BatchResponse answers a batch with one result per op, in order.
+type BatchResponse struct {
+	Results []BatchResult `json:"results"`
+}
+
+// BatchResult is one op's answer: Status is the HTTP status it would have
+// had alone; Code and Error are set when it failed; Index for a write, Rev
+// (the ETag's revision) and Value for a get.
+type BatchResult struct {
+	Status int    `json:"status"`
+	Code   string `json:"code,omitempty"`
+	Error  string `json:"error,omitempty"`
+	Index  uint64 `json:"index,omitempty"`
+	Rev    uint64 `json:"rev,omitempty"`
+	Value  []byte `json:"value,omitempty"`
 }
 
 // FormatETag renders a revision as an ETag: "<rev>".

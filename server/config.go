@@ -35,6 +35,10 @@ type Config struct {
 	HeartbeatInterval time.Duration // default 100ms
 	ElectionTimeout   time.Duration // default 1s
 	SnapshotEntries   uint64        // default 10000
+	// SnapshotSizeFactor: a snapshot also waits until the log since the
+	// last one is this many times its size (node.Config). Default 1;
+	// negative turns the rule off.
+	SnapshotSizeFactor float64
 
 	// TLS, if set, is mutual TLS for both peer and client traffic: it
 	// must hold this member's certificate, and the CA as RootCAs and
@@ -71,6 +75,9 @@ type Limits struct {
 	// BodySlackBytes is allowed above the value limit in a body before the
 	// server stops reading and answers 413. Default 4 KiB.
 	BodySlackBytes int
+	// MaxBatchBytes bounds the body of POST /v1/batch. It must leave room
+	// for one value of the largest size, base64-encoded. Default 4 MiB.
+	MaxBatchBytes int
 	// ReadHeaderTimeout, ReadTimeout, WriteTimeout and IdleTimeout are the
 	// http.Server timeouts. Defaults 5s, 30s, 30s, 120s.
 	ReadHeaderTimeout time.Duration
@@ -89,6 +96,8 @@ const (
 	DefaultRequestTimeout        = 5 * time.Second
 	DefaultMaxHeaderBytes        = 64 << 10
 	DefaultBodySlackBytes        = 4 << 10
+	DefaultMaxBatchBytes         = 4 << 20
+	DefaultSnapshotSizeFactor    = 1.0
 	// maxAdminBodyBytes bounds the JSON body of an admin request.
 	maxAdminBodyBytes = 64 << 10
 )
@@ -114,11 +123,18 @@ func (c Config) withDefaults() (Config, error) {
 	setDefault(&c.HeartbeatInterval, node.DefaultTickInterval)
 	setDefault(&c.ElectionTimeout, node.DefaultElectionTimeout)
 	setDefault(&c.SnapshotEntries, node.DefaultSnapshotEntries)
+	switch {
+	case c.SnapshotSizeFactor == 0:
+		c.SnapshotSizeFactor = DefaultSnapshotSizeFactor
+	case c.SnapshotSizeFactor < 0:
+		c.SnapshotSizeFactor = 0
+	}
 	l := &c.Limits
 	setDefault(&l.MaxConcurrentRequests, DefaultMaxConcurrentRequests)
 	setDefault(&l.RequestTimeout, DefaultRequestTimeout)
 	setDefault(&l.MaxHeaderBytes, DefaultMaxHeaderBytes)
 	setDefault(&l.BodySlackBytes, DefaultBodySlackBytes)
+	setDefault(&l.MaxBatchBytes, max(DefaultMaxBatchBytes, c.maxValueBytes()*4/3+64<<10))
 	setDefault(&l.ReadHeaderTimeout, 5*time.Second)
 	setDefault(&l.ReadTimeout, 30*time.Second)
 	setDefault(&l.WriteTimeout, 30*time.Second)

@@ -74,35 +74,47 @@ func (s *Server) isLeader() bool {
 // is unknown; before, nothing was proposed.
 func (s *Server) nodeError(w http.ResponseWriter, r *http.Request, err error) {
 	var nl *node.NotLeaderError
+	if errors.As(err, &nl) {
+		s.redirect(w, r)
+		return
+	}
+	code, msg := s.errorCode(r, err)
+	s.fail(w, code, msg)
+}
+
+// errorCode maps a failed node call to an API error code and message. A
+// *node.NotLeaderError (which a single request answers with a redirect)
+// is no_leader: nothing was proposed, so a retry is safe.
+func (s *Server) errorCode(r *http.Request, err error) (code, msg string) {
+	var nl *node.NotLeaderError
 	switch {
 	case errors.As(err, &nl):
-		s.redirect(w, r)
+		return api.CodeNoLeader, "this member is no longer the leader; retry"
 	case errors.Is(err, node.ErrUnknownOutcome):
-		s.fail(w, api.CodeUnknownOutcome, err.Error())
+		return api.CodeUnknownOutcome, err.Error()
 	case errors.Is(err, node.ErrBusy):
-		s.fail(w, api.CodeBusy, err.Error())
+		return api.CodeBusy, err.Error()
 	case errors.Is(err, node.ErrStopped):
-		s.fail(w, api.CodeShuttingDown, err.Error())
+		return api.CodeShuttingDown, err.Error()
 	case errors.Is(err, node.ErrTransferring):
-		s.fail(w, api.CodeNoLeader, "leadership is being handed over; retry shortly")
+		return api.CodeNoLeader, "leadership is being handed over; retry shortly"
 	case errors.Is(err, node.ErrChangeInProgress), errors.Is(err, confchange.ErrJoint),
 		errors.Is(err, raft.ErrConfChangeInProgress):
-		s.fail(w, api.CodeChangeInProgress, err.Error())
+		return api.CodeChangeInProgress, err.Error()
 	case errors.Is(err, node.ErrUnknownMember):
-		s.fail(w, api.CodeNotFound, err.Error())
+		return api.CodeNotFound, err.Error()
 	case errors.Is(err, raft.ErrLearnerLagging):
-		s.fail(w, api.CodeLearnerLagging, err.Error())
+		return api.CodeLearnerLagging, err.Error()
 	case errors.Is(err, confchange.ErrInvalid):
-		s.fail(w, api.CodeBadRequest, err.Error())
+		return api.CodeBadRequest, err.Error()
 	case errors.Is(err, node.ErrRemoved):
-		s.fail(w, api.CodeNoLeader, err.Error())
+		return api.CodeNoLeader, err.Error()
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		// Not ErrUnknownOutcome: the node says nothing was proposed.
-		s.fail(w, api.CodeBusy, "not proposed in time: "+err.Error())
-	default:
-		s.log.Warn("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-		s.fail(w, api.CodeInternal, err.Error())
+		return api.CodeBusy, "not proposed in time: " + err.Error()
 	}
+	s.log.Warn("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	return api.CodeInternal, err.Error()
 }
 
 // readBarrierError answers a failed ReadIndex or LeaseRead: a read has no
@@ -117,7 +129,17 @@ func (s *Server) readBarrierError(w http.ResponseWriter, r *http.Request, err er
 
 // decodeJSON reads a small JSON body into v; false means it answered.
 func (s *Server) decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
-	r.Body = http.MaxBytesReader(w, r.Body, maxAdminBodyBytes)
+	return s.decodeJSONLimit(w, r, v, maxAdminBodyBytes)
+}
+
+// decodeJSONLimit reads a JSON body of at most limit bytes into v; false
+// means it answered.
+func (s *Server) decodeJSONLimit(w http.ResponseWriter, r *http.Request, v any, limit int64) bool {
+	if r.ContentLength > limit {
+		s.fail(w, api.CodeTooLarge, fmt.Sprintf("body is %d bytes, over %d", r.ContentLength, limit))
+		return false
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, limit)
 	dec := json.NewDecoder(r.Body)
 	if err := dec.Decode(v); err != nil {
 		var mbe *http.MaxBytesError

@@ -112,7 +112,7 @@ func open(cfg Config) (*Server, error) {
 		Log: log, Snapshots: snaps, PeerListener: cfg.PeerListener, TLS: cfg.TLS,
 		Bootstrap: cfg.Cluster, Join: cfg.Join, Self: self,
 		TickInterval: cfg.HeartbeatInterval, ElectionTimeout: cfg.ElectionTimeout,
-		SnapshotEntries: cfg.SnapshotEntries, Logger: cfg.Logger,
+		SnapshotEntries: cfg.SnapshotEntries, SnapshotSizeFactor: cfg.SnapshotSizeFactor, Logger: cfg.Logger,
 	})
 	if err != nil {
 		log.Close()
@@ -311,6 +311,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case strings.HasPrefix(path, api.PathKV):
 		s.serveKV(rw, r, path[len(api.PathKV):])
+	case path == api.PathBatch:
+		s.serveBatch(rw, r)
 	case path == api.PathCluster:
 		s.route(rw, r, http.MethodGet, s.getCluster)
 	case path == api.PathMembers:
