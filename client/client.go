@@ -39,6 +39,16 @@ type Config struct {
 	// Transport replaces the HTTP transport (tests); TLS and
 	// MaxConnsPerHost are then ignored.
 	Transport http.RoundTripper
+	// MaxBatchOps bounds the calls (Put, Append, Delete, Get) that one
+	// POST /v1/batch carries. Calls are batched only when they queue up
+	// behind MaxBatchInflight requests of their kind already in flight; a
+	// lone call goes out as a plain request. 1 turns batching off.
+	// Default DefaultMaxBatchOps.
+	MaxBatchOps int
+	// MaxBatchInflight bounds the requests of one kind (writes, or reads
+	// at one consistency level) in flight before calls queue up for a
+	// batch. Default DefaultMaxBatchInflight.
+	MaxBatchInflight int
 }
 
 // maxRedirects bounds the 307s one attempt follows.
@@ -55,6 +65,9 @@ type Client struct {
 	addrs   map[uint64]string // member id -> base URL, from /v1/cluster
 	next    int               // round-robin start for reads that any member serves
 	refresh time.Time         // last /v1/cluster fetch
+
+	writes *batcher
+	reads  map[string]*batcher // by consistency level
 }
 
 // New returns a client for the given endpoints.
@@ -69,7 +82,18 @@ func New(cfg Config) (*Client, error) {
 	if cfg.MaxConnsPerHost <= 0 {
 		cfg.MaxConnsPerHost = 256
 	}
+	if cfg.MaxBatchOps <= 0 {
+		cfg.MaxBatchOps = DefaultMaxBatchOps
+	}
+	if cfg.MaxBatchInflight <= 0 {
+		cfg.MaxBatchInflight = DefaultMaxBatchInflight
+	}
 	c := &Client{cfg: cfg, addrs: map[uint64]string{}}
+	c.writes = &batcher{c: c, write: true}
+	c.reads = map[string]*batcher{}
+	for _, level := range []string{api.Linearizable, api.Lease, api.Stale} {
+		c.reads[level] = &batcher{c: c, consistency: level}
+	}
 	for _, e := range cfg.Endpoints {
 		base, err := c.baseURL(e)
 		if err != nil {
@@ -141,6 +165,8 @@ type request struct {
 	idempotent bool
 	// write: a 504 or a lost answer leaves its outcome open.
 	write bool
+	// maybeApplied: an earlier send (in a batch) may have applied it.
+	maybeApplied bool
 }
 
 // response is a complete answer.
@@ -159,7 +185,7 @@ func (c *Client) do(ctx context.Context, r request) (*response, error) {
 		defer cancel()
 	}
 	var lastErr error
-	maybeApplied := false
+	maybeApplied := r.maybeApplied
 	backoff := c.cfg.BackoffMin
 	for round := 0; ; round++ {
 		for i, base := range c.order(r.toLeader) {

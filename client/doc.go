@@ -18,8 +18,15 @@
 // not applied. Admin changes are not idempotent and are not retried once
 // they may have reached a leader.
 //
-// # Concurrency
+// # Concurrency and batching
 //
 // A Client is safe for concurrent use; it shares one http.Client and
-// guards its leader cache with a mutex.
+// guards its leader cache with a mutex. Put, Append, Delete and Get calls
+// from many goroutines are coalesced: at most Config.MaxBatchInflight
+// requests of a kind (writes, or reads at one consistency level) are in
+// flight, and calls that arrive while they all are wait and leave together
+// as one POST /v1/batch. Each call still gets its own answer, and its own
+// retries: an op that the batch answered no_leader or busy is resent
+// alone, and a batch whose answer was lost is resent whole, which the
+// Idempotency-Keys make safe. A lone caller never waits for a batch.
 package client

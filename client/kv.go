@@ -68,9 +68,16 @@ func keyPath(key string) string {
 	return api.PathKV + strings.Join(segs, "/")
 }
 
-func (c *Client) write(ctx context.Context, method, key, query string, value []byte, opts []WriteOption) (uint64, error) {
+func (c *Client) write(ctx context.Context, op, key string, value []byte, opts []WriteOption) (uint64, error) {
 	if key == "" {
 		return 0, &Error{Status: 400, Code: api.CodeBadKey, Message: "empty key"}
+	}
+	method, query := http.MethodPut, ""
+	switch op {
+	case api.BatchAppend:
+		method, query = http.MethodPost, "?op=append"
+	case api.BatchDelete:
+		method = http.MethodDelete
 	}
 	r := request{method: method, path: keyPath(key) + query, body: value, header: http.Header{},
 		toLeader: true, idempotent: true, write: true}
@@ -78,38 +85,62 @@ func (c *Client) write(ctx context.Context, method, key, query string, value []b
 	for _, o := range opts {
 		o(&r)
 	}
+	cl := &call{ctx: ctx, alone: r, op: api.BatchOp{Op: op, Key: key, Value: value,
+		IdempotencyKey: r.header.Get(api.HeaderIdempotencyKey)}}
+	if im := r.header.Get("If-Match"); im != "" {
+		rev, ok := api.ParseETag(im)
+		if !ok {
+			return 0, &Error{Status: 400, Code: api.CodeBadRequest, Message: fmt.Sprintf("If-Match %q is not a revision", im)}
+		}
+		cl.op.IfMatch = rev
+	}
+	cl.op.IfNoneMatch = r.header.Get("If-None-Match") == "*"
+	res := c.writes.run(cl, c.writeAlone)
+	return res.index, res.err
+}
+
+// writeAlone sends a write as a single request.
+func (c *Client) writeAlone(ctx context.Context, r request) result {
 	resp, err := c.do(ctx, r)
 	if err != nil {
-		return 0, err
+		return result{err: err}
 	}
 	var w api.WriteResponse
 	if err := json.Unmarshal(resp.body, &w); err != nil {
-		return 0, fmt.Errorf("client: decoding answer of %s %s: %w", method, key, err)
+		return result{err: fmt.Errorf("client: decoding answer of %s %s: %w", r.method, r.path, err)}
 	}
-	return w.Index, nil
+	return result{index: w.Index}
 }
 
 // Put sets key to value and returns the log index of the write (the key's
 // new revision).
 func (c *Client) Put(ctx context.Context, key string, value []byte, opts ...WriteOption) (uint64, error) {
-	return c.write(ctx, http.MethodPut, key, "", value, opts)
+	return c.write(ctx, api.BatchPut, key, value, opts)
 }
 
 // Append appends suffix to key's value, creating it if absent.
 func (c *Client) Append(ctx context.Context, key string, suffix []byte, opts ...WriteOption) (uint64, error) {
-	return c.write(ctx, http.MethodPost, key, "?op=append", suffix, opts)
+	return c.write(ctx, api.BatchAppend, key, suffix, opts)
 }
 
 // Delete removes key; IsNotFound(err) if it was absent.
 func (c *Client) Delete(ctx context.Context, key string, opts ...WriteOption) (uint64, error) {
-	return c.write(ctx, http.MethodDelete, key, "", nil, opts)
+	return c.write(ctx, api.BatchDelete, key, nil, opts)
 }
 
 func readRequest(path string, opts []ReadOption) request {
+	return readRequestAt(path, readLevel(opts))
+}
+
+func readLevel(opts []ReadOption) readOpts {
 	o := readOpts{consistency: api.Linearizable}
 	for _, f := range opts {
 		f(&o)
 	}
+	return o
+}
+
+func readRequestAt(path string, o readOpts) request {
 	sep := "?"
 	if strings.Contains(path, "?") {
 		sep = "&"
@@ -123,12 +154,28 @@ func (c *Client) Get(ctx context.Context, key string, opts ...ReadOption) (*KV, 
 	if key == "" {
 		return nil, &Error{Status: 400, Code: api.CodeBadKey, Message: "empty key"}
 	}
-	resp, err := c.do(ctx, readRequest(keyPath(key), opts))
+	o := readLevel(opts)
+	cl := &call{ctx: ctx, alone: readRequestAt(keyPath(key), o), op: api.BatchOp{Op: api.BatchGet, Key: key}}
+	var res result
+	if b := c.reads[o.consistency]; b != nil {
+		res = b.run(cl, c.getAlone)
+	} else {
+		res = c.getAlone(ctx, cl.alone) // the server names the bad level
+	}
+	if res.err != nil {
+		return nil, res.err
+	}
+	return &KV{Key: key, Value: res.value, Rev: res.rev}, nil
+}
+
+// getAlone sends a get as a single request.
+func (c *Client) getAlone(ctx context.Context, r request) result {
+	resp, err := c.do(ctx, r)
 	if err != nil {
-		return nil, err
+		return result{err: err}
 	}
 	rev, _ := api.ParseETag(resp.header.Get("ETag"))
-	return &KV{Key: key, Value: resp.body, Rev: rev}, nil
+	return result{value: resp.body, rev: rev}
 }
 
 // List returns up to limit keys with the given prefix in key order (limit

@@ -27,6 +27,8 @@ type benchFlags struct {
 	keys        int
 	readRatio   float64
 	prefix      string
+	batchOps    int
+	inflight    int
 }
 
 func newBenchCmd(g *globals) *cobra.Command {
@@ -57,7 +59,8 @@ live progress line, then throughput and an HDR latency histogram.`,
 				return err
 			}
 			c, err := client.New(client.Config{Endpoints: splitList(g.endpoints), TLS: tlsCfg,
-				RequestTimeout: g.timeout, MaxConnsPerHost: f.clients + 16})
+				RequestTimeout: g.timeout, MaxConnsPerHost: f.clients + 16,
+				MaxBatchOps: f.batchOps, MaxBatchInflight: f.inflight})
 			if err != nil {
 				return err
 			}
@@ -75,6 +78,8 @@ live progress line, then throughput and an HDR latency histogram.`,
 	fl.IntVar(&f.keys, "keys", 10000, "distinct keys")
 	fl.Float64Var(&f.readRatio, "read-ratio", 0.9, "fraction of gets in --op mixed")
 	fl.StringVar(&f.prefix, "key-prefix", "bench/", "prefix of the keys")
+	fl.IntVar(&f.batchOps, "batch-ops", client.DefaultMaxBatchOps, "most calls the client coalesces into one /v1/batch request (1: no batching)")
+	fl.IntVar(&f.inflight, "batch-inflight", client.DefaultMaxBatchInflight, "requests of a kind in flight before calls queue up for a batch")
 	return cmd
 }
 

@@ -35,6 +35,7 @@ type serverFlags struct {
 	heartbeat           time.Duration
 	election            time.Duration
 	snapshotEntries     uint64
+	snapshotSizeFactor  float64
 	logLevel, logFormat string
 	shutdownTimeout     time.Duration
 	enablePprof         bool
@@ -73,6 +74,8 @@ recovers from its data dir and ignores --cluster. SIGTERM drains and exits 0.`,
 	fl.DurationVar(&f.heartbeat, "heartbeat-interval", 100*time.Millisecond, "heartbeat interval")
 	fl.DurationVar(&f.election, "election-timeout", time.Second, "election timeout (randomised between 1x and 2x)")
 	fl.Uint64Var(&f.snapshotEntries, "snapshot-entries", 10000, "take a snapshot after this many applied entries")
+	fl.Float64Var(&f.snapshotSizeFactor, "snapshot-size-factor", server.DefaultSnapshotSizeFactor,
+		"also wait until the log since the last snapshot is this many times its size (0: off)")
 	fl.StringVar(&f.logLevel, "log-level", "info", "slog level: debug, info, warn or error")
 	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "bound on the drain at SIGTERM")
@@ -96,6 +99,8 @@ func (f *serverFlags) config(g *globals) (server.Config, error) {
 		return cfg, fmt.Errorf("--election-timeout %v must be at least twice --heartbeat-interval %v", f.election, f.heartbeat)
 	case f.snapshotEntries == 0:
 		return cfg, errors.New("--snapshot-entries must be positive")
+	case f.snapshotSizeFactor < 0:
+		return cfg, errors.New("--snapshot-size-factor must not be negative")
 	}
 	logger, err := newLogger(f.logLevel, f.logFormat)
 	if err != nil {
@@ -127,8 +132,17 @@ func (f *serverFlags) config(g *globals) (server.Config, error) {
 		AdvertisePeer: f.advertisePeer, AdvertiseClient: f.advertiseClient,
 		Cluster: members, Join: f.join,
 		HeartbeatInterval: f.heartbeat, ElectionTimeout: f.election, SnapshotEntries: f.snapshotEntries,
-		TLS: tlsCfg, Logger: logger, FS: fileSystem, EnablePprof: f.enablePprof,
+		SnapshotSizeFactor: sizeFactor(f.snapshotSizeFactor),
+		TLS:                tlsCfg, Logger: logger, FS: fileSystem, EnablePprof: f.enablePprof,
 	}, nil
+}
+
+// sizeFactor maps the flag (0: off) onto server.Config (0: default).
+func sizeFactor(f float64) float64 {
+	if f == 0 {
+		return -1
+	}
+	return f
 }
 
 func newLogger(level, format string) (*slog.Logger, error) {
