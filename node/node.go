@@ -65,15 +65,15 @@ type Node struct {
 	lead, term   atomic.Uint64
 	role         atomic.Int32
 	snapshotting atomic.Bool
-	lastSnap     pb.SnapshotMeta   // applier-owned
+	lastSnap     pb.SnapshotMeta // applier-owned
 	// sinceSnapBytes is the entry data applied since lastSnap (applier-
 	// owned); lastSnapBytes the size of the last snapshot written.
 	sinceSnapBytes uint64
 	lastSnapBytes  atomic.Uint64
-	snapsBehind  []pb.SnapshotMeta // applier-owned; see compactPoint
-	lastApplied  pb.Entry          // applier-owned; index and term only
-	appliedConf  atomic.Pointer[pb.ConfState]
-	appliedConfI atomic.Uint64
+	snapsBehind    []pb.SnapshotMeta // applier-owned; see compactPoint
+	lastApplied    pb.Entry          // applier-owned; index and term only
+	appliedConf    atomic.Pointer[pb.ConfState]
+	appliedConfI   atomic.Uint64
 
 	counters counters // see observe.go
 }
