@@ -37,6 +37,8 @@ type options struct {
 	profileDir string
 	retries    int           // extra attempts at a workload disturbed by other load
 	quietWait  time.Duration // bound on waiting for other load to pass
+	// raftkvBatchOps is the raftkv client's MaxBatchOps (1: no batching).
+	raftkvBatchOps int
 }
 
 func main() {
@@ -49,6 +51,7 @@ func main() {
 	flag.DurationVar(&o.quietWait, "quiet-wait", 5*time.Minute, "before each workload, wait up to this long for other processes to leave the CPU")
 	flag.IntVar(&o.retries, "retries", 2, "measure a workload again, up to this many times, when other processes competed for the CPU")
 	flag.StringVar(&o.profileDir, "profile", "", "save a CPU profile of the raftkv leader for each workload in this directory")
+	flag.IntVar(&o.raftkvBatchOps, "raftkv-batch-ops", 0, "raftkv client's MaxBatchOps: 0 the default, 1 no batching (every call its own HTTP request)")
 	flag.Parse()
 	if o.only != "" && o.only != "raftkv" && o.only != "etcd" {
 		fmt.Fprintf(os.Stderr, "compare: -only %q: want raftkv or etcd\n", o.only)

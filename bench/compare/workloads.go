@@ -61,7 +61,7 @@ func runRaftkv(ctx context.Context, bin, dir string, o options) (_ []measurement
 		return nil, err
 	}
 	return runAll(ctx, c, o, func(w workload) (loadgen.Store, error) {
-		return loadgen.NewRaftkv(c.clientAddrs, w.clients, w.raftkvRead)
+		return loadgen.NewRaftkv(c.clientAddrs, w.clients, w.raftkvRead, o.raftkvBatchOps)
 	})
 }
 

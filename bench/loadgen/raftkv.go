@@ -6,10 +6,12 @@ import (
 	"github.com/raftkv/raftkv/client"
 )
 
-// Raftkv is a Store on raftkv's Go client: writes and linearizable or
-// lease reads go to the leader over HTTP/1.1, one connection per client
-// in flight. Each Put carries an Idempotency-Key, as every write of the
-// client does.
+// Raftkv is a Store on raftkv's Go client, one Client shared by all load
+// clients as an application would share it: writes and linearizable or
+// lease reads go to the leader over HTTP/1.1; calls that find the
+// client's requests of their kind in flight are coalesced into POST
+// /v1/batch requests (client.Config.MaxBatchOps). Each Put carries an
+// Idempotency-Key, as every write of the client does.
 type Raftkv struct {
 	c           *client.Client
 	consistency string
@@ -17,9 +19,10 @@ type Raftkv struct {
 
 // NewRaftkv returns a Store on endpoints ("host:port") that reads at the
 // given consistency level (linearizable, lease or stale). clients sizes
-// the connection pool.
-func NewRaftkv(endpoints []string, clients int, consistency string) (*Raftkv, error) {
-	c, err := client.New(client.Config{Endpoints: endpoints, MaxConnsPerHost: clients + 16})
+// the connection pool; batchOps is client.Config.MaxBatchOps (0: the
+// default, 1: no batching, every call its own request).
+func NewRaftkv(endpoints []string, clients int, consistency string, batchOps int) (*Raftkv, error) {
+	c, err := client.New(client.Config{Endpoints: endpoints, MaxConnsPerHost: clients + 16, MaxBatchOps: batchOps})
 	if err != nil {
 		return nil, err
 	}
