@@ -10,7 +10,8 @@ import (
 // apply replays one record that decoded with a good checksum. An error
 // here means the record is impossible where it stands (a bug or a lost
 // segment), which recovery reports as corruption wherever it is.
-func (r *replayer) apply(s *segment, off int64, typ recordType, payload []byte) error {
+func (r *replayer) apply(s *segment, rec *scanned, payload []byte) error {
+	off, typ := int64(rec.off), rec.typ
 	switch {
 	case r.sealed:
 		return fmt.Errorf("record of type %d after the segment's seal", typ)
@@ -23,11 +24,7 @@ func (r *replayer) apply(s *segment, off int64, typ recordType, payload []byte) 
 	case recSegmentHeader:
 		return r.applyHeader(s, off, payload)
 	case recEntry:
-		e, err := pb.DecodeEntry(payload)
-		if err != nil {
-			return err
-		}
-		return r.applyEntry(s, off, e)
+		return r.applyEntry(s, off, rec.index, rec.term, rec.size)
 	case recHardState:
 		hs, err := pb.DecodeHardState(payload)
 		r.hard = hs
@@ -91,8 +88,7 @@ func (r *replayer) applyHeader(s *segment, off int64, payload []byte) error {
 
 // applyEntry mirrors Save: an entry at or below the last index replaces the
 // suffix from it, so an overwritten entry never comes back.
-func (r *replayer) applyEntry(s *segment, off int64, e pb.Entry) error {
-	i := e.Index
+func (r *replayer) applyEntry(s *segment, off int64, i pb.Index, term pb.Term, dataLen uint32) error {
 	switch {
 	case i <= r.idx.snap.Index:
 		return fmt.Errorf("entry %d at or below snapshot %d", i, r.idx.snap.Index)
@@ -105,10 +101,10 @@ func (r *replayer) applyEntry(s *segment, off int64, e pb.Entry) error {
 	case i <= r.idx.last():
 		r.idx.truncateFrom(i)
 	}
-	if prev, ok := r.idx.termAt(i - 1); ok && e.Term < prev {
-		return fmt.Errorf("entry %d has term %d below the previous entry's %d", i, e.Term, prev)
+	if prev, ok := r.idx.termAt(i - 1); ok && term < prev {
+		return fmt.Errorf("entry %d has term %d below the previous entry's %d", i, term, prev)
 	}
-	r.idx.add(e.Term, entryLoc{seq: s.seq, off: uint32(off), dataLen: uint32(len(e.Data))})
+	r.idx.add(term, entryLoc{seq: s.seq, off: uint32(off), dataLen: dataLen})
 	return nil
 }
 

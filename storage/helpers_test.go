@@ -116,3 +116,25 @@ func wantCorrupt(t testing.TB, err error) *CorruptError {
 	}
 	return ce
 }
+
+// segmentRecords returns the offsets of the records in a segment file's
+// bytes and where they end: at the end of the file or where the rest is
+// zeros (the free space of a preallocated segment). Anything else fails.
+func segmentRecords(t testing.TB, data []byte, path string) (starts []int64, end int64) {
+	t.Helper()
+	s, err := parseSegmentName(path)
+	must(t, err)
+	off := int64(0)
+	for off < int64(len(data)) {
+		_, _, n, err := decodeRecord(data[off:], recordPos(s.seq, off))
+		if err != nil {
+			if !bytes.Equal(data[off:], make([]byte, len(data)-int(off))) {
+				t.Fatalf("%s: bad record at %d: %v", path, off, err)
+			}
+			break
+		}
+		starts = append(starts, off)
+		off += int64(n)
+	}
+	return starts, off
+}

@@ -69,6 +69,16 @@ func (x *logIndex) truncateFrom(i pb.Index) {
 }
 
 // add appends entry last()+1.
+// reserve makes room for n more entries. Recovery adds millions: growing
+// by doubling copies far less than append's gentler growth of big slices.
+func (x *logIndex) reserve(n int) {
+	if len(x.locs)+n > cap(x.locs) {
+		locs := make([]entryLoc, len(x.locs), max(2*cap(x.locs), len(x.locs)+n))
+		copy(locs, x.locs)
+		x.locs = locs
+	}
+}
+
 func (x *logIndex) add(term pb.Term, l entryLoc) {
 	if n := len(x.terms); n == 0 || x.terms[n-1].term != term {
 		x.terms = append(x.terms, termRun{first: x.last() + 1, term: term})

@@ -23,7 +23,9 @@ const (
 
 // Options configure a Log. The zero value works.
 type Options struct {
-	// SegmentBytes is the size past which the log starts a new segment file.
+	// SegmentBytes is the size past which the log starts a new segment
+	// file, and the size segment files are preallocated to. A new log's
+	// first segments are smaller (4 MiB, doubling up to SegmentBytes).
 	// Zero means SegmentBytesDefault; at most SegmentBytesMax.
 	SegmentBytes int64
 	// CacheBytes bounds the cache of recent entries beyond those not yet
@@ -135,7 +137,7 @@ func Open(fs vfs.FS, dir string, opts Options) (*Log, error) {
 	}
 	l := &Log{fs: fs, dir: dir, opts: opts, lock: lock, pending: &batch{}}
 	l.flushed.L = &l.mu
-	l.w = writer{fs: fs, dir: dir}
+	l.w = writer{fs: fs, dir: dir, segBytes: opts.SegmentBytes, background: vfs.IsOS(fs), logger: opts.Logger}
 	if err := l.recover(); err != nil {
 		l.closeFiles()
 		lock.Close()
@@ -156,6 +158,7 @@ func (l *Log) Close() error {
 		l.flushed.Wait()
 	}
 	l.closed = true
+	l.w.stopPreparing()
 	l.closeFiles()
 	if cerr := l.lock.Close(); err == nil {
 		err = cerr
@@ -311,7 +314,7 @@ func (l *Log) addRecordLocked(typ recordType, payload []byte) {
 // new segment whose entries start at first. It returns the chunk to encode
 // into and the record's offset in its segment.
 func (l *Log) reserveLocked(n int, first pb.Index) (*chunk, int64) {
-	if l.tailHasRecords && l.tailBytes+int64(n) > l.opts.SegmentBytes {
+	if l.tailHasRecords && l.tailBytes+int64(n) > segmentLimit(l.tail().seq, l.opts.SegmentBytes) {
 		l.rollLocked(first)
 	}
 	off := l.tailBytes

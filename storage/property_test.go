@@ -324,14 +324,6 @@ func (p *propRun) flipBits() error {
 
 // lastRecordOffset returns where the final record of a segment starts.
 func lastRecordOffset(t testing.TB, data []byte, path string) int64 {
-	s, err := parseSegmentName(path)
-	must(t, err)
-	var off, last int64
-	for off < int64(len(data)) {
-		_, _, n, err := decodeRecord(data[off:], recordPos(s.seq, off))
-		must(t, err)
-		last = off
-		off += int64(n)
-	}
-	return last
+	starts, _ := segmentRecords(t, data, path)
+	return starts[len(starts)-1]
 }

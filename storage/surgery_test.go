@@ -33,6 +33,12 @@ func buildSurgeryLog(t *testing.T) (string, []string) {
 	if len(segs) < 4 {
 		t.Fatalf("want at least 4 segments, got %d", len(segs))
 	}
+	// The damage below lands in preallocated files, zeros after the records.
+	for _, p := range segs {
+		if fi, err := os.Stat(p); err != nil || fi.Size() != surgerySegBytes || dataEnd(t, p) >= surgerySegBytes {
+			t.Fatalf("%s is not preallocated to %d bytes: %v", p, surgerySegBytes, err)
+		}
+	}
 	return dir, segs
 }
 
@@ -40,16 +46,17 @@ func buildSurgeryLog(t *testing.T) (string, []string) {
 func recordStarts(t *testing.T, path string) []int64 {
 	data, err := os.ReadFile(path)
 	must(t, err)
-	s, err := parseSegmentName(path)
-	must(t, err)
-	var starts []int64
-	for off := int64(0); off < int64(len(data)); {
-		_, _, n, err := decodeRecord(data[off:], recordPos(s.seq, off))
-		must(t, err)
-		starts = append(starts, off)
-		off += int64(n)
-	}
+	starts, _ := segmentRecords(t, data, path)
 	return starts
+}
+
+// dataEnd returns where the records of a segment file end (its free,
+// zero-filled space follows).
+func dataEnd(t *testing.T, path string) int64 {
+	data, err := os.ReadFile(path)
+	must(t, err)
+	_, end := segmentRecords(t, data, path)
+	return end
 }
 
 // recordAt returns the start of the record that holds byte off.
@@ -106,8 +113,7 @@ func checkRefused(t *testing.T, dir, file string, off int64) {
 func TestSurgeryTruncateTail(t *testing.T) {
 	dir, segs := buildSurgeryLog(t)
 	last := segs[len(segs)-1]
-	fi, _ := os.Stat(last)
-	must(t, os.Truncate(last, fi.Size()-37))
+	must(t, os.Truncate(last, dataEnd(t, last)-37))
 	checkRepaired(t, dir, 190)
 }
 
@@ -116,8 +122,9 @@ func TestSurgeryZeroTailSector(t *testing.T) {
 	dir, segs := buildSurgeryLog(t)
 	last := segs[len(segs)-1]
 	data, _ := os.ReadFile(last)
-	from := (len(data) - 1) / 512 * 512
-	clear(data[from:])
+	end := int(dataEnd(t, last))
+	from := (end - 1) / 512 * 512
+	clear(data[from:end])
 	must(t, os.WriteFile(last, data, 0o644))
 	checkRepaired(t, dir, 180)
 }

@@ -2,19 +2,25 @@ package storage
 
 import (
 	"fmt"
+	"log/slog"
 
 	"github.com/raftkv/raftkv/storage/vfs"
 )
 
 // writer turns batches into file writes. Only the goroutine that set
-// Log.syncing uses it, without holding Log.mu.
+// Log.syncing uses it, without holding Log.mu (and recovery and Close,
+// when no one else can).
 type writer struct {
-	fs   vfs.FS
-	dir  string
-	seq  uint32   // segment being appended to
-	f    vfs.File // its handle (shared with readers, who only ReadAt)
-	off  int64    // bytes in it
-	seal []byte
+	fs         vfs.FS
+	dir        string
+	segBytes   int64
+	background bool // prepare segment files in a goroutine (vfs.IsOS)
+	logger     *slog.Logger
+	seq        uint32       // segment being appended to
+	f          vfs.File     // its handle (shared with readers, who only ReadAt)
+	off        int64        // bytes of records in it
+	next       *preparedSeg // the next segment's file, being prepared
+	seal       []byte
 }
 
 // writeBatch writes the chunks in order with one write call per chunk,
@@ -41,7 +47,7 @@ func (w *writer) writeBatch(b *batch) error {
 }
 
 func (w *writer) write(data []byte) error {
-	n, err := w.f.Write(data)
+	n, err := writeAt(w.f, data, w.off)
 	w.off += int64(n)
 	if err != nil {
 		return fmt.Errorf("write segment %d at %d: %w", w.seq, w.off, err)
@@ -51,15 +57,15 @@ func (w *writer) write(data []byte) error {
 
 // startSegment creates the segment of c. Recovery tolerates a torn tail
 // only in the last segment, so the current one is made durable before its
-// successor exists; the successor appears whole (written to a temporary
-// name, synced, renamed, directory synced). Then the old segment is sealed:
-// a sealed segment without a successor tells recovery that the newest
-// segment was lost.
+// successor exists; the successor appears whole (prepared under a
+// temporary name, synced, renamed, directory synced). Then the old segment
+// is sealed: a sealed segment without a successor tells recovery that the
+// newest segment was lost. Then the file of the one after is prepared.
 func (w *writer) startSegment(c *chunk) error {
 	if err := w.f.Sync(); err != nil {
 		return fmt.Errorf("sync segment %d: %w", w.seq, err)
 	}
-	f, err := createWhole(w.fs, c.seg.path, c.data)
+	f, err := w.createSegment(c.seg, c.data)
 	if err != nil {
 		return err
 	}
@@ -74,11 +80,13 @@ func (w *writer) startSegment(c *chunk) error {
 	}
 	c.file = f
 	w.seq, w.f, w.off = c.seg.seq, f, int64(len(c.data))
+	w.prepareNext(w.seq + 1)
 	return nil
 }
 
 // createWhole creates path holding data, durably and atomically: after a
-// crash the file is either absent or complete. The handle stays open.
+// crash the file is either absent or complete. The handle stays open. The
+// file is not preallocated: writes to it extend it.
 func createWhole(fs vfs.FS, path string, data []byte) (vfs.File, error) {
 	tmp := path + tmpSuffix
 	f, err := fs.Create(tmp)

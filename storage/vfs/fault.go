@@ -50,6 +50,7 @@ type inode struct {
 	synced    []byte
 	dirty     bool
 	dirtyFrom int // lowest offset changed since the last Sync, when dirty
+	dirtyTo   int // end of the highest change since the last Sync, when dirty
 }
 
 // NewFaultFS returns an empty FaultFS whose random choices (CrashRandom)
@@ -66,10 +67,12 @@ func NewFaultFS(seed uint64) *FaultFS {
 
 func pathErr(op, name string, err error) error { return &os.PathError{Op: op, Path: name, Err: err} }
 
-func (ino *inode) markDirty(from int) {
-	if !ino.dirty || from < ino.dirtyFrom {
-		ino.dirtyFrom = from
+// markDirty records that [from, to) changed since the last sync.
+func (ino *inode) markDirty(from, to int) {
+	if !ino.dirty {
+		ino.dirtyFrom, ino.dirtyTo = from, to
 	}
+	ino.dirtyFrom, ino.dirtyTo = min(ino.dirtyFrom, from), max(ino.dirtyTo, to)
 	ino.dirty = true
 }
 
@@ -84,13 +87,20 @@ func (ino *inode) sync() {
 	ino.dirty = false
 }
 
-// unsyncedTail returns the bytes appended since the last sync, or nil when
-// the unsynced changes are not a pure append.
-func (ino *inode) unsyncedTail() []byte {
-	if !ino.dirty || ino.dirtyFrom < len(ino.synced) || len(ino.data) <= len(ino.synced) {
-		return nil
+// unsynced returns where the writes since the last sync start and the
+// bytes from there to the end of the last of them: appended bytes, or
+// bytes overwritten inside the synced size (a preallocated file). It
+// returns nil when the file shrank since the last sync: a crash keeps the
+// old size then, and no new bytes.
+func (ino *inode) unsynced() (int, []byte) {
+	if !ino.dirty || len(ino.data) < len(ino.synced) {
+		return 0, nil
 	}
-	return ino.data[len(ino.synced):]
+	from, to := min(ino.dirtyFrom, len(ino.data)), min(ino.dirtyTo, len(ino.data))
+	if to <= from {
+		return 0, nil
+	}
+	return from, ino.data[from:to]
 }
 
 // Crash simulates power loss: every write not synced, and every create,
@@ -103,9 +113,10 @@ func (fs *FaultFS) Crash() {
 }
 
 // CrashTearing is Crash, except that the file written last keeps the first
-// keep bytes of what was appended to it since its last Sync, as when the
-// disk wrote some sectors of the last write before power went. If zeroed,
-// those bytes read back as zeros (the size reached the disk, the data not).
+// keep bytes of what was written to it since its last Sync (appended, or
+// overwritten inside its synced size), as when the disk wrote some sectors
+// of the last write before power went. If zeroed, those bytes read back as
+// zeros (the size reached the disk, the data not).
 func (fs *FaultFS) CrashTearing(keep int64, zeroed bool) {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
@@ -119,7 +130,8 @@ func (fs *FaultFS) CrashRandom() {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	if fs.last != nil && fs.rng.IntN(2) == 0 {
-		n := int64(len(fs.last.unsyncedTail()))
+		_, tail := fs.last.unsynced()
+		n := int64(len(tail))
 		fs.tearLocked(fs.rng.Int64N(n+1), fs.rng.IntN(4) == 0)
 	}
 	fs.crashLocked()
@@ -130,12 +142,15 @@ func (fs *FaultFS) tearLocked(keep int64, zeroed bool) {
 	if ino == nil || keep <= 0 {
 		return
 	}
-	tail := ino.unsyncedTail()
+	from, tail := ino.unsynced()
 	kept := tail[:min(int64(len(tail)), keep)]
 	if zeroed {
 		kept = make([]byte, len(kept))
 	}
-	ino.synced = append(ino.synced, kept...)
+	if end := from + len(kept); end > len(ino.synced) {
+		ino.synced = append(ino.synced, make([]byte, end-len(ino.synced))...)
+	}
+	copy(ino.synced[from:], kept)
 }
 
 func (fs *FaultFS) crashLocked() {
@@ -251,7 +266,7 @@ func (fs *FaultFS) OpenFile(name string, flag int, perm os.FileMode) (File, erro
 		appending: flag&os.O_APPEND != 0}
 	if flag&os.O_TRUNC != 0 && f.writable && len(ino.data) > 0 {
 		ino.data = ino.data[:0]
-		ino.markDirty(0)
+		ino.markDirty(0, 0)
 	}
 	return f, nil
 }

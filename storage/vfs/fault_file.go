@@ -53,8 +53,34 @@ func (f *faultFile) Write(p []byte) (int, error) {
 		ino.data = append(ino.data, make([]byte, end-len(ino.data))...)
 	}
 	copy(ino.data[f.off:], p)
-	ino.markDirty(int(f.off))
+	ino.markDirty(int(f.off), end)
 	f.off = int64(end)
+	f.fs.last = ino
+	return len(p), nil
+}
+
+// WriteAt writes at off without moving the file offset. Like Write, the
+// bytes are lost at a crash unless synced, and the last write can tear.
+// As with os.File, a handle opened with O_APPEND refuses it.
+func (f *faultFile) WriteAt(p []byte, off int64) (int, error) {
+	f.fs.mu.Lock()
+	defer f.fs.mu.Unlock()
+	if err := f.usableLocked("writeat"); err != nil {
+		return 0, err
+	}
+	if !f.writable || f.appending || off < 0 {
+		return 0, pathErr("writeat", f.name, syscall.EBADF)
+	}
+	if err := f.fs.takeFault(&f.fs.failWrite); err != nil {
+		return 0, pathErr("writeat", f.name, err)
+	}
+	ino := f.ino
+	end := int(off) + len(p)
+	if end > len(ino.data) {
+		ino.data = append(ino.data, make([]byte, end-len(ino.data))...)
+	}
+	copy(ino.data[off:], p)
+	ino.markDirty(int(off), end)
 	f.fs.last = ino
 	return len(p), nil
 }
@@ -107,10 +133,10 @@ func (f *faultFile) Truncate(size int64) error {
 	old := len(ino.data)
 	if int(size) <= old {
 		ino.data = ino.data[:size]
-		ino.markDirty(int(size))
+		ino.markDirty(int(size), int(size))
 	} else {
 		ino.data = append(ino.data, make([]byte, int(size)-old)...)
-		ino.markDirty(old)
+		ino.markDirty(old, int(size))
 	}
 	return nil
 }

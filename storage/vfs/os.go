@@ -13,6 +13,16 @@ func OS() FS { return osFS{} }
 
 type osFS struct{}
 
+// IsOS reports whether fs is the real file system returned by OS. Work
+// that may run in the background, such as preparing files ahead of use,
+// runs in the background only there: on any other FS (FaultFS above all)
+// it runs inline, so that what a crash finds depends on the calls made,
+// not on goroutine timing.
+func IsOS(fs FS) bool {
+	_, ok := fs.(osFS)
+	return ok
+}
+
 type osFile struct{ *os.File }
 
 // Sync is fdatasync where the platform has it (see sync_*.go).

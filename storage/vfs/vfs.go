@@ -32,6 +32,11 @@ type FS interface {
 
 // File is an open file. Write writes at the file offset (at the end when
 // opened with O_APPEND); ReadAt does not move it.
+//
+// A File may also implement io.WriterAt (the files of OS and FaultFS do;
+// not on a handle opened with O_APPEND). It is not part of the interface
+// so that wrappers written before it keep working: users check for it and
+// fall back to Write at the handle's offset.
 type File interface {
 	io.Writer
 	io.ReaderAt
