@@ -103,14 +103,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	rt := cfg.Transport
 	if rt == nil {
-		rt = &http.Transport{
-			Proxy:               nil,
-			DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			TLSClientConfig:     cfg.TLS,
-			MaxIdleConns:        4 * cfg.MaxConnsPerHost,
-			MaxIdleConnsPerHost: cfg.MaxConnsPerHost,
-			IdleConnTimeout:     90 * time.Second,
-		}
+		rt = newConnTransport(cfg.TLS, cfg.MaxConnsPerHost)
 	}
 	c.hc = &http.Client{
 		Transport: rt,
