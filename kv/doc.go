@@ -34,9 +34,11 @@
 //
 // # Snapshots
 //
-// Snapshot clones the B-trees copy-on-write (github.com/google/btree, chosen
-// for its O(1) lazy Clone), so it costs O(1) and the view it returns can be
-// written from another goroutine while Apply continues. The stream is
+// Snapshot clones the key B-tree copy-on-write (github.com/google/btree,
+// chosen for its O(1) lazy Clone) and the session table's queue of chunks
+// (sharing the chunks, which are never rewritten), so it costs O(1) plus a
+// pointer per 256 sessions, and the view it returns can be written from
+// another goroutine while Apply continues. The stream is
 // written and read through bufio, never held whole in memory, and ends with
 // a CRC32C. Restore builds the new state aside, verifies the checksum and
 // every ordering invariant, and swaps it in only then: a corrupt stream
@@ -47,7 +49,7 @@
 // Apply, Snapshot and Restore are meant for the one apply goroutine, though
 // they lock and so are safe anywhere. Get, List, Len, Sessions,
 // AppliedIndex and Hash are safe from any goroutine concurrently with them:
-// a sync.RWMutex guards the trees, Applies take it for writing and reads for
+// a sync.RWMutex guards the tree and the table, Applies take it for writing and reads for
 // reading. Slices returned by Get and List are shared and must not be
 // modified. A snapshot view's WriteTo may run concurrently with anything.
 package kv
