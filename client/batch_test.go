@@ -1,6 +1,7 @@
 package client
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -159,5 +160,50 @@ func TestClientBatchingOff(t *testing.T) {
 	}
 	if b := rt.batches.Load(); b != 0 {
 		t.Fatalf("%d batches sent with batching off", b)
+	}
+}
+
+// blockFirst holds the first request until released.
+type blockFirst struct {
+	rt      http.RoundTripper
+	once    atomic.Bool
+	release chan struct{}
+	started chan struct{}
+}
+
+func (b *blockFirst) RoundTrip(r *http.Request) (*http.Response, error) {
+	if b.once.CompareAndSwap(false, true) {
+		close(b.started)
+		<-b.release
+	}
+	return b.rt.RoundTrip(r)
+}
+
+// TestClientQueuedCallContextEnds: a call waiting for a batch whose
+// context ends before it is sent fails as not applied (it never left), and
+// the batch that follows does not carry it.
+func TestClientQueuedCallContextEnds(t *testing.T) {
+	ss := startCluster(t)
+	rt := &blockFirst{rt: http.DefaultTransport, release: make(chan struct{}), started: make(chan struct{})}
+	c := newClient(t, Config{Endpoints: endpoints(ss), Transport: rt, MaxBatchInflight: 1})
+	cx := ctx(t, 20*time.Second)
+	first := make(chan error, 1)
+	go func() {
+		_, err := c.Put(cx, "first", []byte("1"))
+		first <- err
+	}()
+	<-rt.started // the only request slot is taken
+	short, cancel := context.WithTimeout(cx, 50*time.Millisecond)
+	defer cancel()
+	_, err := c.Put(short, "queued", []byte("q"))
+	if err == nil || IsUnknownOutcome(err) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("queued put past its deadline: %v; want a definite failure wrapping the deadline", err)
+	}
+	close(rt.release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Get(cx, "queued"); !IsNotFound(err) {
+		t.Fatalf("get of the abandoned put: %v, want not found", err)
 	}
 }
