@@ -193,9 +193,9 @@ func (s *Server) transferLeadership(w http.ResponseWriter, r *http.Request) {
 	st := s.node.Status()
 	to := pb.NodeID(req.ID)
 	if to == pb.None {
-		to = mostCaughtUpVoter(st)
+		to = s.mostCaughtUpVoter(st)
 		if to == pb.None {
-			s.fail(w, api.CodeBadRequest, "no other voter to hand leadership to")
+			s.fail(w, api.CodeBadRequest, "no other voter reachable to hand leadership to")
 			return
 		}
 	}
@@ -224,12 +224,24 @@ func (s *Server) transferLeadership(w http.ResponseWriter, r *http.Request) {
 }
 
 // mostCaughtUpVoter is the voter other than the leader with the longest
-// matched log, the one that can take over soonest.
-func mostCaughtUpVoter(st node.Status) pb.NodeID {
+// matched log, the one that can take over soonest, among those whose
+// message streams to and from this member are open: a member that has
+// just stopped still shows the longest log, and handing leadership to it
+// would only wait out the transfer timeout. None when no voter is live.
+func (s *Server) mostCaughtUpVoter(st node.Status) pb.NodeID {
+	ts, ok := s.node.TransportStats()
+	return mostCaughtUp(st, func(id pb.NodeID) bool {
+		ps, known := ts.Peers[id]
+		return !ok || !known || (ps.Connected && ps.Hearing)
+	})
+}
+
+func mostCaughtUp(st node.Status, eligible func(pb.NodeID) bool) pb.NodeID {
 	var to pb.NodeID
 	var best pb.Index
 	for id, pr := range st.Progress {
-		if id != st.ID && st.Conf.IsVoter(id) && !pr.Learner && (to == pb.None || pr.Match > best || (pr.Match == best && id < to)) {
+		if id != st.ID && st.Conf.IsVoter(id) && !pr.Learner && eligible(id) &&
+			(to == pb.None || pr.Match > best || (pr.Match == best && id < to)) {
 			to, best = id, pr.Match
 		}
 	}

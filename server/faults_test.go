@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/raftkv/raftkv/api"
+	pb "github.com/raftkv/raftkv/raftpb"
 )
 
 // TestLostQuorum shows the answers of a leader that lost its followers: a
@@ -122,4 +124,55 @@ func TestGracefulDrain(t *testing.T) {
 		expect(t, c.do(http.MethodGet, url(newLead, api.PathKV+key), nil), 200, "")
 	}
 	t.Logf("drain took %v; %d writes acknowledged", took, len(acked))
+}
+
+// TestShutdownHandsOverToALiveMember: a leader stopping hands leadership
+// to a member it can still reach, not to a stopped one that shows the
+// same log, and so does not wait out the transfer timeout; with no other
+// member left it stops without trying.
+func TestShutdownHandsOverToALiveMember(t *testing.T) {
+	c := newCluster(t, 3, func(cfg *Config) { cfg.Limits.TransferTimeout = 3 * time.Second })
+	lead := c.leader()
+	expect(t, put(c, lead, "k", "v"), 200, "")
+	var followers []uint64
+	for id := range c.servers {
+		if id != lead.cfg.ID {
+			followers = append(followers, id)
+		}
+	}
+	slices.Sort(followers)
+	dead, live := followers[0], followers[1] // equal logs: the lower id would win a tie
+	waitApplied(t, c.servers[dead], lead)
+	c.kill(dead)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ts, _ := lead.node.TransportStats()
+		if !ts.Peers[pb.NodeID(dead)].Hearing {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("leader still hears member %d 5s after it stopped", dead)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	start := time.Now()
+	if err := lead.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("shutdown took %v: it waited on a transfer", took)
+	}
+	delete(c.servers, lead.cfg.ID)
+	next := c.servers[live]
+	if st := next.node.Status(); st.Role.String() != api.RoleLeader {
+		t.Fatalf("member %d is %s after the hand-over, want leader", live, st.Role)
+	}
+	start = time.Now()
+	if err := next.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	delete(c.servers, live)
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("last member's shutdown took %v: it tried to hand over to a stopped member", took)
+	}
 }

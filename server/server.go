@@ -258,7 +258,7 @@ func (s *Server) waitIdle(ctx context.Context) {
 // handOver transfers leadership to the voter with the longest log, so the
 // cluster does not wait an election timeout for a new leader.
 func (s *Server) handOver(ctx context.Context, st node.Status) {
-	to := mostCaughtUpVoter(st)
+	to := s.mostCaughtUpVoter(st)
 	if to == pb.None {
 		return // the only voter
 	}

@@ -52,7 +52,11 @@ type PeerStats struct {
 	Dropped  uint64
 	Received uint64
 	// Connected: the outbound message stream is established.
-	Connected        bool
+	Connected bool
+	// Hearing: the peer's message stream to this member is open. A peer
+	// that stopped closes it at once, while Connected may stay true until
+	// the next write fails.
+	Hearing          bool
 	SnapshotInFlight bool
 }
 
@@ -238,7 +242,9 @@ func (t *Transport) Stats() Stats {
 		RefusedConns: t.refused.Load(),
 	}
 	for id, p := range t.peers {
-		s.Peers[id] = p.stats()
+		ps := p.stats()
+		ps.Hearing = t.streams[streamKey{id, streamMessages}] != nil
+		s.Peers[id] = ps
 	}
 	return s
 }
