@@ -7,14 +7,15 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/raftkv/raftkv/node"
+	"github.com/raftkv/raftkv/raft"
 	pb "github.com/raftkv/raftkv/raftpb"
 	"github.com/raftkv/raftkv/server"
 )
@@ -115,18 +116,24 @@ func runDev(cmd *cobra.Command, f *devFlags, tmpl server.Config) error {
 		boot = append(boot, node.Member{ID: pb.NodeID(i + 1), PeerAddr: pl.Addr().String()})
 	}
 	var members []*server.Server
+	// stopAll stops the members one at a time, the leader first, so that
+	// each hand-over goes to a member still running and takes
+	// milliseconds. Stopped together, a leader would hand over to a member
+	// that is stopping too and wait out the transfer timeout.
 	stopAll := func() {
-		var wg sync.WaitGroup
-		for _, s := range members {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				defer cancel()
-				s.Shutdown(ctx)
-			}()
+		left := slices.Clone(members)
+		for len(left) > 0 {
+			k := 0
+			for i, s := range left {
+				if _, _, role := s.Node().Leader(); role == raft.Leader {
+					k = i
+				}
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			left[k].Shutdown(ctx)
+			cancel()
+			left = slices.Delete(left, k, k+1)
 		}
-		wg.Wait()
 	}
 	for i := 0; i < n; i++ {
 		cfg := tmpl
