@@ -329,6 +329,9 @@ func (r *run) check() string {
 			w.ops[i].ClientId = w.cfg.sharedClients + w.cfg.ownClients
 		}
 	}
+	if w.cfg.batchClients > 0 && w.stats.batches.Load() == 0 {
+		problems = append(problems, "the batch clients sent no batch: the batch path was not exercised")
+	}
 	res, info := porcupine.CheckOperationsVerbose(kvModel, w.ops, linearCheckMax)
 	switch res {
 	case porcupine.Illegal:
@@ -341,8 +344,8 @@ func (r *run) check() string {
 	case porcupine.Unknown:
 		t.Logf("porcupine ran out of its %v budget: linearizability not decided", linearCheckMax)
 	}
-	t.Logf("checked: %d operations (%d stale reads apart), %d terms with a leader, %d indexes compared across members, faults %v",
-		len(w.ops), len(w.stale), terms, c.mon.crcChecked(), r.faults)
+	t.Logf("checked: %d operations (%d stale reads apart; %d batch requests), %d terms with a leader, %d indexes compared across members, faults %v",
+		len(w.ops), len(w.stale), w.stats.batches.Load(), terms, c.mon.crcChecked(), r.faults)
 	if len(problems) == 0 {
 		if res == porcupine.Unknown {
 			return "ok (lin. undecided)"

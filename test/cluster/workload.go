@@ -28,13 +28,14 @@ type workloadConfig struct {
 	sharedKeys    int           // keys shared by those clients
 	ownClients    int           // one key per client, checked against its own expectation
 	appendClients int           // all append to one key through a reply-dropping client
+	batchClients  int           // porcupine-checked, on sharedKeys, sharing one batching client.Client
 	dropReplies   float64       // probability an append's reply is thrown away
 	readHeavy     bool          // 80% reads instead of 40%
 	timeout       time.Duration // per request
 }
 
 func defaultWorkload() workloadConfig {
-	return workloadConfig{sharedClients: 5, sharedKeys: 3, ownClients: 2, appendClients: 3,
+	return workloadConfig{sharedClients: 5, sharedKeys: 3, ownClients: 2, appendClients: 3, batchClients: 4,
 		dropReplies: 0.2, timeout: 2 * time.Second}
 }
 
@@ -69,6 +70,7 @@ type workload struct {
 
 type workloadStats struct {
 	ops, ok, failed, unknown, unresolved atomic.Int64
+	batches                              atomic.Int64 // POST /v1/batch requests of the batch clients
 }
 
 type staleRead struct {
@@ -101,6 +103,7 @@ func (c *cluster) startWorkload(cfg workloadConfig) *workload {
 		w.wg.Add(1)
 		go w.appendLoop(ac)
 	}
+	w.startBatchClients()
 	return w
 }
 
