@@ -5,7 +5,9 @@
 // power loss, SIGSTOP, iptables partitions and packet loss, tbf rate
 // limits, a fault-injecting TCP proxy for delay and one-way partitions,
 // membership changes, leader transfer), concurrent clients whose histories
-// are checked for linearizability with porcupine.
+// are checked for linearizability with porcupine. The clients speak raw
+// HTTP, except the batch clients: goroutines sharing one client.Client,
+// whose calls travel in POST /v1/batch requests when they queue up.
 //
 // The tests need root, iproute2 and iptables, and are built only with the
 // cluster tag:
