@@ -175,12 +175,14 @@ func (w *writer) stopPreparing() {
 func (w *writer) createSegment(s *segment, header []byte) (vfs.File, error) {
 	tmp, ok := w.takePrepared(s.seq)
 	if !ok {
+		size := segmentLimit(s.seq, w.segBytes)
 		if w.background {
-			// Preparing failed: do not zero-fill on the commit path.
-			return createWhole(w.fs, s.path, header)
+			// Preparing failed: do not zero-fill on the commit path. An
+			// empty file is installed alike; writes then extend it.
+			size = 0
 		}
 		tmp = prepPath(w.dir, s.seq)
-		if err := zeroFile(w.fs, tmp, segmentLimit(s.seq, w.segBytes), nil); err != nil {
+		if err := zeroFile(w.fs, tmp, size, nil); err != nil {
 			return nil, err
 		}
 	}

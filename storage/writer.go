@@ -84,36 +84,6 @@ func (w *writer) startSegment(c *chunk) error {
 	return nil
 }
 
-// createWhole creates path holding data, durably and atomically: after a
-// crash the file is either absent or complete. The handle stays open. The
-// file is not preallocated: writes to it extend it.
-func createWhole(fs vfs.FS, path string, data []byte) (vfs.File, error) {
-	tmp := path + tmpSuffix
-	f, err := fs.Create(tmp)
-	if err != nil {
-		return nil, fmt.Errorf("create %s: %w", tmp, err)
-	}
-	err = writeSync(f, data)
-	if err == nil {
-		err = fs.Rename(tmp, path)
-	}
-	if err == nil {
-		err = fs.SyncDir(dirOf(path))
-	}
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("create %s: %w", path, err)
-	}
-	return f, nil
-}
-
-func writeSync(f vfs.File, data []byte) error {
-	if _, err := f.Write(data); err != nil {
-		return err
-	}
-	return f.Sync()
-}
-
 // removeSegments deletes compacted segments oldest first, then syncs the
 // directory once.
 func (w *writer) removeSegments(segs []*segment) error {
