@@ -3,9 +3,9 @@ package node
 import (
 	"fmt"
 	"io"
-	"slices"
 	"sync/atomic"
 
+	"github.com/raftkv/raftkv/driver"
 	pb "github.com/raftkv/raftkv/raftpb"
 )
 
@@ -245,33 +245,16 @@ func (n *Node) takeSnapshot(last pb.Entry, force chan error) {
 	if conf != nil {
 		meta.Conf = *conf
 	}
-	n.snapc <- snapshotTask{meta: meta, compactTo: n.compactPoint(meta), image: img, force: force}
+	var compactTo pb.SnapshotMeta
+	compactTo, n.snapsBehind = driver.CompactPoint(n.snapsBehind, meta, n.cfg.SnapshotTrailingEntries)
+	n.snapc <- snapshotTask{meta: meta, compactTo: compactTo, image: img, force: force}
 	n.lastSnap = meta
 	n.sinceSnapBytes = 0
 	n.snapsBehind = append(n.snapsBehind, meta)
 }
 
-// compactPoint picks the snapshot the log is compacted to once meta is
-// durable: the newest earlier one at least SnapshotTrailingEntries behind
-// meta (with the default 0, the previous snapshot). It forgets that one and
-// those before it; the zero meta means none qualifies yet.
-func (n *Node) compactPoint(meta pb.SnapshotMeta) pb.SnapshotMeta {
-	k := -1
-	for i, s := range n.snapsBehind {
-		if s.Index < meta.Index && uint64(meta.Index-s.Index) >= n.cfg.SnapshotTrailingEntries {
-			k = i
-		}
-	}
-	if k < 0 {
-		return pb.SnapshotMeta{}
-	}
-	to := n.snapsBehind[k]
-	n.snapsBehind = slices.Delete(n.snapsBehind, 0, k+1)
-	return to
-}
-
 // snapshotLoop writes images and then compacts the log up to the point
-// compactPoint chose (by default the previous snapshot), so at least one
+// driver.CompactPoint chose (by default the previous snapshot), so at least one
 // interval of log stays for followers a little behind.
 func (n *Node) snapshotLoop() {
 	defer n.wg.Done()

@@ -70,7 +70,7 @@ type Node struct {
 	// owned); lastSnapBytes the size of the last snapshot written.
 	sinceSnapBytes uint64
 	lastSnapBytes  atomic.Uint64
-	snapsBehind    []pb.SnapshotMeta // applier-owned; see compactPoint
+	snapsBehind    []pb.SnapshotMeta // applier-owned; see driver.CompactPoint
 	lastApplied    pb.Entry          // applier-owned; index and term only
 	appliedConf    atomic.Pointer[pb.ConfState]
 	appliedConfI   atomic.Uint64

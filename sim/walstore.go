@@ -6,9 +6,9 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"slices"
 	"syscall"
 
+	"github.com/raftkv/raftkv/driver"
 	pb "github.com/raftkv/raftkv/raftpb"
 	"github.com/raftkv/raftkv/storage"
 	"github.com/raftkv/raftkv/storage/vfs"
@@ -22,7 +22,7 @@ import (
 //     compacted to;
 //   - a snapshot the replica takes is written as a file first; the log is
 //     then compacted to the newest earlier snapshot at least the trailing
-//     margin behind it (node.compactPoint, with the run's snapshot margin
+//     margin behind it (driver.CompactPoint, with the run's snapshot margin
 //     as SnapshotTrailingEntries), so at least one interval of log stays
 //     for followers a little behind; a snapshot that cannot be written is
 //     logged and skipped;
@@ -251,11 +251,12 @@ func (s *walStore) Recover() (image, error) {
 
 // TakeSnapshot writes img as a snapshot file and compacts the log to the
 // newest earlier snapshot at least trailing entries behind it
-// (node.writeSnapshot and node.compactPoint). Like the node, it counts img
+// (node.writeSnapshot, driver.CompactPoint). Like the node, it counts img
 // among the snapshots behind even when writing it fails.
 func (s *walStore) TakeSnapshot(img image, trailing pb.Index) (pb.SnapshotMeta, error) {
 	meta := img.meta()
-	to := s.compactPoint(meta, trailing)
+	var to pb.SnapshotMeta
+	to, s.behind = driver.CompactPoint(s.behind, meta, uint64(trailing))
 	s.behind = append(s.behind, meta)
 	if err := s.PutImage(img); err != nil {
 		return pb.SnapshotMeta{}, fmt.Errorf("%w: %w", errSnapshotNotWritten, err)
@@ -268,21 +269,4 @@ func (s *walStore) TakeSnapshot(img image, trailing pb.Index) (pb.SnapshotMeta, 
 	}
 	s.durable = s.saved // Compact syncs everything saved
 	return to, nil
-}
-
-// compactPoint is node.compactPoint: the newest snapshot behind meta by at
-// least trailing entries, forgotten with those before it; zero if none.
-func (s *walStore) compactPoint(meta pb.SnapshotMeta, trailing pb.Index) pb.SnapshotMeta {
-	k := -1
-	for i, b := range s.behind {
-		if b.Index < meta.Index && meta.Index-b.Index >= trailing {
-			k = i
-		}
-	}
-	if k < 0 {
-		return pb.SnapshotMeta{}
-	}
-	to := s.behind[k]
-	s.behind = slices.Delete(s.behind, 0, k+1)
-	return to
 }
