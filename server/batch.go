@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -109,20 +108,11 @@ func (s *Server) serveBatch(w http.ResponseWriter, r *http.Request) {
 // decodeBinaryBatch reads a binary batch body; false means it answered.
 func (s *Server) decodeBinaryBatch(w http.ResponseWriter, r *http.Request, req *api.BatchRequest) bool {
 	limit := int64(s.cfg.Limits.MaxBatchBytes)
-	if r.ContentLength > limit {
-		s.fail(w, api.CodeTooLarge, fmt.Sprintf("body is %d bytes, over %d", r.ContentLength, limit))
+	body, ok := s.readBody(w, r, "body", limit, limit)
+	if !ok {
 		return false
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			s.fail(w, api.CodeTooLarge, fmt.Sprintf("body over %d bytes", limit))
-			return false
-		}
-		s.fail(w, api.CodeBadRequest, "reading body: "+err.Error())
-		return false
-	}
+	var err error
 	if *req, err = api.DecodeBatchRequest(body, MaxBatchOps); err != nil {
 		code := api.CodeBadRequest
 		if errors.Is(err, api.ErrTooManyOps) {

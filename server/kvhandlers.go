@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -133,22 +132,7 @@ func (s *Server) checkKey(key string) (code, msg string) {
 // would) without reading it all.
 func (s *Server) readValue(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	limit := int64(s.cfg.maxValueBytes())
-	if r.ContentLength > limit {
-		s.fail(w, api.CodeTooLarge, fmt.Sprintf("value is %d bytes, over %d", r.ContentLength, limit))
-		return nil, false
-	}
-	body := http.MaxBytesReader(w, r.Body, limit+int64(s.cfg.Limits.BodySlackBytes))
-	v, err := io.ReadAll(body)
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			s.fail(w, api.CodeTooLarge, fmt.Sprintf("value over %d bytes", limit))
-			return nil, false
-		}
-		s.fail(w, api.CodeBadRequest, "reading body: "+err.Error())
-		return nil, false
-	}
-	return v, true
+	return s.readBody(w, r, "value", limit, limit+int64(s.cfg.Limits.BodySlackBytes))
 }
 
 // barrier runs the read barrier the request's consistency level asks for;

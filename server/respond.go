@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 
 	"github.com/raftkv/raftkv/api"
@@ -135,24 +136,35 @@ func (s *Server) decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool 
 // decodeJSONLimit reads a JSON body of at most limit bytes into v; false
 // means it answered.
 func (s *Server) decodeJSONLimit(w http.ResponseWriter, r *http.Request, v any, limit int64) bool {
-	if r.ContentLength > limit {
-		s.fail(w, api.CodeTooLarge, fmt.Sprintf("body is %d bytes, over %d", r.ContentLength, limit))
+	body, ok := s.readBody(w, r, "body", limit, limit)
+	if !ok {
 		return false
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, limit)
-	dec := json.NewDecoder(r.Body)
-	if err := dec.Decode(v); err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			s.fail(w, api.CodeTooLarge, fmt.Sprintf("body over %d bytes", mbe.Limit))
-			return false
-		}
+	if err := json.Unmarshal(body, v); err != nil {
 		s.fail(w, api.CodeBadJSON, "bad JSON body: "+err.Error())
 		return false
 	}
-	if dec.More() {
-		s.fail(w, api.CodeBadJSON, "bad JSON body: trailing data")
-		return false
-	}
 	return true
+}
+
+// readBody reads the whole body, refusing with 413 one over limit bytes:
+// at once when its Content-Length says so, and otherwise once max bytes
+// (limit plus any slack) have been read, without reading further. false
+// means it answered; what names the body in the answer.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request, what string, limit, max int64) ([]byte, bool) {
+	if r.ContentLength > limit {
+		s.fail(w, api.CodeTooLarge, fmt.Sprintf("%s is %d bytes, over %d", what, r.ContentLength, limit))
+		return nil, false
+	}
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			s.fail(w, api.CodeTooLarge, fmt.Sprintf("%s over %d bytes", what, limit))
+			return nil, false
+		}
+		s.fail(w, api.CodeBadRequest, "reading body: "+err.Error())
+		return nil, false
+	}
+	return b, true
 }
