@@ -32,9 +32,11 @@ type call struct {
 	ctx   context.Context
 	op    api.BatchOp
 	alone request // the same operation as a single request
-	state atomic.Int32
-	done  chan struct{}
-	res   result
+	// sendAlone sends alone as a single request; a batch of one uses it.
+	sendAlone func(context.Context, request) result
+	state     atomic.Int32
+	done      chan struct{}
+	res       result
 }
 
 // Call states: queued, then taken by a sender or abandoned by its caller.
@@ -79,7 +81,7 @@ func (b *batcher) run(cl *call, alone func(context.Context, request) result) res
 		b.release()
 		return res
 	}
-	cl.done = make(chan struct{})
+	cl.done, cl.sendAlone = make(chan struct{}), alone
 	b.queue = append(b.queue, cl)
 	if b.inflight < b.c.cfg.MaxBatchInflight {
 		b.inflight++
@@ -159,11 +161,11 @@ func (b *batcher) take() []*call {
 }
 
 // send carries batch as one request and hands each call its result. A
-// batch of one is sent as the ready call's own single request.
+// batch of one is sent as the call's own single request, in this slot.
 func (b *batcher) send(batch []*call) {
 	if len(batch) == 1 {
 		cl := batch[0]
-		cl.res = result{retry: true} // the caller sends it alone
+		cl.res = cl.sendAlone(cl.ctx, cl.alone)
 		close(cl.done)
 		return
 	}
@@ -190,11 +192,9 @@ func (b *batcher) send(batch []*call) {
 	}
 	out, err := api.DecodeBatchResponse(resp.body)
 	if err != nil || len(out.Results) != len(batch) {
-		if err == nil {
-			err = fmt.Errorf("%d results for %d ops", len(out.Results), len(batch))
-		}
-		// The writes may have applied: each is retried alone with its
-		// Idempotency-Key, which returns the first outcome if so.
+		// An answer that does not decode: the writes may have applied.
+		// Each is retried alone with its Idempotency-Key, which returns
+		// the first outcome if so.
 		b.finish(batch, nil, nil)
 		return
 	}
