@@ -213,6 +213,15 @@ func (l *Log) Save(hs pb.HardState, snap *pb.SnapshotMeta, ents []pb.Entry) erro
 	if snap == nil && len(ents) == 0 && (hs.IsEmpty() || hs == l.hard) {
 		return nil
 	}
+	if !hs.IsEmpty() && (hs.Term != l.hard.Term || hs.Vote != l.hard.Vote) && (snap != nil || len(ents) > 0) {
+		// The term and vote go first, with the commit index as it was: a
+		// torn batch must not keep a snapshot or entries of a term the
+		// server would not know it had reached (Figure 2: currentTerm is
+		// at least every term in the log).
+		l.scratch = pb.AppendHardState(l.scratch[:0], pb.HardState{Term: hs.Term, Vote: hs.Vote, Commit: l.hard.Commit})
+		l.addRecordLocked(recHardState, l.scratch)
+		l.hard = pb.HardState{Term: hs.Term, Vote: hs.Vote, Commit: l.hard.Commit}
+	}
 	if snap != nil {
 		l.scratch = pb.AppendSnapshotMeta(l.scratch[:0], *snap)
 		l.addRecordLocked(recSnapshot, l.scratch)

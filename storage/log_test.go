@@ -357,3 +357,36 @@ func TestLeftoverTempRemoved(t *testing.T) {
 		t.Fatalf("temp file still there: %v", err)
 	}
 }
+
+// TestTornBatchKeepsTermWithEntries shows that a batch raising the term
+// and carrying entries of that term, torn at any byte by power loss, never
+// recovers those entries without the term and vote: a server's current
+// term is at least the term of every entry it holds (Figure 2), or after a
+// restart it could lead that term a second time with a different log.
+func TestTornBatchKeepsTermWithEntries(t *testing.T) {
+	for keep := int64(0); ; keep++ {
+		fs := vfs.NewFaultFS(1)
+		l := openLog(t, fs, testDir, 0)
+		saveSync(t, l, pb.HardState{Term: 1, Commit: 3}, nil, mkEnts(1, 4, 1, 10))
+		must(t, l.Save(pb.HardState{Term: 2, Vote: 1, Commit: 5}, nil, mkEnts(4, 7, 2, 10)))
+		fs.FailNextSync(syscall.EIO)
+		if err := l.Sync(); err == nil {
+			t.Fatal("sync did not fail")
+		}
+		fs.CrashTearing(keep, false)
+		l = openLog(t, fs, testDir, 0)
+		st := stateOf(t, l)
+		for _, e := range st.ents {
+			if e.Term > st.hard.Term || (e.Term == 2 && st.hard.Vote != 1) {
+				t.Fatalf("torn after %d bytes: entry %d of term %d recovered with hard state %+v", keep, e.Index, e.Term, st.hard)
+			}
+		}
+		must(t, l.Close())
+		if st.hard.Commit == 5 {
+			return // the whole batch survived
+		}
+		if keep > 1<<16 {
+			t.Fatal("the batch never survived whole")
+		}
+	}
+}

@@ -163,6 +163,7 @@ func (p *propRun) saveEntries() error {
 	if err := p.l.Save(hs, nil, ents); err != nil {
 		return err
 	}
+	p.termFirst(hs)
 	for _, e := range ents {
 		p.m.append(e)
 		p.step()
@@ -172,6 +173,16 @@ func (p *propRun) saveEntries() error {
 		p.step()
 	}
 	return nil
+}
+
+// termFirst models the record a Save that also carries a snapshot or
+// entries writes first when hs changes the term or vote: that term and
+// vote with the commit index unchanged.
+func (p *propRun) termFirst(hs pb.HardState) {
+	if !hs.IsEmpty() && (hs.Term != p.m.hard.Term || hs.Vote != p.m.hard.Vote) {
+		p.m.hard = pb.HardState{Term: hs.Term, Vote: hs.Vote, Commit: p.m.hard.Commit}
+		p.step()
+	}
 }
 
 func (p *propRun) saveHardState() error {
@@ -197,6 +208,7 @@ func (p *propRun) installSnapshot() error {
 	if err := p.l.Save(hs, &snap, ents); err != nil {
 		return err
 	}
+	p.termFirst(hs)
 	p.m = model{hard: p.m.hard, snap: snap}
 	p.step()
 	p.m.append(ents[0])
