@@ -330,7 +330,12 @@ func (n *Node) tick() {
 		n.leaseBlockedUntil = now.Add(n.cfg.ElectionTimeout)
 	}
 	n.lastTick = now
-	n.core.Tick()
+	if err := n.core.Tick(); err != nil {
+		// The core could not read its log (raft.ErrStorageFailed) and has
+		// stopped; so must the node.
+		n.fatal(fmt.Errorf("node: %w", err))
+		return
+	}
 	n.checkDiskStall(now)
 	n.publishStatus()
 }

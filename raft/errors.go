@@ -38,6 +38,12 @@ var (
 	// ErrInvalidMessage is returned for messages that cannot be meant for
 	// this server (wrong recipient, no sender, no term).
 	ErrInvalidMessage = errors.New("raft: invalid message")
+	// ErrStorageFailed is wrapped, with the storage's own error, by the
+	// error of a core that could not read its log: Storage.Term or Entries
+	// failed for an entry it holds. The core has stopped: Status reports
+	// the error and every later call that can return one returns it. The
+	// runtime must stop the server and restart it from its durable state.
+	ErrStorageFailed = errors.New("raft: storage read failed, the core has stopped")
 	// ErrReadyOrder is returned when Advance is called with a Ready other
 	// than the oldest outstanding one.
 	ErrReadyOrder = errors.New("raft: Advance called out of order")

@@ -24,6 +24,10 @@ type raftLog struct {
 	applied  pb.Index
 
 	maxApplyBytes uint64
+
+	// err is the first failed storage read (other than of a compacted
+	// entry). Once set the core has stopped: see Raft.Err.
+	err error
 }
 
 func newLog(s Storage, maxApplyBytes uint64) (*raftLog, error) {
@@ -71,7 +75,21 @@ func (l *raftLog) term(i pb.Index) (pb.Term, error) {
 	if i >= l.unstable.offset {
 		return 0, ErrUnavailable
 	}
-	return l.storage.Term(i)
+	t, err := l.storage.Term(i)
+	if err != nil && !errors.Is(err, ErrCompacted) {
+		// In range, the storage must answer: it cannot, so nothing the
+		// core would decide from here can be trusted.
+		return 0, l.fail(fmt.Errorf("term of %d: %w", i, err))
+	}
+	return t, err
+}
+
+// fail records a failed storage read and returns the core's failure.
+func (l *raftLog) fail(err error) error {
+	if l.err == nil {
+		l.err = fmt.Errorf("%w: %w", ErrStorageFailed, err)
+	}
+	return l.err
 }
 
 // termOrZero is for places where a missing term simply does not match.
@@ -86,6 +104,9 @@ func (l *raftLog) termOrZero(i pb.Index) pb.Term {
 func (l *raftLog) lastTerm() pb.Term {
 	t, err := l.term(l.lastIndex())
 	if err != nil {
+		if l.err != nil {
+			return 0 // the core has failed; nothing it computes now leaves it
+		}
 		panic(fmt.Sprintf("raft: term of last index %d: %v", l.lastIndex(), err))
 	}
 	return t
@@ -174,7 +195,7 @@ func (l *raftLog) slice(lo, hi pb.Index, maxBytes uint64) ([]pb.Entry, error) {
 		if errors.Is(err, ErrCompacted) {
 			return nil, err
 		} else if err != nil {
-			return nil, fmt.Errorf("raft: storage entries [%d,%d): %w", lo, stHi, err)
+			return nil, l.fail(fmt.Errorf("entries [%d,%d): %w", lo, stHi, err))
 		}
 		if pb.Index(len(ents)) < stHi-lo || hi <= l.unstable.offset {
 			return ents, nil // size limit reached, or nothing unstable wanted
@@ -222,6 +243,9 @@ func (l *raftLog) nextCommitted() []pb.Entry {
 	}
 	ents, err := l.slice(l.applying+1, hi+1, l.maxApplyBytes)
 	if err != nil {
+		if l.err != nil {
+			return nil // the core has failed (Raft.Err)
+		}
 		panic(fmt.Sprintf("raft: committed entries [%d,%d]: %v", l.applying+1, hi, err))
 	}
 	return ents

@@ -9,6 +9,9 @@ import (
 
 // HasReady reports whether Ready would return any work.
 func (r *Raft) HasReady() bool {
+	if r.log.err != nil {
+		return false // a failed core hands out nothing more
+	}
 	if r.role == Leader && (r.appendPending || (len(r.reads.pending) > 0 && r.committedInTerm())) {
 		return true
 	}
@@ -26,6 +29,9 @@ func (r *Raft) HasReady() bool {
 // Ready returns the work accumulated since the previous Ready; see the Ready
 // type for what the runtime must do with it.
 func (r *Raft) Ready() Ready {
+	if r.log.err != nil {
+		return Ready{}
+	}
 	r.flushAppends()
 	r.flushReads()
 	r.nextReadyID++
@@ -66,6 +72,11 @@ func (r *Raft) Ready() Ready {
 	}
 	if rd.Snapshot != nil {
 		rec.snapIndex = rd.Snapshot.Index
+	}
+	if r.log.err != nil {
+		// A read failed while building it: what it holds may rest on what
+		// could not be read, so none of it is handed out.
+		return Ready{}
 	}
 	r.outstanding = append(r.outstanding, rec)
 	return rd
@@ -119,7 +130,7 @@ func (r *Raft) termDurable() bool {
 // for a dead server. Nothing is handed out while the term or vote is not
 // durable.
 func (r *Raft) TakeMessages() []pb.Message {
-	if len(r.msgs) == 0 || !r.termDurable() {
+	if r.log.err != nil || len(r.msgs) == 0 || !r.termDurable() {
 		return nil
 	}
 	var out []pb.Message
@@ -139,6 +150,9 @@ func (r *Raft) TakeMessages() []pb.Message {
 // Advance acknowledges that rd has been handled as the Ready type
 // describes. Readys must be advanced in the order they were handed out.
 func (r *Raft) Advance(rd Ready) error {
+	if r.log.err != nil {
+		return r.log.err
+	}
 	if len(r.outstanding) == 0 || r.outstanding[0].id != rd.ID {
 		want := uint64(0)
 		if len(r.outstanding) > 0 {
@@ -165,8 +179,13 @@ func (r *Raft) Advance(rd Ready) error {
 			}
 		}
 	}
-	return nil
+	return r.log.err
 }
+
+// Err returns the failure that stopped the core (it wraps
+// ErrStorageFailed), or nil. A failed core hands out no more Readys or
+// messages, and Step, Tick, Advance and every request return this error.
+func (r *Raft) Err() error { return r.log.err }
 
 // Outstanding is the number of Readys handed out and not yet advanced.
 func (r *Raft) Outstanding() int { return len(r.outstanding) }
@@ -184,6 +203,8 @@ type Status struct {
 	LastIndex      pb.Index
 	Conf           pb.ConfState
 	LeadTransferee pb.NodeID
+	// Err is the failure that stopped the core (see Raft.Err), or nil.
+	Err error
 	// Progress is set on the leader: one entry per member.
 	Progress map[pb.NodeID]ProgressStatus
 }
@@ -204,7 +225,7 @@ func (r *Raft) Status() Status {
 		ID: r.id, Role: r.role, Term: r.term, Vote: r.vote, Lead: r.lead,
 		Commit: r.log.committed, Applied: r.log.applied,
 		FirstIndex: r.log.firstIndex(), LastIndex: r.log.lastIndex(),
-		Conf: r.conf(), LeadTransferee: r.leadTransferee,
+		Conf: r.conf(), LeadTransferee: r.leadTransferee, Err: r.log.err,
 	}
 	if r.role == Leader {
 		s.Progress = map[pb.NodeID]ProgressStatus{}

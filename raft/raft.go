@@ -272,18 +272,23 @@ func (r *Raft) becomeLeader() {
 	r.appendLocal([]pb.Entry{{Type: pb.EntryNormal}})
 }
 
-// Tick advances logical time by one tick.
-func (r *Raft) Tick() {
+// Tick advances logical time by one tick. It returns an error only when
+// the core has failed (Err).
+func (r *Raft) Tick() error {
+	if r.log.err != nil {
+		return r.log.err
+	}
 	r.ticks++
 	if r.role == Leader {
 		r.tickLeader()
-		return
+		return r.log.err
 	}
 	r.electionElapsed++
 	if r.promotable() && r.electionElapsed >= r.randomizedElection {
 		r.electionElapsed = 0
 		r.campaign(false)
 	}
+	return r.log.err
 }
 
 func (r *Raft) tickLeader() {
@@ -330,7 +335,18 @@ func (r *Raft) send(m pb.Message) {
 // Step feeds a message received from another server. Messages for someone
 // else, from nobody, or of a runtime-only type are refused with an error;
 // stale or irrelevant messages are dropped silently, as the protocol asks.
+// A failed core (Err) refuses every message with its failure.
 func (r *Raft) Step(m pb.Message) error {
+	if err := r.step(m); err != nil {
+		return err
+	}
+	return r.log.err
+}
+
+func (r *Raft) step(m pb.Message) error {
+	if r.log.err != nil {
+		return r.log.err
+	}
 	if m.Type.IsLocal() {
 		return ErrStepLocal
 	}

@@ -42,6 +42,9 @@ func (s *readIndexState) reset() {
 // The answer arrives as a ReadState with the same context in a later
 // Ready. On a follower the request is forwarded to the leader.
 func (r *Raft) ReadIndex(ctx []byte) error {
+	if r.log.err != nil {
+		return r.log.err
+	}
 	if r.role == Leader {
 		return r.leaderReadIndex(readRequest{ctx: ctx, from: r.id})
 	}
@@ -58,6 +61,9 @@ func (r *Raft) ReadIndex(ctx []byte) error {
 // campaigns for a full election timeout after hearing from a leader). It
 // relies on bounded clock drift, as every lease does.
 func (r *Raft) LeaseRead(ctx []byte) error {
+	if r.log.err != nil {
+		return r.log.err
+	}
 	if r.role != Leader {
 		return &NotLeaderError{Leader: r.lead}
 	}

@@ -37,6 +37,9 @@ func (r *Raft) Propose(data ...[]byte) (pb.Index, pb.Term, error) {
 }
 
 func (r *Raft) checkProposal() error {
+	if r.log.err != nil {
+		return r.log.err
+	}
 	if r.role != Leader {
 		return &NotLeaderError{Leader: r.lead}
 	}
@@ -108,6 +111,9 @@ func (r *Raft) sendAppend(to pb.NodeID, sendIfEmpty bool) bool {
 		return r.sendSnapshot(to, pr)
 	}
 	if errT != nil || errE != nil {
+		if r.log.err != nil {
+			return false // storage failed: the core has stopped (Err)
+		}
 		panic(fmt.Sprintf("raft: reading log for %d at %d: term %v, entries %v", to, pr.Next, errT, errE))
 	}
 	// A probe is worth sending even without new entries while the

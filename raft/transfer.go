@@ -12,6 +12,9 @@ import (
 // it TimeoutNow so it campaigns at once. The transfer is abandoned after an
 // election timeout. On a follower the request is forwarded to the leader.
 func (r *Raft) TransferLeader(to pb.NodeID) error {
+	if r.log.err != nil {
+		return r.log.err
+	}
 	if r.role != Leader {
 		if r.lead == pb.None {
 			return &NotLeaderError{}
