@@ -37,6 +37,13 @@
 // entries are never truncated (applied <= committed <= lastIndex); the same
 // inputs in the same order produce the same outputs (randomness comes from
 // Config.Seed, and members are visited in ascending id order).
+// CheckInvariants states the invariants of the core's state in code; the
+// test harness and the simulator call it after every Step, Tick and Advance.
+//
+// A failed storage read (Storage.Term or Entries failing for an entry the
+// log holds; ErrCompacted is expected and handled) stops the core rather
+// than panicking: Err and Status report the failure, no Ready or message
+// leaves after it, and Step, Tick, Advance and every request return it.
 //
 // The core has no goroutines, no clock and no I/O, and imports only
 // package raftpb and its own sub-packages. A Raft is not safe for

@@ -76,7 +76,8 @@ type delayedMsg struct {
 // and every message delivered (unless cut, held, dropped or delayed), for
 // scripted tests of the core. After every Ready it checks Election Safety,
 // State Machine Safety, that a term and vote are durable before a message
-// of that term leaves, and one vote per term.
+// of that term leaves, and one vote per term; after every Step, Tick and
+// Advance, the core's own documented invariants (checkCore).
 type cluster struct {
 	t       testing.TB
 	ids     []pb.NodeID
@@ -191,6 +192,29 @@ func (c *cluster) start(id pb.NodeID, tweak func(*raft.Config)) {
 		c.t.Fatalf("member %d restarted at term %d below term %d it had sent messages in", id, r.Term(), c.maxTerm[id])
 	}
 	c.cores[id] = r
+	c.checkCore(id, "restart")
+}
+
+// checkCore fails the test, naming the values, when member id's core
+// breaks one of its documented invariants or has stopped on a failure.
+func (c *cluster) checkCore(id pb.NodeID, after string) {
+	c.t.Helper()
+	r := c.cores[id]
+	if err := r.Err(); err != nil {
+		c.t.Fatalf("member %d stopped after %s: %v", id, after, err)
+	}
+	if err := r.CheckInvariants(); err != nil {
+		c.t.Fatalf("after %s: %v", after, err)
+	}
+}
+
+// tickCore ticks member id once and checks its invariants.
+func (c *cluster) tickCore(id pb.NodeID) {
+	c.t.Helper()
+	if err := c.cores[id].Tick(); err != nil {
+		c.t.Fatalf("member %d: tick: %v", id, err)
+	}
+	c.checkCore(id, "Tick")
 }
 
 // crash loses everything not synced, including the state machine (it is
@@ -257,6 +281,7 @@ func (c *cluster) handle(id pb.NodeID) {
 }
 
 func (c *cluster) afterReady(id pb.NodeID, rd raft.Ready) {
+	c.checkCore(id, fmt.Sprintf("Advance of Ready %d", rd.ID))
 	c.reads[id] = append(c.reads[id], rd.ReadStates...)
 	r := c.cores[id]
 	if r.Role() == raft.Leader && !c.byzantine {
@@ -409,6 +434,7 @@ func (c *cluster) step(m pb.Message) {
 	if err := c.cores[m.To].Step(m); err != nil {
 		c.t.Fatalf("step %s: %v", m, err)
 	}
+	c.checkCore(m.To, "Step "+m.String())
 }
 
 // deliver steps the held messages that match (and are deliverable), drops
@@ -485,7 +511,7 @@ func (c *cluster) tick(n int) {
 		c.now++
 		c.releaseDelayed()
 		for _, id := range c.ids {
-			c.cores[id].Tick()
+			c.tickCore(id)
 		}
 		c.drive()
 	}
@@ -495,7 +521,7 @@ func (c *cluster) tick(n int) {
 // messages unless held).
 func (c *cluster) tickOne(id pb.NodeID, n int) {
 	for i := 0; i < n; i++ {
-		c.cores[id].Tick()
+		c.tickCore(id)
 	}
 	if c.hold {
 		c.readyAll()
@@ -512,7 +538,7 @@ func (c *cluster) campaign(id pb.NodeID) {
 		c.handle(id)
 	}
 	for i := 0; i < 100*raft.DefaultElectionTicks && !r.HasReady(); i++ {
-		r.Tick()
+		c.tickCore(id)
 	}
 	if role := r.Role(); role != raft.Candidate && role != raft.PreCandidate {
 		c.t.Fatalf("member %d did not campaign (%s)", id, role)

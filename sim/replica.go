@@ -80,7 +80,7 @@ func (a applier) Apply(snap *pb.SnapshotMeta, ents []pb.Entry) error {
 // drain runs the replica's Ready loop until the core has nothing to do,
 // checking after every Ready.
 func (s *Sim) drain(r *replica) {
-	for n := 0; r.up() && r.core.HasReady(); n++ {
+	for n := 0; r.up() && s.checkCore(r) && r.core.HasReady(); n++ {
 		if s.err != nil {
 			return
 		}
