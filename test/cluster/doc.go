@@ -15,8 +15,10 @@
 //	go test -tags cluster -count=1 -timeout 30m ./test/cluster
 //	RAFTKV_SOAK=30m go test -tags cluster -count=1 -timeout 0 -run TestSoak ./test/cluster
 //
-// Without the tag, `go test ./...` runs one test here that skips and says
-// how to enable them.
+// Without the tag, `go test ./...` (make unit) runs the tests of the
+// porcupine model (model_test.go: known-bad histories it must reject,
+// known-good ones it must accept) and one test that skips and says how to
+// enable the rest.
 //
 // Isolation: every run names its namespaces rkvc<pid>x<n>-..., creates a
 // hub namespace holding a bridge, one namespace per member joined to it by
