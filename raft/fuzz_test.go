@@ -245,6 +245,8 @@ func FuzzStep(f *testing.F) {
 			}
 			c.drive()
 			for _, id := range c.ids {
+				// Forged messages must not break a member's own invariants.
+				c.checkCore(id, "a fuzz step")
 				tm := c.cores[id].Term()
 				if tm < maxTerm[id] {
 					t.Fatalf("member %d went from term %d back to %d", id, maxTerm[id], tm)
