@@ -157,5 +157,8 @@ func (r *Raft) ProposeConfChange(target confchange.Target) (pb.Index, pb.Term, e
 		}
 	}
 	first := r.appendLocal([]pb.Entry{{Type: pb.EntryConfChange, Data: pb.AppendConfState(nil, next)}})
+	if r.log.err != nil {
+		return 0, 0, r.log.err // a read failed on the way: the core has stopped
+	}
 	return first, r.term, nil
 }

@@ -206,3 +206,27 @@ func TestStorageCompactedIsNotAFailure(t *testing.T) {
 	delete(c.cut, f)
 	c.one("after", 3, 200)
 }
+
+// TestStorageFailureOnTransfer shows that a request that hits the failure
+// itself returns it: a transfer that must first catch its target up reads
+// the entries the target lacks.
+func TestStorageFailureOnTransfer(t *testing.T) {
+	c, flaky := flakyCluster(t, 3)
+	lead := c.waitLeader()
+	var f pb.NodeID = 1
+	if f == lead {
+		f = 2
+	}
+	c.cut[f] = true
+	for i := 0; i < 5; i++ {
+		c.one(cmdN("w", i), 2, 100)
+	}
+	r := c.cores[lead]
+	r.ReportUnreachable(f)
+	flaky[lead].broken = errDisk
+	err := r.TransferLeader(f)
+	if err == nil {
+		t.Fatal("TransferLeader with an unreadable log succeeded")
+	}
+	checkFailed(t, r, err, nil)
+}

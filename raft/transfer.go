@@ -22,7 +22,10 @@ func (r *Raft) TransferLeader(to pb.NodeID) error {
 		r.send(pb.Message{To: r.lead, Type: pb.MsgTransferLeader, Index: pb.Index(to)})
 		return nil
 	}
-	return r.leaderTransfer(to)
+	if err := r.leaderTransfer(to); err != nil {
+		return err
+	}
+	return r.log.err // a read failed while catching the target up
 }
 
 func (r *Raft) leaderTransfer(to pb.NodeID) error {
