@@ -133,6 +133,9 @@ type cluster struct {
 	committed map[pb.Index]pb.Entry
 	votes     map[voteKey]pb.NodeID
 	maxTerm   map[pb.NodeID]pb.Term
+	// seen is, per member since its last start, the highest term, commit
+	// and applied index checkCore saw: none of them may go back.
+	seen map[pb.NodeID]raft.Status
 }
 
 type voteKey struct {
@@ -153,7 +156,8 @@ func newClusterOf(t testing.TB, n, voters int, tweak func(*raft.Config)) *cluste
 		cut: map[pb.NodeID]bool{}, cutLink: map[[2]pb.NodeID]bool{},
 		sent: map[pb.MessageType]int{}, sentTo: map[pb.NodeID]map[pb.MessageType]int{},
 		entryBytes: map[pb.NodeID]uint64{}, leaders: map[pb.Term]pb.NodeID{},
-		committed: map[pb.Index]pb.Entry{}, votes: map[voteKey]pb.NodeID{}, maxTerm: map[pb.NodeID]pb.Term{}}
+		committed: map[pb.Index]pb.Entry{}, votes: map[voteKey]pb.NodeID{}, maxTerm: map[pb.NodeID]pb.Term{},
+		seen: map[pb.NodeID]raft.Status{}}
 	for i := 1; i <= n; i++ {
 		c.ids = append(c.ids, pb.NodeID(i))
 	}
@@ -192,6 +196,7 @@ func (c *cluster) start(id pb.NodeID, tweak func(*raft.Config)) {
 		c.t.Fatalf("member %d restarted at term %d below term %d it had sent messages in", id, r.Term(), c.maxTerm[id])
 	}
 	c.cores[id] = r
+	delete(c.seen, id)
 	c.checkCore(id, "restart")
 }
 
@@ -206,6 +211,12 @@ func (c *cluster) checkCore(id pb.NodeID, after string) {
 	if err := r.CheckInvariants(); err != nil {
 		c.t.Fatalf("after %s: %v", after, err)
 	}
+	st, prev := r.Status(), c.seen[id]
+	if st.Term < prev.Term || st.Commit < prev.Commit || st.Applied < prev.Applied {
+		c.t.Fatalf("member %d went back after %s: term %d commit %d applied %d, had term %d commit %d applied %d",
+			id, after, st.Term, st.Commit, st.Applied, prev.Term, prev.Commit, prev.Applied)
+	}
+	c.seen[id] = raft.Status{Term: st.Term, Commit: st.Commit, Applied: st.Applied}
 }
 
 // tickCore ticks member id once and checks its invariants.
