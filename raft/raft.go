@@ -118,7 +118,7 @@ func New(c Config) (*Raft, error) {
 		lg.committed = max(lg.committed, hs.Commit)
 	}
 	r.term, r.vote = hs.Term, hs.Vote
-	if hs.Term > bootstrapTerm {
+	if hs.Term > bootstrapTerm && !mutated(MutationRestartForgetsLease) {
 		// Only a server at a later term can have answered a leader (the
 		// answer leaves once that term is durable); one that did may be
 		// backing a lease still.
@@ -454,7 +454,8 @@ func (r *Raft) handleVoteRequest(m pb.Message) {
 	// process requests without consulting their configurations).
 	canVote := r.vote == m.From ||
 		(r.vote == pb.None && r.lead == pb.None) ||
-		(m.Type == pb.MsgPreVote && m.Term > r.term)
+		(m.Type == pb.MsgPreVote && m.Term > r.term) ||
+		(mutated(MutationDoubleVote) && m.Term == r.term)
 	if canVote && r.log.isUpToDate(m.Index, m.LogTerm) {
 		if m.Type == pb.MsgRequestVote {
 			r.electionElapsed = 0

@@ -68,7 +68,8 @@ func (r *Raft) LeaseRead(ctx []byte) error {
 	// the lease no longer excludes a new leader, so confirm with a round.
 	// Once TimeoutNow is sent that stays so for the term, even if the
 	// transfer is abandoned: the campaign may start late.
-	if r.cfg.DisableCheckQuorum || !r.committedInTerm() || !r.leaseHeld() ||
+	lease := r.leaseHeld() || mutated(MutationLeaseWithoutLease)
+	if r.cfg.DisableCheckQuorum || !r.committedInTerm() || !lease ||
 		r.leadTransferee != pb.None || r.leaseForfeited {
 		return r.leaderReadIndex(readRequest{ctx: ctx, from: r.id})
 	}

@@ -59,6 +59,10 @@ type logView struct {
 	leadTerm pb.Term
 	leadLast pb.Index
 	leadPH   uint64
+	// Commitment rule bookkeeping: the commit index last seen while the
+	// replica led in ruleTerm.
+	ruleTerm   pb.Term
+	ruleCommit pb.Index
 }
 
 func (v *logView) last() pb.Index { return v.base + pb.Index(len(v.ph)) - 1 }
@@ -177,6 +181,7 @@ func (c *checker) observe(r *replica) {
 		return
 	}
 	c.checkCommitted(r.id, v, commit)
+	c.checkCommitRule(r.id, v, role, term, commit)
 	c.noteCommit(term, commit)
 	c.noteCommitted(commit)
 	c.checkCompleteness(r.id, v, role, term)

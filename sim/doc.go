@@ -17,6 +17,8 @@
 //   - Leader Append-Only (§5.3)      check_append_only.go
 //   - Log Matching (§5.3)            check_log_matching.go
 //   - Leader Completeness (§5.4)     check_completeness.go
+//   - the commitment rule (§5.4.2, Figure 8: a leader counts replicas
+//     only of entries of its term)   check_commit_rule.go
 //   - State Machine Safety (§5.4.3)  check_state_machine.go (and, with the
 //     kv state machine, equal kv.Store hashes at equal applied indexes)
 //   - persistence (Figure 2: term and vote durable before messages leave,
