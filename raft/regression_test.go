@@ -140,7 +140,9 @@ func TestLeaseReadDuringTransferNeedsQuorum(t *testing.T) {
 // restart toward its lease and answered a lease read below that write. A
 // server that may have answered a leader before it started now refuses
 // (pre)votes for its first election timeout (dissertation §6.4.1).
-func TestRegressionLeaseReadAfterVoterRestart(t *testing.T) {
+func TestRegressionLeaseReadAfterVoterRestart(t *testing.T) { leaseReadAfterVoterRestart(t) }
+
+func leaseReadAfterVoterRestart(t testing.TB) {
 	c := newCluster(t, 5, nil)
 	l := c.waitLeader()
 	c.one("before", 5, 10*electionTicks)
