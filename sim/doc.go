@@ -56,6 +56,7 @@
 //	go test ./sim -run TestSimulation -seed=N -v -tracelen=5000
 //	go test ./sim -run TestSimulation -store=wal -fsm=kv   # store: wal|mem|auto, fsm: kv|hash|auto
 //	make sim-long SEEDS=100000                      # seeds over GOMAXPROCS workers
+//	go test -tags mutation -run TestMutation ./sim  # each named core bug must be caught
 //
 // Stores (-store, Options.Store). The WAL store (NewWALStore, the default;
 // under the race detector the default -store=auto runs it on odd seeds and
