@@ -16,6 +16,10 @@ func Bootstrap(voters []pb.NodeID) (pb.HardState, []pb.Entry, error) {
 	return BootstrapConf(confchange.Target{Voters: voters})
 }
 
+// bootstrapTerm is the term of the bootstrap entry. No leader is ever
+// elected in it: the first election is for the next term.
+const bootstrapTerm pb.Term = 1
+
 // BootstrapConf is Bootstrap with learners and a configuration Context.
 func BootstrapConf(target confchange.Target) (pb.HardState, []pb.Entry, error) {
 	t, err := confchange.Enter(pb.ConfState{}, target)
@@ -23,6 +27,6 @@ func BootstrapConf(target confchange.Target) (pb.HardState, []pb.Entry, error) {
 		return pb.HardState{}, nil, fmt.Errorf("raft: bootstrap: %w", err)
 	}
 	t.VotersOutgoing = nil // nothing to leave from
-	e := pb.Entry{Term: 1, Index: 1, Type: pb.EntryConfChange, Data: pb.AppendConfState(nil, t)}
-	return pb.HardState{Term: 1, Commit: 1}, []pb.Entry{e}, nil
+	e := pb.Entry{Term: bootstrapTerm, Index: 1, Type: pb.EntryConfChange, Data: pb.AppendConfState(nil, t)}
+	return pb.HardState{Term: bootstrapTerm, Commit: 1}, []pb.Entry{e}, nil
 }

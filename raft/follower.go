@@ -16,7 +16,7 @@ func (r *Raft) handleAppendEntries(m pb.Message) {
 		r.send(pb.Message{To: m.From, Type: pb.MsgAppendEntriesResp, Index: r.log.committed})
 		return
 	}
-	if !r.log.matchTerm(m.Index, m.LogTerm) {
+	if !r.log.matchTerm(m.Index, m.LogTerm) && !(mutated(MutationSkipLogMatching) && m.Index <= r.log.lastIndex()) {
 		// Rule 2: no entry at prevLogIndex whose term matches prevLogTerm.
 		// Reject with a hint: the largest index <= prevLogIndex whose term
 		// is <= prevLogTerm, where the logs may match. The leader skips

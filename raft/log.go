@@ -241,12 +241,16 @@ func (l *raftLog) nextCommitted() []pb.Entry {
 	if l.applying >= hi {
 		return nil
 	}
-	ents, err := l.slice(l.applying+1, hi+1, l.maxApplyBytes)
+	lo := l.applying + 1
+	if mutated(MutationApplyTwice) && lo > l.firstIndex() {
+		lo--
+	}
+	ents, err := l.slice(lo, hi+1, l.maxApplyBytes)
 	if err != nil {
 		if l.err != nil {
 			return nil // the core has failed (Raft.Err)
 		}
-		panic(fmt.Sprintf("raft: committed entries [%d,%d]: %v", l.applying+1, hi, err))
+		panic(fmt.Sprintf("raft: committed entries [%d,%d]: %v", lo, hi, err))
 	}
 	return ents
 }

@@ -88,6 +88,12 @@ func (r *Raft) Ready() Ready {
 // before any message of the term leaves, Figure 2), and acknowledgements of
 // entries (the follower promises it stored them).
 func (r *Raft) splitMessages(rd *Ready) {
+	if mutated(MutationSendBeforePersist) && len(r.msgs) > 0 {
+		rd.Messages = append([]pb.Message(nil), r.msgs...)
+		clear(r.msgs)
+		r.msgs = r.msgs[:0]
+		return
+	}
 	termDurable := r.termDurable()
 	after := 0
 	for i := range r.msgs {

@@ -36,9 +36,21 @@ type Raft struct {
 	rand               *rand.Rand
 	// ticks counts every Tick, for lease bookkeeping.
 	ticks uint64
+	// voteLeaseEnd is the tick before which this server refuses (pre)votes:
+	// it answered a leader less than an election timeout ago, and that
+	// answer may back the leader's read lease (dissertation §6.4.1). A
+	// restart forgets the leader but not the promise, so a server that may
+	// have answered one before it started refuses for its first election
+	// timeout too.
+	voteLeaseEnd uint64
 
 	// Leader state.
 	leadTransferee pb.NodeID
+	// leaseForfeited is set once this leader sent TimeoutNow in its term: the
+	// target may win at any later time (voters grant a transfer campaign
+	// inside their vote lease, and the message may be late), so lease
+	// reads are off until the term ends.
+	leaseForfeited bool
 	uncommitted    uncommittedQueue
 	// appendPending asks Ready to send new entries (or a new commit index)
 	// to every follower: batching proposals into one message per follower.
@@ -106,6 +118,12 @@ func New(c Config) (*Raft, error) {
 		lg.committed = max(lg.committed, hs.Commit)
 	}
 	r.term, r.vote = hs.Term, hs.Vote
+	if hs.Term > bootstrapTerm && !mutated(MutationRestartForgetsLease) {
+		// Only a server at a later term can have answered a leader (the
+		// answer leaves once that term is durable); one that did may be
+		// backing a lease still.
+		r.voteLeaseEnd = uint64(cfg.ElectionTicks)
+	}
 	if cfg.Applied > 0 {
 		if cfg.Applied > lg.lastIndex() {
 			return nil, fmt.Errorf("raft: applied %d past the log's last index %d", cfg.Applied, lg.lastIndex())
@@ -197,6 +215,7 @@ func (r *Raft) reset(term pb.Term) {
 	r.heartbeatElapsed = 0
 	r.resetRandomizedElection()
 	r.abortLeaderTransfer()
+	r.leaseForfeited = false
 	r.trk.ResetVotes()
 	r.uncommitted.reset()
 	r.appendPending = false
@@ -412,16 +431,25 @@ func (r *Raft) stepTerm(m pb.Message) bool {
 	return true
 }
 
-// inLease reports whether this server heard from a current leader within
-// the minimum election timeout.
+// inLease reports whether this server refuses (pre)votes: it leads, or it
+// answered a leader within the minimum election timeout (or may have, just
+// before it started). The rule protects both the cluster from disruptive
+// servers (§6, §9.6) and the leader's read lease (§6.4.1): a leader counts
+// an answer toward its lease for half an election timeout, and the voter
+// that gave it votes for nobody else for a full one.
 func (r *Raft) inLease() bool {
 	if r.cfg.DisableCheckQuorum {
 		return false
 	}
-	if r.role == Leader {
-		return true
-	}
-	return r.lead != pb.None && r.electionElapsed < r.cfg.ElectionTicks
+	return r.role == Leader || r.ticks < r.voteLeaseEnd
+}
+
+// heardLeader records a message from the leader of our term, which this
+// server is about to answer.
+func (r *Raft) heardLeader(from pb.NodeID) {
+	r.electionElapsed = 0
+	r.lead = from
+	r.voteLeaseEnd = r.ticks + uint64(r.cfg.ElectionTicks)
 }
 
 var campaignTransfer = []byte("transfer")
@@ -442,7 +470,8 @@ func (r *Raft) handleVoteRequest(m pb.Message) {
 	// process requests without consulting their configurations).
 	canVote := r.vote == m.From ||
 		(r.vote == pb.None && r.lead == pb.None) ||
-		(m.Type == pb.MsgPreVote && m.Term > r.term)
+		(m.Type == pb.MsgPreVote && m.Term > r.term) ||
+		(mutated(MutationDoubleVote) && m.Term == r.term)
 	if canVote && r.log.isUpToDate(m.Index, m.LogTerm) {
 		if m.Type == pb.MsgRequestVote {
 			r.electionElapsed = 0
@@ -461,16 +490,13 @@ func (r *Raft) handleVoteRequest(m pb.Message) {
 func (r *Raft) stepFollower(m pb.Message) {
 	switch m.Type {
 	case pb.MsgAppendEntries:
-		r.electionElapsed = 0
-		r.lead = m.From
+		r.heardLeader(m.From)
 		r.handleAppendEntries(m)
 	case pb.MsgHeartbeat:
-		r.electionElapsed = 0
-		r.lead = m.From
+		r.heardLeader(m.From)
 		r.handleHeartbeat(m)
 	case pb.MsgInstallSnapshot:
-		r.electionElapsed = 0
-		r.lead = m.From
+		r.heardLeader(m.From)
 		r.handleInstallSnapshot(m)
 	case pb.MsgTimeoutNow:
 		if r.promotable() && r.role != Removed {

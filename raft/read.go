@@ -56,10 +56,12 @@ func (r *Raft) ReadIndex(ctx []byte) error {
 }
 
 // LeaseRead answers at once, without a heartbeat round, when the leader
-// holds a lease: CheckQuorum is on and a quorum answered within half an
-// election timeout, so no other leader can have been elected (voters ignore
-// campaigns for a full election timeout after hearing from a leader). It
-// relies on bounded clock drift, as every lease does.
+// holds a lease (dissertation §6.4.1): CheckQuorum is on and a quorum
+// answered within half an election timeout, so no other leader can have
+// been elected (a voter refuses campaigns for a full election timeout after
+// answering a leader, and for its first election timeout after it starts).
+// It relies on bounded clock drift, as every lease does, and on an answer
+// reaching the leader within half an election timeout of being sent.
 func (r *Raft) LeaseRead(ctx []byte) error {
 	if r.log.err != nil {
 		return r.log.err
@@ -70,7 +72,11 @@ func (r *Raft) LeaseRead(ctx []byte) error {
 	// During a transfer the target may be told to campaign at once
 	// (TimeoutNow), and voters grant such a campaign inside their lease:
 	// the lease no longer excludes a new leader, so confirm with a round.
-	if r.cfg.DisableCheckQuorum || !r.committedInTerm() || !r.leaseHeld() || r.leadTransferee != pb.None {
+	// Once TimeoutNow is sent that stays so for the term, even if the
+	// transfer is abandoned: the campaign may start late.
+	lease := r.leaseHeld() || mutated(MutationLeaseWithoutLease)
+	if r.cfg.DisableCheckQuorum || !r.committedInTerm() || !lease ||
+		r.leadTransferee != pb.None || r.leaseForfeited {
 		return r.leaderReadIndex(readRequest{ctx: ctx, from: r.id})
 	}
 	r.readStates = append(r.readStates, ReadState{Index: r.log.committed, Context: ctx})

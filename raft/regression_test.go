@@ -131,3 +131,115 @@ func TestLeaseReadDuringTransferNeedsQuorum(t *testing.T) {
 		t.Fatalf("lease read answered at once during a transfer: %+v", rd.ReadStates)
 	}
 }
+
+// TestRegressionLeaseReadAfterVoterRestart pins a stale lease read. Five
+// members: L leads, reaching a and b; x and y reach b and each other but
+// neither L nor a. b restarts: it forgot L, and used to grant x's
+// campaign at once, so x won with b and y and committed a write while L,
+// whose clock never moved, still counted b's answer from before the
+// restart toward its lease and answered a lease read below that write. A
+// server that may have answered a leader before it started now refuses
+// (pre)votes for its first election timeout (dissertation §6.4.1).
+func TestRegressionLeaseReadAfterVoterRestart(t *testing.T) { leaseReadAfterVoterRestart(t) }
+
+func leaseReadAfterVoterRestart(t testing.TB) {
+	c := newCluster(t, 5, nil)
+	l := c.waitLeader()
+	c.one("before", 5, 10*electionTicks)
+	var others []pb.NodeID
+	for _, id := range c.ids {
+		if id != l {
+			others = append(others, id)
+		}
+	}
+	a, b, x, y := others[0], others[1], others[2], others[3]
+	c.say("cut %d and %d from %d and %d; %d keeps a quorum through %d and %d", l, a, x, y, l, a, b)
+	for _, p := range [][2]pb.NodeID{{l, x}, {l, y}, {a, x}, {a, y}} {
+		c.cutLink[p] = true
+		c.cutLink[[2]pb.NodeID{p[1], p[0]}] = true
+	}
+	c.tick(3 * electionTicks) // x and y forget L; b keeps answering it
+	if c.leader() != l {
+		t.Fatalf("leader %d, want %d to keep leading through a and b", c.leader(), l)
+	}
+	c.say("%d restarts, and %d campaigns at once", b, x)
+	c.crash(b)
+	c.campaign(x)
+	if c.cores[x].Role() == raft.Leader {
+		if idx, _, err := c.cores[x].Propose([]byte("write")); err == nil {
+			c.drive()
+			c.say("%d leads term %d and committed up to %d (its write at %d)",
+				x, c.cores[x].Term(), c.cores[x].Committed(), idx)
+		}
+	}
+	var floor pb.Index
+	for _, id := range c.ids {
+		floor = max(floor, c.cores[id].Committed())
+	}
+	if err := c.cores[l].LeaseRead([]byte("r")); err != nil {
+		t.Fatal(err)
+	}
+	c.drive()
+	for _, rs := range c.reads[l] {
+		if string(rs.Context) == "r" && rs.Index < floor {
+			t.Fatalf("stale lease read: %d answered at %d, but %d was committed before it was asked", l, rs.Index, floor)
+		}
+	}
+	if c.cores[x].Role() == raft.Leader {
+		t.Fatalf("%d won an election with the vote of %d, restarted while its answer backed %d's lease", x, b, l)
+	}
+}
+
+// TestRegressionLeaseReadAfterAbandonedTransfer pins a stale lease read: a
+// leader abandoned a transfer after an election timeout and took lease
+// reads again, but its TimeoutNow was only late. The target then won at
+// once (voters grant a transfer campaign inside their vote lease) and
+// committed a write below which the old leader answered. Once TimeoutNow is
+// sent, lease reads are off for the rest of the term.
+func TestRegressionLeaseReadAfterAbandonedTransfer(t *testing.T) {
+	c, l := readyLeader(t, nil)
+	var target, other pb.NodeID
+	for _, id := range c.ids {
+		switch {
+		case id == l:
+		case target == 0:
+			target = id
+		default:
+			other = id
+		}
+	}
+	if err := c.cores[l].TransferLeader(target); err != nil {
+		t.Fatal(err)
+	}
+	c.readyAll()
+	notTimeoutNow := func(m pb.Message) bool { return m.Type != pb.MsgTimeoutNow }
+	c.say("the TimeoutNow to %d is late; %d abandons the transfer and keeps its lease", target, l)
+	for i := 0; i < 2*electionTicks; i++ {
+		c.tick(1)
+		for c.deliver(notTimeoutNow) > 0 {
+		}
+	}
+	if st := c.cores[l].Status(); st.Role != raft.Leader || st.LeadTransferee != pb.None {
+		t.Fatalf("%d: role %s, transferee %d; want a leader that abandoned the transfer", l, st.Role, st.LeadTransferee)
+	}
+	c.say("the TimeoutNow arrives: %d wins with %d's vote and commits a write", target, other)
+	toNew := func(m pb.Message) bool { return m.To != l }
+	for c.deliver(toNew) > 0 {
+	}
+	if c.cores[target].Role() != raft.Leader {
+		t.Fatalf("%d did not win the transfer campaign (%s)", target, c.cores[target].Role())
+	}
+	c.propose(target, "write")
+	for c.deliver(toNew) > 0 {
+	}
+	floor := c.cores[target].Committed()
+	if err := c.cores[l].LeaseRead([]byte("r")); err != nil {
+		t.Fatal(err)
+	}
+	c.readyAll()
+	for _, rs := range c.reads[l] {
+		if string(rs.Context) == "r" && rs.Index < floor {
+			t.Fatalf("stale lease read: %d answered at %d, but %d was committed before it was asked", l, rs.Index, floor)
+		}
+	}
+}

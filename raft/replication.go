@@ -279,7 +279,7 @@ func (r *Raft) handleHeartbeatResponse(m pb.Message, pr *tracker.Progress) {
 // indirectly (§5.4.2, Figure 8).
 func (r *Raft) maybeCommit() bool {
 	mci := r.trk.Committed()
-	if mci <= r.log.committed || r.log.termOrZero(mci) != r.term {
+	if mci <= r.log.committed || (r.log.termOrZero(mci) != r.term && !mutated(MutationCommitOlderTerm)) {
 		return false
 	}
 	r.log.commitTo(mci)

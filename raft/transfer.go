@@ -50,6 +50,7 @@ func (r *Raft) leaderTransfer(to pb.NodeID) error {
 }
 
 func (r *Raft) sendTimeoutNow(to pb.NodeID) {
+	r.leaseForfeited = true
 	r.send(pb.Message{To: to, Type: pb.MsgTimeoutNow})
 }
 

@@ -3,7 +3,6 @@ package sim
 import (
 	"encoding/binary"
 
-	"github.com/raftkv/raftkv/raft"
 	pb "github.com/raftkv/raftkv/raftpb"
 )
 
@@ -13,16 +12,13 @@ import (
 //     be that command; every command a client saw committed is in the final
 //     log;
 //   - no command is applied at two indexes (the simulated clients never
-//     retry, so a duplicate is the core's doing);
-//   - a ReadIndex answer is never below a commit index some replica had
-//     reached when the read was asked: the read would miss a write that had
-//     already completed.
+//     retry, so a duplicate is the core's doing).
+//
+// Reads are checked in check_reads.go.
 type clientHistory struct {
 	pending map[pb.Index][]proposal
 	acked   []proposal
 	applied map[uint64]pb.Index // command id -> index it was applied at
-	// reads holds, per read id, the commit index the answer must reach.
-	reads map[uint64]pb.Index
 }
 
 type proposal struct {
@@ -35,7 +31,6 @@ func newClientHistory() clientHistory {
 	return clientHistory{
 		pending: map[pb.Index][]proposal{},
 		applied: map[uint64]pb.Index{},
-		reads:   map[uint64]pb.Index{},
 	}
 }
 
@@ -83,32 +78,6 @@ func (c *checker) onCommand(r *replica, e *pb.Entry) {
 		c.s.stats.Acked++
 	}
 	delete(c.clients.pending, e.Index)
-}
-
-// onReadRequest records a ReadIndex request and the commit index it must
-// see: the highest any running replica has reached.
-func (c *checker) onReadRequest(id uint64) {
-	var floor pb.Index
-	for _, r := range c.s.reps {
-		if r.up() {
-			floor = max(floor, r.core.Committed())
-		}
-	}
-	c.clients.reads[id] = floor
-}
-
-func (c *checker) onReadState(r *replica, rs raft.ReadState) {
-	id, ok := commandID(rs.Context)
-	floor, asked := c.clients.reads[id]
-	if !ok || !asked {
-		c.failf("clients: replica %d answers a read nobody asked (%x)", r.id, rs.Context)
-		return
-	}
-	c.s.stats.Reads++
-	if rs.Index < floor {
-		c.failf("clients: read %d answered at index %d, but %d was already committed when it was asked (stale read)",
-			id, rs.Index, floor)
-	}
 }
 
 // checkAcked holds every command a client saw committed to the final log

@@ -30,6 +30,9 @@ func (c *checker) onSend(r *replica, m *pb.Message) {
 		c.failf("replica %d sends a message from %d: %s", r.id, m.From, m)
 		return
 	}
+	if m.Type == pb.MsgTimeoutNow {
+		c.s.stats.Transfers++
+	}
 	if speaksOfFuture(m) {
 		return
 	}

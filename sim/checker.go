@@ -22,6 +22,7 @@ type checker struct {
 	completeness commitFrontier
 	persistence  persistenceHistory
 	clients      clientHistory
+	reads        readHistory
 }
 
 type idxTerm struct {
@@ -38,6 +39,7 @@ func newChecker(s *Sim) checker {
 			votes: map[termVoter]pb.NodeID{},
 		},
 		clients: newClientHistory(),
+		reads:   readHistory{asks: map[uint64]readAsk{}},
 	}
 }
 
@@ -57,6 +59,10 @@ type logView struct {
 	leadTerm pb.Term
 	leadLast pb.Index
 	leadPH   uint64
+	// Commitment rule bookkeeping: the commit index last seen while the
+	// replica led in ruleTerm.
+	ruleTerm   pb.Term
+	ruleCommit pb.Index
 }
 
 func (v *logView) last() pb.Index { return v.base + pb.Index(len(v.ph)) - 1 }
@@ -165,9 +171,19 @@ func (c *checker) observe(r *replica) {
 	c.checkTermMonotonic(r, v, term)
 	c.checkElection(r.id, role, term)
 	c.checkAppendOnly(r.id, v, role, term)
-	commit := min(r.core.Committed(), v.last())
+	commit := r.core.Committed()
+	if commit > v.last() {
+		// The core promises to commit only what its own durable log holds
+		// (a follower takes the leader's commit index only up to the last
+		// entry it has); past it, applying would read entries a crash can
+		// still take away.
+		c.failf("replica %d reports commit index %d beyond its durable log (last %d)", r.id, commit, v.last())
+		return
+	}
 	c.checkCommitted(r.id, v, commit)
+	c.checkCommitRule(r.id, v, role, term, commit)
 	c.noteCommit(term, commit)
+	c.noteCommitted(commit)
 	c.checkCompleteness(r.id, v, role, term)
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 
+	"github.com/raftkv/raftkv/raft"
 	pb "github.com/raftkv/raftkv/raftpb"
 )
 
@@ -21,6 +22,17 @@ type params struct {
 	minDelay, maxDelay int     // ticks
 
 	crashRate, syncFailRate float64
+	// bounceRate kills a replica and restarts it at the next tick, as a
+	// supervisor restarts a crashed server: a voter whose answer may still
+	// back a leader's read lease comes back having forgotten that leader
+	// (§6.4.1).
+	bounceRate float64
+	// leaseNemesis aims the faults at read leases: every partition is a
+	// bridge, a bounce during one restarts the bridge (the voter both sides
+	// count on), writes are few, and every leader, stale or not, is asked
+	// for lease reads at leaseReadRate per tick.
+	leaseNemesis  bool
+	leaseReadRate float64
 	// leaderCrashRate kills the leader just after it accepts a proposal,
 	// leaving entries of its term on few logs: with one entry per
 	// AppendEntries this is the nemesis of Figure 8 (§5.4.2).
@@ -62,6 +74,21 @@ func randomParams(rng *rand.Rand) params {
 		snapshotMargin:    rng.IntN(12),
 	}
 	p.installCrashRate = 10 * p.crashRate
+	if rng.IntN(3) == 0 {
+		p.bounceRate = pick(rng, 0.01, 0.03)
+	}
+	if rng.IntN(3) == 0 {
+		p.leaseNemesis = true
+		p.bounceRate = pick(rng, 0.1, 0.2)
+		p.leaseReadRate = pick(rng, 0.5, 1)
+		p.partitionRate = max(p.partitionRate, 0.05)
+		p.partitionTicksMax = max(p.partitionTicksMax, 40)
+		// Few writes: a side cut off from the leader keeps a log as up to
+		// date as the bridge's, so the bridge may vote for it. A fast
+		// network: an election fits in the lease.
+		p.proposeRate = pick(rng, 0.01, 0.05)
+		p.maxDelay = min(p.maxDelay, rng.IntN(2))
+	}
 	p.voters = 3 + rng.IntN(p.replicas-2)
 	if rng.IntN(5) > 0 {
 		p.snapshotEvery = 3 + rng.IntN(40)
@@ -89,6 +116,18 @@ func (s *Sim) upReplicas() []*replica {
 	return up
 }
 
+// upLeaders returns the running replicas that believe they lead, in id
+// order.
+func (s *Sim) upLeaders() []*replica {
+	var out []*replica
+	for _, r := range s.reps {
+		if r.up() && r.core.Role() == raft.Leader {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
 func (s *Sim) randomUp() *replica {
 	up := s.upReplicas()
 	if len(up) == 0 {
@@ -106,6 +145,14 @@ func (s *Sim) randomEvents() {
 			s.crash(r, "killed")
 		}
 	}
+	if s.chance(p.bounceRate) {
+		if s.bridgeSettled() {
+			s.bounceBridge()
+		} else if r := s.randomUp(); r != nil {
+			r.downUntil = s.now + 1
+			s.crash(r, "killed, restarting at once")
+		}
+	}
 	if s.chance(p.syncFailRate) {
 		if r := s.randomUp(); r != nil {
 			s.failDisk(r)
@@ -113,7 +160,7 @@ func (s *Sim) randomEvents() {
 	}
 	if s.partitionUntil > 0 && s.now >= s.partitionUntil {
 		s.net.healAll()
-		s.partitionUntil = 0
+		s.partitionUntil, s.bridge = 0, 0
 		s.trace.add(event{kind: evHeal})
 	}
 	if s.chance(p.partitionRate) {
@@ -125,6 +172,13 @@ func (s *Sim) randomEvents() {
 	if s.chance(p.readRate) {
 		s.readRandom()
 	}
+	if p.leaseReadRate > 0 {
+		for _, r := range s.upLeaders() {
+			if s.chance(p.leaseReadRate) {
+				s.read(r, true)
+			}
+		}
+	}
 	if s.chance(p.transferRate) {
 		s.transferRandom()
 	}
@@ -134,6 +188,77 @@ func (s *Sim) randomEvents() {
 	if s.plan != nil && s.now%3 == 0 {
 		s.advancePlan()
 	}
+}
+
+// bridgePartition splits the replicas in two sides that both reach one
+// replica, the bridge, and not each other. The leader, if there is one, is
+// not the bridge, and is on side false.
+func (s *Sim) bridgePartition() {
+	n := len(s.reps)
+	var lead pb.NodeID
+	if l := s.leader(); l != nil {
+		lead = l.id
+	}
+	bridge := pb.NodeID(1 + s.rng.IntN(n))
+	if bridge == lead {
+		bridge = bridge%pb.NodeID(n) + 1
+	}
+	// Halves as equal as can be, so that each side with the bridge may be
+	// a quorum: the leader's keeps its lease, the other may elect.
+	others := make([]int, 0, n)
+	for _, id := range s.rng.Perm(n) {
+		if pb.NodeID(id+1) != bridge && pb.NodeID(id+1) != lead {
+			others = append(others, id+1)
+		}
+	}
+	side := make([]bool, n+1)
+	for i, id := range others {
+		side[id] = i%2 == 0
+	}
+	s.bridge, s.bridgeSides, s.bridgeSince = bridge, side, s.now
+	for a := 1; a <= n; a++ {
+		for b := 1; b <= n; b++ {
+			if pb.NodeID(a) != bridge && pb.NodeID(b) != bridge && side[a] != side[b] {
+				s.net.cut[a][b] = true
+			}
+		}
+	}
+	s.trace.add(event{kind: evPartition, text: fmt.Sprintf("split %v bridged by %d", side[1:], bridge)})
+}
+
+// bridgeSettled reports whether the lease nemesis should bounce the bridge:
+// a bridge partition has lasted an election timeout (the side without the
+// leader has stopped hearing it and may campaign) and the bridge runs and
+// does not lead.
+func (s *Sim) bridgeSettled() bool {
+	if !s.p.leaseNemesis || s.bridge == 0 || s.now < s.bridgeSince+uint64(s.p.electionTicks) {
+		return false
+	}
+	b := s.replica(s.bridge)
+	return b.up() && b.core.Role() != raft.Leader
+}
+
+// bounceBridge restarts the bridge of a bridge partition, which comes back
+// reaching only the side without the leader: the leader keeps the lease
+// the bridge's last answers gave it, while the other side, which has long
+// stopped hearing the leader, may now elect one with the bridge's vote.
+// A voter that forgot the leader it answered must not give that vote
+// before the lease is over (§6.4.1).
+func (s *Sim) bounceBridge() {
+	b := s.replica(s.bridge)
+	b.downUntil = s.now + 1
+	s.crash(b, "bridge killed, restarting at once")
+	leaderSide := s.bridgeSides[1]
+	if lead := s.leader(); lead != nil && lead.id != b.id {
+		leaderSide = s.bridgeSides[lead.id]
+	}
+	for id := 1; id <= len(s.reps); id++ {
+		if id != int(b.id) && s.bridgeSides[id] == leaderSide {
+			s.net.cut[id][b.id], s.net.cut[b.id][id] = true, true
+		}
+	}
+	s.trace.add(event{kind: evPartition, text: fmt.Sprintf("%d no longer bridges: it reaches only side %v", b.id, !leaderSide)})
+	s.bridge = 0
 }
 
 // failDisk arms a disk fault on r: the next fsync fails or, on a store
@@ -148,12 +273,18 @@ func (s *Sim) failDisk(r *replica) {
 	s.trace.add(event{kind: evSyncFail, node: r.id, text: "fsync"})
 }
 
-// partition cuts links: two random halves, one isolated replica, or a
-// one-way cut between a few pairs.
+// partition cuts links: two random halves, one isolated replica, a one-way
+// cut between a few pairs, or a bridge: two halves that both reach one
+// replica, so each may hold a quorum through it.
 func (s *Sim) partition() {
 	n := len(s.reps)
 	s.partitionUntil = s.now + 1 + uint64(s.rng.IntN(s.p.partitionTicksMax))
-	switch s.rng.IntN(3) {
+	s.bridge = 0
+	kind := s.rng.IntN(4)
+	if s.p.leaseNemesis {
+		kind = 2
+	}
+	switch kind {
 	case 0:
 		side := make([]bool, n+1)
 		for id := 1; id <= n; id++ {
@@ -173,6 +304,8 @@ func (s *Sim) partition() {
 			s.net.cut[x][b], s.net.cut[b][x] = true, true
 		}
 		s.trace.add(event{kind: evPartition, text: fmt.Sprintf("isolate %d", x)})
+	case 2:
+		s.bridgePartition()
 	default:
 		for k := 1 + s.rng.IntN(n); k > 0; k-- {
 			a, b := 1+s.rng.IntN(n), 1+s.rng.IntN(n)
@@ -187,7 +320,7 @@ func (s *Sim) partition() {
 // fire once; the replica restarts at the next tick.)
 func (s *Sim) healAll() {
 	s.net.healAll()
-	s.partitionUntil = 0
+	s.partitionUntil, s.bridge = 0, 0
 	s.p.dropRate, s.p.dupRate = 0, 0
 	s.plan = nil
 	for _, r := range s.reps {
@@ -231,18 +364,24 @@ func (s *Sim) propose(r *replica, data [][]byte, ids []uint64) (pb.Index, pb.Ter
 	return first, term, nil
 }
 
-// readRandom asks a random replica for a ReadIndex, or the leader for a
-// lease read (§6.4.1: no heartbeat round while the lease holds).
+// readRandom asks a random replica for a ReadIndex, or a leader for a lease
+// read (§6.4.1: no heartbeat round while the lease holds). Any replica that
+// believes it leads may be asked, as a client that has not heard of a newer
+// leader would: a lease is only worth something if it holds then.
 func (s *Sim) readRandom() {
 	r, lease := s.randomUp(), false
-	if lead := s.leader(); lead != nil && s.rng.IntN(2) == 0 {
-		r, lease = lead, true
+	if leaders := s.upLeaders(); len(leaders) > 0 && s.rng.IntN(2) == 0 {
+		r, lease = leaders[s.rng.IntN(len(leaders))], true
 	}
-	if r == nil {
-		return
+	if r != nil {
+		s.read(r, lease)
 	}
+}
+
+// read asks r for a ReadIndex or a lease read.
+func (s *Sim) read(r *replica, lease bool) {
 	s.nextRead++
-	s.check.onReadRequest(s.nextRead)
+	s.check.onReadRequest(s.nextRead, lease, r.core.Role() != raft.Leader)
 	ask, how := r.core.ReadIndex, "read"
 	if lease {
 		ask, how = r.core.LeaseRead, "lease read"

@@ -152,6 +152,9 @@ func (s *Sim) crash(r *replica, why string) {
 	r.sm = stateMachine{}
 	s.check.onCrash(r)
 	s.stats.Crashes++
+	if w, ok := r.store.(*walStore); ok && w.lastCrashTorn {
+		s.stats.TornCrashes++
+	}
 	s.trace.add(event{kind: evCrash, node: r.id, text: why})
 }
 

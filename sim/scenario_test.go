@@ -246,7 +246,7 @@ func TestReadIndexOnLeaderOutsideItsConfig(t *testing.T) {
 		t.Skipf("leader %d stepped down before the read; the scenario did not arise", old.id)
 	}
 	c.nextRead++
-	c.check.onReadRequest(c.nextRead)
+	c.check.onReadRequest(c.nextRead, false, false)
 	if err := old.core.ReadIndex(command(c.nextRead, 0)); err != nil {
 		t.Fatal(err)
 	}

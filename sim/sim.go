@@ -53,6 +53,14 @@ type Options struct {
 type Stats struct {
 	Ticks, Messages, Crashes, Snapshots, Installs uint64
 	Leaders, ConfChanges, Acked, Reads            uint64
+	// LeaseReads and ForwardedReads count the answered reads that were
+	// lease reads and ReadIndex reads asked at a follower (the rest of
+	// Reads asked the leader directly).
+	LeaseReads, ForwardedReads uint64
+	// TornCrashes counts crashes that tore the last unsynced write;
+	// Transfers the TimeoutNow messages sent (a transfer reached its end
+	// on the leader's side).
+	TornCrashes, Transfers uint64
 	// LivenessTicks is how long the liveness phase took to commit.
 	LivenessTicks uint64
 }
@@ -82,7 +90,12 @@ type Sim struct {
 
 	nextCmd, nextRead uint64
 	partitionUntil    uint64
-	plan              *confPlan
+	// bridge is the replica both sides of a bridge partition reach (0: none);
+	// bridgeSides[id] says which side replica id is on.
+	bridge      pb.NodeID
+	bridgeSides []bool
+	bridgeSince uint64
+	plan        *confPlan
 	// withKV runs the kv state machine beside the hash-only one.
 	withKV bool
 }

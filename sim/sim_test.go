@@ -118,6 +118,9 @@ func TestSimulation(t *testing.T) {
 	}
 	wg.Wait()
 	t.Logf("%d seeds from %d, store %s, fsm %s: %s", seeds, *flagSeedStart, *flagStore, *flagFSM, total)
+	if len(failures) == 0 && seeds >= coverageSeeds {
+		checkCoverage(t, total)
+	}
 	// Report the smallest failing seeds, so that reports do not depend on
 	// goroutine scheduling more than they must.
 	for len(failures) > 0 {
@@ -132,6 +135,65 @@ func TestSimulation(t *testing.T) {
 	}
 }
 
+// coverageSeeds is the fewest seeds a run must have for checkCoverage: every
+// window of that many seeds has shown every kind of event.
+const coverageSeeds = 50
+
+// checkCoverage fails a run of many seeds in which some fault or operation
+// the safety argument relies on never happened: passing checkers prove
+// nothing about what was not exercised.
+func checkCoverage(t *testing.T, s Stats) {
+	t.Helper()
+	for _, what := range missingCoverage(s, *flagStore != "mem") {
+		t.Errorf("coverage: no %s in the whole run", what)
+	}
+}
+
+// missingCoverage names what a run's stats show never happened. Only the
+// WAL store tears writes, so torn says whether some seed ran on it.
+func missingCoverage(s Stats, torn bool) []string {
+	var missing []string
+	for _, c := range []struct {
+		what string
+		n    uint64
+	}{
+		{"ReadIndex reads asked at the leader", s.Reads - s.LeaseReads - s.ForwardedReads},
+		{"ReadIndex reads asked at a follower", s.ForwardedReads},
+		{"lease reads", s.LeaseReads},
+		{"snapshots taken", s.Snapshots},
+		{"snapshots installed from a leader", s.Installs},
+		{"membership changes", s.ConfChanges},
+		{"crashes", s.Crashes},
+		{"leadership transfers (TimeoutNow sent)", s.Transfers},
+		{"leader changes", s.Leaders},
+	} {
+		if c.n == 0 {
+			missing = append(missing, c.what)
+		}
+	}
+	if torn && s.TornCrashes == 0 {
+		missing = append(missing, "crashes that tore a write")
+	}
+	return missing
+}
+
+// TestCoverageCheck shows the coverage check fails a run that did nothing
+// of a kind, and passes one that did a little of everything.
+func TestCoverageCheck(t *testing.T) {
+	if got := missingCoverage(Stats{}, true); len(got) != 10 {
+		t.Fatalf("an idle run misses %d kinds (%q), want all 10", len(got), got)
+	}
+	all := Stats{Reads: 3, LeaseReads: 1, ForwardedReads: 1, Snapshots: 1, Installs: 1, ConfChanges: 1,
+		Crashes: 1, TornCrashes: 1, Transfers: 1, Leaders: 1}
+	if got := missingCoverage(all, true); len(got) != 0 {
+		t.Fatalf("a full run misses %q", got)
+	}
+	all.LeaseReads, all.Reads = 0, 2
+	if got := missingCoverage(all, true); len(got) != 1 || got[0] != "lease reads" {
+		t.Fatalf("a run without lease reads misses %q", got)
+	}
+}
+
 func (s *Stats) add(o Stats) {
 	s.Ticks += o.Ticks
 	s.Messages += o.Messages
@@ -142,12 +204,17 @@ func (s *Stats) add(o Stats) {
 	s.ConfChanges += o.ConfChanges
 	s.Acked += o.Acked
 	s.Reads += o.Reads
+	s.LeaseReads += o.LeaseReads
+	s.ForwardedReads += o.ForwardedReads
+	s.TornCrashes += o.TornCrashes
+	s.Transfers += o.Transfers
 	s.LivenessTicks = max(s.LivenessTicks, o.LivenessTicks)
 }
 
 func (s Stats) String() string {
-	return fmt.Sprintf("ticks=%d msgs=%d crashes=%d snapshots=%d installs=%d leaders=%d confchanges=%d acked=%d reads=%d max-liveness-ticks=%d",
-		s.Ticks, s.Messages, s.Crashes, s.Snapshots, s.Installs, s.Leaders, s.ConfChanges, s.Acked, s.Reads, s.LivenessTicks)
+	return fmt.Sprintf("ticks=%d msgs=%d crashes=%d torn-crashes=%d snapshots=%d installs=%d leaders=%d transfers=%d confchanges=%d acked=%d reads=%d lease-reads=%d forwarded-reads=%d max-liveness-ticks=%d",
+		s.Ticks, s.Messages, s.Crashes, s.TornCrashes, s.Snapshots, s.Installs, s.Leaders, s.Transfers, s.ConfChanges, s.Acked,
+		s.Reads, s.LeaseReads, s.ForwardedReads, s.LivenessTicks)
 }
 
 // TestDeterminism shows that a seed replays exactly, with either store and
@@ -191,6 +258,9 @@ func TestSeedsThatFoundBugs(t *testing.T) {
 		bug   string
 	}{
 		{87, NewWALStore, FSMAuto, "raft.TestNewWithCommitBehindApplicationSnapshot"},
+		{60, NewWALStore, FSMAuto, "raft.TestRegressionLeaseReadAfterVoterRestart"},
+		{100, NewWALStore, FSMAuto, "raft.TestRegressionLeaseReadAfterVoterRestart"},
+		{252, NewWALStore, FSMAuto, "raft.TestRegressionLeaseReadAfterVoterRestart"},
 	} {
 		if res := New(Options{Seed: c.seed, Store: c.store, FSM: c.fsm}).Run(); res.Err != nil {
 			t.Errorf("seed %d (%s) fails again: %v\n%s", c.seed, c.bug, res.Err, res.Trace)

@@ -52,6 +52,8 @@ type walStore struct {
 	rng   *rand.Rand
 	// tearing makes half the crashes tear the last write (the default).
 	tearing bool
+	// lastCrashTorn: the last Crash tore a write (counted in Stats).
+	lastCrashTorn bool
 	// behind lists the snapshots the log may be compacted to, oldest
 	// first (node's snapsBehind): the one restored at start or installed,
 	// and those taken since.
@@ -170,7 +172,7 @@ func (s *walStore) Crash() error {
 	s.fs.FailSyncAfter(0, nil)
 	s.fs.FailWriteAfter(0, nil)
 	if s.tearing {
-		s.fs.CrashRandom()
+		s.lastCrashTorn = s.fs.CrashRandom()
 	} else {
 		s.fs.Crash()
 	}

@@ -125,16 +125,20 @@ func (fs *FaultFS) CrashTearing(keep int64, zeroed bool) {
 }
 
 // CrashRandom crashes, tearing the last write at a point and in a way drawn
-// from the seeded source: half the crashes are clean.
-func (fs *FaultFS) CrashRandom() {
+// from the seeded source: half the crashes are clean. It reports whether
+// part of an unsynced write survived (the write was torn).
+func (fs *FaultFS) CrashRandom() (torn bool) {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	if fs.last != nil && fs.rng.IntN(2) == 0 {
 		_, tail := fs.last.unsynced()
 		n := int64(len(tail))
-		fs.tearLocked(fs.rng.Int64N(n+1), fs.rng.IntN(4) == 0)
+		keep := fs.rng.Int64N(n + 1)
+		fs.tearLocked(keep, fs.rng.IntN(4) == 0)
+		torn = keep > 0
 	}
 	fs.crashLocked()
+	return torn
 }
 
 func (fs *FaultFS) tearLocked(keep int64, zeroed bool) {
