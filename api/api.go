@@ -196,6 +196,13 @@ type VotersRequest struct {
 	Voters []uint64 `json:"voters"`
 }
 
+// ClientAddrRequest is the body of PUT /v1/cluster/members/{id}/client-addr:
+// a member publishing the address it serves clients on. Members send it to
+// the leader themselves; an operator rarely needs it.
+type ClientAddrRequest struct {
+	ClientAddr string `json:"client_addr"`
+}
+
 // TransferRequest is the body of POST /v1/cluster/transfer-leadership. ID 0
 // lets the leader choose the most caught-up voter.
 type TransferRequest struct {

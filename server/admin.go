@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -117,7 +118,8 @@ func (s *Server) promoteWhenCaughtUp(ctx context.Context, id pb.NodeID) error {
 	}
 }
 
-// serveMember handles /v1/cluster/members/{id} and .../{id}/promote.
+// serveMember handles /v1/cluster/members/{id}, .../{id}/promote and
+// .../{id}/client-addr.
 func (s *Server) serveMember(w http.ResponseWriter, r *http.Request, rest string) {
 	idStr, action, _ := strings.Cut(rest, "/")
 	id, err := strconv.ParseUint(idStr, 10, 64)
@@ -135,13 +137,43 @@ func (s *Server) serveMember(w http.ResponseWriter, r *http.Request, rest string
 			}
 			return s.promoteWhenCaughtUp(ctx, pb.NodeID(id))
 		})
+	case action == "client-addr" && r.Method == http.MethodPut:
+		s.setClientAddr(w, r, pb.NodeID(id))
 	case action == "":
 		s.methodNotAllowed(w, http.MethodDelete)
 	case action == "promote":
 		s.methodNotAllowed(w, http.MethodPost)
+	case action == "client-addr":
+		s.methodNotAllowed(w, http.MethodPut)
 	default:
 		s.fail(w, api.CodeNotFound, "no such endpoint: "+r.URL.Path)
 	}
+}
+
+// setClientAddr writes a member's client address into the configuration;
+// an address already there answers at once, without a change.
+func (s *Server) setClientAddr(w http.ResponseWriter, r *http.Request, id pb.NodeID) {
+	if !s.leaderOnly(w, r) {
+		return
+	}
+	var req api.ClientAddrRequest
+	if !s.decodeJSON(w, r, &req) {
+		return
+	}
+	if _, _, err := net.SplitHostPort(req.ClientAddr); err != nil {
+		s.fail(w, api.CodeBadRequest, fmt.Sprintf("client_addr %q: want host:port", req.ClientAddr))
+		return
+	}
+	s.changeMember(w, r, func(ctx context.Context) error {
+		st := s.node.Status()
+		if !st.Conf.Contains(id) {
+			return fmt.Errorf("%w: %d", node.ErrUnknownMember, id)
+		}
+		if selfAddr(st, uint64(id)) == req.ClientAddr {
+			return nil
+		}
+		return s.node.SetClientAddr(ctx, id, req.ClientAddr)
+	})
 }
 
 // changeMember runs one membership change on the leader and answers with

@@ -12,8 +12,10 @@
 //   - A follower answers writes, linearizable and lease reads, and admin
 //     changes with 307 to the leader's published client address, or 503
 //     no_leader when it knows none.
-//   - The leader publishes its own client address in the replicated
-//     configuration (node.SetClientAddr), so followers can redirect to it.
+//   - Every member publishes its own client address in the replicated
+//     configuration (node.SetClientAddr on the leader; a follower asks the
+//     leader with PUT /v1/cluster/members/{id}/client-addr), so followers
+//     can redirect to the leader and /v1/cluster lists every member's.
 //   - Shutdown drains: new requests get 503 shutting_down, in-flight ones
 //     finish, a leader hands leadership to the most caught-up voter, and
 //     the node stops last.

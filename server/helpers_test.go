@@ -111,11 +111,11 @@ func (c *tcluster) kill(id uint64) {
 	delete(c.servers, id)
 }
 
-// leader waits for a leader that has published its client address, so
-// followers can redirect to it, and has committed everything it appended:
-// the address is published by a configuration change of the leader's own
-// (it takes effect when appended), and an admin change racing it would be
-// refused with 409.
+// leader waits for a leader that every running member knows, with every
+// running member's client address published (so followers can redirect to
+// it), and that has committed everything it appended: addresses are
+// published by configuration changes (they take effect when appended), and
+// an admin change racing one would be refused with 409.
 func (c *tcluster) leader() *Server {
 	c.t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
@@ -134,13 +134,18 @@ func (c *tcluster) leader() *Server {
 	return nil
 }
 
-// allKnow reports whether every running member knows lead as leader with
-// its client address.
+// allKnow reports whether every running member knows lead as leader and
+// the client address of every running member.
 func (c *tcluster) allKnow(lead *Server) bool {
 	for _, s := range c.servers {
 		st := s.node.Status()
-		if uint64(st.Lead) != lead.cfg.ID || selfAddr(st, lead.cfg.ID) != lead.ClientAddr() {
+		if uint64(st.Lead) != lead.cfg.ID {
 			return false
+		}
+		for _, o := range c.servers {
+			if selfAddr(st, o.cfg.ID) != o.ClientAddr() {
+				return false
+			}
 		}
 	}
 	return true

@@ -1,9 +1,12 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"time"
@@ -15,13 +18,18 @@ import (
 )
 
 // publishLoop keeps two facts up to date that the node cannot know alone:
-//   - while this member leads, the configuration must carry its client
-//     address, or followers cannot redirect to it;
+//   - the configuration must carry every member's client address, so that
+//     followers can redirect to the leader and clients and operators can
+//     reach any member from /v1/cluster. A leader writes its own through
+//     the log; a follower or learner asks the leader to write it (PUT
+//     /v1/cluster/members/{id}/client-addr), since only a leader proposes;
 //   - a member that joined starts without the cluster id and learns it
 //     from the leader's /v1/cluster (and persists it for restarts).
 //
 // It polls the node's status: both facts change rarely, and polling keeps
-// the node free of callbacks into the server.
+// the node free of callbacks into the server. Publishing is a configuration
+// change, so two members publishing at once may be refused with
+// change_in_progress; each retries after a backoff.
 func (s *Server) publishLoop() {
 	defer s.bg.Done()
 	interval := max(s.cfg.HeartbeatInterval, 10*time.Millisecond)
@@ -39,10 +47,18 @@ func (s *Server) publishLoop() {
 		}
 		now := time.Now()
 		st := s.node.Status()
-		if st.Role == raft.Leader && now.After(nextPublish) && selfAddr(st, s.cfg.ID) != s.cfg.AdvertiseClient {
-			if err := s.publishClientAddr(); err != nil {
+		if now.After(nextPublish) && s.cfg.AdvertiseClient != "" && selfAddr(st, s.cfg.ID) != s.cfg.AdvertiseClient {
+			var err error
+			switch st.Role {
+			case raft.Leader:
+				err = s.publishClientAddr()
+			case raft.Follower, raft.Learner:
+				err = s.askLeaderToPublish(st)
+			}
+			if err != nil {
 				s.log.Debug("publishing client address", "err", err)
-				nextPublish = now.Add(backoff)
+				// Jitter keeps members that collided from colliding again.
+				nextPublish = now.Add(backoff + time.Duration(rand.Int64N(int64(backoff))))
 				backoff = min(2*backoff, time.Second)
 			} else {
 				backoff = interval
@@ -80,6 +96,40 @@ func (s *Server) publishClientAddr() error {
 		return fmt.Errorf("set client address %s: %w", s.cfg.AdvertiseClient, err)
 	}
 	s.log.Info("published client address", "addr", s.cfg.AdvertiseClient)
+	return nil
+}
+
+// askLeaderToPublish asks the leader to write this member's client
+// address into the configuration.
+func (s *Server) askLeaderToPublish(st node.Status) error {
+	addr := selfAddr(st, uint64(st.Lead))
+	if st.Lead == pb.None || addr == "" {
+		return fmt.Errorf("no leader client address known yet")
+	}
+	body, err := json.Marshal(api.ClientAddrRequest{ClientAddr: s.cfg.AdvertiseClient})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Limits.RequestTimeout)
+	defer cancel()
+	u := fmt.Sprintf("%s://%s%s/%d/client-addr", s.scheme, addr, api.PathMembers, s.cfg.ID)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, u, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	// peerHTTP follows no redirect: a leader change shows in the next
+	// status instead.
+	resp, err := s.peerHTTP.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("leader %d answered %s: %s", st.Lead, resp.Status, bytes.TrimSpace(b))
+	}
+	s.log.Info("client address published by the leader", "addr", s.cfg.AdvertiseClient, "leader", uint64(st.Lead))
 	return nil
 }
 

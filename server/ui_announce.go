@@ -14,10 +14,10 @@ import (
 	pb "github.com/raftkv/raftkv/raftpb"
 )
 
-// The live view needs every member's client address, and the replicated
-// configuration carries only the leader's (publishLoop) and those given
-// when members were added. Rather than add configuration changes for a
-// debugging page, each follower announces its address to the leader
+// The live view needs every member's client address. The replicated
+// configuration carries them once each member has published its own
+// (publishLoop); until then, and for a member whose publication keeps
+// being refused, each follower also announces its address to the leader
 // (announceLoop), which keeps it in memory only, and a follower asked for
 // the view fetches it from the leader (proxyView). Nothing here touches
 // the log; a lost announcement only leaves a box marked unreachable until

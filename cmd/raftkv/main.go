@@ -30,23 +30,29 @@ func failed(err error) error {
 }
 
 func main() {
-	os.Exit(run(os.Args[1:]))
+	os.Exit(run(os.Args[1:], os.Stderr))
 }
 
-func run(args []string) int {
+func run(args []string, stderr io.Writer) int {
 	root := newRoot()
 	root.SetArgs(args)
 	err := root.Execute()
 	if err == nil {
 		return 0
 	}
-	msg := strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; ")
-	fmt.Fprintln(os.Stderr, "raftkv: "+msg)
+	fmt.Fprintln(stderr, errorLine(err))
 	var re runError
 	if errors.As(err, &re) {
 		return 1
 	}
 	return 2
+}
+
+// errorLine is the one line printed for a failed command: prefixed with
+// the program's name once, although the client's errors already carry it.
+func errorLine(err error) string {
+	msg := strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; ")
+	return "raftkv: " + strings.TrimPrefix(msg, "raftkv: ")
 }
 
 // globals are the flags every client verb shares.

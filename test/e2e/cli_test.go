@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/raftkv/raftkv/client"
 )
 
 // raftkv runs a client verb against endpoints and returns its stdout.
@@ -30,7 +32,8 @@ func raftkv(t *testing.T, endpoints []string, args ...string) string {
 
 // TestDevAndCLI starts `raftkv dev`, drives it with the client verbs and a
 // short bench (endpoints from RAFTKV_ENDPOINTS), then stops it with
-// SIGTERM: exit 0 and its temporary directory gone.
+// SIGTERM: exit 0 and its temporary directory gone. Every member lists
+// every member's client address within a few seconds of the start.
 func TestDevAndCLI(t *testing.T) {
 	dev := exec.Command(binary, "dev", "--heartbeat-interval", "20ms", "--election-timeout", "200ms")
 	stdout, _ := dev.StdoutPipe()
@@ -63,6 +66,13 @@ func TestDevAndCLI(t *testing.T) {
 		for sc.Scan() {
 		}
 	}()
+
+	cl, err := client.New(client.Config{Endpoints: eps, RequestTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "every dev member lists every client address",
+		func() bool { return allListed(t, cl, eps) })
 
 	raftkv(t, eps, "put", "greeting", "hello")
 	if got := raftkv(t, eps, "get", "greeting"); got != "hello\n" {

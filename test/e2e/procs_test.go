@@ -202,8 +202,9 @@ func within(t *testing.T, d time.Duration) context.Context {
 	return ctx
 }
 
-// leader waits until a running member leads, has published its client
-// address, and every running member knows it; it returns the leader's id.
+// leader waits until a running member leads, every running member knows
+// it and lists every running member's client address; it returns the
+// leader's id.
 func (c *cluster) leader() uint64 {
 	c.t.Helper()
 	cl := c.client()
@@ -227,6 +228,14 @@ func (c *cluster) agreedLeader(cl *client.Client) uint64 {
 		v, err := cl.ClusterAt(within(c.t, time.Second), p.addr)
 		if err != nil || v.Leader == 0 || (lead != 0 && v.Leader != lead) {
 			return 0
+		}
+		// Every member publishes its client address: wait for all of
+		// them, so that an admin change is not refused (409) for racing a
+		// publication.
+		for _, o := range c.procs {
+			if m, ok := v.Member(o.id); ok && o.running() && m.ClientAddr != o.addr {
+				return 0
+			}
 		}
 		if m, _ := v.Member(v.Leader); m.ClientAddr == "" {
 			return 0
