@@ -133,7 +133,9 @@ func (in *fuzzInput) entries(r *raft.Raft, prev pb.Index, term pb.Term) []pb.Ent
 // unknown ones too), terms and indexes far off, garbage entries.
 func (in *fuzzInput) message(r *raft.Raft) pb.Message {
 	m := pb.Message{
-		Type: pb.MessageType(in.n(18)),
+		// Every type, local and unknown ones too (MsgRemoved is the last
+		// known one).
+		Type: pb.MessageType(in.n(int(pb.MsgRemoved) + 3)),
 		From: pb.NodeID(in.n(7)),
 		To:   r.ID(),
 	}

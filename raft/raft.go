@@ -29,6 +29,11 @@ type Raft struct {
 	// takes effect as soon as it is appended).
 	confs []confRecord
 
+	// removedNotice is the index of a committed configuration that a
+	// MsgRemoved said leaves this server out (0: none); noticedRemoved
+	// says whether it still holds (removed.go).
+	removedNotice pb.Index
+
 	electionElapsed  int
 	heartbeatElapsed int
 	// randomizedElection is in [ElectionTicks, 2*ElectionTicks).
@@ -191,6 +196,9 @@ func (r *Raft) conf() pb.ConfState { return r.confs[len(r.confs)-1].conf }
 // a leader until that configuration commits (dissertation §4.2.2); it does
 // not count its own vote then (the tally counts members only).
 func (r *Raft) promotable() bool {
+	if r.noticedRemoved() {
+		return false
+	}
 	for i := range r.confs {
 		if r.confs[i].conf.IsVoter(r.id) {
 			return true
@@ -245,6 +253,8 @@ func (r *Raft) stableLastIndex() pb.Index {
 // configuration in force.
 func (r *Raft) followerRole() Role {
 	switch {
+	case r.noticedRemoved():
+		return Removed
 	case r.trk.Voters.Contains(r.id):
 		return Follower
 	case r.trk.IsLearner(r.id):
@@ -371,6 +381,9 @@ func (r *Raft) step(m pb.Message) error {
 	}
 	if !m.Type.Valid() || m.To != r.id || m.From == pb.None || m.From == r.id || m.Term == 0 {
 		return fmt.Errorf("%w: %s", ErrInvalidMessage, m)
+	}
+	if r.stepRemoved(m) {
+		return nil
 	}
 	if !r.stepTerm(m) {
 		return nil

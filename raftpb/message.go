@@ -43,6 +43,12 @@ const (
 	// MsgUnreachable is local: the runtime reporting that From could not be
 	// reached. Never sent on the wire.
 	MsgUnreachable
+	// MsgRemoved answers a vote request from a server outside the
+	// configuration: a configuration committed at Index, whose entry has
+	// term LogTerm, leaves the sender out (raft/removed.go gives the rule).
+	// It comes last so that the numbers of the older types stay as they
+	// were on the wire.
+	MsgRemoved
 	msgTypeCount
 )
 
@@ -63,6 +69,7 @@ var msgNames = [...]string{
 	MsgTransferLeader:    "TransferLeader",
 	MsgSnapshotStatus:    "SnapshotStatus",
 	MsgUnreachable:       "Unreachable",
+	MsgRemoved:           "Removed",
 }
 
 func (t MessageType) String() string {
@@ -137,6 +144,8 @@ func (m Message) String() string {
 		}
 	case MsgReadIndexResp:
 		s += fmt.Sprintf(" idx=%d", m.Index)
+	case MsgRemoved:
+		s += fmt.Sprintf(" conf=%d/%d", m.Index, m.LogTerm)
 	}
 	return s
 }

@@ -13,9 +13,10 @@ import (
 // chapter 4), scripted on a quiet network with every checker running.
 
 // TestRemovedServerDoesNotDisrupt shows that a server removed from the
-// configuration, which keeps running and campaigning because it never
-// learns that its removal committed, changes nobody's term for 50 election
-// timeouts (PreVote and the vote lease, §6).
+// configuration while cut off, which campaigns because it never received
+// its removal, changes nobody's term for 50 election timeouts (PreVote and
+// the vote lease, §6), and that once back it is told it was removed
+// (raft/removed.go): it reports role removed and stops campaigning.
 func TestRemovedServerDoesNotDisrupt(t *testing.T) {
 	c := newScripted(t, 4, 4)
 	lead := c.waitLeader()
@@ -37,15 +38,19 @@ func TestRemovedServerDoesNotDisrupt(t *testing.T) {
 	for _, id := range rest {
 		terms[id] = c.replica(id).core.Term()
 	}
-	campaigns := 0
+	campaigns, lastCampaign := 0, 0
 	for i := 0; i < 50*ElectionTicks; i++ {
 		c.run(1)
 		if c.replica(victim).core.Role() == raft.PreCandidate {
 			campaigns++
+			lastCampaign = i
 		}
 	}
 	if campaigns == 0 {
 		t.Fatalf("removed server %d never campaigned", victim)
+	}
+	if role := c.replica(victim).core.Role(); role != raft.Removed || lastCampaign > 10*ElectionTicks {
+		t.Fatalf("removed server %d is %s, last campaigned at tick %d of %d", victim, role, lastCampaign, 50*ElectionTicks)
 	}
 	for _, id := range rest {
 		if got := c.replica(id).core.Term(); got != terms[id] {

@@ -66,6 +66,7 @@ func fuzzSeeds() [][]byte {
 		Entries: []raftpb.Entry{{Term: 5, Index: 9, Data: []byte("hello")}}, Context: []byte{1}})
 	msgs = appendMessageFrame(msgs, &raftpb.Message{Type: raftpb.MsgInstallSnapshot, From: 2, To: 3,
 		Snapshot: &raftpb.SnapshotMeta{Index: 4, Term: 1, Conf: raftpb.ConfState{Voters: []raftpb.NodeID{1, 2}}}})
+	msgs = appendMessageFrame(msgs, &raftpb.Message{Type: raftpb.MsgRemoved, From: 2, To: 3, Term: 5, Index: 7, LogTerm: 4})
 	var snap []byte
 	snap = append(snap, goodFrame(append([]byte{chunkData}, "abcdef"...))...)
 	snap = append(snap, goodFrame(binary.BigEndian.AppendUint64([]byte{chunkEnd}, 6))...)
