@@ -395,10 +395,31 @@ func (n *Node) softStateChanged(ss raft.SoftState) {
 	n.soft = ss
 	n.log.Info("role changed", "role", ss.Role.String(), "leader", uint64(ss.Lead), "term", uint64(n.core.Term()))
 	if wasLeader && ss.Role != raft.Leader {
-		n.failFutures(ErrUnknownOutcome)
+		n.failUncommittedFutures(ErrUnknownOutcome)
 	}
 	if ss.Role != raft.Leader {
 		n.failReads(n.notLeader())
+	}
+}
+
+// failUncommittedFutures fails the proposals a former leader can no longer
+// vouch for. Those at or below the commit index stay: they are committed
+// and will be applied here, and resolve then. A leader that removed itself
+// steps down the moment the configuration without it commits, often before
+// that entry is applied, and its caller must hear that the change happened.
+func (n *Node) failUncommittedFutures(err error) {
+	committed := n.core.Committed()
+	var lost []*proposal
+	n.mu.Lock()
+	for i, p := range n.futures {
+		if i > committed {
+			lost = append(lost, p)
+			delete(n.futures, i)
+		}
+	}
+	n.mu.Unlock()
+	for _, p := range lost {
+		p.finish(nil, err)
 	}
 }
 

@@ -98,3 +98,23 @@ func TestChangeInProgress(t *testing.T) {
 	expect(t, c.do(http.MethodDelete, url(lead, api.PathMembers+"/4"), nil), 409, api.CodeChangeInProgress)
 	expect(t, <-first, 504, api.CodeUnknownOutcome)
 }
+
+// TestRemoveLeaderAnswersSuccess: removing the leader itself commits the
+// configuration without it before it steps down, so the request answers
+// 200, not 504 unknown_outcome; the others elect a leader among
+// themselves and the old leader reports role removed.
+func TestRemoveLeaderAnswersSuccess(t *testing.T) {
+	c := newCluster(t, 3, nil)
+	lead := c.leader()
+	id := lead.cfg.ID
+	v := decode[api.Cluster](t, expect(t, c.do(http.MethodDelete, url(lead, fmt.Sprintf("%s/%d", api.PathMembers, id)), nil), 200, ""))
+	if _, ok := v.Member(id); ok || len(v.Members) != 2 {
+		t.Fatalf("after removing the leader %d: %+v", id, v.Members)
+	}
+	c.kill(id)
+	next := c.leader()
+	if next.cfg.ID == id {
+		t.Fatalf("removed member %d still leads", id)
+	}
+	expect(t, put(c, next, "after", "removal"), 200, "")
+}
