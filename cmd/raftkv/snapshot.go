@@ -42,12 +42,14 @@ func newSnapshotSaveCmd(g *globals) *cobra.Command {
 	var transferTimeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "save FILE",
-		Short: "Save a running member's newest snapshot (taken now) to FILE",
-		Long: `Ask a member (the first of --endpoints that answers) to take a snapshot of
-everything it has applied and download it to FILE. The download is written
-beside FILE, its checksums are verified, and only then is it renamed to FILE.
-A follower's snapshot is as good as the leader's, only as recent as what it
-has applied.`,
+		Short: "Save the leader's newest snapshot (taken now) to FILE",
+		Long: `Find the leader through --endpoints, ask it to take a snapshot of everything
+it has applied, and download it to FILE. If the leader cannot send it, a
+voter that follows the same leader and has applied up to the leader's commit
+index sends it instead; a member that fell behind or was removed never does,
+so a backup is never silently stale. The download is written beside FILE,
+its checksums are verified, and only then is it renamed to FILE. The line
+printed names the member the snapshot came from and its index.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			tlsCfg, err := loadTLS(g.tlsCert, g.tlsKey, g.tlsCA)
@@ -63,6 +65,15 @@ has applied.`,
 	return cmd
 }
 
+// viewTimeout bounds each GET /v1/cluster while looking for the leader.
+const viewTimeout = 5 * time.Second
+
+type snapshotSource struct {
+	id   uint64
+	addr string
+	role string
+}
+
 func saveSnapshot(ctx context.Context, out io.Writer, endpoints []string, tlsCfg *tls.Config, file string) error {
 	if len(endpoints) == 0 {
 		return errors.New("no endpoint given (--endpoints)")
@@ -73,18 +84,95 @@ func saveSnapshot(ctx context.Context, out io.Writer, endpoints []string, tlsCfg
 	if tlsCfg != nil {
 		scheme = "https"
 	}
+	sources, err := snapshotSources(ctx, hc, scheme, endpoints)
+	if err != nil {
+		return err
+	}
 	var errs []error
+	for _, src := range sources {
+		n, resp, err := download(ctx, hc, scheme+"://"+src.addr+server.PathSnapshotFile, file)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("member %d (%s) at %s: %w", src.id, src.role, src.addr, err))
+			continue
+		}
+		fmt.Fprintf(out, "saved snapshot at index %s (term %s) from member %d (%s) at %s to %s, %d bytes, checksums verified\n",
+			resp.Header.Get(server.HeaderSnapshotIndex), resp.Header.Get(server.HeaderSnapshotTerm), src.id, src.role, src.addr, file, n)
+		return nil
+	}
+	return errors.Join(errs...)
+}
+
+// snapshotSources finds the leader through the endpoints and lists where a
+// backup may come from: the leader first, then the voters that follow it
+// and have applied up to its commit index.
+func snapshotSources(ctx context.Context, hc *http.Client, scheme string, endpoints []string) ([]snapshotSource, error) {
+	var errs []error
+	var lead *api.Cluster
+	var leadAddr string
+	tried := map[string]bool{}
 	for _, ep := range endpoints {
-		n, resp, err := download(ctx, hc, scheme+"://"+ep+server.PathSnapshotFile, file)
+		v, err := clusterView(ctx, hc, scheme, ep)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", ep, err))
 			continue
 		}
-		fmt.Fprintf(out, "saved snapshot at index %s (term %s) from %s to %s, %d bytes, checksums verified\n",
-			resp.Header.Get(server.HeaderSnapshotIndex), resp.Header.Get(server.HeaderSnapshotTerm), ep, file, n)
-		return nil
+		addr := ep
+		if v.Self.Role != api.RoleLeader {
+			m, ok := v.Member(v.Leader)
+			if v.Leader == 0 || !ok || m.ClientAddr == "" || tried[m.ClientAddr] {
+				errs = append(errs, fmt.Errorf("%s: knows no leader's client address", ep))
+				continue
+			}
+			tried[m.ClientAddr] = true
+			addr = m.ClientAddr
+			if v, err = clusterView(ctx, hc, scheme, addr); err != nil {
+				errs = append(errs, fmt.Errorf("leader %s: %w", addr, err))
+				continue
+			}
+		}
+		if v.Self.Role == api.RoleLeader {
+			lead, leadAddr = v, addr
+			break
+		}
+		errs = append(errs, fmt.Errorf("%s: member %d does not lead (%s)", addr, v.Self.ID, v.Self.Role))
 	}
-	return errors.Join(errs...)
+	if lead == nil {
+		return nil, fmt.Errorf("no leader found, and a snapshot from any other member may be stale: %w", errors.Join(errs...))
+	}
+	out := []snapshotSource{{id: lead.Self.ID, addr: leadAddr, role: api.RoleLeader}}
+	for _, m := range lead.Members {
+		if m.ID == lead.Self.ID || !m.Voter || m.ClientAddr == "" {
+			continue
+		}
+		v, err := clusterView(ctx, hc, scheme, m.ClientAddr)
+		if err == nil && v.Self.ID == m.ID && v.Self.Role == api.RoleFollower && v.Leader == lead.Self.ID &&
+			v.Self.AppliedIndex >= lead.Self.CommitIndex {
+			out = append(out, snapshotSource{id: m.ID, addr: m.ClientAddr, role: api.RoleFollower})
+		}
+	}
+	return out, nil
+}
+
+func clusterView(ctx context.Context, hc *http.Client, scheme, addr string) (*api.Cluster, error) {
+	ctx, cancel := context.WithTimeout(ctx, viewTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+"://"+addr+api.PathCluster, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s answered %s", api.PathCluster, resp.Status)
+	}
+	var v api.Cluster
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&v); err != nil {
+		return nil, fmt.Errorf("decoding %s: %w", api.PathCluster, err)
+	}
+	return &v, nil
 }
 
 // download fetches u into file: into a temporary file beside it, which is

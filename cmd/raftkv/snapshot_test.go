@@ -119,15 +119,16 @@ func TestSnapshotSaveRestore(t *testing.T) {
 		}
 	}
 	backup := filepath.Join(tmp, "backup.snap")
-	// Saved from a follower, once it has applied every write: a follower's
-	// snapshot is as good a backup as the leader's.
+	// Asked through a follower, once every member has applied every write:
+	// the follower points to the leader, which sends the snapshot.
 	follower := waitAllApplied(t, src)
 	code, out, errText := cli(t, "snapshot", "save", backup, "--endpoints", follower.ClientAddr())
 	if code != 0 {
 		t.Fatalf("snapshot save: exit %d: %s", code, errText)
 	}
-	if !strings.Contains(out, "checksums verified") {
-		t.Errorf("snapshot save printed %q", out)
+	lead, _, _ := follower.Node().Leader()
+	if !strings.Contains(out, "checksums verified") || !strings.Contains(out, fmt.Sprintf("from member %d (leader)", lead)) {
+		t.Errorf("snapshot save printed %q, want it from member %d (leader)", out, lead)
 	}
 	if _, err := c.Put(ctx, "after-backup", []byte("x")); err != nil {
 		t.Fatal(err)
@@ -214,6 +215,48 @@ func TestSnapshotSaveRestore(t *testing.T) {
 	code, _, errText = cli(t, "snapshot", "restore", backup, "--id", "1", "--data-dir", dirs[0], "--cluster", "1=127.0.0.1:1")
 	if code != 1 || !strings.Contains(errText, "not empty") {
 		t.Errorf("restore into a used data dir: exit %d, %q", code, errText)
+	}
+}
+
+// TestSnapshotSaveSkipsRemovedMember: a member removed from the cluster
+// keeps running and answering, but its state stops moving. Saving a
+// backup through it alone still takes the snapshot from the leader, at an
+// index past everything written after the removal, and says so.
+func TestSnapshotSaveSkipsRemovedMember(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	tmp := t.TempDir()
+	src := startMembers(t, []string{filepath.Join(tmp, "a1"), filepath.Join(tmp, "a2"), filepath.Join(tmp, "a3")}, bootList)
+	c := newClient(t, src)
+	follower := waitAllApplied(t, src)
+	lead, _, _ := follower.Node().Leader()
+	removed := follower.Node().Status().ID
+	if _, err := c.RemoveMember(ctx, uint64(removed)); err != nil {
+		t.Fatal(err)
+	}
+	var last uint64
+	for i := 0; i < 40; i++ {
+		rev, err := c.Put(ctx, fmt.Sprintf("after/%02d", i), []byte("v"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = rev
+	}
+	if got := follower.Node().Status().Applied; uint64(got) >= last {
+		t.Fatalf("removed member applied %d, past the last write at %d", got, last)
+	}
+	backup := filepath.Join(tmp, "backup.snap")
+	code, out, errText := cli(t, "snapshot", "save", backup, "--endpoints", follower.ClientAddr())
+	if code != 0 {
+		t.Fatalf("snapshot save: exit %d: %s", code, errText)
+	}
+	var index, term uint64
+	var from uint64
+	if _, err := fmt.Sscanf(out, "saved snapshot at index %d (term %d) from member %d (leader)", &index, &term, &from); err != nil {
+		t.Fatalf("snapshot save printed %q: %v", out, err)
+	}
+	if from != uint64(lead) || from == uint64(removed) || index < last {
+		t.Fatalf("saved from member %d at index %d; want the leader %d, at or past %d", from, index, lead, last)
 	}
 }
 
