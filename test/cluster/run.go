@@ -342,14 +342,13 @@ func (r *run) check() string {
 		problems = append(problems, "history is not linearizable; visualisation: "+path)
 		problems = append(problems, diagnose(w.ops)...)
 	case porcupine.Unknown:
-		t.Logf("porcupine ran out of its %v budget: linearizability not decided", linearCheckMax)
+		// An undecided check proves nothing: it fails like a violation,
+		// naming the keys whose histories were too long to decide.
+		problems = append(problems, undecided(w.ops)...)
 	}
 	t.Logf("checked: %d operations (%d stale reads apart; %d batch requests), %d terms with a leader, %d indexes compared across members, faults %v",
 		len(w.ops), len(w.stale), w.stats.batches.Load(), terms, c.mon.crcChecked(), r.faults)
 	if len(problems) == 0 {
-		if res == porcupine.Unknown {
-			return "ok (lin. undecided)"
-		}
 		return "ok"
 	}
 	r.saveHistory()
@@ -376,6 +375,25 @@ func (r *run) saveHistory() {
 		fmt.Fprintf(f, "%12.3fms %12.3fms client %2d %s\n", float64(op.Call)/1e6, float64(op.Return)/1e6, op.ClientId,
 			kvModel.DescribeOperation(op.Input, op.Output))
 	}
+}
+
+// undecided explains a linearizability check that ran out of its budget:
+// the history's size, and the keys whose own histories porcupine cannot
+// decide within a share of it.
+func undecided(ops []porcupine.Operation) []string {
+	parts := kvModel.Partition(ops)
+	longest := 0
+	for _, part := range parts {
+		longest = max(longest, len(part))
+	}
+	out := []string{fmt.Sprintf("linearizability not decided within %v: %d operations on %d keys, the longest key history %d; "+
+		"shorten the run or spread it over more keys", linearCheckMax, len(ops), len(parts), longest)}
+	for _, part := range parts {
+		if res := porcupine.CheckOperationsTimeout(kvModel, part, 10*time.Second); res != porcupine.Ok {
+			out = append(out, fmt.Sprintf("key %s: %d operations: %s", part[0].Input.(kvInput).Key, len(part), res))
+		}
+	}
+	return out
 }
 
 // diagnose names the keys whose history is not linearizable, and whether
