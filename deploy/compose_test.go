@@ -1,7 +1,8 @@
 // Package deploy_test runs the container image and the compose file as an
 // operator would: build the static binary, build the image FROM scratch,
 // start three members with docker-compose, and put them through a member
-// stopping and coming back. It is skipped when no Docker engine answers.
+// stopping and coming back. It is skipped when no Docker engine answers,
+// and fails then when CI is set.
 package deploy_test
 
 import (
@@ -21,19 +22,21 @@ import (
 )
 
 // composeCmd finds docker-compose (v1) or the `docker compose` plugin, or
-// skips the test when neither, or no engine, is there.
+// skips the test when neither, or no engine, is there; when CI is set a
+// missing prerequisite fails it instead (.ci/run installs docker-compose,
+// and a test that silently did not run would pass unseen).
 func composeCmd(t *testing.T) []string {
 	t.Helper()
 	if os.Getenv("RAFTKV_SKIP_DOCKER") != "" {
 		t.Skip("RAFTKV_SKIP_DOCKER is set")
 	}
 	if _, err := exec.LookPath("docker"); err != nil {
-		t.Skip("no docker CLI: skipping the container test")
+		missing(t, "no docker CLI")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if out, err := exec.CommandContext(ctx, "docker", "info").CombinedOutput(); err != nil {
-		t.Skipf("no Docker engine answers (docker info: %v): skipping the container test\n%s", err, lastLine(out))
+		missing(t, fmt.Sprintf("no Docker engine answers (docker info: %v)\n%s", err, lastLine(out)))
 	}
 	if err := exec.Command("docker", "compose", "version").Run(); err == nil {
 		return []string{"docker", "compose"}
@@ -41,8 +44,17 @@ func composeCmd(t *testing.T) []string {
 	if p, err := exec.LookPath("docker-compose"); err == nil {
 		return []string{p}
 	}
-	t.Skip("neither `docker compose` nor docker-compose is installed: skipping the container test")
+	missing(t, "neither `docker compose` nor docker-compose is installed (apt-get install -y docker-compose)")
 	return nil
+}
+
+// missing skips the test, or fails it when CI is set.
+func missing(t *testing.T, why string) {
+	t.Helper()
+	if os.Getenv("CI") != "" {
+		t.Fatal("CI is set, but the container test cannot run: " + why)
+	}
+	t.Skip(why + ": skipping the container test")
 }
 
 func lastLine(b []byte) string {
