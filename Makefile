@@ -2,8 +2,12 @@
 GO ?= go
 SEEDS ?= 100000
 DURATION ?= 30m
+# FUZZTIME is how long `make fuzz` runs each fuzz target; `make test` runs
+# each for FUZZTIME_TEST.
+FUZZTIME ?= 60s
+FUZZTIME_TEST ?= 10s
 
-.PHONY: test vet unit mutation cluster sim-long soak build
+.PHONY: test vet unit mutation fuzz cluster sim-long soak build
 
 build:
 	$(GO) build -o bin/raftkv ./cmd/raftkv
@@ -15,10 +19,23 @@ vet:
 	$(GO) vet -tags mutation ./raft ./sim
 
 # test: everything CI runs — vet, every package under the race detector
-# (the simulator's seeds included), the mutation suite, then a short run of
-# every nemesis against real processes in network namespaces (needs root;
-# skips with a message otherwise).
-test: vet unit mutation cluster
+# (the simulator's seeds included), the mutation suite, every fuzz target
+# for FUZZTIME_TEST, then a short run of every nemesis against real
+# processes in network namespaces (needs root; skips with a message
+# otherwise, fails when CI is set).
+test: vet unit mutation
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZTIME_TEST)
+	@$(MAKE) --no-print-directory cluster
+
+# fuzz runs every fuzz target of the repository (every `func FuzzX` in a
+# _test.go file) for FUZZTIME each, one after the other.
+fuzz:
+	@set -e; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' . | sort); do \
+	  for t in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$f); do \
+	    echo "fuzz: $$t in ./$$(dirname $${f#./}) for $(FUZZTIME)"; \
+	    $(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) ./$$(dirname $${f#./}); \
+	  done; \
+	done
 
 unit:
 	$(GO) test -race -count=1 -timeout 20m ./...
