@@ -386,7 +386,8 @@ func TestStopWithProposalsInFlight(t *testing.T) {
 			errs <- err
 		}()
 	}
-	time.Sleep(5 * time.Millisecond)
+	before := lead.n.Status().LastIndex
+	waitFor(t, 5*time.Second, "proposals in flight", func() bool { return lead.n.Status().LastIndex > before })
 	c.stop(lead.id)
 	wg.Wait()
 	close(errs)
@@ -437,11 +438,13 @@ func TestSnapshotSizeFactorSpacesSnapshots(t *testing.T) {
 		return first > 0
 	})
 	// The image is written asynchronously; its size is known once written.
-	time.Sleep(50 * time.Millisecond)
-	for i := 0; i < 35; i++ { // 280 bytes: under 20 x 16
+	waitFor(t, 5*time.Second, "the first snapshot's size", func() bool { return node.SnapshotWrittenBytes(n) > 0 })
+	for i := 0; i < 35; i++ { // with the 4 after the first snapshot, 312 bytes: under 20 x 16
 		c.propose(1)
 	}
-	time.Sleep(50 * time.Millisecond)
+	// Without the size factor, snapshots would have been taken 10 and 20
+	// commands ago: wait until they are written.
+	waitFor(t, 5*time.Second, "no snapshot being written", func() bool { return !node.SnapshotInProgress(n) })
 	if got := uint64(n.Status().SnapshotIndex); got != first {
 		t.Fatalf("snapshot at %d after 35 commands since the one at %d: the size factor was ignored", got, first)
 	}

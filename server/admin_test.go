@@ -94,7 +94,8 @@ func TestChangeInProgress(t *testing.T) {
 	go func() {
 		first <- c.do(http.MethodPut, url(lead, api.PathVoters), []byte(`{"voters":[1,2,3,4]}`))
 	}()
-	time.Sleep(100 * time.Millisecond)
+	// The leader appends C_old,new at once: it is in force from then on.
+	waitUntil(t, 5*time.Second, "the first change appended", func() bool { return lead.node.Status().Conf.Joint() })
 	expect(t, c.do(http.MethodDelete, url(lead, api.PathMembers+"/4"), nil), 409, api.CodeChangeInProgress)
 	expect(t, <-first, 504, api.CodeUnknownOutcome)
 }

@@ -33,17 +33,13 @@ func TestLostQuorum(t *testing.T) {
 	}
 	first := make(chan *http.Response, 1)
 	go func() { first <- put(c, lead, "k", "lost?") }()
-	time.Sleep(50 * time.Millisecond)
+	waitUntil(t, 5*time.Second, "the first write holds the only request slot", func() bool { return len(lead.sem) == 1 })
 	expect(t, put(c, lead, "k2", "v"), 429, api.CodeBusy)
 	expect(t, <-first, 504, api.CodeUnknownOutcome)
 
-	deadline := time.Now().Add(5 * time.Second)
-	for lead.node.Status().Role.String() == api.RoleLeader {
-		if time.Now().After(deadline) {
-			t.Fatal("leader without quorum did not step down")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitUntil(t, 5*time.Second, "the leader without quorum steps down", func() bool {
+		return lead.node.Status().Role.String() != api.RoleLeader
+	})
 	resp := put(c, lead, "k", "v")
 	if resp.Header.Get(api.HeaderRetryAfter) == "" {
 		t.Fatal("503 no_leader without Retry-After")
@@ -96,7 +92,12 @@ func TestGracefulDrain(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(200 * time.Millisecond)
+	// Shut down under load: once the writers have some writes acknowledged.
+	waitUntil(t, 10*time.Second, "writes acknowledged before the drain", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(acked) >= 50
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	start := time.Now()
@@ -144,17 +145,10 @@ func TestShutdownHandsOverToALiveMember(t *testing.T) {
 	dead, live := followers[0], followers[1] // equal logs: the lower id would win a tie
 	waitApplied(t, c.servers[dead], lead)
 	c.kill(dead)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	waitUntil(t, 5*time.Second, fmt.Sprintf("the leader stops hearing member %d", dead), func() bool {
 		ts, _ := lead.node.TransportStats()
-		if !ts.Peers[pb.NodeID(dead)].Hearing {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("leader still hears member %d 5s after it stopped", dead)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return !ts.Peers[pb.NodeID(dead)].Hearing
+	})
 	start := time.Now()
 	if err := lead.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)

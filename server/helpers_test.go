@@ -215,3 +215,16 @@ func put(c *tcluster, s *Server, key, value string, hdr ...string) *http.Respons
 }
 
 func etag(rev uint64) string { return api.FormatETag(rev) }
+
+// waitUntil polls cond until it holds; the test fails if it does not
+// within d. Tests wait on the condition they need, never on a sleep.
+func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %v: %s", d, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
