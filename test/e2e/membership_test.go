@@ -94,3 +94,40 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestRemovedWhileCutOffLearnsIt: a voter is down while it is removed, so
+// it never receives its removal. Started again, it is a voter by its own
+// log and campaigns; the remaining members tell it that a committed
+// configuration leaves it out, and it reports role removed instead of
+// campaigning for ever, while the others keep their leader and term.
+func TestRemovedWhileCutOffLearnsIt(t *testing.T) {
+	c := newCluster(t, 3)
+	lead := c.leader()
+	cl := c.client()
+	ctx := within(t, 60*time.Second)
+	victim := c.follower(lead)
+	victim.kill()
+	if _, err := cl.RemoveMember(ctx, victim.id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.Put(ctx, "after", []byte("removal")); err != nil {
+		t.Fatal(err)
+	}
+	before, err := cl.ClusterAt(ctx, c.procs[lead].addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.start(victim.id, "--cluster", c.spec)
+	waitFor(t, 10*time.Second, "the member removed while down reports role removed", func() bool {
+		v, err := cl.ClusterAt(ctx, victim.addr)
+		return err == nil && v.Self.Role == api.RoleRemoved
+	})
+	after, err := cl.ClusterAt(ctx, c.procs[lead].addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Leader != lead || after.Term != before.Term {
+		t.Fatalf("leader %d term %d became leader %d term %d while the removed member campaigned",
+			lead, before.Term, after.Leader, after.Term)
+	}
+}
