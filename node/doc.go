@@ -15,8 +15,10 @@
 // Every Propose ends in exactly one of: the FSM's result (applied once);
 // an error saying it was definitely not applied (*NotLeaderError, ErrBusy,
 // ErrTransferring, ErrStopped, a context error before it was sent); or
-// ErrUnknownOutcome (it was appended, then leadership was lost, the node
-// stopped or the context ended before it applied).
+// ErrUnknownOutcome (it was appended, then leadership was lost before it
+// committed, or the node stopped or the context ended before it applied).
+// A proposal committed before its leader stepped down is applied and
+// answered with its result.
 //
 // # Goroutines
 //
