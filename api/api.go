@@ -36,7 +36,7 @@ const (
 	Stale        = "stale"
 )
 
-// Error codes (API.md). The ones after CodeUnknownOutcome extend the table.
+// Error codes (docs/api.md, "Errors").
 const (
 	CodeBadRequest         = "bad_request"
 	CodeBadKey             = "bad_key"
@@ -273,7 +273,7 @@ type BatchResult struct {
 // FormatETag renders a revision as an ETag: "<rev>".
 func FormatETag(rev uint64) string { return `"` + strconv.FormatUint(rev, 10) + `"` }
 
-// ParseETag parses "<rev>" (quotes required, as in API.md).
+// ParseETag parses "<rev>" (quotes required, as in docs/api.md).
 func ParseETag(s string) (uint64, bool) {
 	s = strings.TrimSpace(s)
 	if len(s) < 3 || s[0] != '"' || s[len(s)-1] != '"' {

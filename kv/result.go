@@ -7,7 +7,7 @@ import (
 	"github.com/raftkv/raftkv/raftpb"
 )
 
-// Result codes. They are the API's error codes (API.md) for the answers the
+// Result codes. They are the API's error codes (docs/api.md) for the answers the
 // state machine decides; every replica decides alike, so a code is as much
 // part of the replicated state as a value is.
 const (

@@ -1,6 +1,6 @@
 // Package server is raftkv's member process minus the command line: it
 // opens a member's data directory, runs a node.Node over a kv.Store, and
-// serves the HTTP API of API.md on the client listener.
+// serves the HTTP API of docs/api.md on the client listener.
 //
 // # Job
 //
@@ -23,9 +23,11 @@
 // # Invariants
 //
 //   - Every answer carries X-Raft-Term and X-Raft-Leader.
-//   - An error answer's code says whether a write may still apply (see
-//     package api): only 504 unknown_outcome may; everything else was
-//     refused before it was proposed or decided by the state machine.
+//   - An error answer's code says whether a write may still apply
+//     (api.MayHaveApplied): 504 unknown_outcome may, and so may 500
+//     internal (a failure of the member itself says nothing either way);
+//     everything else was refused before it was proposed or decided by
+//     the state machine.
 //   - Every resource one client can hold is bounded: concurrent requests
 //     (MaxConcurrentRequests, 429 busy beyond), body bytes (value limit
 //     plus slack, 413), header bytes, and time (read/write/idle timeouts,
@@ -45,6 +47,8 @@
 // exported methods are safe for concurrent use.
 //
 // Operations: /metrics (metrics.go, one Prometheus registry per Server),
-// /ui/ and /v1/debug/* (ui.go, ui_announce.go), and GET /v1/snapshot with
-// RestoreSnapshot for backups (backup.go).
+// /ui/ and /v1/debug/* (ui.go, ui_announce.go), /debug/applied for the
+// black-box cluster tests (applied.go), /debug/pprof/ with EnablePprof
+// (pprof.go), and GET /v1/snapshot with RestoreSnapshot for backups
+// (backup.go).
 package server

@@ -8,7 +8,7 @@ import (
 	"github.com/raftkv/raftkv/api"
 )
 
-// TestKVTable walks API.md's key-value rows on the leader: put, get with
+// TestKVTable walks docs/api.md's key-value rows on the leader: put, get with
 // ETag, append, conditional writes, delete, and delete of an absent key.
 func TestKVTable(t *testing.T) {
 	c := newCluster(t, 3, nil)

@@ -215,7 +215,7 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 	s.writeJSON(w, http.StatusOK, out)
 }
 
-// roleName maps the core's roles onto API.md's five.
+// roleName maps the core's roles onto docs/api.md's five.
 func roleName(r raft.Role) string {
 	switch r {
 	case raft.Leader:

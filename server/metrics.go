@@ -15,7 +15,7 @@ import (
 	pb "github.com/raftkv/raftkv/raftpb"
 )
 
-// PathMetrics serves the Prometheus metrics (API.md).
+// PathMetrics serves the Prometheus metrics (docs/api.md).
 const PathMetrics = "/metrics"
 
 // metrics is one member's Prometheus instrumentation. Every Server has its

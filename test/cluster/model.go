@@ -10,7 +10,7 @@ import (
 // The porcupine model of one key of the store. Operations on different
 // keys commute, so the history is checked per key (Partition).
 //
-// A write's index is the key's new revision (API.md: rev is the log index
+// A write's index is the key's new revision (docs/api.md: rev is the log index
 // of the key's last change), so the model tracks revisions too: a CAS
 // succeeds only against the revision it names, and a read's ETag must be
 // the revision of the write it sees. A write with an unknown outcome

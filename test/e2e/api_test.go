@@ -12,7 +12,7 @@ import (
 	"github.com/raftkv/raftkv/client"
 )
 
-// TestAPITable walks API.md's request table through the Go client against
+// TestAPITable walks docs/api.md's request table through the Go client against
 // three server processes, then checks a follower's 307 on the wire.
 func TestAPITable(t *testing.T) {
 	c := newCluster(t, 3)
