@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 )
@@ -164,4 +165,24 @@ func waitFullView(t *testing.T, c *tcluster, s *Server) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatal("the view never showed every member's state")
+}
+
+// TestUIGuideFollowsBrowserLanguage shows that the live view links each
+// member to the Chinese edition of the guide when the browser's first
+// language is Chinese, and to the English one otherwise.
+func TestUIGuideFollowsBrowserLanguage(t *testing.T) {
+	bin := chromiumPath(t)
+	c := newCluster(t, 3, nil)
+	f := c.follower()
+	waitFullView(t, c, f)
+	for _, lang := range []struct{ flag, want, not string }{
+		{"zh-CN", `docs/guide.zh-CN.md#`, `docs/guide.md#`},
+		{"en-US", `docs/guide.md#`, `docs/guide.zh-CN.md#`},
+	} {
+		dom := string(runChromium(t, bin, "--lang="+lang.flag, "--accept-lang="+lang.flag,
+			"--dump-dom", url(f, PathUI+"/")))
+		if !strings.Contains(dom, lang.want) || strings.Contains(dom, lang.not) {
+			t.Errorf("browser language %s: the page should link %s and not %s; DOM:\n%s", lang.flag, lang.want, lang.not, dom)
+		}
+	}
 }

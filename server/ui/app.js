@@ -6,14 +6,23 @@
 const POLL_MS = 1000;
 const WINDOW = 64; // log entries drawn per member
 const VIEW_URL = "../v1/debug/view?n=" + WINDOW;
-const GUIDE = document.body.dataset.guide;
+// A browser whose first preferred language is Chinese gets the Chinese
+// edition of the guide (both editions define the same section anchors).
+const PREFERS_ZH = /^zh\b/i.test((navigator.languages && navigator.languages[0]) || navigator.language || "");
+const GUIDE = (PREFERS_ZH && document.body.dataset.guideZh) || document.body.dataset.guide;
 // The guide section that explains what a member in each role does.
-const ROLE_GUIDE = {
-  leader: ["#log-replication", "what a leader does"],
-  follower: ["#terms-and-roles", "what a follower does"],
-  candidate: ["#leader-election", "how an election works"],
-  learner: ["#log-replication", "how a learner catches up"],
-  removed: ["#terms-and-roles", "about roles"],
+const ROLE_GUIDE = PREFERS_ZH ? {
+  leader: ["#log-replication", "指南：领导者做什么"],
+  follower: ["#terms-and-roles", "指南：跟随者做什么"],
+  candidate: ["#leader-election", "指南：选举如何进行"],
+  learner: ["#log-replication", "指南：学习者如何追上进度"],
+  removed: ["#terms-and-roles", "指南：关于角色"],
+} : {
+  leader: ["#log-replication", "Guide: what a leader does"],
+  follower: ["#terms-and-roles", "Guide: what a follower does"],
+  candidate: ["#leader-election", "Guide: how an election works"],
+  learner: ["#log-replication", "Guide: how a learner catches up"],
+  removed: ["#terms-and-roles", "Guide: about roles"],
 };
 
 const $ = (id) => document.getElementById(id);
@@ -104,7 +113,7 @@ function renderMembers(view) {
     card.append(el("div", { class: "addr" }, `peer ${m.peer_addr || "?"} · client ${m.client_addr || "?"}`));
     if (m.error) card.append(el("div", { class: "err" }, m.error));
     const g = ROLE_GUIDE[role];
-    if (g && GUIDE) card.append(el("a", { class: "guide", href: GUIDE + g[0], target: "_blank", rel: "noopener" }, `Guide: ${g[1]} →`));
+    if (g && GUIDE) card.append(el("a", { class: "guide", href: GUIDE + g[0], target: "_blank", rel: "noopener" }, `${g[1]} →`));
     box.append(card);
   }
 }
