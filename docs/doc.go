@@ -1,9 +1,11 @@
 // Package docs holds raftkv's documentation — the guide from the Raft paper
-// to the code (guide.md, and its Chinese edition guide.zh-CN.md) and the
-// golden protocol transcripts it links to (transcripts/) — and the tests
-// that keep them true:
+// to the code (guide.md), the hands-on lab (lab.md, and the program in
+// lab/ that runs it and takes its screenshots), the HTTP API (api.md) and
+// the operator's guide (operations.md), each with a Chinese edition
+// (*.zh-CN.md), and the golden protocol transcripts the guide links to
+// (transcripts/) — and the tests that keep them true:
 //
-//   - every relative link in the guides and the READMEs resolves to a file
+//   - every relative link in these documents and the READMEs resolves to a file
 //     or directory of the repository, and every anchor to a heading (a
 //     README never committed is a draft: its broken links are only logged);
 //   - a link whose text is a Go identifier in backquotes, such as

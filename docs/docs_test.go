@@ -24,10 +24,21 @@ var guides = []string{"docs/guide.md", "docs/guide.zh-CN.md"}
 // readmes are checked for links that resolve (their symbols too, if any).
 var readmes = []string{"README.md", "README.zh-CN.md"}
 
+// others are the rest of the documents whose links and symbols are
+// checked.
+var others = []string{
+	"docs/lab.md", "docs/lab.zh-CN.md",
+	"docs/api.md", "docs/api.zh-CN.md",
+	"docs/operations.md", "docs/operations.zh-CN.md",
+}
+
 // editions pairs each English document with its Chinese edition.
 var editions = [][2]string{
 	{"README.md", "README.zh-CN.md"},
 	{"docs/guide.md", "docs/guide.zh-CN.md"},
+	{"docs/lab.md", "docs/lab.zh-CN.md"},
+	{"docs/api.md", "docs/api.zh-CN.md"},
+	{"docs/operations.md", "docs/operations.zh-CN.md"},
 }
 
 // uiAnchors are the sections the live view (/ui) links to, by role and
@@ -232,11 +243,12 @@ func declPatterns(name string) []*regexp.Regexp {
 	}
 }
 
-// TestGuideLinks shows that every relative link in the guides and the
-// READMEs resolves: files and directories exist, anchors name headings,
+// TestGuideLinks shows that every relative link in the guides, the
+// READMEs, the lab, api.md and operations.md (and their Chinese editions)
+// resolves: files and directories exist, anchors name headings,
 // and backquoted identifiers are declared in the file they link to.
 func TestGuideLinks(t *testing.T) {
-	for _, rel := range append(slices.Clone(guides), readmes...) {
+	for _, rel := range slices.Concat(guides, readmes, others) {
 		text, ok := readDoc(t, rel, slices.Contains(readmes, rel))
 		if !ok {
 			t.Logf("%s does not exist yet; not checked", rel)
