@@ -17,10 +17,11 @@
 //   - each Chinese edition links the same targets as its English original,
 //     and in git history the last commit that touched an English file also
 //     touched its Chinese edition, or came before the last one that did.
-//   - api.md and operations.md (and their Chinese editions) name only the
-//     flags, endpoints, error codes and metrics the code defines, and the
-//     English editions document every flag, endpoint and error code the
-//     code defines, and operations.md every metric (reference_test.go).
+//   - api.md and operations.md, their Chinese editions, the READMEs, the
+//     guides and the lab name only the flags, endpoints, error codes and
+//     metrics the code defines, and the English api.md and operations.md
+//     document every flag, endpoint and error code the code defines, and
+//     operations.md every metric (reference_test.go).
 //
 // The transcripts themselves are regenerated and compared by
 // TestTranscripts in package raft. The package has no code to import; it
