@@ -3,6 +3,7 @@ package raft
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/raftkv/raftkv/raft/confchange"
@@ -25,7 +26,7 @@ func (r *Raft) CheckInvariants() error {
 	if r.log.err != nil {
 		return nil
 	}
-	for _, check := range []func() error{r.checkLog, r.checkRole, r.checkConfs, r.checkProgress, r.checkReadys} {
+	for _, check := range []func() error{r.checkLog, r.checkRole, r.checkConfs, r.checkProgress, r.checkReadys, r.checkLease} {
 		if err := check(); err != nil {
 			return fmt.Errorf("%w: member %d term %d %s: %w", ErrInvariant, r.id, r.term, r.role, err)
 		}
@@ -219,6 +220,33 @@ func (r *Raft) checkReadys() error {
 		}
 		if rec.lastApplied > r.log.applying {
 			return fmt.Errorf("readys: Ready %d applies to %d, applying is %d", rec.id, rec.lastApplied, r.log.applying)
+		}
+	}
+	return nil
+}
+
+// checkLease: only a leader holds heartbeat rounds; the send ticks it keeps
+// are at most leaseRoundsMax, ascending in round and tick, none past the
+// last round or the clock; no answer backs the lease for longer than the
+// lease window from now (§6.4.1: the lease runs from a send, which is past).
+func (r *Raft) checkLease() error {
+	s := &r.reads
+	if r.role != Leader && (len(s.sent) > 0 || len(s.acked) > 0) {
+		return fmt.Errorf("lease: %s holds %d round send ticks and %d answers", r.role, len(s.sent), len(s.acked))
+	}
+	if len(s.sent) > leaseRoundsMax {
+		return fmt.Errorf("lease: %d round send ticks kept, limit %d", len(s.sent), leaseRoundsMax)
+	}
+	for i, e := range s.sent {
+		if e.seq > s.seq || e.tick > r.ticks || (i > 0 && (e.seq <= s.sent[i-1].seq || e.tick <= s.sent[i-1].tick)) {
+			return fmt.Errorf("lease: round send ticks %v out of order (last round %d, tick %d)", s.sent, s.seq, r.ticks)
+		}
+	}
+	for _, id := range slices.Sorted(maps.Keys(s.acked)) {
+		a := s.acked[id]
+		if a.seq > s.seq || a.leaseEnd > r.ticks+r.leaseTicks() {
+			return fmt.Errorf("lease: member %d answered round %d backing the lease to tick %d (last round %d, tick %d)",
+				id, a.seq, a.leaseEnd, s.seq, r.ticks)
 		}
 	}
 	return nil

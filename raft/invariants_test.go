@@ -115,6 +115,22 @@ func TestCheckInvariants(t *testing.T) {
 			"leader's own match 4, durable last index 5"},
 		{"a learner flag the configuration does not give", func(r *Raft) { r.trk.Progress[2].IsLearner = true },
 			"member 2: learner flag true"},
+		{"a follower holding heartbeat rounds", func(r *Raft) {
+			r.bcastHeartbeat()
+			r.becomeFollower(r.term, 2)
+			r.reads.sent = append(r.reads.sent, roundSent{seq: 1})
+		}, "lease: follower holds 1 round send ticks"},
+		{"round send ticks out of order", func(r *Raft) {
+			r.ticks = 3
+			r.bcastHeartbeat()
+			r.ticks = 4
+			r.bcastHeartbeat()
+			r.reads.sent[1].tick = 2
+		}, "lease: round send ticks"},
+		{"an answer backing the lease past its window", func(r *Raft) {
+			seq := r.bcastHeartbeat()
+			r.reads.acked = map[pb.NodeID]roundAck{2: {seq: seq, leaseEnd: r.ticks + r.leaseTicks() + 1}}
+		}, "lease: member 2 answered round 1"},
 		{"Readys outstanding out of order", func(r *Raft) {
 			r.outstanding = append(r.outstanding, readyRecord{id: r.nextReadyID}, readyRecord{id: r.nextReadyID - 1})
 		}, "readys: outstanding"},

@@ -35,12 +35,16 @@ const (
 	// (pre)votes at once, though an answer it gave before may still back a
 	// leader's lease (§6.4.1).
 	MutationRestartForgetsLease
+	// MutationLeaseFromArrival times the read lease from when a heartbeat
+	// answer arrives instead of from when the round it answers was sent
+	// (§6.4.1): a late answer then backs the lease past the voter's refusal.
+	MutationLeaseFromArrival
 )
 
 // Mutations lists every mutation but MutationNone.
 var Mutations = []Mutation{
 	MutationCommitOlderTerm, MutationDoubleVote, MutationSendBeforePersist, MutationSkipLogMatching,
-	MutationApplyTwice, MutationLeaseWithoutLease, MutationRestartForgetsLease,
+	MutationApplyTwice, MutationLeaseWithoutLease, MutationRestartForgetsLease, MutationLeaseFromArrival,
 }
 
 func (m Mutation) String() string {
@@ -61,6 +65,8 @@ func (m Mutation) String() string {
 		return "lease-without-lease"
 	case MutationRestartForgetsLease:
 		return "restart-forgets-lease"
+	case MutationLeaseFromArrival:
+		return "lease-from-arrival"
 	}
 	return "unknown"
 }

@@ -74,7 +74,7 @@ func chaos(seed uint64) func(tb testing.TB) {
 // core built with a named bug, a check of the harness fails — the ones it
 // runs after every Ready (one vote per term, a term durable before its
 // messages, State Machine Safety, applying in order) within 50 chaos
-// seeds, and the lease-read regression scenario on its own.
+// seeds, and the lease-read regression scenarios on their own.
 func TestMutation(t *testing.T) {
 	for _, c := range []struct {
 		m        raft.Mutation
@@ -84,6 +84,7 @@ func TestMutation(t *testing.T) {
 		{raft.MutationSendBeforePersist, chaos},
 		{raft.MutationApplyTwice, chaos},
 		{raft.MutationRestartForgetsLease, func(uint64) func(testing.TB) { return leaseReadAfterVoterRestart }},
+		{raft.MutationLeaseFromArrival, func(uint64) func(testing.TB) { return leaseTimedFromLateAnswer }},
 	} {
 		t.Run(c.m.String(), func(t *testing.T) {
 			raft.SetMutation(c.m)

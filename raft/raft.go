@@ -342,7 +342,7 @@ func (r *Raft) tickLeader() {
 	}
 	if r.heartbeatElapsed >= r.cfg.HeartbeatTicks {
 		r.heartbeatElapsed = 0
-		r.bcastHeartbeat(nil)
+		r.bcastHeartbeat()
 		// Probing followers whose probe went unanswered get another.
 		r.trk.Visit(func(id pb.NodeID, pr *tracker.Progress) {
 			if id != r.id && pr.State == tracker.StateProbe {
@@ -448,8 +448,9 @@ func (r *Raft) stepTerm(m pb.Message) bool {
 // answered a leader within the minimum election timeout (or may have, just
 // before it started). The rule protects both the cluster from disruptive
 // servers (§6, §9.6) and the leader's read lease (§6.4.1): a leader counts
-// an answer toward its lease for half an election timeout, and the voter
-// that gave it votes for nobody else for a full one.
+// an answer toward its lease for half an election timeout from when it
+// sent the heartbeat answered, and the voter that received that heartbeat
+// votes for nobody else for a full one from receiving it.
 func (r *Raft) inLease() bool {
 	if r.cfg.DisableCheckQuorum {
 		return false

@@ -9,16 +9,32 @@ import (
 // MaxPendingReads bounds the reads a leader holds waiting for confirmation.
 const MaxPendingReads = 1 << 16
 
-// readIndexState batches ReadIndex requests (dissertation §6.4): every
-// request that arrives before the next Ready joins one heartbeat round; a
-// round is confirmed when a quorum has answered it or a later round.
+// leaseRoundsMax bounds the heartbeat rounds a leader remembers the send
+// tick of. It needs one per tick of the lease window (half an election
+// timeout) at most; past this bound the oldest is forgotten, and an answer
+// to it no longer backs the lease, which only costs a ReadIndex round.
+const leaseRoundsMax = 256
+
+// readIndexState numbers the leader's heartbeat rounds and batches ReadIndex
+// requests (dissertation §6.4): every heartbeat carries its round's number
+// and every answer echoes it. Every request that arrives before the next
+// Ready joins one round; a round is confirmed when a quorum has answered it
+// or a later round. The same answers back the read lease (§6.4.1), which
+// runs from when the newest round a quorum answered was sent.
 type readIndexState struct {
 	// pending have not been sent out in a round yet.
 	pending []readRequest
 	rounds  []readRound
-	seq     uint64
-	// acked is the highest round each follower has answered.
-	acked map[pb.NodeID]uint64
+	// seq is the last round number handed out; rounds of one leader (one
+	// term) are numbered in the order they are sent.
+	seq uint64
+	// sent holds, for each of the recent ticks in which a round was sent,
+	// the first round sent then: round s was sent at the tick of the last
+	// entry whose seq is at most s. Entries whose tick has left the lease
+	// window are dropped.
+	sent []roundSent
+	// acked is, per follower, the highest round it answered.
+	acked map[pb.NodeID]roundAck
 	count int
 }
 
@@ -33,9 +49,49 @@ type readRound struct {
 	reqs []readRequest
 }
 
+type roundSent struct {
+	seq, tick uint64
+}
+
+type roundAck struct {
+	seq uint64
+	// leaseEnd is the tick at which this answer stops backing the lease:
+	// the round's send tick plus the lease window (0: it backs none).
+	leaseEnd uint64
+}
+
 func (s *readIndexState) reset() {
 	s.pending, s.rounds, s.count = nil, nil, 0
+	s.sent = s.sent[:0]
 	clear(s.acked)
+}
+
+// newRound numbers a heartbeat round sent at tick now and forgets the send
+// ticks that have left the lease window.
+func (s *readIndexState) newRound(now, window uint64) uint64 {
+	s.seq++
+	drop := 0
+	for drop < len(s.sent) && (s.sent[drop].tick+window <= now || len(s.sent)-drop >= leaseRoundsMax) {
+		drop++
+	}
+	if drop > 0 {
+		s.sent = append(s.sent[:0], s.sent[drop:]...)
+	}
+	if n := len(s.sent); n == 0 || s.sent[n-1].tick != now {
+		s.sent = append(s.sent, roundSent{seq: s.seq, tick: now})
+	}
+	return s.seq
+}
+
+// sentTick returns the tick round seq was sent at, if it is still within
+// the lease window.
+func (s *readIndexState) sentTick(seq uint64) (uint64, bool) {
+	for i := len(s.sent) - 1; i >= 0; i-- {
+		if s.sent[i].seq <= seq {
+			return s.sent[i].tick, true
+		}
+	}
+	return 0, false
 }
 
 // ReadIndex asks for the index at which a linearizable read may be served.
@@ -57,11 +113,15 @@ func (r *Raft) ReadIndex(ctx []byte) error {
 
 // LeaseRead answers at once, without a heartbeat round, when the leader
 // holds a lease (dissertation §6.4.1): CheckQuorum is on and a quorum
-// answered within half an election timeout, so no other leader can have
-// been elected (a voter refuses campaigns for a full election timeout after
-// answering a leader, and for its first election timeout after it starts).
-// It relies on bounded clock drift, as every lease does, and on an answer
-// reaching the leader within half an election timeout of being sent.
+// answered a heartbeat round sent less than half an election timeout ago,
+// so no other leader can have been elected: a voter refuses campaigns for a
+// full election timeout after it received a leader's message (and for its
+// first election timeout after it starts), and it received the round no
+// earlier than it was sent. The lease runs from the send, not from the
+// answer's arrival, so a late answer shortens it instead of stretching it.
+// It relies on bounded clock drift alone, as every lease does: half an
+// election timeout on the leader's clock must not outlast a full one on a
+// voter's.
 func (r *Raft) LeaseRead(ctx []byte) error {
 	if r.log.err != nil {
 		return r.log.err
@@ -83,14 +143,13 @@ func (r *Raft) LeaseRead(ctx []byte) error {
 	return nil
 }
 
+// leaseTicks is how long, from its send, an answered heartbeat round backs
+// the lease: half the voters' refusal, leaving the rest for clock drift.
+func (r *Raft) leaseTicks() uint64 { return uint64(r.cfg.ElectionTicks / 2) }
+
 func (r *Raft) leaseHeld() bool {
-	window := uint64(r.cfg.ElectionTicks / 2)
 	return r.trk.Voters.Active(func(id pb.NodeID) bool {
-		if id == r.id {
-			return true
-		}
-		pr := r.trk.Progress[id]
-		return pr != nil && r.ticks-pr.LastActiveTick < window
+		return id == r.id || r.ticks < r.reads.acked[id].leaseEnd
 	})
 }
 
@@ -133,14 +192,14 @@ func (r *Raft) flushReads() {
 		r.reads.pending = nil
 		return
 	}
-	r.reads.seq++
-	r.reads.rounds = append(r.reads.rounds, readRound{seq: r.reads.seq, reqs: r.reads.pending})
+	seq := r.bcastHeartbeat()
+	r.reads.rounds = append(r.reads.rounds, readRound{seq: seq, reqs: r.reads.pending})
 	r.reads.pending = nil
-	r.bcastHeartbeat(binary.BigEndian.AppendUint64(nil, r.reads.seq))
 }
 
-// readAck records that a follower answered round ctx and releases every
-// round a quorum has now confirmed.
+// readAck records that a follower answered round ctx: it backs the lease
+// from the round's send tick, and every read round a quorum has now
+// confirmed is released.
 func (r *Raft) readAck(from pb.NodeID, ctx []byte) {
 	if len(ctx) != 8 {
 		return
@@ -150,16 +209,23 @@ func (r *Raft) readAck(from pb.NodeID, ctx []byte) {
 		return
 	}
 	if r.reads.acked == nil {
-		r.reads.acked = map[pb.NodeID]uint64{}
+		r.reads.acked = map[pb.NodeID]roundAck{}
 	}
-	if r.reads.acked[from] >= seq {
+	if r.reads.acked[from].seq >= seq {
 		return
 	}
-	r.reads.acked[from] = seq
+	ack := roundAck{seq: seq}
+	if sent, ok := r.reads.sentTick(seq); ok {
+		ack.leaseEnd = sent + r.leaseTicks()
+	}
+	if mutated(MutationLeaseFromArrival) {
+		ack.leaseEnd = r.ticks + r.leaseTicks()
+	}
+	r.reads.acked[from] = ack
 	for len(r.reads.rounds) > 0 {
 		round := r.reads.rounds[0]
 		ok := r.trk.Voters.Active(func(id pb.NodeID) bool {
-			return id == r.id || r.reads.acked[id] >= round.seq
+			return id == r.id || r.reads.acked[id].seq >= round.seq
 		})
 		if !ok {
 			return

@@ -243,3 +243,84 @@ func TestRegressionLeaseReadAfterAbandonedTransfer(t *testing.T) {
 		}
 	}
 }
+
+// TestRegressionLeaseTimedFromLateAnswer pins a stale lease read under pure
+// message delay, with every clock exact. Three members: L leads and x is
+// cut off from it. b's answers to L queue up on a slow link, each delayed
+// one tick more than the one before, until L's messages stop reaching b.
+// L used to time its lease from when an answer arrived: b's last answers
+// arrived long after b had last heard L, when b's vote lease had run out
+// and a new leader had been elected with b's vote and had committed a
+// write, and L answered a lease read below that write. The lease now runs
+// from when the heartbeat round that a quorum answered was sent
+// (dissertation §6.4.1), and b's refusal runs from when it received it.
+func TestRegressionLeaseTimedFromLateAnswer(t *testing.T) { leaseTimedFromLateAnswer(t) }
+
+func leaseTimedFromLateAnswer(t testing.TB) {
+	c := newCluster(t, 3, nil)
+	l := c.waitLeader()
+	c.one("before", 3, 10*electionTicks)
+	var b, x pb.NodeID
+	for _, id := range c.ids {
+		switch {
+		case id == l:
+		case b == 0:
+			b = id
+		default:
+			x = id
+		}
+	}
+	c.say("cut %d from %d; %d's answers to %d queue up on a slow link", l, x, b, l)
+	c.cutLink[[2]pb.NodeID{l, x}], c.cutLink[[2]pb.NodeID{x, l}] = true, true
+	// The queue grows by one tick per tick, so an answer still reaches L
+	// every other tick and CheckQuorum keeps it leading; the last answers
+	// arrive queued ticks after they were sent, past the election
+	// timeout b's own campaign or x's may take.
+	const queued = 2*electionTicks + 2
+	delay := 0
+	c.net = func(m pb.Message) []int {
+		if m.From == b && m.To == l {
+			return []int{delay}
+		}
+		return []int{0}
+	}
+	for delay = 1; delay < queued; delay++ {
+		c.tick(1)
+	}
+	last := c.now + delay - 1 // when b's answer to L's last heartbeat arrives
+	c.say("%d's messages stop reaching %d; %d's answers are still on their way", l, b, b)
+	c.cutLink[[2]pb.NodeID{l, b}] = true
+	var lead pb.NodeID
+	for c.now < last && lead == 0 {
+		c.tick(1)
+		if n := c.leaderOf(b, x); n != 0 && c.cores[n].Term() > c.cores[l].Term() {
+			lead = n
+		}
+	}
+	if lead == 0 {
+		t.Fatalf("no leader elected among %d and %d by tick %d", b, x, last)
+	}
+	idx := c.propose(lead, "write")
+	c.drive()
+	if got := c.cores[lead].Committed(); got < idx {
+		t.Fatalf("%d did not commit its write at %d (commit %d)", lead, idx, got)
+	}
+	c.say("%d leads term %d and committed its write at %d; %d still leads term %d",
+		lead, c.cores[lead].Term(), idx, l, c.cores[l].Term())
+	for c.now < last {
+		c.tick(1)
+	}
+	if c.cores[l].Role() != raft.Leader {
+		t.Fatalf("%d stopped leading before %d's last answer arrived", l, b)
+	}
+	if err := c.cores[l].LeaseRead([]byte("r")); err != nil {
+		t.Fatal(err)
+	}
+	c.drive()
+	for _, rs := range c.reads[l] {
+		if string(rs.Context) == "r" && rs.Index < idx {
+			t.Fatalf("stale lease read: %d answered at %d, but %d committed a write at %d before it was asked",
+				l, rs.Index, lead, idx)
+		}
+	}
+}

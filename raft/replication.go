@@ -1,6 +1,7 @@
 package raft
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -162,8 +163,12 @@ func (r *Raft) sendSnapshot(to pb.NodeID, pr *tracker.Progress) bool {
 }
 
 // bcastHeartbeat sends every follower a heartbeat: the leader's periodic
-// assertion of authority that keeps followers from starting elections (§5.2).
-func (r *Raft) bcastHeartbeat(ctx []byte) {
+// assertion of authority that keeps followers from starting elections
+// (§5.2). The heartbeats form a numbered round whose answers confirm reads
+// and back the lease (read.go); it returns the round's number.
+func (r *Raft) bcastHeartbeat() uint64 {
+	seq := r.reads.newRound(r.ticks, r.leaseTicks())
+	ctx := binary.BigEndian.AppendUint64(nil, seq)
 	r.trk.Visit(func(id pb.NodeID, pr *tracker.Progress) {
 		if id == r.id {
 			return
@@ -173,6 +178,7 @@ func (r *Raft) bcastHeartbeat(ctx []byte) {
 		r.send(pb.Message{To: id, Type: pb.MsgHeartbeat, Commit: commit, Context: ctx})
 		pr.SentCommit = max(pr.SentCommit, commit)
 	})
+	return seq
 }
 
 func (r *Raft) stepLeader(m pb.Message) {
@@ -199,7 +205,6 @@ func (r *Raft) stepLeader(m pb.Message) {
 
 func (r *Raft) markActive(pr *tracker.Progress) {
 	pr.RecentActive = true
-	pr.LastActiveTick = r.ticks
 }
 
 // handleAppendResponse is the leader's side of an AppendEntries answer

@@ -1,6 +1,7 @@
 package raft_test
 
 import (
+	"encoding/binary"
 	"flag"
 	"fmt"
 	"os"
@@ -262,8 +263,10 @@ func (tr *transcript) attach(c *cluster) {
 	c.onSkim = func(on bool) { tr.flush(); tr.flushQuiet(); tr.skimming = on }
 }
 
+// isHeartbeat: a heartbeat round alone changes no state; one that confirms
+// reads shows as their release.
 func isHeartbeat(m pb.Message) bool {
-	return (m.Type == pb.MsgHeartbeat || m.Type == pb.MsgHeartbeatResp) && len(m.Context) == 0
+	return m.Type == pb.MsgHeartbeat || m.Type == pb.MsgHeartbeatResp
 }
 
 func (tr *transcript) note(text string) {
@@ -469,6 +472,9 @@ func fmtMsg(m pb.Message) string {
 		}
 	case pb.MsgHeartbeat:
 		s += fmt.Sprintf(" commit=%d", m.Commit)
+		return s + fmtRound(m.Context)
+	case pb.MsgHeartbeatResp:
+		return s + fmtRound(m.Context)
 	case pb.MsgInstallSnapshot:
 		if m.Snapshot != nil {
 			s += fmt.Sprintf(" snapshot=%d/%d %s", m.Snapshot.Index, m.Snapshot.Term, fmtConf(m.Snapshot.Conf))
@@ -480,4 +486,12 @@ func fmtMsg(m pb.Message) string {
 		s += fmt.Sprintf(" ctx=%q", m.Context)
 	}
 	return s
+}
+
+// fmtRound prints the heartbeat round a heartbeat or its answer carries.
+func fmtRound(ctx []byte) string {
+	if len(ctx) != 8 {
+		return fmt.Sprintf(" ctx=%q", ctx)
+	}
+	return fmt.Sprintf(" round=%d", binary.BigEndian.Uint64(ctx))
 }

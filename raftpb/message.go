@@ -1,6 +1,9 @@
 package raftpb
 
-import "fmt"
+import (
+	"encoding/binary"
+	"fmt"
+)
 
 // MessageType names a Raft message. The names follow the paper.
 type MessageType uint8
@@ -23,7 +26,9 @@ const (
 	MsgPreVote
 	MsgPreVoteResp
 	// MsgHeartbeat carries the leader's commit index (bounded by what the
-	// follower is known to hold) and, for ReadIndex, a Context.
+	// follower is known to hold) and, as Context, the number of its
+	// heartbeat round, which MsgHeartbeatResp echoes: the answers confirm
+	// ReadIndex rounds and back the read lease (dissertation §6.4).
 	MsgHeartbeat
 	MsgHeartbeatResp
 	// MsgInstallSnapshot carries Snapshot; its bytes travel beside it.
@@ -113,8 +118,10 @@ type Message struct {
 	Entries  []Entry
 	// Snapshot is set on MsgInstallSnapshot.
 	Snapshot *SnapshotMeta
-	// Context is opaque to the core: a ReadIndex request id, or
-	// campaignTransfer on a vote requested because of a leader transfer.
+	// Context is a ReadIndex request id (opaque to the core), a heartbeat
+	// round number (8 bytes, big-endian) on MsgHeartbeat and
+	// MsgHeartbeatResp, or campaignTransfer on a vote requested because
+	// of a leader transfer.
 	Context []byte
 }
 
@@ -137,7 +144,9 @@ func (m Message) String() string {
 	case MsgRequestVoteResp, MsgPreVoteResp:
 		s += fmt.Sprintf(" granted=%v", !m.Reject)
 	case MsgHeartbeat:
-		s += fmt.Sprintf(" commit=%d", m.Commit)
+		s += fmt.Sprintf(" commit=%d", m.Commit) + roundString(m.Context)
+	case MsgHeartbeatResp:
+		s += roundString(m.Context)
 	case MsgInstallSnapshot:
 		if m.Snapshot != nil {
 			s += fmt.Sprintf(" snap=%d/%d", m.Snapshot.Index, m.Snapshot.Term)
@@ -148,4 +157,12 @@ func (m Message) String() string {
 		s += fmt.Sprintf(" conf=%d/%d", m.Index, m.LogTerm)
 	}
 	return s
+}
+
+// roundString prints the heartbeat round a heartbeat or its answer carries.
+func roundString(ctx []byte) string {
+	if len(ctx) != 8 {
+		return ""
+	}
+	return fmt.Sprintf(" round=%d", binary.BigEndian.Uint64(ctx))
 }

@@ -42,8 +42,6 @@ type Progress struct {
 	IsLearner bool
 	// SentCommit is the highest commit index sent to the follower.
 	SentCommit pb.Index
-	// LastActiveTick is the leader's tick when the follower last answered.
-	LastActiveTick uint64
 }
 
 // NewProgress returns a progress in StateProbe that will first send next.
