@@ -38,13 +38,18 @@
 // partitions (two halves that both reach one replica) whose bridge
 // restarts and comes back on the side without the leader, few writes, a
 // fast network, and lease reads at every replica that believes it leads.
+// On a third of the seeds some messages are slow, delayed past half an
+// election timeout (the lease margin); where both nemeses meet, the
+// bridge's link to the leader is slow and the bridge may instead stop
+// hearing the leader while its late answers are still on their way.
 //
 // In the liveness phase every fault heals and every crashed replica
 // restarts; a leader must then commit a fresh proposal within
 // LivenessTicks.
 //
-// Determinism: everything random comes from one math/rand/v2 PCG source
-// seeded by the run's seed; replicas, messages and maps are visited in
+// Determinism: everything random comes from math/rand/v2 PCG sources
+// seeded by the run's seed (one for the run, one for whether it has slow
+// messages); replicas, messages and maps are visited in
 // sorted order; nothing reads the wall clock. The same seed replays the
 // same run, event for event (TestDeterminism holds this).
 //

@@ -20,6 +20,13 @@ type params struct {
 
 	dropRate, dupRate  float64 // per message
 	minDelay, maxDelay int     // ticks
+	// slowRate is the share of messages that take a long delay instead, of
+	// slowDelayMin to slowDelayMax ticks: past the lease margin (half an
+	// election timeout), as a congested link or a stalled connection
+	// delivers them. A heartbeat answer that late must not back a read
+	// lease past the voter's refusal (§6.4.1).
+	slowRate                   float64
+	slowDelayMin, slowDelayMax int
 
 	crashRate, syncFailRate float64
 	// bounceRate kills a replica and restarts it at the next tick, as a
@@ -103,6 +110,18 @@ func randomParams(rng *rand.Rand) params {
 	return p
 }
 
+// slowMessages gives a third of the seeds slow messages. It draws from a
+// stream of its own, so that the other seeds run as they did before slow
+// messages existed (and the seeds recorded as finding bugs still do).
+func slowMessages(p *params, rng *rand.Rand) {
+	if rng.IntN(3) != 0 {
+		return
+	}
+	p.slowRate = pick(rng, 0.02, 0.1, 0.3)
+	p.slowDelayMin = p.electionTicks/2 + 1
+	p.slowDelayMax = 3 * p.electionTicks
+}
+
 func pick(rng *rand.Rand, xs ...float64) float64 { return xs[rng.IntN(len(xs))] }
 
 // upReplicas returns the running replicas in id order.
@@ -139,13 +158,13 @@ func (s *Sim) randomUp() *replica {
 // randomEvents injects the safety phase's faults and client operations.
 func (s *Sim) randomEvents() {
 	p := &s.p
-	if s.chance(p.crashRate) {
+	if s.now >= s.stillUntil && s.chance(p.crashRate) {
 		if r := s.randomUp(); r != nil {
 			r.downUntil = s.now + 1 + uint64(s.rng.IntN(p.downTicksMax))
 			s.crash(r, "killed")
 		}
 	}
-	if s.chance(p.bounceRate) {
+	if s.now >= s.stillUntil && s.chance(p.bounceRate) {
 		if s.bridgeSettled() {
 			s.bounceBridge()
 		} else if r := s.randomUp(); r != nil {
@@ -163,7 +182,7 @@ func (s *Sim) randomEvents() {
 		s.partitionUntil, s.bridge = 0, 0
 		s.trace.add(event{kind: evHeal})
 	}
-	if s.chance(p.partitionRate) {
+	if s.now >= s.stillUntil && s.chance(p.partitionRate) {
 		s.partition()
 	}
 	if s.chance(p.proposeRate) {
@@ -211,6 +230,9 @@ func (s *Sim) bridgePartition() {
 			others = append(others, id+1)
 		}
 	}
+	if l := s.leader(); s.p.slowRate > 0 && l != nil {
+		bridge, others = s.votingBridge(l, bridge, others)
+	}
 	side := make([]bool, n+1)
 	for i, id := range others {
 		side[id] = i%2 == 0
@@ -223,7 +245,48 @@ func (s *Sim) bridgePartition() {
 			}
 		}
 	}
-	s.trace.add(event{kind: evPartition, text: fmt.Sprintf("split %v bridged by %d", side[1:], bridge)})
+	text := ""
+	if s.p.slowRate > 0 {
+		// The bridge's answers to the leader's side go over a congested
+		// link: some arrive long after they were sent (deafenBridge).
+		for id := 1; id <= n; id++ {
+			if pb.NodeID(id) != bridge && !side[id] {
+				s.net.slow[bridge][id] = true
+			}
+		}
+		text = ", its link to side false slow"
+	}
+	s.trace.add(event{kind: evPartition, text: fmt.Sprintf("split %v bridged by %d%s", side[1:], bridge, text)})
+}
+
+// votingBridge, for the slow-message seeds, makes the bridge a voter of the
+// leader's configuration and splits the other voters evenly (others lists
+// them first, in the order drawn), on a network healed of earlier cuts: so
+// that with an odd number of voters both sides with the bridge are a
+// quorum, as deafenBridge needs.
+func (s *Sim) votingBridge(lead *replica, bridge pb.NodeID, others []int) (pb.NodeID, []int) {
+	conf := lead.core.ConfState()
+	var voters []pb.NodeID
+	for _, id := range conf.Voters {
+		if id != lead.id {
+			voters = append(voters, id)
+		}
+	}
+	if len(voters) == 0 {
+		return bridge, others
+	}
+	s.net.healAll()
+	pool := append(others, int(bridge))
+	bridge = voters[s.rng.IntN(len(voters))]
+	sorted := make([]int, 0, len(pool))
+	for _, voting := range []bool{true, false} {
+		for _, id := range pool {
+			if pb.NodeID(id) != bridge && conf.IsVoter(pb.NodeID(id)) == voting {
+				sorted = append(sorted, id)
+			}
+		}
+	}
+	return bridge, sorted
 }
 
 // bridgeSettled reports whether the lease nemesis should bounce the bridge:
@@ -245,6 +308,10 @@ func (s *Sim) bridgeSettled() bool {
 // A voter that forgot the leader it answered must not give that vote
 // before the lease is over (§6.4.1).
 func (s *Sim) bounceBridge() {
+	if lead := s.leader(); s.p.slowRate > 0 && lead != nil && lead.id != s.bridge {
+		s.deafenBridge(lead)
+		return
+	}
 	b := s.replica(s.bridge)
 	b.downUntil = s.now + 1
 	s.crash(b, "bridge killed, restarting at once")
@@ -259,6 +326,38 @@ func (s *Sim) bounceBridge() {
 	}
 	s.trace.add(event{kind: evPartition, text: fmt.Sprintf("%d no longer bridges: it reaches only side %v", b.id, !leaderSide)})
 	s.bridge = 0
+}
+
+// deafenBridge makes the bridge of a bridge partition stop hearing the
+// leader's side, one way: its last answers, slow ones among them, are still
+// on their way to the leader. Once its refusal has run out the bridge may
+// vote for the other side; a late answer must not keep the leader's lease
+// alive until then (§6.4.1: the lease runs from when the heartbeat
+// answered was sent). Cuts left from earlier partitions are healed, so
+// that both sides reach the bridge as the scenario needs.
+func (s *Sim) deafenBridge(lead *replica) {
+	n, bridge, side := len(s.reps), s.bridge, s.bridgeSides
+	s.net.healAll()
+	for a := 1; a <= n; a++ {
+		for b := 1; b <= n; b++ {
+			switch {
+			case a == b:
+			case pb.NodeID(a) != bridge && pb.NodeID(b) != bridge && side[a] != side[b]:
+				s.net.cut[a][b] = true
+			case pb.NodeID(b) == bridge && side[a] == side[lead.id]:
+				s.net.cut[a][b] = true
+			case pb.NodeID(a) == bridge && side[b] == side[lead.id]:
+				s.net.slow[a][b] = true
+			}
+		}
+	}
+	s.trace.add(event{kind: evPartition, text: fmt.Sprintf("%d stops hearing side %v (one way), its link to it slow",
+		bridge, side[lead.id])})
+	s.bridge = 0
+	// Hold still while the bridge's refusal runs out and the other side
+	// elects: a crash or a new partition would only spoil it.
+	s.stillUntil = s.now + 3*uint64(s.p.electionTicks)
+	s.partitionUntil = max(s.partitionUntil, s.stillUntil)
 }
 
 // failDisk arms a disk fault on r: the next fsync fails or, on a store
@@ -321,7 +420,7 @@ func (s *Sim) partition() {
 func (s *Sim) healAll() {
 	s.net.healAll()
 	s.partitionUntil, s.bridge = 0, 0
-	s.p.dropRate, s.p.dupRate = 0, 0
+	s.p.dropRate, s.p.dupRate, s.p.slowRate = 0, 0, 0
 	s.plan = nil
 	for _, r := range s.reps {
 		r.downUntil = 0 // restart at the next tick

@@ -59,11 +59,16 @@ type network struct {
 	seq   uint64
 	// cut[from][to] drops every message from -> to at delivery.
 	cut [MaxReplicas + 1][MaxReplicas + 1]bool
+	// slow[from][to] makes every message from -> to a slow one (params.slowRate).
+	slow [MaxReplicas + 1][MaxReplicas + 1]bool
 }
 
 func (n *network) isCut(from, to pb.NodeID) bool { return n.cut[from][to] }
 
-func (n *network) healAll() { n.cut = [MaxReplicas + 1][MaxReplicas + 1]bool{} }
+func (n *network) healAll() {
+	n.cut = [MaxReplicas + 1][MaxReplicas + 1]bool{}
+	n.slow = [MaxReplicas + 1][MaxReplicas + 1]bool{}
+}
 
 // send puts m on the wire from r, applying the loss and duplication rates.
 func (n *network) send(s *Sim, r *replica, m pb.Message) {
@@ -90,7 +95,8 @@ func (n *network) send(s *Sim, r *replica, m pb.Message) {
 	}
 	for ; copies > 0; copies-- {
 		n.seq++
-		heap.Push(&n.queue, &envelope{m: m, at: s.now + s.delay(), seq: n.seq, fromInc: r.incarnation, img: img})
+		heap.Push(&n.queue, &envelope{m: m, at: s.now + s.delay(n.slow[m.From][m.To]), seq: n.seq,
+			fromInc: r.incarnation, img: img})
 	}
 }
 

@@ -15,7 +15,8 @@ const DefaultSteps = 600
 // is drawn from [E, 2E).
 const ElectionTicks = 10
 
-// MaxDelayTicks bounds the per-message network delay.
+// MaxDelayTicks bounds the ordinary per-message network delay; slow
+// messages (on a third of the seeds) take up to 3*ElectionTicks.
 const MaxDelayTicks = 3
 
 // LivenessTicks bounds the liveness phase: once every fault has healed, a
@@ -95,7 +96,10 @@ type Sim struct {
 	bridge      pb.NodeID
 	bridgeSides []bool
 	bridgeSince uint64
-	plan        *confPlan
+	// stillUntil holds partitions, bounces and crashes off until then
+	// (deafenBridge: the scenario needs a while to play out).
+	stillUntil uint64
+	plan       *confPlan
 	// withKV runs the kv state machine beside the hash-only one.
 	withKV bool
 }
@@ -104,7 +108,11 @@ type Sim struct {
 // voters are bootstrapped as the initial configuration and the rest start
 // empty, outside it, ready to be added.
 func New(opt Options) *Sim {
-	return newSim(opt, randomParams)
+	return newSim(opt, func(rng *rand.Rand) params {
+		p := randomParams(rng)
+		slowMessages(&p, rand.New(rand.NewPCG(opt.Seed, 0x510e)))
+		return p
+	})
 }
 
 // newSim builds a Sim whose parameters come from choose (scripted tests
@@ -168,7 +176,12 @@ func (s *Sim) failf(format string, args ...any) {
 
 func (s *Sim) chance(p float64) bool { return p > 0 && s.rng.Float64() < p }
 
-func (s *Sim) delay() uint64 {
+// delay draws a message's delay: a slow one on a slow link or at
+// slowRate, else an ordinary one.
+func (s *Sim) delay(slowLink bool) uint64 {
+	if slowLink || s.chance(s.p.slowRate) {
+		return uint64(s.p.slowDelayMin + s.rng.IntN(s.p.slowDelayMax-s.p.slowDelayMin+1))
+	}
 	if s.p.maxDelay <= s.p.minDelay {
 		return uint64(s.p.minDelay)
 	}

@@ -261,6 +261,9 @@ func TestSeedsThatFoundBugs(t *testing.T) {
 		{60, NewWALStore, FSMAuto, "raft.TestRegressionLeaseReadAfterVoterRestart"},
 		{100, NewWALStore, FSMAuto, "raft.TestRegressionLeaseReadAfterVoterRestart"},
 		{252, NewWALStore, FSMAuto, "raft.TestRegressionLeaseReadAfterVoterRestart"},
+		{150, NewWALStore, FSMAuto, "raft.TestRegressionLeaseTimedFromLateAnswer"},
+		{205, NewWALStore, FSMAuto, "raft.TestRegressionLeaseTimedFromLateAnswer"},
+		{209, NewWALStore, FSMAuto, "raft.TestRegressionLeaseTimedFromLateAnswer"},
 	} {
 		if res := New(Options{Seed: c.seed, Store: c.store, FSM: c.fsm}).Run(); res.Err != nil {
 			t.Errorf("seed %d (%s) fails again: %v\n%s", c.seed, c.bug, res.Err, res.Trace)
