@@ -14,11 +14,11 @@
 //
 // Every Propose ends in exactly one of: the FSM's result (applied once);
 // an error saying it was definitely not applied (*NotLeaderError, ErrBusy,
-// ErrTransferring, ErrStopped, a context error before it was sent); or
-// ErrUnknownOutcome (it was appended, then leadership was lost before it
-// committed, or the node stopped or the context ended before it applied).
-// A proposal committed before its leader stepped down is applied and
-// answered with its result.
+// ErrTransferring, ErrNoSpace, ErrStopped, a context error before it was
+// sent); or ErrUnknownOutcome (it was appended, then leadership was lost
+// before it committed, or the node stopped or the context ended before it
+// applied). A proposal committed before its leader stepped down is applied
+// and answered with its result.
 //
 // # Goroutines
 //
@@ -48,7 +48,9 @@
 //
 // A failed write or fsync stops the node (Err reports it): after a failed
 // fsync the page cache may lie, so nothing that depended on it may be
-// acknowledged; a restart recovers from what is durable.
+// acknowledged; a restart recovers from what is durable. A full disk is
+// not such a failure: the log says so before any write fails, and the
+// node stops taking new entries until space is back (space.go).
 //
 // All exported methods are safe for concurrent use.
 package node

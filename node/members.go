@@ -19,6 +19,8 @@ type Member struct {
 	PeerAddr   string    `json:"peer_addr"`
 	ClientAddr string    `json:"client_addr,omitempty"`
 	Voter      bool      `json:"voter"`
+	// Alarm is the alarm the member raised (AlarmNoSpace), empty if none.
+	Alarm string `json:"alarm,omitempty"`
 }
 
 // clusterMeta is what the runtime keeps in ConfState.Context.

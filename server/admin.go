@@ -28,13 +28,14 @@ func (s *Server) clusterView(st node.Status) api.Cluster {
 			ID: s.cfg.ID, Role: roleName(st.Role), Term: uint64(st.Term),
 			CommitIndex: uint64(st.Commit), AppliedIndex: uint64(st.Applied),
 			SnapshotIndex: uint64(st.SnapshotIndex),
+			SpaceOK:       s.node.SpaceOK(), StateBytes: s.store.Size(), QuotaBytes: s.store.QuotaBytes(),
 		},
 	}
 	for _, id := range confMembers(st.Conf) {
 		m := api.Member{ID: uint64(id), Voter: st.Conf.IsVoter(id)}
 		for _, x := range st.Members {
 			if x.ID == id {
-				m.PeerAddr, m.ClientAddr = x.PeerAddr, x.ClientAddr
+				m.PeerAddr, m.ClientAddr, m.Alarm = x.PeerAddr, x.ClientAddr, x.Alarm
 			}
 		}
 		c.Members = append(c.Members, m)
