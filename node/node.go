@@ -75,7 +75,7 @@ type Node struct {
 	appliedConf    atomic.Pointer[pb.ConfState]
 	appliedConfI   atomic.Uint64
 
-	counters counters // see observe.go
+	counters counters  // see observe.go
 	space    spaceGate // see space.go
 }
 
