@@ -159,14 +159,22 @@ type Member struct {
 	PeerAddr   string `json:"peer_addr"`
 	ClientAddr string `json:"client_addr,omitempty"`
 	Voter      bool   `json:"voter"`
-	// Alarm is the alarm the member has raised (AlarmNoSpace), if any.
-	Alarm string `json:"alarm,omitempty"`
+	// Alarm is the alarm the member has raised (AlarmNoSpace), if any, and
+	// AlarmCause why (AlarmCauseDisk, AlarmCauseQuota).
+	Alarm      string `json:"alarm,omitempty"`
+	AlarmCause string `json:"alarm_cause,omitempty"`
 }
 
-// AlarmNoSpace is raised by a member whose disk, or whose state's quota,
-// is full; while any member has it raised, every member refuses puts and
-// appends with 507 no_space.
-const AlarmNoSpace = "no_space"
+// AlarmNoSpace is raised by a member whose disk (cause AlarmCauseDisk) or
+// whose state's quota (AlarmCauseQuota) is full. Every member refuses puts
+// and appends with 507 no_space while a quota alarm is raised, or while
+// the voters without a disk alarm are not a majority (the cluster could
+// not commit them).
+const (
+	AlarmNoSpace    = "no_space"
+	AlarmCauseDisk  = "disk"
+	AlarmCauseQuota = "quota"
+)
 
 // Alarm actions of POST /v1/cluster/alarms.
 const (
@@ -180,12 +188,14 @@ type AlarmRequest struct {
 	Action string `json:"action"`
 	Member uint64 `json:"member,omitempty"`
 	Alarm  string `json:"alarm,omitempty"`
+	Cause  string `json:"cause,omitempty"`
 }
 
 // Alarm is one raised alarm.
 type Alarm struct {
 	Member uint64 `json:"member"`
 	Alarm  string `json:"alarm"`
+	Cause  string `json:"cause"`
 }
 
 // AlarmsResponse answers GET and POST /v1/cluster/alarms.

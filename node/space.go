@@ -37,8 +37,12 @@ import (
 var ErrNoSpace = errors.New("node: no space left on this member's disk for new entries")
 
 // AlarmNoSpace is the alarm a member raises while its disk or its state's
-// quota is full; every member refuses writes while one is raised.
-const AlarmNoSpace = "no_space"
+// quota is full (the cause: AlarmCauseDisk, AlarmCauseQuota).
+const (
+	AlarmNoSpace    = "no_space"
+	AlarmCauseDisk  = "disk"
+	AlarmCauseQuota = "quota"
+)
 
 // spaceMarginBytes is the room kept for entries that are not gated.
 const spaceMarginBytes = 64 << 10
@@ -84,7 +88,14 @@ type spaceGate struct {
 	next     time.Time // next retry or hand-over
 	dropped  atomic.Uint64
 	refused  atomic.Uint64
-	alarms   atomic.Pointer[[]Member] // members with an alarm raised
+	alarms   atomic.Pointer[alarmView]
+}
+
+// alarmView is the members with an alarm raised and the number of voters,
+// as of the configuration last seen.
+type alarmView struct {
+	alarmed []Member
+	voters  int
 }
 
 func entriesBytes(ents []pb.Entry) int64 {
@@ -182,12 +193,12 @@ func (n *Node) spaceTick(now time.Time) {
 	}
 }
 
-// spaceTransferTarget is the most caught-up voter with no alarm raised.
+// spaceTransferTarget is the most caught-up voter whose disk has room.
 func (n *Node) spaceTransferTarget() pb.NodeID {
 	st := n.core.Status()
 	alarmed := map[pb.NodeID]bool{}
 	for _, m := range membersOf(st.Conf) {
-		alarmed[m.ID] = m.Alarm != ""
+		alarmed[m.ID] = m.AlarmCause == AlarmCauseDisk
 	}
 	var best pb.NodeID
 	var bestMatch pb.Index
@@ -212,34 +223,41 @@ func (n *Node) SpaceCounters() (refused, dropped uint64) {
 
 // noteAlarms keeps the members with an alarm, for the cheap accessors.
 func (n *Node) noteAlarms(ms []Member) {
-	var out []Member
+	v := &alarmView{}
 	for _, m := range ms {
 		if m.Alarm != "" {
-			out = append(out, m)
+			v.alarmed = append(v.alarmed, m)
+		}
+		if m.Voter {
+			v.voters++
 		}
 	}
-	n.space.alarms.Store(&out)
+	n.space.alarms.Store(v)
 }
 
-// Alarms returns the members that have an alarm raised, as this member's
-// configuration has them. It is cheap: the server calls it on every write.
-func (n *Node) Alarms() []Member {
-	if p := n.space.alarms.Load(); p != nil {
-		return *p
+// Alarms returns the members that have an alarm raised, and the number of
+// voters, as this member's configuration has them. It is cheap: the server
+// calls it on every write.
+func (n *Node) Alarms() (alarmed []Member, voters int) {
+	if v := n.space.alarms.Load(); v != nil {
+		return v.alarmed, v.voters
 	}
-	return nil
+	return nil, 0
 }
 
 // SetAlarm raises (alarm not empty) or clears a member's alarm in the
 // replicated member table. Only the leader can; it is a configuration
 // change, so it is refused while another is in progress.
-func (n *Node) SetAlarm(ctx context.Context, id pb.NodeID, alarm string) error {
+func (n *Node) SetAlarm(ctx context.Context, id pb.NodeID, alarm, cause string) error {
 	return n.changeConf(ctx, func(cur pb.ConfState, meta clusterMeta) (confchange.Target, clusterMeta, error) {
 		m, ok := meta.find(id)
 		if !ok && !cur.IsVoter(id) && !isLearner(cur, id) {
 			return confchange.Target{}, meta, ErrUnknownMember
 		}
-		m.ID, m.Alarm = id, alarm
+		m.ID, m.Alarm, m.AlarmCause = id, alarm, cause
+		if alarm == "" {
+			m.AlarmCause = ""
+		}
 		return confchange.Target{Voters: cur.Voters, Learners: cur.Learners}, meta.with(m), nil
 	})
 }
@@ -249,7 +267,7 @@ func (n *Node) DisarmAll(ctx context.Context) error {
 	return n.changeConf(ctx, func(cur pb.ConfState, meta clusterMeta) (confchange.Target, clusterMeta, error) {
 		out := clusterMeta{ClusterID: meta.ClusterID}
 		for _, m := range meta.Members {
-			m.Alarm = ""
+			m.Alarm, m.AlarmCause = "", ""
 			out.Members = append(out.Members, m)
 		}
 		return confchange.Target{Voters: cur.Voters, Learners: cur.Learners}, out, nil

@@ -35,7 +35,8 @@ func (s *Server) clusterView(st node.Status) api.Cluster {
 		m := api.Member{ID: uint64(id), Voter: st.Conf.IsVoter(id)}
 		for _, x := range st.Members {
 			if x.ID == id {
-				m.PeerAddr, m.ClientAddr, m.Alarm = x.PeerAddr, x.ClientAddr, x.Alarm
+				m.PeerAddr, m.ClientAddr = x.PeerAddr, x.ClientAddr
+				m.Alarm, m.AlarmCause = x.Alarm, x.AlarmCause
 			}
 		}
 		c.Members = append(c.Members, m)

@@ -21,9 +21,13 @@ import (
 //   - the state machine refused a write for its quota, until the state is
 //     back below quotaLowWater of the quota (or an operator disarms it).
 //
-// While any member has it raised, every member refuses puts and appends
-// with 507 no_space before proposing them; reads, deletes, snapshots and
-// compaction go on. A member clears its own alarm once the cause is gone,
+// Every member refuses puts and appends with 507 no_space, before
+// proposing them, while a quota alarm is raised (every member applies the
+// same log, so every state is as full), or while the voters without a disk
+// alarm are not a majority: the cluster could not commit them. With one
+// full disk among three voters writes go on; that member drops what it
+// has no room for and catches up once space is back (node/space.go).
+// Reads, deletes, snapshots and compaction go on throughout. A member clears its own alarm once the cause is gone,
 // so writes resume on their own; POST /v1/cluster/alarms (raftkv alarm
 // disarm) clears alarms at once, and a cause still present raises its
 // alarm again.
@@ -55,7 +59,7 @@ func (s *Server) alarmLoop() {
 			return
 		case <-t.C:
 		}
-		have := s.ownAlarm()
+		have := s.ownAlarmCause()
 		if raised && have == "" {
 			quotaHit = false // disarmed: a new refusal raises it again
 		}
@@ -67,8 +71,11 @@ func (s *Server) alarmLoop() {
 			quotaHit = false
 		}
 		want := ""
-		if !s.node.SpaceOK() || quotaHit {
-			want = api.AlarmNoSpace
+		switch {
+		case !s.node.SpaceOK():
+			want = api.AlarmCauseDisk
+		case quotaHit:
+			want = api.AlarmCauseQuota
 		}
 		now := time.Now()
 		if want == have || now.Before(next) {
@@ -79,58 +86,97 @@ func (s *Server) alarmLoop() {
 			next = now.Add(alarmRetryInterval)
 			continue
 		}
+		raised = want != ""
 		s.log.Warn("alarm changed", "member", s.cfg.ID, "alarm", want,
 			"disk_ok", s.node.SpaceOK(), "state_bytes", s.store.Size(), "quota_bytes", s.store.QuotaBytes())
 	}
 }
 
-func (s *Server) ownAlarm() string {
-	for _, m := range s.node.Alarms() {
+// ownAlarmCause is the cause of this member's alarm, "" if none.
+func (s *Server) ownAlarmCause() string {
+	alarmed, _ := s.node.Alarms()
+	for _, m := range alarmed {
 		if m.ID == pb.NodeID(s.cfg.ID) {
-			return m.Alarm
+			return m.AlarmCause
 		}
 	}
 	return ""
 }
 
-// requestAlarm sets this member's alarm: through the node when it leads,
-// else by asking the leader.
-func (s *Server) requestAlarm(alarm string) error {
+// requestAlarm raises this member's no_space alarm with cause, or clears
+// it (cause ""): through the node when it leads, else by asking the leader.
+func (s *Server) requestAlarm(cause string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Limits.RequestTimeout)
 	defer cancel()
+	alarm := ""
+	if cause != "" {
+		alarm = api.AlarmNoSpace
+	}
 	if s.isLeader() {
-		return s.node.SetAlarm(ctx, pb.NodeID(s.cfg.ID), alarm)
+		return s.node.SetAlarm(ctx, pb.NodeID(s.cfg.ID), alarm, cause)
 	}
-	st := s.node.Status()
-	addr := ""
-	for _, m := range st.Members {
-		if m.ID == st.Lead && st.Lead != pb.None {
-			addr = m.ClientAddr
-		}
-	}
-	if addr == "" {
-		return fmt.Errorf("no leader address known")
-	}
-	req := api.AlarmRequest{Action: api.AlarmArm, Member: s.cfg.ID, Alarm: alarm}
+	req := api.AlarmRequest{Action: api.AlarmArm, Member: s.cfg.ID, Alarm: alarm, Cause: cause}
 	if alarm == "" {
 		req.Action = api.AlarmDisarm
 	}
 	body, _ := json.Marshal(req)
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, s.scheme+"://"+addr+api.PathAlarms, bytes.NewReader(body))
+	// The leader's address first; a member whose disk is full may have
+	// missed the entry that published it, so then any member it knows,
+	// which redirects to the leader.
+	var last error = fmt.Errorf("no member address known")
+	for _, addr := range s.alarmTargets() {
+		url := s.scheme + "://" + addr + api.PathAlarms
+		for hop := 0; hop < 2 && url != ""; hop++ {
+			url, last = s.postAlarm(ctx, url, body)
+			if last == nil && url == "" {
+				return nil
+			}
+		}
+	}
+	return last
+}
+
+// alarmTargets lists the client addresses to ask, the leader's first.
+func (s *Server) alarmTargets() []string {
+	st := s.node.Status()
+	var out []string
+	for _, m := range st.Members {
+		if m.ID == st.Lead && m.ClientAddr != "" {
+			out = append(out, m.ClientAddr)
+		}
+	}
+	for _, m := range st.Members {
+		a := m.ClientAddr
+		if v, ok := s.announced.Load(uint64(m.ID)); ok && a == "" {
+			a = v.(string)
+		}
+		if a != "" && m.ID != st.Lead && m.ID != st.ID {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// postAlarm posts an alarm request; on a redirect it returns where to.
+func (s *Server) postAlarm(ctx context.Context, url string, body []byte) (string, error) {
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
-		return err
+		return "", err
 	}
 	hreq.Header.Set("Content-Type", "application/json")
 	resp, err := s.peerHTTP.Do(hreq)
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer resp.Body.Close()
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("leader at %s answered %s", addr, resp.Status)
+	switch {
+	case resp.StatusCode == http.StatusOK:
+		return "", nil
+	case resp.StatusCode == http.StatusTemporaryRedirect && resp.Header.Get("Location") != "":
+		return resp.Header.Get("Location"), fmt.Errorf("%s redirected", url)
 	}
-	return nil
+	return "", fmt.Errorf("%s answered %s", url, resp.Status)
 }
 
 // refuseForAlarm answers 507 no_space, before anything is proposed, to a
@@ -149,19 +195,32 @@ func (s *Server) alarmRefusal(op kv.Op) string {
 	if op == kv.OpDelete {
 		return ""
 	}
-	ms := s.node.Alarms()
-	if len(ms) == 0 {
+	alarmed, voters := s.node.Alarms()
+	if len(alarmed) == 0 {
 		return ""
 	}
-	return fmt.Sprintf("writes are refused while member %d has the %s alarm raised (a full disk or state quota); reads and deletes work; see docs/operations.md",
-		ms[0].ID, ms[0].Alarm)
+	full := 0
+	for _, m := range alarmed {
+		switch {
+		case m.AlarmCause == api.AlarmCauseQuota:
+			return fmt.Sprintf("writes are refused: the state is at its quota (member %d raised the %s alarm); reads and deletes work; see docs/operations.md",
+				m.ID, m.Alarm)
+		case m.Voter:
+			full++
+		}
+	}
+	if voters-full > voters/2 {
+		return ""
+	}
+	return fmt.Sprintf("writes are refused: %d of %d voters have no disk space (the %s alarm); reads and deletes work; see docs/operations.md",
+		full, voters, api.AlarmNoSpace)
 }
 
 func alarmsOf(ms []node.Member) api.AlarmsResponse {
 	out := api.AlarmsResponse{Alarms: []api.Alarm{}}
 	for _, m := range ms {
 		if m.Alarm != "" {
-			out.Alarms = append(out.Alarms, api.Alarm{Member: uint64(m.ID), Alarm: m.Alarm})
+			out.Alarms = append(out.Alarms, api.Alarm{Member: uint64(m.ID), Alarm: m.Alarm, Cause: m.AlarmCause})
 		}
 	}
 	return out
@@ -172,7 +231,8 @@ func alarmsOf(ms []node.Member) api.AlarmsResponse {
 func (s *Server) serveAlarms(w http.ResponseWriter, r *http.Request) {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
-		s.writeJSON(w, http.StatusOK, alarmsOf(s.node.Alarms()))
+		alarmed, _ := s.node.Alarms()
+		s.writeJSON(w, http.StatusOK, alarmsOf(alarmed))
 	case http.MethodPost:
 		s.changeAlarm(w, r)
 	default:
@@ -195,11 +255,13 @@ func (s *Server) changeAlarm(w http.ResponseWriter, r *http.Request) {
 	case req.Action == api.AlarmDisarm && req.Member == 0:
 		err = s.node.DisarmAll(ctx)
 	case req.Action == api.AlarmDisarm:
-		err = s.node.SetAlarm(ctx, pb.NodeID(req.Member), "")
-	case req.Action == api.AlarmArm && req.Member != 0 && req.Alarm == api.AlarmNoSpace:
-		err = s.node.SetAlarm(ctx, pb.NodeID(req.Member), req.Alarm)
+		err = s.node.SetAlarm(ctx, pb.NodeID(req.Member), "", "")
+	case req.Action == api.AlarmArm && req.Member != 0 && req.Alarm == api.AlarmNoSpace &&
+		(req.Cause == api.AlarmCauseDisk || req.Cause == api.AlarmCauseQuota):
+		err = s.node.SetAlarm(ctx, pb.NodeID(req.Member), req.Alarm, req.Cause)
 	default:
-		s.fail(w, api.CodeBadRequest, fmt.Sprintf(`want {"action":"disarm"[,"member":id]} or {"action":"arm","member":id,"alarm":%q}`, api.AlarmNoSpace))
+		s.fail(w, api.CodeBadRequest, fmt.Sprintf(`want {"action":"disarm"[,"member":id]} or {"action":"arm","member":id,"alarm":%q,"cause":%q or %q}`,
+			api.AlarmNoSpace, api.AlarmCauseDisk, api.AlarmCauseQuota))
 		return
 	}
 	if err != nil {

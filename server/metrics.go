@@ -188,9 +188,9 @@ var (
 	descQueued = prometheus.NewDesc("raftkv_transport_peer_queued_messages",
 		"Messages waiting in the peer's send queue.", []string{"peer"}, nil)
 	descAlarmsRaised = prometheus.NewDesc("raftkv_alarms_raised",
-		"Members with an alarm raised, as this member's configuration has them; writes are refused while it is above 0.", nil, nil)
+		"Members with an alarm raised, as this member's configuration has them.", nil, nil)
 	descAlarm = prometheus.NewDesc("raftkv_alarm",
-		"1 for each member and alarm raised.", []string{"member", "alarm"}, nil)
+		"1 for each member and alarm raised, with its cause (disk, quota).", []string{"member", "alarm", "cause"}, nil)
 	descSpaceOK = prometheus.NewDesc("raftkv_disk_space_ok",
 		"0 while this member's disk has no room for the next log segment (it takes no new entries beyond the current one).", nil, nil)
 	descStateBytes = prometheus.NewDesc("raftkv_kv_state_bytes",
@@ -264,10 +264,10 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descSnapsSent, k.SnapshotsSendFailed, "failed")
 	counter(descSnapsReceived, k.SnapshotsReceived)
 	counter(descInDropped, k.MessagesDropped)
-	alarms := n.Alarms()
+	alarms, _ := n.Alarms()
 	gauge(descAlarmsRaised, float64(len(alarms)))
 	for _, m := range alarms {
-		gauge(descAlarm, 1, strconv.FormatUint(uint64(m.ID), 10), m.Alarm)
+		gauge(descAlarm, 1, strconv.FormatUint(uint64(m.ID), 10), m.Alarm, m.AlarmCause)
 	}
 	gauge(descSpaceOK, boolFloat(n.SpaceOK()))
 	gauge(descStateBytes, float64(c.s.store.Size()))
