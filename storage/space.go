@@ -33,13 +33,19 @@ import (
 // the log has: nothing was saved, and the log stays usable.
 var ErrNoSpace = errors.New("wal: no space left for new entries")
 
-// spaceReserveMaxBytes bounds the part of a segment kept, once the file
-// system is full, for records other than entries (a hard state is about 30
-// bytes, a snapshot marker about 60).
-const spaceReserveMaxBytes = 256 << 10
+// The part of a segment kept, once the file system is full, for records
+// other than entries: an eighth, within bounds. A hard state is about 30
+// bytes; a snapshot marker carries the configuration, member table
+// included, so a few hundred.
+const (
+	spaceReserveMinBytes = 4 << 10
+	spaceReserveMaxBytes = 256 << 10
+)
 
 // spaceReserve is that part of a segment preallocated to limit bytes.
-func spaceReserve(limit int64) int64 { return min(limit/8, spaceReserveMaxBytes) }
+func spaceReserve(limit int64) int64 {
+	return min(max(limit/8, spaceReserveMinBytes), spaceReserveMaxBytes)
+}
 
 // spaceState is shared between the writer, the goroutine that prepares
 // segment files and the Log's callers.
