@@ -15,7 +15,9 @@ import (
 // Size past Config.QuotaBytes is rejected with CodeNoSpace and changes
 // nothing; deletes, and commands that do not grow the state, always go
 // through. Like every limit the decision depends only on the state and the
-// Config, so every replica decides alike.
+// Config, so every replica decides alike. A rejection for the quota is not
+// recorded in the session table, so a retry with the same idempotency key
+// takes effect once space is freed.
 
 // Defaults and overheads of the quota.
 const (

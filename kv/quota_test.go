@@ -41,6 +41,15 @@ func TestQuota(t *testing.T) {
 	mustCode(t, r.do(put("k100", value)), CodeOK)
 	mustCode(t, r.do(put("k101", value)), CodeOK)
 	mustCode(t, r.do(put("k102", value)), CodeNoSpace)
+
+	// A refused command with an idempotency key is not remembered: its
+	// retry takes effect once space is freed.
+	c := put("k102", value)
+	c.IdempotencyKey = "retry-me"
+	mustCode(t, r.do(c), CodeNoSpace)
+	mustCode(t, r.do(del("k100")), CodeOK)
+	mustCode(t, r.do(c), CodeOK)
+	mustGet(t, r.Store, "k102", value, r.next-1)
 }
 
 // TestQuotaCountsSessions shows that remembered sessions count against the

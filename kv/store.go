@@ -150,7 +150,9 @@ func (s *Store) applyLocked(index raftpb.Index, cmd []byte) *Result {
 		}
 	}
 	r := s.executeLocked(index, &c)
-	if c.IdempotencyKey != "" {
+	// A rejection for the quota is not remembered either: the same command
+	// may take effect once space is freed, and a retry must be able to.
+	if c.IdempotencyKey != "" && r.Code != CodeNoSpace {
 		s.sessions.record(c.IdempotencyKey, index, *r, s.cfg.maxSessions())
 	}
 	return r

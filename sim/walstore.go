@@ -282,10 +282,7 @@ func (s *walStore) FreeDisk() {
 	s.log.RetrySpace()
 }
 
-func (s *walStore) DiskFull() bool {
-	free, _ := s.fs.FreeBytes(walDir)
-	return free < 1<<40
-}
+func (s *walStore) DiskFull() bool { return s.fs.Capacity() != 0 }
 
 func (s *walStore) EntryRoom() int64 { return s.log.EntryRoom() }
 func (s *walStore) RetrySpace()      { s.log.RetrySpace() }

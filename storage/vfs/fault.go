@@ -227,6 +227,13 @@ func (fs *FaultFS) SetCapacity(n int64) {
 	fs.capacity = n
 }
 
+// Capacity returns the bound SetCapacity set; 0 means none.
+func (fs *FaultFS) Capacity() int64 {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	return fs.capacity
+}
+
 // Used returns the total size of the files the running process sees.
 func (fs *FaultFS) Used() int64 {
 	fs.mu.Lock()
