@@ -154,13 +154,37 @@ func (n *Node) admitMessage(m *pb.Message) bool {
 		return true
 	}
 	g := &n.space
-	size := entriesBytes(m.Entries)
+	if g.log == nil || g.log.SpaceOK() {
+		return true
+	}
+	size := n.newEntriesBytes(m.Entries)
+	if size == 0 {
+		return true // all held already: the ack costs nothing
+	}
 	if !g.roomFor(size) {
 		g.dropped.Add(1)
 		return false
 	}
 	g.admitted += size
 	return true
+}
+
+// newEntriesBytes counts the entries the log does not hold yet: an
+// AppendEntries retransmitted to a full follower that stored it before
+// must still be acknowledged, or the entries might never commit.
+func (n *Node) newEntriesBytes(ents []pb.Entry) int64 {
+	last := n.cfg.Log.LastIndex()
+	var size int64
+	for i := range ents {
+		e := &ents[i]
+		if e.Index <= last {
+			if t, err := n.cfg.Log.Term(e.Index); err == nil && t == e.Term {
+				continue
+			}
+		}
+		size += int64(len(e.Data)) + entryOverheadBytes
+	}
+	return size
 }
 
 // spaceTick runs on every tick: while space is short it asks the log to
