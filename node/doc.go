@@ -39,6 +39,9 @@
 //     log up to the previous snapshot (or an older one, to keep
 //     SnapshotTrailingEntries), keeping at least one interval of log behind
 //     the newest snapshot so a slow follower can catch up from the log.
+//   - while the disk is full, one short-lived goroutine at a time asks the
+//     log to prepare its next segment again (space.go: it may wait for an
+//     fsync, which run must not).
 //   - the transport's goroutines (see package transport).
 //
 // Queues between them are bounded: proposals (ProposalQueueLen; full means
