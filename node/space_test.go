@@ -18,7 +18,12 @@ import (
 // accepted is applied; and once space is back it takes proposals again.
 func TestNoSpaceRefusesProposals(t *testing.T) {
 	fs := vfs.NewFaultFS(1)
-	c := newTClusterWith(t, 1, 0, func(c *tcluster) { c.members[1].fs = fs })
+	c := newTClusterWith(t, 1, 0, func(c *tcluster) {
+		c.members[1].fs = fs
+		// A slow fsync on a loaded machine must not pass for a stalled
+		// disk (checkDiskStall): this test is about space.
+		c.tweak = func(cfg *node.Config) { cfg.ElectionTimeout = 2 * time.Second }
+	})
 	n := c.members[1].n
 	c.leader()
 	// The first segment and its prepared successor exist; one more
@@ -26,7 +31,7 @@ func TestNoSpaceRefusesProposals(t *testing.T) {
 	fs.SetCapacity(fs.Used() + 1<<20)
 	data := make([]byte, 64<<10)
 	data[7] = 1 // the counter adds 1 per command
-	var applied uint64
+	var applied, maybe uint64
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for i := 0; ; i++ {
@@ -37,15 +42,24 @@ func TestNoSpaceRefusesProposals(t *testing.T) {
 		if errors.Is(err, node.ErrNoSpace) {
 			break
 		}
-		if err != nil {
+		var nl *node.NotLeaderError
+		switch {
+		case errors.Is(err, node.ErrUnknownOutcome):
+			// Leadership lost while it was in flight (a stall on a loaded
+			// machine): not about space.
+			maybe++
+		case errors.As(err, &nl), errors.Is(err, node.ErrTransferring):
+			time.Sleep(10 * time.Millisecond) // not applied; the member leads again soon
+		case err != nil:
 			t.Fatalf("proposal %d: %v, want a result or ErrNoSpace", i, err)
+		default:
+			applied++
 		}
-		applied++
 	}
 	if n.SpaceOK() {
 		t.Fatal("a proposal was refused for space while SpaceOK")
 	}
-	if applied < 100 {
+	if applied+maybe < 100 {
 		t.Fatalf("only %d proposals taken: the member stopped early", applied)
 	}
 	if refused, _ := n.SpaceCounters(); refused == 0 {
@@ -57,8 +71,8 @@ func TestNoSpaceRefusesProposals(t *testing.T) {
 	if _, err := n.Propose(ctx, data); !errors.Is(err, node.ErrNoSpace) {
 		t.Fatalf("second proposal on a full disk: %v, want ErrNoSpace", err)
 	}
-	if sum, _ := c.members[1].fsm.get(); sum != applied {
-		t.Fatalf("sum %d, want %d (every accepted command applied once)", sum, applied)
+	if sum, _ := c.members[1].fsm.get(); sum < applied || sum > applied+maybe {
+		t.Fatalf("sum %d, want %d to %d (every accepted command applied once)", sum, applied, applied+maybe)
 	}
 	// Small changes of the configuration still go through (the alarm).
 	if err := n.SetAlarm(ctx, 1, node.AlarmNoSpace, node.AlarmCauseDisk); err != nil {
