@@ -17,6 +17,7 @@ const (
 	PathVoters   = "/v1/cluster/voters"
 	PathTransfer = "/v1/cluster/transfer-leadership"
 	PathSnapshot = "/v1/cluster/snapshot"
+	PathAlarms   = "/v1/cluster/alarms"
 	PathHealthz  = "/healthz"
 	PathReadyz   = "/readyz"
 )
@@ -56,6 +57,11 @@ const (
 	CodeNotReady = "not_ready"
 	// CodeInternal: a failure of the member itself (a stopped node, a disk error).
 	CodeInternal = "internal"
+	// CodeNoSpace: a write refused, before it was proposed or by the state
+	// machine's quota, because a member's disk or the state's quota is
+	// full (a no_space alarm is raised). Nothing was applied; reads and
+	// deletes still work.
+	CodeNoSpace = "no_space"
 )
 
 // Status returns the HTTP status that goes with an error code.
@@ -77,6 +83,8 @@ func Status(code string) int {
 		return http.StatusServiceUnavailable
 	case CodeUnknownOutcome:
 		return http.StatusGatewayTimeout
+	case CodeNoSpace:
+		return http.StatusInsufficientStorage
 	}
 	return http.StatusInternalServerError
 }
@@ -151,6 +159,48 @@ type Member struct {
 	PeerAddr   string `json:"peer_addr"`
 	ClientAddr string `json:"client_addr,omitempty"`
 	Voter      bool   `json:"voter"`
+	// Alarm is the alarm the member has raised (AlarmNoSpace), if any, and
+	// AlarmCause why (AlarmCauseDisk, AlarmCauseQuota).
+	Alarm      string `json:"alarm,omitempty"`
+	AlarmCause string `json:"alarm_cause,omitempty"`
+}
+
+// AlarmNoSpace is raised by a member whose disk (cause AlarmCauseDisk) or
+// whose state's quota (AlarmCauseQuota) is full. Every member refuses puts
+// and appends with 507 no_space while a quota alarm is raised, or while
+// the voters without a disk alarm are not a majority (the cluster could
+// not commit them).
+const (
+	AlarmNoSpace    = "no_space"
+	AlarmCauseDisk  = "disk"
+	AlarmCauseQuota = "quota"
+)
+
+// Alarm actions of POST /v1/cluster/alarms.
+const (
+	AlarmArm    = "arm"
+	AlarmDisarm = "disarm"
+)
+
+// AlarmRequest is the body of POST /v1/cluster/alarms. Disarm with Member
+// 0 clears every member's alarm.
+type AlarmRequest struct {
+	Action string `json:"action"`
+	Member uint64 `json:"member,omitempty"`
+	Alarm  string `json:"alarm,omitempty"`
+	Cause  string `json:"cause,omitempty"`
+}
+
+// Alarm is one raised alarm.
+type Alarm struct {
+	Member uint64 `json:"member"`
+	Alarm  string `json:"alarm"`
+	Cause  string `json:"cause"`
+}
+
+// AlarmsResponse answers GET and POST /v1/cluster/alarms.
+type AlarmsResponse struct {
+	Alarms []Alarm `json:"alarms"`
 }
 
 // Self is the answering member's own state in GET /v1/cluster.
@@ -161,6 +211,13 @@ type Self struct {
 	CommitIndex   uint64 `json:"commit_index"`
 	AppliedIndex  uint64 `json:"applied_index"`
 	SnapshotIndex uint64 `json:"snapshot_index"`
+	// SpaceOK is false while this member's disk has no room for the next
+	// log segment.
+	SpaceOK bool `json:"space_ok"`
+	// StateBytes is the state machine's size as its quota counts it, and
+	// QuotaBytes that quota.
+	StateBytes int64 `json:"state_bytes"`
+	QuotaBytes int64 `json:"quota_bytes"`
 }
 
 // Roles reported in Self.Role.

@@ -120,3 +120,31 @@ func (c *Client) SnapshotAt(ctx context.Context, endpoint string) (uint64, error
 	}
 	return s.Index, nil
 }
+
+// Alarms lists the alarms raised, as the member asked sees them.
+func (c *Client) Alarms(ctx context.Context) (*api.AlarmsResponse, error) {
+	resp, err := c.do(ctx, request{method: http.MethodGet, path: api.PathAlarms})
+	if err != nil {
+		return nil, err
+	}
+	return decodeAlarms(resp)
+}
+
+// DisarmAlarms clears the alarm of member id (0: every member's) and
+// returns those still raised. A member whose cause is still there raises
+// its alarm again.
+func (c *Client) DisarmAlarms(ctx context.Context, id uint64) (*api.AlarmsResponse, error) {
+	resp, err := c.admin(ctx, http.MethodPost, api.PathAlarms, api.AlarmRequest{Action: api.AlarmDisarm, Member: id})
+	if err != nil {
+		return nil, err
+	}
+	return decodeAlarms(resp)
+}
+
+func decodeAlarms(resp *response) (*api.AlarmsResponse, error) {
+	var a api.AlarmsResponse
+	if err := json.Unmarshal(resp.body, &a); err != nil {
+		return nil, fmt.Errorf("client: decoding alarms: %w", err)
+	}
+	return &a, nil
+}

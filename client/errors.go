@@ -55,6 +55,10 @@ func IsNotFound(err error) bool { return hasCode(err, api.CodeNotFound) }
 // IsPreconditionFailed reports a 412: If-Match or If-None-Match did not hold.
 func IsPreconditionFailed(err error) bool { return hasCode(err, api.CodePreconditionFailed) }
 
+// IsNoSpace reports a 507: the write was refused, and not applied, because
+// a member's disk or the state's quota is full (a no_space alarm).
+func IsNoSpace(err error) bool { return hasCode(err, api.CodeNoSpace) }
+
 // Code returns the API code of err, or "" if it carries none.
 func Code(err error) string {
 	var e *Error

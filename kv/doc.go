@@ -28,6 +28,10 @@
 //     is gone once an Apply reaches i+SessionWindow, and at MaxSessions the
 //     oldest is dropped first. Rejections by Config.Validate are not
 //     recorded: the same bytes are rejected the same way at any index.
+//   - The state's size (Size: keys, values, sessions, each with a fixed
+//     overhead) stays within Config.QuotaBytes: a put or append that would
+//     pass it is rejected with CodeNoSpace; deletes always go through
+//     (quota.go).
 //   - A stored value is never written after it is stored (append makes a
 //     new slice). That is what lets snapshots and readers share values with
 //     later Applies without copying.

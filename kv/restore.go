@@ -25,6 +25,7 @@ func (s *Store) Restore(r io.Reader) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.applied, s.entries, s.sessions = v.applied, v.entries, v.sessions
+	s.keyBytes = countKeyBytes(v)
 	return nil
 }
 

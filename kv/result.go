@@ -28,7 +28,7 @@ const (
 
 // codes lists every code by its one-byte number in the snapshot format; the
 // order is part of the format and must only ever be appended to.
-var codes = [...]string{CodeOK, CodePreconditionFailed, CodeNotFound, CodeBadRequest, CodeBadKey, CodeTooLarge}
+var codes = [...]string{CodeOK, CodePreconditionFailed, CodeNotFound, CodeBadRequest, CodeBadKey, CodeTooLarge, CodeNoSpace}
 
 func codeNumber(code string) (byte, bool) {
 	for i, c := range codes {

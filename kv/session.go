@@ -26,6 +26,7 @@ type session struct {
 type sessionTable struct {
 	byToken map[string]*session
 	fifo    sessionFIFO
+	bytes   int64 // the sessions' part of Store.Size
 }
 
 func newSessionTable() *sessionTable {
@@ -37,7 +38,7 @@ func (t *sessionTable) len() int { return t.fifo.n }
 // clone returns a frozen copy for a snapshot, in time proportional to the
 // number of queue chunks, not of sessions.
 func (t *sessionTable) clone() *sessionTable {
-	return &sessionTable{fifo: t.fifo.clone()}
+	return &sessionTable{fifo: t.fifo.clone(), bytes: t.bytes}
 }
 
 // lookup returns the Result recorded for token.
@@ -76,10 +77,13 @@ func (t *sessionTable) record(token string, index raftpb.Index, r Result, max in
 func (t *sessionTable) insert(s *session) {
 	t.byToken[s.token] = s
 	t.fifo.push(s)
+	t.bytes += sessionBytes(s)
 }
 
 func (t *sessionTable) removeOldest() {
-	delete(t.byToken, t.fifo.oldest().token)
+	old := t.fifo.oldest()
+	delete(t.byToken, old.token)
+	t.bytes -= sessionBytes(old)
 	t.fifo.pop()
 }
 

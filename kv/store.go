@@ -36,6 +36,10 @@ type Config struct {
 	MaxSessions int
 	// MaxListItems bounds the items one List returns.
 	MaxListItems int
+	// QuotaBytes bounds the state's size as Store.Size counts it (see
+	// quota.go): a write that would pass it is rejected with CodeNoSpace.
+	// 0 means DefaultQuotaBytes; negative, no quota.
+	QuotaBytes int64
 }
 
 func (c Config) maxKeyBytes() int   { return orDefault(c.MaxKeyBytes, DefaultMaxKeyBytes) }
@@ -94,6 +98,9 @@ type Store struct {
 	sessions *sessionTable
 	// applied is the index of the last command applied or restored.
 	applied raftpb.Index
+	// keyBytes is the keys' part of Size (quota.go).
+	keyBytes        int64
+	quotaRejections uint64
 }
 
 // New returns an empty store with the given limits.
@@ -143,7 +150,9 @@ func (s *Store) applyLocked(index raftpb.Index, cmd []byte) *Result {
 		}
 	}
 	r := s.executeLocked(index, &c)
-	if c.IdempotencyKey != "" {
+	// A rejection for the quota is not remembered either: the same command
+	// may take effect once space is freed, and a retry must be able to.
+	if c.IdempotencyKey != "" && r.Code != CodeNoSpace {
 		s.sessions.record(c.IdempotencyKey, index, *r, s.cfg.maxSessions())
 	}
 	return r
@@ -162,7 +171,12 @@ func (s *Store) executeLocked(index raftpb.Index, c *Command) *Result {
 	}
 	switch c.Op {
 	case OpPut:
+		if r := s.quotaCheckLocked(index, cur, exists, c.Key, c.Value); r != nil {
+			s.quotaRejections++
+			return r
+		}
 		s.entries.ReplaceOrInsert(entry{key: c.Key, value: c.Value, rev: index})
+		s.keyBytes += keyBytes(c.Key, c.Value)
 	case OpAppend:
 		if len(cur.value)+len(c.Value) > s.cfg.maxValueBytes() {
 			return rejected(index, cur.rev, CodeTooLarge,
@@ -172,13 +186,22 @@ func (s *Store) executeLocked(index raftpb.Index, c *Command) *Result {
 		// or a reader, so it is never written in place.
 		v := make([]byte, len(cur.value)+len(c.Value))
 		copy(v[copy(v, cur.value):], c.Value)
+		if r := s.quotaCheckLocked(index, cur, exists, c.Key, v); r != nil {
+			s.quotaRejections++
+			return r
+		}
 		s.entries.ReplaceOrInsert(entry{key: c.Key, value: v, rev: index})
+		s.keyBytes += keyBytes(c.Key, v)
 	case OpDelete:
 		if !exists {
 			return rejected(index, 0, CodeNotFound, "no such key")
 		}
 		s.entries.Delete(entry{key: c.Key})
+		s.keyBytes -= keyBytes(cur.key, cur.value)
 		return &Result{Index: index, Rev: 0, Prev: cur.rev}
+	}
+	if exists {
+		s.keyBytes -= keyBytes(cur.key, cur.value)
 	}
 	return &Result{Index: index, Rev: index, Prev: cur.rev}
 }

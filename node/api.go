@@ -15,7 +15,8 @@ import (
 
 // Propose replicates cmd and returns the FSM's result once it is applied
 // on this member. Errors: *NotLeaderError, ErrBusy, ErrTransferring,
-// ErrStopped (none of these applied anything) or ErrUnknownOutcome.
+// ErrNoSpace, ErrStopped (none of these applied anything) or
+// ErrUnknownOutcome.
 func (n *Node) Propose(ctx context.Context, cmd []byte) (any, error) {
 	p := &proposal{data: cmd, done: make(chan outcome, 1)}
 	if err := n.submit(p); err != nil {
@@ -107,6 +108,7 @@ func (n *Node) propose(first *proposal) {
 		}
 		break
 	}
+	batch = n.admitProposals(batch)
 	if len(batch) == 0 {
 		return
 	}

@@ -14,11 +14,11 @@
 //
 // Every Propose ends in exactly one of: the FSM's result (applied once);
 // an error saying it was definitely not applied (*NotLeaderError, ErrBusy,
-// ErrTransferring, ErrStopped, a context error before it was sent); or
-// ErrUnknownOutcome (it was appended, then leadership was lost before it
-// committed, or the node stopped or the context ended before it applied).
-// A proposal committed before its leader stepped down is applied and
-// answered with its result.
+// ErrTransferring, ErrNoSpace, ErrStopped, a context error before it was
+// sent); or ErrUnknownOutcome (it was appended, then leadership was lost
+// before it committed, or the node stopped or the context ended before it
+// applied). A proposal committed before its leader stepped down is applied
+// and answered with its result.
 //
 // # Goroutines
 //
@@ -39,6 +39,9 @@
 //     log up to the previous snapshot (or an older one, to keep
 //     SnapshotTrailingEntries), keeping at least one interval of log behind
 //     the newest snapshot so a slow follower can catch up from the log.
+//   - while the disk is full, one short-lived goroutine at a time asks the
+//     log to prepare its next segment again (space.go: it may wait for an
+//     fsync, which run must not).
 //   - the transport's goroutines (see package transport).
 //
 // Queues between them are bounded: proposals (ProposalQueueLen; full means
@@ -48,7 +51,9 @@
 //
 // A failed write or fsync stops the node (Err reports it): after a failed
 // fsync the page cache may lie, so nothing that depended on it may be
-// acknowledged; a restart recovers from what is durable.
+// acknowledged; a restart recovers from what is durable. A full disk is
+// not such a failure: the log says so before any write fails, and the
+// node stops taking new entries until space is back (space.go).
 //
 // All exported methods are safe for concurrent use.
 package node

@@ -19,6 +19,10 @@ type Member struct {
 	PeerAddr   string    `json:"peer_addr"`
 	ClientAddr string    `json:"client_addr,omitempty"`
 	Voter      bool      `json:"voter"`
+	// Alarm is the alarm the member raised (AlarmNoSpace), empty if none;
+	// AlarmCause says why (AlarmCauseDisk, AlarmCauseQuota).
+	Alarm      string `json:"alarm,omitempty"`
+	AlarmCause string `json:"alarm_cause,omitempty"`
 }
 
 // clusterMeta is what the runtime keeps in ConfState.Context.

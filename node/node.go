@@ -75,7 +75,8 @@ type Node struct {
 	appliedConf    atomic.Pointer[pb.ConfState]
 	appliedConfI   atomic.Uint64
 
-	counters counters // see observe.go
+	counters counters  // see observe.go
+	space    spaceGate // see space.go
 }
 
 // New opens a member: it restores the state machine from the latest
@@ -104,6 +105,7 @@ func New(c Config) (*Node, error) {
 		pendingRead: map[uint64]*readRequest{},
 		futures:     map[pb.Index]*proposal{},
 	}
+	n.space.log = spaceOf(cfg.Log)
 	applied, err := n.recover()
 	if err != nil {
 		return nil, err
@@ -290,6 +292,7 @@ func (n *Node) produceReadys() {
 		}
 		n.releaseReads(rd.ReadStates)
 		n.inflight = append(n.inflight, rd)
+		n.space.handedOut(&rd)
 		n.persistc <- rd
 		// Send after the hand-off to the persister, so that the peer
 		// writers are the goroutines this P woke last, which Go's
@@ -337,6 +340,7 @@ func (n *Node) tick() {
 		return
 	}
 	n.checkDiskStall(now)
+	n.spaceTick(now)
 	n.publishStatus()
 }
 
@@ -382,6 +386,9 @@ func (n *Node) checkDiskStall(now time.Time) {
 }
 
 func (n *Node) step(m pb.Message) {
+	if !n.admitMessage(&m) {
+		return
+	}
 	if err := n.core.Step(m); err != nil {
 		n.log.Debug("dropped message", "msg", m.String(), "err", err)
 	}
@@ -518,6 +525,7 @@ func (n *Node) updatePeers() {
 	n.mu.Lock()
 	n.members = ms
 	n.mu.Unlock()
+	n.noteAlarms(ms)
 	if n.tr == nil {
 		return
 	}

@@ -75,6 +75,7 @@ func (n *Node) persistBatch(batch []raft.Ready) error {
 		if err := driver.Write(n.cfg.Log, &batch[i]); err != nil {
 			return err
 		}
+		n.space.saved(&batch[i])
 		sync = sync || batch[i].MustSync
 	}
 	if !sync {

@@ -28,6 +28,7 @@ func (s *Server) clusterView(st node.Status) api.Cluster {
 			ID: s.cfg.ID, Role: roleName(st.Role), Term: uint64(st.Term),
 			CommitIndex: uint64(st.Commit), AppliedIndex: uint64(st.Applied),
 			SnapshotIndex: uint64(st.SnapshotIndex),
+			SpaceOK:       s.node.SpaceOK(), StateBytes: s.store.Size(), QuotaBytes: s.store.QuotaBytes(),
 		},
 	}
 	for _, id := range confMembers(st.Conf) {
@@ -35,6 +36,7 @@ func (s *Server) clusterView(st node.Status) api.Cluster {
 		for _, x := range st.Members {
 			if x.ID == id {
 				m.PeerAddr, m.ClientAddr = x.PeerAddr, x.ClientAddr
+				m.Alarm, m.AlarmCause = x.Alarm, x.AlarmCause
 			}
 		}
 		c.Members = append(c.Members, m)

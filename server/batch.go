@@ -152,6 +152,9 @@ func (s *Server) batchCommand(op *api.BatchOp) (cmd kv.Command, code, msg string
 		}
 		return cmd, api.CodeBadRequest, err.Error()
 	}
+	if msg := s.alarmRefusal(cmd.Op); msg != "" {
+		return cmd, api.CodeNoSpace, msg
+	}
 	return cmd, "", ""
 }
 

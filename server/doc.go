@@ -43,8 +43,10 @@
 // the store, both safe for concurrent use. One background goroutine
 // (publish) polls the node's status to publish the client address and, on
 // a member that joined, to learn the cluster id; another (announce) tells
-// the leader this member's client address for the live view (ui.go). All
-// exported methods are safe for concurrent use.
+// the leader this member's client address for the live view (ui.go); a
+// third (alarm) raises and clears this member's no_space alarm as its disk
+// and the state's quota fill and empty (alarm.go). All exported methods
+// are safe for concurrent use.
 //
 // Operations: /metrics (metrics.go, one Prometheus registry per Server),
 // /ui/ and /v1/debug/* (ui.go, ui_announce.go), /debug/applied for the

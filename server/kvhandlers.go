@@ -71,6 +71,9 @@ func (s *Server) write(w http.ResponseWriter, r *http.Request, op kv.Op, key str
 		s.fail(w, api.CodeBadRequest, err.Error())
 		return
 	}
+	if !s.refuseForAlarm(w, op) {
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Limits.RequestTimeout)
 	defer cancel()
 	start := time.Now()

@@ -131,6 +131,9 @@ type timedLog struct {
 	fsync prometheus.Histogram
 }
 
+// Unwrap lets the node reach the log's space reporting (node/space.go).
+func (l timedLog) Unwrap() node.LogStore { return l.LogStore }
+
 func (l timedLog) Sync() error {
 	start := time.Now()
 	err := l.LogStore.Sync()
@@ -184,6 +187,20 @@ var (
 		"1 if the outbound stream to the peer is established.", []string{"peer"}, nil)
 	descQueued = prometheus.NewDesc("raftkv_transport_peer_queued_messages",
 		"Messages waiting in the peer's send queue.", []string{"peer"}, nil)
+	descAlarmsRaised = prometheus.NewDesc("raftkv_alarms_raised",
+		"Members with an alarm raised, as this member's configuration has them.", nil, nil)
+	descAlarm = prometheus.NewDesc("raftkv_alarm",
+		"1 for each member and alarm raised, with its cause (disk, quota).", []string{"member", "alarm", "cause"}, nil)
+	descSpaceOK = prometheus.NewDesc("raftkv_disk_space_ok",
+		"0 while this member's disk has no room for the next log segment (it takes no new entries beyond the current one).", nil, nil)
+	descStateBytes = prometheus.NewDesc("raftkv_kv_state_bytes",
+		"The state machine's size as its quota counts it.", nil, nil)
+	descQuotaBytes = prometheus.NewDesc("raftkv_kv_quota_bytes",
+		"The state machine's quota (--quota-bytes); negative: none.", nil, nil)
+	descSpaceRefused = prometheus.NewDesc("raftkv_space_refused_proposals_total",
+		"Proposals this member refused because its disk had no room for them.", nil, nil)
+	descSpaceDropped = prometheus.NewDesc("raftkv_space_dropped_appends_total",
+		"AppendEntries this member dropped because its disk had no room for their entries.", nil, nil)
 )
 
 var roleNames = []string{api.RoleLeader, api.RoleFollower, api.RoleCandidate, api.RoleLearner, api.RoleRemoved}
@@ -192,7 +209,8 @@ func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descRole, descIsLeader, descHasLeader, descLeader, descTerm,
 		descLeaderChanges, descCommit, descApplied, descSnapshot, descLast, descMembers, descPeerLag,
 		descPeerInflight, descSnapsSent, descSnapsReceived, descInDropped, descOutDropped, descOutSent,
-		descInReceived, descConnected, descQueued} {
+		descInReceived, descConnected, descQueued, descAlarmsRaised, descAlarm, descSpaceOK, descStateBytes,
+		descQuotaBytes, descSpaceRefused, descSpaceDropped} {
 		ch <- d
 	}
 }
@@ -246,6 +264,17 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descSnapsSent, k.SnapshotsSendFailed, "failed")
 	counter(descSnapsReceived, k.SnapshotsReceived)
 	counter(descInDropped, k.MessagesDropped)
+	alarms, _ := n.Alarms()
+	gauge(descAlarmsRaised, float64(len(alarms)))
+	for _, m := range alarms {
+		gauge(descAlarm, 1, strconv.FormatUint(uint64(m.ID), 10), m.Alarm, m.AlarmCause)
+	}
+	gauge(descSpaceOK, boolFloat(n.SpaceOK()))
+	gauge(descStateBytes, float64(c.s.store.Size()))
+	gauge(descQuotaBytes, float64(c.s.store.QuotaBytes()))
+	refused, dropped := n.SpaceCounters()
+	counter(descSpaceRefused, refused)
+	counter(descSpaceDropped, dropped)
 	ts, ok := n.TransportStats()
 	if !ok {
 		return

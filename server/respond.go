@@ -95,6 +95,8 @@ func (s *Server) errorCode(r *http.Request, err error) (code, msg string) {
 		return api.CodeUnknownOutcome, err.Error()
 	case errors.Is(err, node.ErrBusy):
 		return api.CodeBusy, err.Error()
+	case errors.Is(err, node.ErrNoSpace):
+		return api.CodeNoSpace, err.Error()
 	case errors.Is(err, node.ErrStopped):
 		return api.CodeShuttingDown, err.Error()
 	case errors.Is(err, node.ErrTransferring):

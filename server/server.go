@@ -58,7 +58,8 @@ func Start(c Config) (*Server, error) {
 		closeListeners(cfg)
 		return nil, err
 	}
-	s.bg.Add(3)
+	s.bg.Add(4)
+	go s.alarmLoop()
 	go s.serve()
 	go s.publishLoop()
 	go s.announceLoop()
@@ -323,6 +324,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.route(rw, r, http.MethodPut, s.setVoters)
 	case path == api.PathTransfer:
 		s.route(rw, r, http.MethodPost, s.transferLeadership)
+	case path == api.PathAlarms:
+		s.serveAlarms(rw, r)
 	case path == api.PathSnapshot:
 		s.route(rw, r, http.MethodPost, s.snapshot)
 	case path == api.PathReadyz:

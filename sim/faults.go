@@ -40,6 +40,8 @@ type params struct {
 	// for lease reads at leaseReadRate per tick.
 	leaseNemesis  bool
 	leaseReadRate float64
+	// diskFullRate fills a replica's disk, or frees a full one (space.go).
+	diskFullRate float64
 	// leaderCrashRate kills the leader just after it accepts a proposal,
 	// leaving entries of its term on few logs: with one entry per
 	// AppendEntries this is the nemesis of Figure 8 (§5.4.2).
@@ -96,6 +98,9 @@ func randomParams(rng *rand.Rand) params {
 		p.proposeRate = pick(rng, 0.01, 0.05)
 		p.maxDelay = min(p.maxDelay, rng.IntN(2))
 	}
+	// From a value already drawn, not a new draw: the seeds without this
+	// fault run as they did before it existed.
+	p.diskFullRate = []float64{0, 0, 0.005, 0.02}[p.downTicksMax%4]
 	p.voters = 3 + rng.IntN(p.replicas-2)
 	if rng.IntN(5) > 0 {
 		p.snapshotEvery = 3 + rng.IntN(40)
@@ -176,6 +181,9 @@ func (s *Sim) randomEvents() {
 		if r := s.randomUp(); r != nil {
 			s.failDisk(r)
 		}
+	}
+	if s.chance(p.diskFullRate) {
+		s.toggleDiskFull()
 	}
 	if s.partitionUntil > 0 && s.now >= s.partitionUntil {
 		s.net.healAll()
@@ -425,6 +433,7 @@ func (s *Sim) healAll() {
 	for _, r := range s.reps {
 		r.downUntil = 0 // restart at the next tick
 	}
+	s.freeDisks()
 	s.trace.add(event{kind: evHeal, text: "everything (liveness phase)"})
 }
 
@@ -449,6 +458,9 @@ func (s *Sim) proposeRandom() {
 }
 
 func (s *Sim) propose(r *replica, data [][]byte, ids []uint64) (pb.Index, pb.Term, error) {
+	if !s.admitProposal(r, data) {
+		return 0, 0, errNoSpace
+	}
 	first, term, err := r.core.Propose(data...)
 	if err != nil {
 		return 0, 0, err

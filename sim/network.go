@@ -171,6 +171,9 @@ func (n *network) deliver(s *Sim, env *envelope) {
 			return
 		}
 	}
+	if !s.admitMessage(to, m) {
+		return
+	}
 	s.trace.add(event{kind: evDeliver, msg: m})
 	if err := to.core.Step(m); err != nil {
 		s.failf("replica %d: step %s: %v", to.id, m, err)

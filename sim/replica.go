@@ -163,6 +163,9 @@ func (s *Sim) crash(r *replica, why string) {
 func (s *Sim) start(r *replica) {
 	img, err := r.store.Recover()
 	if err != nil {
+		if s.recoverFailedForSpace(r, err) {
+			return
+		}
 		s.failf("replica %d: recover: %v", r.id, err)
 		return
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/raftkv/raftkv/driver"
 	"github.com/raftkv/raftkv/raft"
 	pb "github.com/raftkv/raftkv/raftpb"
+	"github.com/raftkv/raftkv/storage"
 )
 
 // Store is what a simulated replica persists to: the driver's LogStore
@@ -58,7 +59,8 @@ var errSnapshotNotWritten = errors.New("sim: snapshot not written")
 // stops the replica (it restarts from what is durable), rather than from a
 // bug, which fails the run.
 func isDiskFault(err error) bool {
-	return errors.Is(err, errSyncFailed) || errors.Is(err, syscall.EIO) || errors.Is(err, syscall.ENOSPC)
+	return errors.Is(err, errSyncFailed) || errors.Is(err, syscall.EIO) || errors.Is(err, syscall.ENOSPC) ||
+		errors.Is(err, storage.ErrNoSpace)
 }
 
 // memStore models durability over two raft.MemoryStorage: durable holds

@@ -272,3 +272,17 @@ func (s *walStore) TakeSnapshot(img image, trailing pb.Index) (pb.SnapshotMeta, 
 	s.durable = s.saved // Compact syncs everything saved
 	return to, nil
 }
+
+// FillDisk bounds the file system to what it uses plus slack bytes.
+func (s *walStore) FillDisk(slack int64) { s.fs.SetCapacity(s.fs.Used() + slack) }
+
+// FreeDisk lifts the bound, and has the log notice at once.
+func (s *walStore) FreeDisk() {
+	s.fs.SetCapacity(0)
+	s.log.RetrySpace()
+}
+
+func (s *walStore) DiskFull() bool { return s.fs.Capacity() != 0 }
+
+func (s *walStore) EntryRoom() int64 { return s.log.EntryRoom() }
+func (s *walStore) RetrySpace()      { s.log.RetrySpace() }

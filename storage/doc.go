@@ -28,6 +28,13 @@
 // preallocation (older logs, a file system whose files cannot write at an
 // offset, a failed preparation) end at their last record and work alike.
 //
+// The next segment is prepared as soon as the current one begins, so a
+// full file system shows while the current segment still has room: the
+// log then reports it (SpaceOK false) and takes entries only into what is
+// left of the current segment short of a reserve for hard states and the
+// markers of snapshots and compaction; beyond that Save fails with
+// ErrNoSpace and changes nothing. See space.go.
+//
 // # Invariants
 //
 //   - Sync returns only after fdatasync of every segment written since the
@@ -61,6 +68,8 @@
 //     and recovery refuses a log that has one.
 //   - Segments are deleted only when a durable snapshot marker covers all
 //     their live entries, oldest first, and never the last one.
+//   - While SpaceOK is false, no entry goes into a segment whose file was
+//     not prepared in full: appends never meet a full disk.
 //   - A write, fsync or remove error is sticky: every later call returns it.
 //     After a failed fsync the page cache may claim data the disk lost, so the
 //     only safe move is to restart and recover from what is on disk.

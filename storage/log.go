@@ -101,6 +101,7 @@ type Log struct {
 	segs  []*segment // live segments by seq; the last is the tail
 
 	tailBytes      int64 // bytes assigned to the tail, written or not
+	tailAlloc      int64 // bytes of the tail's file allocated in advance (space.go)
 	tailHasRecords bool  // the tail holds a record besides its header
 
 	pending   *batch
@@ -203,12 +204,25 @@ func (l *Log) tail() *segment { return l.segs[len(l.segs)-1] }
 func (l *Log) Save(hs pb.HardState, snap *pb.SnapshotMeta, ents []pb.Entry) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if err := l.usableLocked(); err != nil {
-		return err
-	}
-	ents, err := l.checkSaveLocked(hs, snap, ents)
-	if err != nil {
-		return err
+	var err error
+	for {
+		if err := l.usableLocked(); err != nil {
+			return err
+		}
+		ents, err = l.checkSaveLocked(hs, snap, ents)
+		if err != nil {
+			return err
+		}
+		wait, err := l.roomLocked(saveBytes(ents))
+		if err != nil {
+			return err
+		}
+		if wait == nil {
+			break
+		}
+		l.mu.Unlock()
+		<-wait
+		l.mu.Lock()
 	}
 	if snap == nil && len(ents) == 0 && (hs.IsEmpty() || hs == l.hard) {
 		return nil
@@ -241,6 +255,14 @@ func (l *Log) Save(hs pb.HardState, snap *pb.SnapshotMeta, ents []pb.Entry) erro
 	l.savedSeq++
 	l.evictLocked()
 	return nil
+}
+
+// saveBytes bounds the bytes of the records a Save adds: entries, and all.
+func saveBytes(ents []pb.Entry) (entries, all int64) {
+	for i := range ents {
+		entries += int64(entryRecordBytes(ents[i].Term, ents[i].Index, len(ents[i].Data)))
+	}
+	return entries, entries + 2*(recordHeaderBytes+128) // a snapshot marker and a hard state
 }
 
 // checkSaveLocked validates a Save before anything changes, so a rejected
@@ -348,6 +370,10 @@ func (l *Log) rollLocked(first pb.Index) {
 	l.segs = append(l.segs, s)
 	l.tailBytes = int64(len(data))
 	l.tailHasRecords = false
+	l.tailAlloc = 0 // the writer installs an empty file when preparing failed
+	if l.preparedLocked(seq) {
+		l.tailAlloc = segmentLimit(seq, l.opts.SegmentBytes)
+	}
 }
 
 // Buffers are recycled between batches; a huge one is let go rather than

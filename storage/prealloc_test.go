@@ -171,9 +171,9 @@ func TestCrashAfterPreparedRename(t *testing.T) {
 		t.Fatalf("%d segments, want 1", len(l.segs))
 	}
 	want := stateOf(t, l)
-	// An entry that does not fit: the roll's writes are zeros, the new
-	// header, then the seal (fails).
-	fs.FailWriteAfter(2, syscall.EIO)
+	// An entry that does not fit: the roll's writes are the new header
+	// (into the file prepared when segment 1 began), then the seal (fails).
+	fs.FailWriteAfter(1, syscall.EIO)
 	must(t, l.Save(pb.HardState{}, nil, mkEnts(8, 9, 1, 300)))
 	if err := l.Sync(); err == nil {
 		t.Fatal("sync succeeded")

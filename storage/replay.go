@@ -54,6 +54,10 @@ func (l *Log) recover() error {
 	}
 	l.hard, l.idx = r.hard, r.idx
 	l.tailBytes, l.tailHasRecords = end, end > r.headerEnd
+	l.tailAlloc = end
+	if _, ok := tail.f.(io.WriterAt); ok {
+		l.tailAlloc = max(r.tailSize, end)
+	}
 	l.w.seq, l.w.f, l.w.off = tail.seq, tail.f, end
 	l.writtenSeq, l.writtenOff = tail.seq, end
 	l.w.prepareNext(tail.seq + 1)
@@ -152,6 +156,7 @@ func (l *Log) createFirstSegment() error {
 	l.segs = []*segment{s}
 	l.idx.lo = 1
 	l.tailBytes = int64(len(data))
+	l.tailAlloc = segmentLimit(1, l.opts.SegmentBytes)
 	l.w.seq, l.w.f, l.w.off = 1, f, int64(len(data))
 	l.writtenSeq, l.writtenOff = 1, int64(len(data))
 	l.w.prepareNext(2)

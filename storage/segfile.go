@@ -120,24 +120,63 @@ type preparedSeg struct {
 	seq  uint32
 	path string
 	stop atomic.Bool
-	done chan struct{} // closed when the goroutine has ended; err is set
+	done chan struct{} // closed when the preparation has ended; err is set
 	err  error
 }
 
-// prepareNext starts zero-filling the file of segment seq, when the file
-// system is the real one; elsewhere the roll prepares it inline (see
-// vfs.IsOS). Only the writer's goroutine calls it.
+// finished reports whether the preparation has ended.
+func (p *preparedSeg) finished() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// prepareNext starts zero-filling the file of segment seq: in a goroutine
+// on the real file system, inline elsewhere (see vfs.IsOS). It runs as
+// soon as the segment before seq begins, so that a full disk shows while
+// the current segment still has room (see space.go). Only the writer's
+// goroutine calls it.
 func (w *writer) prepareNext(seq uint32) {
-	if !w.background || w.next != nil {
+	if w.next != nil {
 		return
 	}
 	p := &preparedSeg{seq: seq, path: prepPath(w.dir, seq), done: make(chan struct{})}
 	size := segmentLimit(seq, w.segBytes)
-	go func() {
-		defer close(p.done)
-		p.err = zeroFile(w.fs, p.path, size, &p.stop)
-	}()
 	w.next = p
+	w.space.prep.Store(p)
+	run := func() {
+		defer close(p.done)
+		p.err = w.space.check(w.fs, w.dir, size)
+		if p.err == nil {
+			p.err = zeroFile(w.fs, p.path, size, &p.stop)
+		}
+		if p.err != nil && p.err != errStopped {
+			// Best effort (Open removes leftovers): what a failed
+			// preparation took is what a snapshot may need.
+			w.fs.Remove(p.path)
+		}
+		w.space.note(p.err, w.logger, p.path)
+	}
+	if w.background {
+		go run()
+	} else {
+		run()
+	}
+}
+
+// retryPrepare starts the next segment's preparation again if the last
+// one failed.
+func (w *writer) retryPrepare() {
+	if p := w.next; p != nil {
+		if !p.finished() || p.err == nil {
+			return
+		}
+		w.next = nil
+	}
+	w.prepareNext(w.seq + 1)
 }
 
 // takePrepared returns the prepared file for seq, waiting for it if it
@@ -175,14 +214,10 @@ func (w *writer) stopPreparing() {
 func (w *writer) createSegment(s *segment, header []byte) (vfs.File, error) {
 	tmp, ok := w.takePrepared(s.seq)
 	if !ok {
-		size := segmentLimit(s.seq, w.segBytes)
-		if w.background {
-			// Preparing failed: do not zero-fill on the commit path. An
-			// empty file is installed alike; writes then extend it.
-			size = 0
-		}
+		// Preparing failed: do not zero-fill on the commit path. An empty
+		// file is installed alike; writes then extend it.
 		tmp = prepPath(w.dir, s.seq)
-		if err := zeroFile(w.fs, tmp, size, nil); err != nil {
+		if err := zeroFile(w.fs, tmp, 0, nil); err != nil {
 			return nil, err
 		}
 	}

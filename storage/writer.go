@@ -20,6 +20,7 @@ type writer struct {
 	f          vfs.File     // its handle (shared with readers, who only ReadAt)
 	off        int64        // bytes of records in it
 	next       *preparedSeg // the next segment's file, being prepared
+	space      spaceState
 	seal       []byte
 }
 
@@ -43,7 +44,13 @@ func (w *writer) writeBatch(b *batch) error {
 			return fmt.Errorf("sync segment %d: %w", w.seq, err)
 		}
 	}
-	return w.removeSegments(b.remove)
+	if err := w.removeSegments(b.remove); err != nil {
+		return err
+	}
+	if len(b.remove) > 0 && w.space.noSpace.Load() {
+		w.retryPrepare() // compaction freed space
+	}
+	return nil
 }
 
 func (w *writer) write(data []byte) error {

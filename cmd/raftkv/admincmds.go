@@ -177,3 +177,49 @@ func statusCmd(g *globals) *cobra.Command {
 		return tw.Flush()
 	})
 }
+
+func (s *session) printAlarms(a *api.AlarmsResponse) error {
+	if s.g.output == "json" {
+		return s.json(a)
+	}
+	if len(a.Alarms) == 0 {
+		fmt.Fprintln(s.out, "no alarms")
+		return nil
+	}
+	tw := tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "MEMBER\tALARM\tCAUSE")
+	for _, x := range a.Alarms {
+		fmt.Fprintf(tw, "%d\t%s\t%s\n", x.Member, x.Alarm, x.Cause)
+	}
+	return tw.Flush()
+}
+
+func alarmCmd(g *globals) *cobra.Command {
+	cmd := verb(g, "alarm", "List the alarms raised (no_space: a member's disk or the state's quota is full)", cobra.NoArgs,
+		func(s *session, _ []string) error {
+			a, err := s.c.Alarms(s.ctx)
+			if err != nil {
+				return err
+			}
+			return s.printAlarms(a)
+		})
+	var member uint64
+	disarm := verb(g, "disarm", "Clear alarms (every member's, or --member's); a cause still present raises its alarm again",
+		cobra.NoArgs, func(s *session, _ []string) error {
+			a, err := s.c.DisarmAlarms(s.ctx, member)
+			if err != nil {
+				return err
+			}
+			return s.printAlarms(a)
+		})
+	disarm.Flags().Uint64Var(&member, "member", 0, "clear only this member's alarm")
+	list := verb(g, "list", "List the alarms raised", cobra.NoArgs, func(s *session, _ []string) error {
+		a, err := s.c.Alarms(s.ctx)
+		if err != nil {
+			return err
+		}
+		return s.printAlarms(a)
+	})
+	cmd.AddCommand(list, disarm)
+	return cmd
+}

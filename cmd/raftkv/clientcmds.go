@@ -76,7 +76,7 @@ func verb(g *globals, use, short string, args cobra.PositionalArgs, run func(*se
 func clientCommands(g *globals) []*cobra.Command {
 	return []*cobra.Command{
 		putCmd(g), getCmd(g), delCmd(g), appendCmd(g), listCmd(g),
-		membersCmd(g), transferCmd(g), statusCmd(g),
+		membersCmd(g), transferCmd(g), statusCmd(g), alarmCmd(g),
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/raftkv/raftkv/kv"
 	"github.com/raftkv/raftkv/node"
 	"github.com/raftkv/raftkv/server"
 	"github.com/raftkv/raftkv/storage/vfs"
@@ -39,6 +40,7 @@ type serverFlags struct {
 	logLevel, logFormat string
 	shutdownTimeout     time.Duration
 	enablePprof         bool
+	quotaBytes          int64
 }
 
 func newServerCmd(g *globals) *cobra.Command {
@@ -80,6 +82,8 @@ recovers from its data dir and ignores --cluster. SIGTERM drains and exits 0.`,
 	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "bound on the drain at SIGTERM")
 	fl.BoolVar(&f.enablePprof, "enable-pprof", false, "serve Go's profiler at /debug/pprof/ on the client address")
+	fl.Int64Var(&f.quotaBytes, "quota-bytes", kv.DefaultQuotaBytes,
+		"bound on the state machine's size (keys, values, sessions; see docs/operations.md); the same on every member; -1: none")
 	return cmd
 }
 
@@ -101,6 +105,8 @@ func (f *serverFlags) config(g *globals) (server.Config, error) {
 		return cfg, errors.New("--snapshot-entries must be positive")
 	case f.snapshotSizeFactor < 0:
 		return cfg, errors.New("--snapshot-size-factor must not be negative")
+	case f.quotaBytes == 0 || f.quotaBytes < -1:
+		return cfg, errors.New("--quota-bytes must be positive, or -1 for none")
 	}
 	logger, err := newLogger(f.logLevel, f.logFormat)
 	if err != nil {
@@ -134,6 +140,7 @@ func (f *serverFlags) config(g *globals) (server.Config, error) {
 		HeartbeatInterval: f.heartbeat, ElectionTimeout: f.election, SnapshotEntries: f.snapshotEntries,
 		SnapshotSizeFactor: sizeFactor(f.snapshotSizeFactor),
 		TLS:                tlsCfg, Logger: logger, FS: fileSystem, EnablePprof: f.enablePprof,
+		KV: kv.Config{QuotaBytes: f.quotaBytes},
 	}, nil
 }
 

@@ -90,7 +90,9 @@ function renderMembers(view) {
       "data-id": String(m.id), "data-role": role, "data-leader": String(!!isLeader),
     });
     card.append(el("h3", {}, `member ${m.id}`, el("span", { class: "role " + role }, role),
-      isLeader ? el("span", { class: "crown", title: "the leader" }, "★") : null));
+      isLeader ? el("span", { class: "crown", title: "the leader" }, "★") : null,
+      m.alarm ? el("span", { class: "alarm", "data-alarm": m.alarm,
+        title: "writes may be refused; see docs/operations.md" }, `${m.alarm} (${m.alarm_cause || "?"})`) : null));
     const dl = el("dl");
     if (st) {
       const p = view.progress && view.progress[String(m.id)];

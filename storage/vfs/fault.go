@@ -23,8 +23,8 @@ var ErrCrashed = errors.New("vfs: handle opened before a simulated crash")
 // themselves are durable as soon as MkdirAll returns (a simplification: the
 // storage package creates its directories once, before anything else).
 //
-// Faults: Crash and its variants, FlipBit, FailNextWrite and FailNextSync.
-// All methods are safe for concurrent use.
+// Faults: Crash and its variants, FlipBit, FailNextWrite, FailNextSync and
+// SetCapacity (a full disk). All methods are safe for concurrent use.
 type FaultFS struct {
 	mu      sync.Mutex
 	rng     *rand.Rand
@@ -36,6 +36,10 @@ type FaultFS struct {
 	last    *inode // most recently written, the one a torn crash tears
 
 	failWrite, failSync fault
+	// capacity bounds the bytes of all files the running process sees; 0
+	// means no bound. A write or truncate that would grow past it fails
+	// with ENOSPC and changes nothing.
+	capacity int64
 }
 
 // fault is an error to return after skip more calls succeed.
@@ -210,6 +214,62 @@ func (fs *FaultFS) FailSyncAfter(n int, err error) {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	fs.failSync = fault{err: err, skip: n}
+}
+
+// SetCapacity bounds the total size of the files to n bytes (0: no bound),
+// as a file system of that size would: a write or truncate that would grow
+// the total past n fails with syscall.ENOSPC and changes nothing, while
+// overwrites inside a file's size still succeed. Removing files frees
+// their bytes. A bound below what is already used only stops growth.
+func (fs *FaultFS) SetCapacity(n int64) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	fs.capacity = n
+}
+
+// Capacity returns the bound SetCapacity set; 0 means none.
+func (fs *FaultFS) Capacity() int64 {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	return fs.capacity
+}
+
+// Used returns the total size of the files the running process sees.
+func (fs *FaultFS) Used() int64 {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	return fs.usedLocked()
+}
+
+// FreeBytes is what SetCapacity leaves; without a bound, a large number.
+func (fs *FaultFS) FreeBytes(dir string) (int64, error) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if fs.capacity == 0 {
+		return 1 << 50, nil
+	}
+	return max(fs.capacity-fs.usedLocked(), 0), nil
+}
+
+func (fs *FaultFS) usedLocked() int64 {
+	var n int64
+	seen := make(map[*inode]bool, len(fs.files))
+	for _, ino := range fs.files {
+		if !seen[ino] {
+			seen[ino] = true
+			n += int64(len(ino.data))
+		}
+	}
+	return n
+}
+
+// growLocked reports ENOSPC when growing ino to size would pass the capacity.
+func (fs *FaultFS) growLocked(ino *inode, size int64) error {
+	grow := size - int64(len(ino.data))
+	if fs.capacity == 0 || grow <= 0 || fs.usedLocked()+grow <= fs.capacity {
+		return nil
+	}
+	return syscall.ENOSPC
 }
 
 // ReadFile returns a copy of what the running process sees in name.

@@ -48,6 +48,9 @@ func (f *faultFile) Write(p []byte) (int, error) {
 	if f.appending {
 		f.off = int64(len(ino.data))
 	}
+	if err := f.fs.growLocked(ino, f.off+int64(len(p))); err != nil {
+		return 0, pathErr("write", f.name, err)
+	}
 	end := int(f.off) + len(p)
 	if end > len(ino.data) {
 		ino.data = append(ino.data, make([]byte, end-len(ino.data))...)
@@ -75,6 +78,9 @@ func (f *faultFile) WriteAt(p []byte, off int64) (int, error) {
 		return 0, pathErr("writeat", f.name, err)
 	}
 	ino := f.ino
+	if err := f.fs.growLocked(ino, off+int64(len(p))); err != nil {
+		return 0, pathErr("writeat", f.name, err)
+	}
 	end := int(off) + len(p)
 	if end > len(ino.data) {
 		ino.data = append(ino.data, make([]byte, end-len(ino.data))...)
@@ -130,6 +136,9 @@ func (f *faultFile) Truncate(size int64) error {
 		return pathErr("truncate", f.name, syscall.EINVAL)
 	}
 	ino := f.ino
+	if err := f.fs.growLocked(ino, size); err != nil {
+		return pathErr("truncate", f.name, err)
+	}
 	old := len(ino.data)
 	if int(size) <= old {
 		ino.data = ino.data[:size]

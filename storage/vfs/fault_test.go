@@ -248,3 +248,46 @@ func TestFaultWriteAt(t *testing.T) {
 		t.Fatalf("injected write fault: %v", err)
 	}
 }
+
+// TestFaultCapacity shows a FaultFS with a capacity: growth past it fails
+// with ENOSPC and writes nothing, overwrites inside a file succeed, and
+// removing a file frees its bytes.
+func TestFaultCapacity(t *testing.T) {
+	fs := NewFaultFS(1)
+	if err := fs.MkdirAll("/d", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	fs.SetCapacity(100)
+	f, err := fs.Create("/d/a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(make([]byte, 80)); err != nil {
+		t.Fatal(err)
+	}
+	if free, _ := fs.FreeBytes("/d"); free != 20 {
+		t.Fatalf("FreeBytes %d, want 20", free)
+	}
+	if _, err := f.Write(make([]byte, 30)); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("write past the capacity: %v, want ENOSPC", err)
+	}
+	if fi, _ := f.Stat(); fi.Size() != 80 {
+		t.Fatalf("a refused write changed the size to %d", fi.Size())
+	}
+	if _, err := f.(interface {
+		WriteAt([]byte, int64) (int, error)
+	}).WriteAt([]byte("overwrite"), 10); err != nil {
+		t.Fatalf("overwrite inside the file: %v", err)
+	}
+	if err := f.Truncate(200); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("truncate past the capacity: %v, want ENOSPC", err)
+	}
+	f.Close()
+	if err := fs.Remove("/d/a"); err != nil {
+		t.Fatal(err)
+	}
+	g, _ := fs.Create("/d/b")
+	if _, err := g.Write(make([]byte, 100)); err != nil {
+		t.Fatalf("write after the remove freed space: %v", err)
+	}
+}

@@ -52,3 +52,22 @@ var ErrLocked = errors.New("vfs: directory is locked by another process or handl
 
 // LockFileName is the name of the file Lock creates in the locked directory.
 const LockFileName = "LOCK"
+
+// SpaceFS is implemented by file systems that can tell how much space is
+// left (OS and FaultFS). The storage package uses it to stop before the
+// disk is full rather than at the failed write.
+type SpaceFS interface {
+	// FreeBytes returns the bytes an unprivileged writer can still use on
+	// the file system holding dir.
+	FreeBytes(dir string) (int64, error)
+}
+
+// FreeBytes returns fs's free space at dir, and false when fs cannot tell.
+func FreeBytes(fs FS, dir string) (int64, bool) {
+	s, ok := fs.(SpaceFS)
+	if !ok {
+		return 0, false
+	}
+	n, err := s.FreeBytes(dir)
+	return n, err == nil
+}
