@@ -211,6 +211,10 @@ type Status struct {
 	LeadTransferee pb.NodeID
 	// Err is the failure that stopped the core (see Raft.Err), or nil.
 	Err error
+	// ElectionElapsed counts the ticks since the election timer was last
+	// reset; a follower or candidate campaigns when it reaches
+	// ElectionTimeout, the timeout drawn for this term (§5.2).
+	ElectionElapsed, ElectionTimeout int
 	// Progress is set on the leader: one entry per member.
 	Progress map[pb.NodeID]ProgressStatus
 }
@@ -232,6 +236,7 @@ func (r *Raft) Status() Status {
 		Commit: r.log.committed, Applied: r.log.applied,
 		FirstIndex: r.log.firstIndex(), LastIndex: r.log.lastIndex(),
 		Conf: r.conf(), LeadTransferee: r.leadTransferee, Err: r.log.err,
+		ElectionElapsed: r.electionElapsed, ElectionTimeout: r.randomizedElection,
 	}
 	if r.role == Leader {
 		s.Progress = map[pb.NodeID]ProgressStatus{}

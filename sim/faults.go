@@ -60,6 +60,10 @@ type params struct {
 	// snapshotEvery is the applied entries between images (0: never);
 	// snapshotMargin the entries kept in the log behind the applied index.
 	snapshotEvery, snapshotMargin int
+
+	// disablePreVote and disableCheckQuorum turn the core's protections
+	// off (the playground's toggles; randomized runs keep both on).
+	disablePreVote, disableCheckQuorum bool
 }
 
 func randomParams(rng *rand.Rand) params {

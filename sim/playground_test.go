@@ -1,0 +1,220 @@
+package sim
+
+import (
+	"encoding/json"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func newTestPlayground(t *testing.T, opt PlaygroundOptions) *Playground {
+	t.Helper()
+	p, err := NewPlayground(opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func leaders(st PlaygroundState) []uint64 {
+	var out []uint64
+	for _, m := range st.Members {
+		if m.Role == "leader" {
+			out = append(out, m.ID)
+		}
+	}
+	return out
+}
+
+func mustAct(t *testing.T, p *Playground, actions ...Action) {
+	t.Helper()
+	for _, a := range actions {
+		if err := p.Act(a); err != nil {
+			t.Fatalf("%+v: %v", a, err)
+		}
+	}
+}
+
+// TestPlaygroundElectsOneLeader shows that a fresh cluster, stepped event
+// by event, elects exactly one leader and keeps it while nothing fails.
+func TestPlaygroundElectsOneLeader(t *testing.T) {
+	for _, n := range []int{3, 5, 7} {
+		p := newTestPlayground(t, PlaygroundOptions{Seed: 1, Voters: n})
+		if got := leaders(p.State()); len(got) != 0 {
+			t.Fatalf("%d voters: leaders %v before any tick", n, got)
+		}
+		mustAct(t, p, Action{Op: "step", N: 400})
+		if got := leaders(p.State()); len(got) != 1 {
+			t.Fatalf("%d voters: leaders %v after 400 events, want one", n, got)
+		}
+		mustAct(t, p, Action{Op: "run", N: 5 * PlaygroundElectionTicks})
+		if st := p.State(); len(leaders(st)) != 1 || st.Violation != "" {
+			t.Fatalf("%d voters: leaders %v, violation %q after a quiet run", n, leaders(st), st.Violation)
+		}
+	}
+}
+
+// TestPlaygroundLeaderCrash shows that when the leader crashes, the others
+// elect a new one: within 2E+4D (a timeout and a PreVote and vote round)
+// on most seeds, and within LivenessTicks on every one tried. The crashed
+// member keeps its durable term, vote and log.
+func TestPlaygroundLeaderCrash(t *testing.T) {
+	const seeds = 100
+	bound := uint64(2*PlaygroundElectionTicks + 4*PlaygroundMaxDelay)
+	within := 0
+	for seed := uint64(1); seed <= seeds; seed++ {
+		p := newTestPlayground(t, PlaygroundOptions{Seed: seed, Voters: 5})
+		mustAct(t, p, until("leader", 0, 400), Action{Op: "propose", N: 2}, Action{Op: "run", N: 30})
+		before := p.State()
+		lead := before.Leader
+		mustAct(t, p, Action{Op: "crash", ID: lead})
+		t0 := p.State().Now
+		mustAct(t, p, Action{Op: "until", What: "leader", N: LivenessTicks})
+		st := p.State()
+		if st.Leader == lead || st.Leader == 0 {
+			t.Fatalf("seed %d: leader %d after %d crashed", seed, st.Leader, lead)
+		}
+		if st.Now-t0 <= bound {
+			within++
+		}
+		old, was := st.Members[lead-1], before.Members[lead-1]
+		if old.Up || old.Term != was.Term || old.Vote != was.Vote || old.Last != was.Last {
+			t.Fatalf("seed %d: crashed leader shows up=%v term %d vote %d last %d; before the crash %d %d %d",
+				seed, old.Up, old.Term, old.Vote, old.Last, was.Term, was.Vote, was.Last)
+		}
+		if st.Violation != "" {
+			t.Fatalf("seed %d: %s", seed, st.Violation)
+		}
+	}
+	if within < seeds*3/4 {
+		t.Errorf("a new leader within %d ticks on %d of %d seeds; want most", bound, within, seeds)
+	}
+	t.Logf("new leader within %d ticks on %d of %d seeds", bound, within, seeds)
+}
+
+// TestPlaygroundReplay shows that the recorded actions, replayed on a
+// fresh cluster of the same options, give an identical State.
+func TestPlaygroundReplay(t *testing.T) {
+	opt := PlaygroundOptions{Seed: 7, Voters: 5, Spares: 2}
+	p := newTestPlayground(t, opt)
+	script := []Action{
+		{Op: "run", N: 45}, {Op: "propose", N: 3}, {Op: "step", N: 7}, {Op: "cut", ID: 1, To: 2},
+		{Op: "run", N: 10}, {Op: "crash", ID: 3}, {Op: "run", N: 30}, {Op: "learners", IDs: []uint64{6}},
+		{Op: "run", N: 20}, {Op: "restart", ID: 3}, {Op: "heal"}, {Op: "propose"}, {Op: "run", N: 3},
+	}
+	for _, a := range script {
+		_ = p.Act(a) // some may be refused (no leader yet); refusals are not recorded
+	}
+	if st := p.State(); len(st.Messages) > 0 {
+		mustAct(t, p, Action{Op: "dup", Msg: st.Messages[0].ID})
+		mustAct(t, p, Action{Op: "drop", Msg: st.Messages[len(st.Messages)-1].ID})
+	}
+	mustAct(t, p, Action{Op: "snapshot"}, Action{Op: "run", N: 25})
+	q, err := ReplayPlayground(p.Options(), p.Actions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := json.Marshal(p.State())
+	b, _ := json.Marshal(q.State())
+	if string(a) != string(b) {
+		t.Fatalf("replay differs:\n%s\n%s", a, b)
+	}
+	if !reflect.DeepEqual(p.Actions(), q.Actions()) {
+		t.Fatalf("replayed actions differ: %+v vs %+v", p.Actions(), q.Actions())
+	}
+}
+
+// TestPlaygroundScenes plays every stage of every scene: none fails, and
+// the checkers find nothing.
+func TestPlaygroundScenes(t *testing.T) {
+	for _, sc := range PlaygroundScenes(1) {
+		p := newTestPlayground(t, sc.Options)
+		for i := 0; i < sc.Stages; i++ {
+			if err := p.Act(Action{Op: "stage", Scene: sc.Name, N: i}); err != nil {
+				t.Fatalf("%s stage %d: %v", sc.Name, i, err)
+			}
+		}
+		if st := p.State(); st.Violation != "" || len(leaders(st)) == 0 {
+			t.Fatalf("%s: violation %q, leaders %v", sc.Name, st.Violation, leaders(st))
+		}
+	}
+}
+
+func logTermAt(m PlaygroundMember, i uint64) uint64 {
+	for _, c := range m.Log {
+		if c.Index == i {
+			return c.Term
+		}
+	}
+	return 0
+}
+
+// TestPlaygroundFigure8 shows the scene reaching the states of Figure 8:
+// in (c) index 3 of term 2 is on a majority (S1, S2, S3) and the term-4
+// leader S1 does not count it committed; in (d) S5 leads and index 3 holds
+// its term-3 entry on every running member.
+func TestPlaygroundFigure8(t *testing.T) {
+	opt := PlaygroundScenes(1)[5].Options
+	p := newTestPlayground(t, opt)
+	for i := 0; i <= 2; i++ {
+		mustAct(t, p, Action{Op: "stage", Scene: "figure8", N: i})
+	}
+	st := p.State()
+	s1 := st.Members[0]
+	if s1.Role != "leader" || s1.Term != 4 {
+		t.Fatalf("(c): S1 is %s in term %d, want leader of term 4", s1.Role, s1.Term)
+	}
+	for _, id := range []int{1, 2, 3} {
+		if got := logTermAt(st.Members[id-1], 3); got != 2 {
+			t.Fatalf("(c): S%d holds index 3 of term %d, want 2", id, got)
+		}
+	}
+	if s1.Commit >= 3 {
+		t.Fatalf("(c): S1 commits %d: it counted replicas of an entry of an older term", s1.Commit)
+	}
+	mustAct(t, p, Action{Op: "stage", Scene: "figure8", N: 3})
+	st = p.State()
+	if st.Leader != 5 || st.Violation != "" {
+		t.Fatalf("(d): leader %d, violation %q; want S5 and none", st.Leader, st.Violation)
+	}
+	for _, m := range st.Members[1:] {
+		if got := logTermAt(m, 3); got != 3 {
+			t.Fatalf("(d): S%d holds index 3 of term %d, want S5's term 3", m.ID, got)
+		}
+	}
+}
+
+// TestPlaygroundRefusals shows bad options and actions answered with an
+// error that names the problem, and nothing recorded.
+func TestPlaygroundRefusals(t *testing.T) {
+	for _, opt := range []PlaygroundOptions{{Voters: 2}, {Voters: 8}, {Voters: 3, Spares: 3}} {
+		if _, err := NewPlayground(opt); err == nil {
+			t.Errorf("%+v accepted", opt)
+		}
+	}
+	p := newTestPlayground(t, PlaygroundOptions{Seed: 1, Voters: 3})
+	for _, c := range []struct {
+		a    Action
+		want string
+	}{
+		{Action{Op: "fly"}, "no leader"},
+		{Action{Op: "fly", ID: 1}, "unknown action"},
+		{Action{Op: "crash", ID: 9}, "no member 9"},
+		{Action{Op: "propose"}, "no leader"},
+		{Action{Op: "propose", ID: 2}, "not the leader"},
+		{Action{Op: "step", N: 0}, "want 1 to"},
+		{Action{Op: "drop", Msg: 99}, "no message 99"},
+		{Action{Op: "restart", ID: 1}, "is running"},
+		{Action{Op: "stage", Scene: "nope"}, "no scene"},
+		{Action{Op: "stage", Scene: "joint"}, "needs its own options"},
+		{Action{Op: "until", What: "rain", N: 5}, "want leader"},
+	} {
+		err := p.Act(c.a)
+		if err == nil || !strings.Contains(strings.ToLower(err.Error()), c.want) {
+			t.Errorf("%+v: got %v, want an error with %q", c.a, err, c.want)
+		}
+	}
+	if n := len(p.Actions()); n != 0 {
+		t.Errorf("refused actions recorded: %+v", p.Actions())
+	}
+}
