@@ -7,10 +7,27 @@ DURATION ?= 30m
 FUZZTIME ?= 60s
 FUZZTIME_TEST ?= 10s
 
-.PHONY: test vet unit mutation fuzz cluster sim-long soak build
+.PHONY: test vet unit mutation fuzz cluster sim-long soak build playground playground-shots
 
-build:
+# build embeds the playground (built first) in the binary.
+build: playground
 	$(GO) build -o bin/raftkv ./cmd/raftkv
+
+# playground builds the Raft playground's WebAssembly module into
+# playground/web (where the server embeds it from) and writes the whole
+# static folder to PLAYGROUND_DIR, which any static host can serve.
+PLAYGROUND_DIR ?= bin/playground
+playground:
+	GOOS=js GOARCH=wasm $(GO) build -trimpath -ldflags='-s -w' -o playground/web/raftkv.wasm ./cmd/playground
+	@root="$$($(GO) env GOROOT)"; js="$$root/lib/wasm/wasm_exec.js"; \
+	  [ -f "$$js" ] || js="$$root/misc/wasm/wasm_exec.js"; cp "$$js" playground/web/wasm_exec.js
+	gzip -9 -n -c playground/web/raftkv.wasm > playground/web/raftkv.wasm.gz
+	rm -rf $(PLAYGROUND_DIR) && mkdir -p $(PLAYGROUND_DIR) && cp playground/web/* $(PLAYGROUND_DIR)/
+	@ls -l $(PLAYGROUND_DIR)/raftkv.wasm $(PLAYGROUND_DIR)/raftkv.wasm.gz
+
+# playground-shots renews the playground screenshots in docs/img.
+playground-shots:
+	RAFTKV_PLAYGROUND_SHOTS=$(CURDIR)/docs/img $(GO) test -count=1 -run TestPlaygroundInBrowser -v ./playground
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1)

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -58,6 +59,10 @@ var uiHandler = func() http.Handler {
 func (s *Server) serveUI(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path == PathUI {
 		http.Redirect(w, r, PathUI+"/", http.StatusMovedPermanently)
+		return
+	}
+	if r.URL.Path == PathPlayground || strings.HasPrefix(r.URL.Path, PathPlayground+"/") {
+		s.servePlayground(w, r)
 		return
 	}
 	// The page changes with the binary; never let a browser keep an old one.

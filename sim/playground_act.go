@@ -37,6 +37,8 @@ import (
 //	snapshot id     a member snapshots its state machine
 //	transfer to     hand leadership to member to
 //	stage scene n   apply stage n of a scene (playground_scenes.go)
+//	amnesia id      what if: restart a crashed member with an empty disk,
+//	                its term, vote and log forgotten (Figure 2 forbids it)
 type Action struct {
 	Op     string   `json:"op"`
 	ID     uint64   `json:"id,omitempty"`
@@ -165,6 +167,8 @@ func (p *Playground) apply(a Action) (bool, error) {
 		}
 		p.s.start(r)
 		p.s.drain(r)
+	case "amnesia":
+		return p.amnesia(r)
 	case "timeout":
 		return p.timeout(r)
 	case "cut", "heal", "isolate":
@@ -213,6 +217,20 @@ func (p *Playground) up(r *replica) error {
 		return fmt.Errorf("playground: member %d is down", r.id)
 	}
 	return nil
+}
+
+// amnesia restarts a crashed member on an empty store: the "what if" of a
+// server that forgets what it persisted. The checkers judge the result.
+func (p *Playground) amnesia(r *replica) (bool, error) {
+	if r.up() {
+		return refused("member %d is running; crash it first", r.id)
+	}
+	r.store = NewWALStore(r.id, mix64(p.s.seed^uint64(r.id)<<40^r.incarnation))
+	p.s.trace.add(event{kind: evNote, node: r.id, text: "disk wiped by the learner"})
+	p.s.start(r)
+	p.s.drain(r)
+	p.noteSent()
+	return true, p.s.err
 }
 
 // timeout ticks one member's clock alone until it campaigns, as if its

@@ -218,3 +218,33 @@ func TestPlaygroundRefusals(t *testing.T) {
 		t.Errorf("refused actions recorded: %+v", p.Actions())
 	}
 }
+
+// TestPlaygroundAmnesia shows the "what if" of a server restarting with
+// an empty disk: the checkers stop the run and say which property broke,
+// and the cluster refuses to move on.
+func TestPlaygroundAmnesia(t *testing.T) {
+	p := newTestPlayground(t, PlaygroundOptions{Seed: 3, Voters: 3})
+	mustAct(t, p, until("leader", 0, 400), Action{Op: "propose", N: 2}, Action{Op: "run", N: 20})
+	lead := p.State().Leader
+	mustAct(t, p, Action{Op: "crash", ID: lead})
+	if err := p.Act(Action{Op: "amnesia", ID: lead}); err == nil {
+		t.Fatal("amnesia: no error")
+	}
+	st := p.State()
+	if st.Violation == "" {
+		t.Fatal("no violation reported")
+	}
+	var broken []string
+	for _, c := range st.Checks {
+		if !c.OK {
+			broken = append(broken, c.Name)
+		}
+	}
+	if len(broken) != 1 || !strings.HasPrefix(st.Violation, broken[0]) {
+		t.Fatalf("broken checks %v for violation %q", broken, st.Violation)
+	}
+	if err := p.Step(1); err == nil {
+		t.Fatal("a stopped run took a step")
+	}
+	t.Logf("%s: %s", broken[0], st.Violation)
+}
