@@ -30,6 +30,7 @@ var others = []string{
 	"docs/lab.md", "docs/lab.zh-CN.md",
 	"docs/api.md", "docs/api.zh-CN.md",
 	"docs/operations.md", "docs/operations.zh-CN.md",
+	"docs/playground.md", "docs/playground.zh-CN.md",
 }
 
 // editions pairs each English document with its Chinese edition.
@@ -39,6 +40,7 @@ var editions = [][2]string{
 	{"docs/lab.md", "docs/lab.zh-CN.md"},
 	{"docs/api.md", "docs/api.zh-CN.md"},
 	{"docs/operations.md", "docs/operations.zh-CN.md"},
+	{"docs/playground.md", "docs/playground.zh-CN.md"},
 }
 
 // uiAnchors are the sections the live view (/ui) links to, by role and
@@ -244,8 +246,8 @@ func declPatterns(name string) []*regexp.Regexp {
 }
 
 // TestGuideLinks shows that every relative link in the guides, the
-// READMEs, the lab, api.md and operations.md (and their Chinese editions)
-// resolves: files and directories exist, anchors name headings,
+// READMEs, the lab, api.md, operations.md and playground.md (and their
+// Chinese editions) resolves: files and directories exist, anchors name headings,
 // and backquoted identifiers are declared in the file they link to.
 func TestGuideLinks(t *testing.T) {
 	for _, rel := range slices.Concat(guides, readmes, others) {

@@ -226,7 +226,7 @@ func TestPlaygroundInBrowser(t *testing.T) {
 	}
 	var narration string
 	b.eval(`document.getElementById("narration-text").textContent`, &narration)
-	if !strings.HasPrefix(narration, "(c)") {
+	if !strings.HasPrefix(narration, "(c)") || !strings.Contains(narration, "elected for term 4") {
 		t.Errorf("narration at (c): %q", narration)
 	}
 	b.screenshot(filepath.Join(shots, "playground-figure8.png"))
@@ -280,16 +280,20 @@ func TestPlaygroundInBrowser(t *testing.T) {
 
 	b.do(`playgroundUI.startScene("snapshot")`)
 	b.do(`playgroundUI.nextStage()`)
-	b.do(`raftkvPlayground.act({op: "restart"})`)
+	b.do(`playgroundUI.nextStage()`)
 	var sawSnapshot bool
-	b.eval(`(() => { for (let i = 0; i < 200; i++) {
-		if (JSON.parse(raftkvPlayground.state()).messages.some((m) => m.type === "InstallSnapshot")) return true;
-		raftkvPlayground.step(1); } return false; })()`, &sawSnapshot)
+	b.eval(`JSON.parse(raftkvPlayground.state()).messages.some((m) => m.type === "InstallSnapshot")`, &sawSnapshot)
 	if !sawSnapshot {
 		t.Fatal("snapshot scene: no InstallSnapshot in flight after the follower restarted")
 	}
-	b.eval(`playgroundUI.refresh()`, nil)
 	b.screenshot(filepath.Join(shots, "playground-snapshot.png"))
+	b.do(`playgroundUI.nextStage()`)
+	st, _ = b.state()
+	for _, m := range st.Members {
+		if m.Applied != st.Members[st.Leader-1].Applied || m.Value == "" {
+			t.Fatalf("snapshot scene: S%d applied %d (x=%q); the leader %d", m.ID, m.Applied, m.Value, st.Members[st.Leader-1].Applied)
+		}
+	}
 	t.Logf("screenshots in %s", shots)
 }
 

@@ -19,7 +19,8 @@ import (
 //	run n           advance virtual time by n ticks
 //	until what      play events until what holds, at most n ticks:
 //	                "leader" (id: that member, 0: any; of a term above
-//	                term), "commit" (member id
+//	                term), "snapshot" (an InstallSnapshot in flight),
+//	                "commit" (member id
 //	                has committed index), "has" (member id holds index in
 //	                term), "quiet" (no message in flight)
 //	crash id        stop a member: it keeps its durable term, vote and log
@@ -442,6 +443,12 @@ func (p *Playground) condition(a Action) (func() bool, error) {
 		}, nil
 	case "quiet":
 		return func() bool { return len(p.s.net.queue) == 0 }, nil
+	case "snapshot":
+		return func() bool {
+			return slices.ContainsFunc(p.s.net.queue, func(e *envelope) bool {
+				return !e.lost && e.m.Type == pb.MsgInstallSnapshot
+			})
+		}, nil
 	case "commit", "has":
 		r, err := p.replica(a.ID)
 		if err != nil {
@@ -458,5 +465,5 @@ func (p *Playground) condition(a Action) (func() bool, error) {
 			return err == nil && uint64(t) == a.Term && uint64(r.store.LastIndex()) >= a.Index
 		}, nil
 	}
-	return nil, fmt.Errorf("playground: until %q: want leader, commit, has or quiet", a.What)
+	return nil, fmt.Errorf("playground: until %q: want leader, commit, has, snapshot or quiet", a.What)
 }

@@ -351,7 +351,10 @@ var snapshotScene = []func(*Playground) error{
 		return p.do(Action{Op: "crash", ID: f[0]}, Action{Op: "propose", N: 4}, Action{Op: "run", N: 12},
 			Action{Op: "snapshot"}, Action{Op: "propose", N: 4}, Action{Op: "run", N: 12}, Action{Op: "snapshot"})
 	},
-	func(p *Playground) error { return p.do(Action{Op: "restart"}, Action{Op: "run", N: 20}) },
+	func(p *Playground) error {
+		return p.do(Action{Op: "restart"}, Action{Op: "until", What: "snapshot", N: 100})
+	},
+	func(p *Playground) error { return p.do(Action{Op: "run", N: 20}) },
 }
 
 // A server cut off from the others times out again and again; without

@@ -3,6 +3,7 @@ package sim
 import (
 	"encoding/json"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -247,4 +248,102 @@ func TestPlaygroundAmnesia(t *testing.T) {
 		t.Fatal("a stopped run took a step")
 	}
 	t.Logf("%s: %s", broken[0], st.Violation)
+}
+
+// TestPlaygroundSceneStates shows that the scenes reach the states their
+// narration describes, stage by stage.
+func TestPlaygroundSceneStates(t *testing.T) {
+	play := func(name string, upTo int) *Playground {
+		for _, sc := range PlaygroundScenes(1) {
+			if sc.Name != name {
+				continue
+			}
+			p := newTestPlayground(t, sc.Options)
+			for i := 0; i <= upTo; i++ {
+				mustAct(t, p, Action{Op: "stage", Scene: name, N: i})
+			}
+			return p
+		}
+		t.Fatalf("no scene %s", name)
+		return nil
+	}
+	role := func(st PlaygroundState, role string) (ids []uint64, terms []uint64) {
+		for _, m := range st.Members {
+			if m.Role == role {
+				ids, terms = append(ids, m.ID), append(terms, m.Term)
+			}
+		}
+		return ids, terms
+	}
+
+	// Split vote: two candidates of one term, nobody wins it.
+	st := play("split-vote", 1).State()
+	if ids, terms := role(st, "candidate"); len(ids) != 2 || terms[0] != terms[1] || st.Leader != 0 {
+		t.Errorf("split vote: candidates %v of terms %v, leader %d", ids, terms, st.Leader)
+	}
+
+	// InstallSnapshot: in flight after the restart; then the follower's
+	// log starts after the snapshot and it has applied what the leader has.
+	p := play("snapshot", 2)
+	st = p.State()
+	inFlight := false
+	for _, m := range st.Messages {
+		inFlight = inFlight || m.Type == "InstallSnapshot"
+	}
+	if !inFlight {
+		t.Errorf("snapshot scene: no InstallSnapshot in flight")
+	}
+	mustAct(t, p, Action{Op: "stage", Scene: "snapshot", N: 3})
+	st = p.State()
+	lead := st.Members[st.Leader-1]
+	installed := 0
+	for _, m := range st.Members {
+		if m.Applied != lead.Applied {
+			t.Errorf("snapshot scene: S%d applied %d; leader applied %d", m.ID, m.Applied, lead.Applied)
+		}
+		if m.ID != lead.ID && m.Snapshot > 0 && m.LogStart == m.Snapshot {
+			installed++
+		}
+	}
+	if installed != 1 {
+		t.Errorf("snapshot scene: %d followers' logs start after an installed snapshot, want 1", installed)
+	}
+
+	// Joint consensus: C_old,new in force, then C_new without the old leader.
+	p = play("joint", 2)
+	st = p.State()
+	old := st.Leader
+	if c := st.Members[old-1].Conf; len(c.Outgoing) == 0 || slices.Contains(c.Voters, old) {
+		t.Errorf("joint scene: configuration %+v, leader %d", c, old)
+	}
+	mustAct(t, p, Action{Op: "stage", Scene: "joint", N: 3}, Action{Op: "stage", Scene: "joint", N: 4})
+	st = p.State()
+	if c := st.Members[st.Leader-1].Conf; len(c.Outgoing) > 0 || !slices.Contains(c.Voters, st.Leader) || st.Leader == old {
+		t.Errorf("joint scene, end: configuration %+v, leader %d (was %d)", c, st.Leader, old)
+	}
+
+	// Disruption: without PreVote the isolated server's term runs ahead
+	// and unseats the leader; with PreVote neither happens.
+	for _, c := range []struct {
+		scene    string
+		disrupts bool
+	}{{"disrupt", true}, {"disrupt-prevote", false}} {
+		p := play(c.scene, 0)
+		before := p.State()
+		mustAct(t, p, Action{Op: "stage", Scene: c.scene, N: 1})
+		var isolated PlaygroundMember
+		for _, m := range p.State().Members {
+			if m.Term > isolated.Term || isolated.ID == 0 {
+				isolated = m
+			}
+		}
+		mustAct(t, p, Action{Op: "stage", Scene: c.scene, N: 2}, Action{Op: "stage", Scene: c.scene, N: 3})
+		after := p.State()
+		raised := isolated.Term > before.Members[before.Leader-1].Term
+		changed := after.Members[after.Leader-1].Term != before.Members[before.Leader-1].Term
+		if raised != c.disrupts || changed != c.disrupts {
+			t.Errorf("%s: isolated server's term raised %v, leader's term changed %v; want %v",
+				c.scene, raised, changed, c.disrupts)
+		}
+	}
 }

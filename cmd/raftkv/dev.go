@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/raftkv/raftkv/node"
+	"github.com/raftkv/raftkv/playground"
 	"github.com/raftkv/raftkv/raft"
 	pb "github.com/raftkv/raftkv/raftpb"
 	"github.com/raftkv/raftkv/server"
@@ -161,7 +162,12 @@ func runDev(cmd *cobra.Command, f *devFlags, tmpl server.Config) error {
 	}
 	joined := strings.Join(eps, ",")
 	fmt.Fprintf(out, "Try:\n  export RAFTKV_ENDPOINTS=%s\n  raftkv put hello world && raftkv get hello && raftkv status\n", joined)
-	fmt.Fprintf(out, "  curl -L -X PUT --data-binary world http://%s/v1/kv/hello\nCtrl-C stops the cluster.\n", eps[0])
+	fmt.Fprintf(out, "  curl -L -X PUT --data-binary world http://%s/v1/kv/hello\n", eps[0])
+	fmt.Fprintf(out, "  live view http://%s%s/  Raft playground http://%s%s/", eps[0], server.PathUI, eps[0], server.PathPlayground)
+	if !playground.HasModule() {
+		fmt.Fprint(out, " (built without its WebAssembly module: make build)")
+	}
+	fmt.Fprintln(out, "\nCtrl-C stops the cluster.")
 
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)

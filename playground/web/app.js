@@ -157,8 +157,21 @@
     playing = false;
     scene.stage++;
     const err = act({ op: "stage", scene: scene.name, n: scene.stage });
+    noteSceneFacts();
     renderNarration();
     return err;
+  }
+
+  // The narration quotes terms as they were when the stage ran: {term:N}
+  // is server N's term, {t3:N} the term of its entry at index 3.
+  function noteSceneFacts() {
+    if (!scene || !st) return;
+    scene.facts = {};
+    for (const m of st.members) {
+      scene.facts["term:" + m.id] = m.term;
+      const c = (m.log || []).find((e) => e.i === 3);
+      scene.facts["t3:" + m.id] = c ? c.t : "?";
+    }
   }
 
   function renderNarration() {
@@ -167,7 +180,9 @@
     box.hidden = false;
     const [title, stages] = SCENES[lang][scene.name];
     $("narration-title").textContent = title + "  (" + (scene.stage + 1) + "/" + scene.stages + ")";
-    $("narration-text").textContent = scene.stage >= 0 ? stages[scene.stage] : "";
+    let said = scene.stage >= 0 ? stages[scene.stage] : "";
+    said = said.replace(/\{(term|t3):(\d)\}/g, (all, k, id) => (scene.facts && scene.facts[k + ":" + id]) || "?");
+    $("narration-text").textContent = said;
     $("scene-next").disabled = scene.stage + 1 >= scene.stages;
     if (scene.stage + 1 >= scene.stages) $("narration-text").textContent += "  " + t("sceneDone");
   }
@@ -202,8 +217,9 @@
       scene = { name: data.sc.n, stage: data.sc.s, stages: sceneList.find((s) => s.name === data.sc.n).stages };
       $("scene").value = scene.name;
     }
-    renderNarration();
     refresh();
+    noteSceneFacts();
+    renderNarration();
     return true;
   }
 
@@ -220,7 +236,7 @@
 
   function center(id, n) {
     const a = -Math.PI / 2 + (2 * Math.PI * (id - 1)) / n;
-    return [280 + 190 * Math.cos(a), 255 + 190 * Math.sin(a)];
+    return [280 + 190 * Math.cos(a), 245 + 185 * Math.sin(a)];
   }
 
   function el(name, attrs, parent) {
@@ -300,7 +316,7 @@
     }
     if (st.leader) {
       const lead = st.members[st.leader - 1];
-      text(svg, 280, 255, confText(lead.conf), { "font-size": 12, fill: "#555" });
+      text(svg, 280, 505, confText(lead.conf), { "font-size": 12, fill: "#555" });
     }
   }
 

@@ -115,10 +115,10 @@ window.PLAYGROUND_SCENES = {
       "Everyone is back. The new leader finds, for each follower, the last entry where their logs agree (AppendEntries rejected, nextIndex moved back), deletes what follows and sends its own entries: all logs match.",
     ]],
     figure8: ["Figure 8: why an old-term entry is not committed by counting (§5.4.2)", [
-      "(a) Basic algorithm, one entry per AppendEntries. Index 1 is the first configuration, index 2 S1's no-op, so the paper's index 2 is index 3 here. S1 leads in term 2 and replicates index 3 to S2 only.",
-      "(b) S1 crashes. S5 times out and is elected for term 3 with the votes of S3, S4 and itself, and takes a different entry at index 3, which reaches nobody.",
-      "(c) S5 crashes; S1 restarts and is elected for term 4, and copies its index 3 (term 2) to S3. A majority (S1, S2, S3) now holds it — but S1 does not count it committed: its commit index stays at 2, because it commits by counting only entries of its own term.",
-      "(d) S1 crashes before its term-4 entry reaches a majority. S5 is elected for term 5 (its last term, 3, beats the others' 2) and overwrites index 3 on every server. Had S1 counted index 3 as committed, a committed entry would have vanished; as it is, every checker stays green. (e) in the paper: once S1's term-4 entry is on a majority, both commit and S5 can no longer win.",
+      "(a) Basic algorithm, one entry per AppendEntries. Index 1 is the first configuration, index 2 S1's no-op, so the paper's index 2 is index 3 here. S1 leads in term {term:1} and replicates index 3 to S2 only.",
+      "(b) S1 crashes. S5 times out and is elected for term {term:5} with the votes of S3, S4 and itself, and takes a different entry at index 3, which reaches nobody.",
+      "(c) S5 crashes; S1 restarts and is elected for term {term:1}, and copies its index 3 (term {t3:1}) to S3. A majority (S1, S2, S3) now holds it — but S1 does not count it committed: its commit index stays at 2, because it commits by counting only entries of its own term.",
+      "(d) S1 crashes before the entry of its own term reaches a majority. S5 is elected for term {term:5} (its last term, {t3:5}, beats the others') and overwrites index 3 on every server. Had S1 counted index 3 as committed, a committed entry would have vanished; as it is, every checker stays green. (e) in the paper: once an entry of S1's own term is on a majority, both commit and S5 can no longer win.",
     ]],
     "old-leader": ["A partitioned old leader (§5.3, §6.2)", [
       "A leader and a committed value.",
@@ -136,7 +136,8 @@ window.PLAYGROUND_SCENES = {
     snapshot: ["A lagging follower caught up by InstallSnapshot (§7)", [
       "A leader and three servers.",
       "A follower crashes. The leader commits more values and takes snapshots; the log is compacted up to the previous snapshot (as the server does), so the entries the follower lacks are gone from the leader's log.",
-      "The follower restarts. The leader cannot send it the missing entries, so it sends InstallSnapshot: the follower's state machine is restored from the snapshot and its log starts after it.",
+      "The follower restarts. The leader cannot send it the missing entries, so it sends InstallSnapshot (IS, in flight).",
+      "The snapshot is stored, the follower's state machine restored from it, and its log starts after it; later entries follow by AppendEntries.",
     ]],
     disrupt: ["A disruptive rejoining server, without PreVote (§9.6)", [
       "PreVote and CheckQuorum off. A leader and four followers.",
@@ -182,10 +183,10 @@ window.PLAYGROUND_SCENES = {
       "所有人恢复。新领导者为每个跟随者找到双方日志一致的最后一个条目（AppendEntries 被拒绝，nextIndex 回退），删除其后的内容并发送自己的条目：所有日志一致。",
     ]],
     figure8: ["图 8：为什么不能通过统计副本数来提交更早任期的条目（§5.4.2）", [
-      "(a) 基本算法，每条 AppendEntries 只带一个条目。索引 1 是初始配置，索引 2 是 S1 的空操作条目，所以论文中的索引 2 在这里是索引 3。S1 在任期 2 领导，只把索引 3 复制到了 S2。",
-      "(b) S1 崩溃。S5 超时，凭 S3、S4 和自己的投票在任期 3 当选，并在索引 3 追加了一个不同的条目，该条目没有到达任何人。",
-      "(c) S5 崩溃；S1 重启并在任期 4 当选，把它索引 3（任期 2）的条目复制到 S3。现在多数派（S1、S2、S3）拥有它——但 S1 并不认为它已提交：它的提交索引仍是 2，因为它只对本任期的条目统计副本数来提交。",
-      "(d) S1 在任期 4 的条目到达多数派之前崩溃。S5 在任期 5 当选（它最后的任期 3 大于其他服务器的 2），并在每台服务器上覆盖索引 3。如果 S1 当初认为索引 3 已提交，一个已提交的条目就丢失了；而实际上每个检查器都保持绿色。论文中的 (e)：一旦 S1 任期 4 的条目到达多数派，两者一起提交，S5 就再也无法当选。",
+      "(a) 基本算法，每条 AppendEntries 只带一个条目。索引 1 是初始配置，索引 2 是 S1 的空操作条目，所以论文中的索引 2 在这里是索引 3。S1 在任期 {term:1} 领导，只把索引 3 复制到了 S2。",
+      "(b) S1 崩溃。S5 超时，凭 S3、S4 和自己的投票在任期 {term:5} 当选，并在索引 3 追加了一个不同的条目，该条目没有到达任何人。",
+      "(c) S5 崩溃；S1 重启并在任期 {term:1} 当选，把它索引 3（任期 {t3:1}）的条目复制到 S3。现在多数派（S1、S2、S3）拥有它——但 S1 并不认为它已提交：它的提交索引仍是 2，因为它只对本任期的条目统计副本数来提交。",
+      "(d) S1 在它自己任期的条目到达多数派之前崩溃。S5 在任期 {term:5} 当选（它最后的任期 {t3:5} 大于其他服务器的），并在每台服务器上覆盖索引 3。如果 S1 当初认为索引 3 已提交，一个已提交的条目就丢失了；而实际上每个检查器都保持绿色。论文中的 (e)：一旦 S1 自己任期的条目到达多数派，两者一起提交，S5 就再也无法当选。",
     ]],
     "old-leader": ["被分区的旧领导者（§5.3，§6.2）", [
       "一个领导者和一个已提交的值。",
@@ -203,7 +204,8 @@ window.PLAYGROUND_SCENES = {
     snapshot: ["用 InstallSnapshot 追上落后的跟随者（§7）", [
       "一个领导者和三台服务器。",
       "一个跟随者崩溃。领导者提交更多的值并生成快照；日志被压缩到上一个快照（与服务器的做法相同），于是该跟随者缺少的条目已不在领导者的日志中。",
-      "跟随者重启。领导者无法发送缺失的条目，于是发送 InstallSnapshot：跟随者的状态机从快照恢复，它的日志从快照之后开始。",
+      "跟随者重启。领导者无法发送缺失的条目，于是发送 InstallSnapshot（IS，正在途中）。",
+      "快照被保存，跟随者的状态机从快照恢复，它的日志从快照之后开始；之后的条目通过 AppendEntries 到达。",
     ]],
     disrupt: ["重新加入的服务器造成干扰，未开启预投票（§9.6）", [
       "关闭预投票和 CheckQuorum。一个领导者和四个跟随者。",
