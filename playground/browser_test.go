@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/raftkv/raftkv/sim"
 )
@@ -185,6 +186,15 @@ func TestPlaygroundInBrowser(t *testing.T) {
 		t.Fatalf("the page draws %d leaders", drawn)
 	}
 
+	// Play runs virtual time on its own; pause stops it.
+	b.eval(`document.getElementById("play").click()`, nil)
+	time.Sleep(1500 * time.Millisecond)
+	b.eval(`document.getElementById("play").click()`, nil)
+	played, _ := b.state()
+	if played.Now <= st.Now || len(leaders(played)) != 1 {
+		t.Fatalf("after playing for 1.5 s: tick %d (from %d), leaders %v", played.Now, st.Now, leaders(played))
+	}
+	st = played
 	old, t0 := st.Leader, st.Now
 	b.do(fmt.Sprintf(`raftkvPlayground.act({op: "crash", id: %d})`, old))
 	bound := uint64(2*sim.PlaygroundElectionTicks + 4*sim.PlaygroundMaxDelay)

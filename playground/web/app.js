@@ -14,7 +14,7 @@
   let opts = { seed: 1, voters: 5 };
   let st = null;
   let playing = false, acc = 0, lastTs = 0, dirty = true;
-  let selMember = 0, selMsg = 0;
+  let selMember = 0, selMsg = 0, dragFrom = 0;
   let scene = null; // { name, stage, stages }
   let sceneList = [];
   let loadInfo = null;
@@ -293,6 +293,14 @@
         class: "msg" + (resp ? " resp" : "") + (m.id === selMsg ? " selected" : "") }, g);
       const abbr = resp ? (m.reject ? "✗" : "✓") : (MSG_ABBR[m.type] || "?");
       text(g, x, y + 4, abbr, { "font-size": 10, "font-weight": 700 });
+      if (!resp && m.type !== "Heartbeat") {
+        // Kind, term and index at a glance: t3 on every request, #5 on
+        // AppendEntries (the first entry it carries) and InstallSnapshot.
+        let label = "t" + m.term;
+        if (m.type === "AppendEntries" && m.entries) label += " #" + (m.index + 1) + (m.entries > 1 ? "+" : "");
+        if (m.type === "InstallSnapshot") label += " ≤" + m.index;
+        text(g, x, y - 13, label, { "font-size": 9, fill: "#333" });
+      }
       el("title", {}, g).textContent = msgText(m);
       g.addEventListener("click", (ev) => { ev.stopPropagation(); selMsg = m.id; selMember = 0; dirty = true; render(); });
     }
@@ -313,6 +321,16 @@
       if (below) text(g, x, y + 52, below, { "font-size": 10, fill: "#555" });
       if (!m.up) text(g, x + 26, y - 24, "✕", { "font-size": 18, fill: "#c53030" });
       g.addEventListener("click", (ev) => { ev.stopPropagation(); selMember = m.id; selMsg = 0; dirty = true; render(); });
+      // Dragging from one server to another cuts (or heals) their link.
+      g.addEventListener("mousedown", (ev) => { dragFrom = m.id; ev.preventDefault(); });
+      g.addEventListener("mouseup", () => {
+        const from = dragFrom;
+        dragFrom = 0;
+        if (from && from !== m.id) {
+          const linked = !cut.has(from + ">" + m.id) && !cut.has(m.id + ">" + from);
+          act({ op: linked ? "cut" : "heal", id: from, to: m.id });
+        }
+      });
     }
     if (st.leader) {
       const lead = st.members[st.leader - 1];
