@@ -304,6 +304,20 @@ func TestPlaygroundInBrowser(t *testing.T) {
 			t.Fatalf("snapshot scene: S%d applied %d (x=%q); the leader %d", m.ID, m.Applied, m.Value, st.Members[st.Leader-1].Applied)
 		}
 	}
+
+	// A what-if: the checkers stop the run and the page names the property.
+	b.do(`playgroundUI.startScene("whatif-lost-log")`)
+	b.do(`playgroundUI.nextStage()`)
+	b.do(`playgroundUI.nextStage()`)
+	var broken []string
+	b.eval(`[...document.querySelectorAll("#checks li.bad")].map((li) => li.dataset.check)`, &broken)
+	var report string
+	b.eval(`document.querySelector("#checks .violation").textContent`, &report)
+	if len(broken) != 1 || broken[0] != "Leader Completeness" || !strings.Contains(report, "leader 3 of term") {
+		t.Fatalf("what-if scene: page shows broken %v, report %q", broken, report)
+	}
+	b.eval(`document.getElementById("whatif").open = true`, nil)
+	b.screenshot(filepath.Join(shots, "playground-whatif.png"))
 	t.Logf("screenshots in %s", shots)
 }
 

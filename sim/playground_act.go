@@ -39,7 +39,9 @@ import (
 //	transfer to     hand leadership to member to
 //	stage scene n   apply stage n of a scene (playground_scenes.go)
 //	amnesia id      what if: restart a crashed member with an empty disk,
-//	                its term, vote and log forgotten (Figure 2 forbids it)
+//	                its term, vote and log forgotten (Figure 2 forbids it);
+//	                with what "log", its term and vote survive
+//	                and only its log and snapshots are lost
 type Action struct {
 	Op     string   `json:"op"`
 	ID     uint64   `json:"id,omitempty"`
@@ -169,7 +171,7 @@ func (p *Playground) apply(a Action) (bool, error) {
 		p.s.start(r)
 		p.s.drain(r)
 	case "amnesia":
-		return p.amnesia(r)
+		return p.amnesia(r, a.What == "log")
 	case "timeout":
 		return p.timeout(r)
 	case "cut", "heal", "isolate":
@@ -221,13 +223,28 @@ func (p *Playground) up(r *replica) error {
 }
 
 // amnesia restarts a crashed member on an empty store: the "what if" of a
-// server that forgets what it persisted. The checkers judge the result.
-func (p *Playground) amnesia(r *replica) (bool, error) {
+// server that forgets what it persisted (all of it, or with keepVote its
+// log only). The checkers judge the result.
+func (p *Playground) amnesia(r *replica, keepVote bool) (bool, error) {
 	if r.up() {
 		return refused("member %d is running; crash it first", r.id)
 	}
+	hs := r.store.DurableHardState()
 	r.store = NewWALStore(r.id, mix64(p.s.seed^uint64(r.id)<<40^r.incarnation))
-	p.s.trace.add(event{kind: evNote, node: r.id, text: "disk wiped by the learner"})
+	what := "disk wiped by the learner"
+	if keepVote {
+		// The term and vote survive; the log and snapshots do not.
+		err := r.store.Save(pb.HardState{Term: hs.Term, Vote: hs.Vote}, nil, nil)
+		if err == nil {
+			err = r.store.Sync()
+		}
+		if err != nil {
+			p.s.failf("replica %d: keeping its term and vote on a new disk: %v", r.id, err)
+			return true, p.s.err
+		}
+		what = "log and snapshots lost (term and vote kept)"
+	}
+	p.s.trace.add(event{kind: evNote, node: r.id, text: what})
 	p.s.start(r)
 	p.s.drain(r)
 	p.noteSent()

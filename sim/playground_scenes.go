@@ -37,7 +37,7 @@ func PlaygroundScenes(seed uint64) []PlaygroundScene {
 
 var sceneOrder = []string{
 	"election", "replication", "leader-crash", "split-vote", "figure7", "figure8",
-	"old-leader", "joint", "snapshot", "disrupt", "disrupt-prevote",
+	"old-leader", "joint", "snapshot", "disrupt", "disrupt-prevote", "whatif-lost-log",
 }
 
 func voters(n int, mod ...func(*PlaygroundOptions)) func(uint64) PlaygroundOptions {
@@ -119,6 +119,8 @@ func sceneTable() map[string]scene {
 		// also shield the cluster: only the effect of PreVote shows.
 		"disrupt":         {voters(5, basicRaft), disrupt},
 		"disrupt-prevote": {voters(5, noCheckQuorum), disrupt},
+		// A what-if: it ends with a safety property broken on purpose.
+		"whatif-lost-log": {voters(3), lostLog},
 	}
 }
 
@@ -375,6 +377,26 @@ var disrupt = []func(*Playground) error{
 		return p.do(Action{Op: "heal"}, Action{Op: "run", N: 2 * PlaygroundElectionTicks})
 	},
 	func(p *Playground) error { return p.do(until("leader", 0, 400), Action{Op: "run", N: 10}) },
+}
+
+// What if a server lost its log but kept its term and vote? Figure 2 makes
+// the log persistent because a vote stands for it (§5.4.1): the server
+// below grants its vote to a candidate that lacks committed entries, and
+// Leader Completeness breaks.
+var lostLog = []func(*Playground) error{
+	func(p *Playground) error {
+		return p.do(Action{Op: "timeout", ID: 1}, until("leader", 1, 100), Action{Op: "run", N: 10},
+			Action{Op: "isolate", ID: 3}, Action{Op: "propose", ID: 1, N: 3},
+			Action{Op: "until", What: "commit", ID: 1, Index: 5, N: 50}, Action{Op: "run", N: 10})
+	},
+	func(p *Playground) error {
+		return p.do(Action{Op: "crash", ID: 2}, Action{Op: "amnesia", ID: 2, What: "log"})
+	},
+	func(p *Playground) error {
+		return p.do(Action{Op: "crash", ID: 1},
+			Action{Op: "run", N: PlaygroundMaxDelay + 1}, // what S1 sent to S3 is lost on the cut links
+			Action{Op: "heal"}, Action{Op: "timeout", ID: 3}, Action{Op: "until", What: "leader", ID: 3, N: 200})
+	},
 }
 
 // sceneNames is for error messages and tests.

@@ -371,6 +371,7 @@
   function renderPanel() {
     const p = $("panel");
     p.innerHTML = "";
+    $("whatif-body").innerHTML = "";
     const msg = selMsg && st.messages.find((m) => m.id === selMsg);
     if (msg) {
       const h = document.createElement("h3");
@@ -428,8 +429,10 @@
     p.appendChild(row);
     votersBox(p);
     const wb = $("whatif-body");
-    wb.innerHTML = "";
-    if (!m.up) button(wb, "amnesia", () => act({ op: "amnesia", id: m.id }));
+    if (!m.up) {
+      button(wb, "amnesia", () => act({ op: "amnesia", id: m.id }));
+      button(wb, "lostLog", () => act({ op: "amnesia", id: m.id, what: "log" }));
+    }
   }
 
   function votersBox(p) {

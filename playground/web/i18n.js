@@ -37,7 +37,8 @@ window.PLAYGROUND_TEXT = {
     clients: "Clients: committed values survive, each command applied once",
     violation: "Broken: {text}",
     whatIf: "What if…", amnesia: "…a crashed server restarted with an empty disk (forgetting its term, vote and log)?",
-    whatIfNote: "Real Raft forbids this; the checkers show what breaks.",
+    lostLog: "…it restarted with its log lost, its term and vote kept?",
+    whatIfNote: "Real Raft forbids these; the checkers show what breaks. Select a crashed server, or play the scene “What if a server lost its log”.",
     error: "Refused: {text}",
     legend: "Cells are log entries coloured by term; a solid border marks committed entries, ▮ the applied index, the hatched cell the snapshot the log starts after.",
     lang: "中文",
@@ -75,7 +76,8 @@ window.PLAYGROUND_TEXT = {
     clients: "客户端：已提交的值不会丢失，每条命令只应用一次",
     violation: "被破坏：{text}",
     whatIf: "如果……", amnesia: "……一台崩溃的服务器以空磁盘重启（忘记任期、投票和日志）？",
-    whatIfNote: "真正的 Raft 不允许这样做；检查器会指出什么被破坏了。",
+    lostLog: "……它重启时日志丢失，任期和投票却保留？",
+    whatIfNote: "真正的 Raft 不允许这些；检查器会指出什么被破坏了。请选择一台已崩溃的服务器，或播放场景“如果一台服务器丢了日志”。",
     error: "被拒绝：{text}",
     legend: "格子是日志条目，颜色表示任期；实线边框表示已提交，▮ 表示已应用索引，斜线格表示日志起点之前的快照。",
     lang: "English",
@@ -151,6 +153,11 @@ window.PLAYGROUND_SCENES = {
       "It rejoins with its old term. Nobody is disturbed; the leader's next AppendEntries brings it up to date.",
       "The leader never changed.",
     ]],
+    "whatif-lost-log": ["What if a server lost its log but kept its vote? (§5.4.1)", [
+      "Three servers. S1 leads; S3 is cut off. S1 and S2 commit three values that S3 never sees.",
+      "What if: S2 crashes and comes back with its log and snapshots gone, its term and vote intact. Figure 2 forbids this: the log must be as durable as the vote.",
+      "S1 crashes and S3 returns and stands. S2, whose empty log is no more up to date than anything, grants its vote: S3 wins without the committed entries. The Leader Completeness checker stops the run and says where.",
+    ]],
   },
   zh: {
     election: ["领导者选举（§5.2）", [
@@ -218,6 +225,11 @@ window.PLAYGROUND_SCENES = {
       "一个跟随者被切断。它超时了，但先进行预投票，独自一人无法获胜：它的任期不会增加。",
       "它以原来的任期重新加入。没有人受到干扰；领导者的下一条 AppendEntries 让它追上日志。",
       "领导者始终没有改变。",
+    ]],
+    "whatif-lost-log": ["如果一台服务器丢了日志却保留了投票？（§5.4.1）", [
+      "三台服务器。S1 是领导者；S3 被切断。S1 和 S2 提交了三个 S3 从未见过的值。",
+      "如果：S2 崩溃后回来时日志和快照都没了，任期和投票却完好。图 2 不允许这样：日志必须和投票一样持久。",
+      "S1 崩溃，S3 回来并参选。S2 的日志是空的，不比任何日志新，于是投出选票：S3 在缺少已提交条目的情况下当选。领导者完整性检查器停止运行，并指出问题所在。",
     ]],
   },
 };
