@@ -207,6 +207,8 @@ func TestPlaygroundInBrowser(t *testing.T) {
 	}
 	t.Logf("leader S%d crashed at tick %d; S%d elected at tick %d, %d ticks later (bound %d)", old, t0, st.Leader, st.Now, st.Now-t0, bound)
 
+	uiActions(t, b)
+
 	shots := shotDir(t)
 	b.do(`playgroundUI.startScene("election")`)
 	b.do(`playgroundUI.nextStage()`)
@@ -319,6 +321,62 @@ func TestPlaygroundInBrowser(t *testing.T) {
 	b.eval(`document.getElementById("whatif").open = true`, nil)
 	b.screenshot(filepath.Join(shots, "playground-whatif.png"))
 	t.Logf("screenshots in %s", shots)
+}
+
+// uiActions breaks the cluster through the page's own controls, as a
+// learner clicks them: a link cut and healed, a server crashed and
+// restarted, a message dropped, a value proposed.
+func uiActions(t *testing.T, b *browser) {
+	t.Helper()
+	click := func(selector string) {
+		t.Helper()
+		var found bool
+		b.eval(fmt.Sprintf(`(() => { const e = document.querySelector(%q); if (!e) return false;
+			e.dispatchEvent(new MouseEvent("click", {bubbles: true})); return true; })()`, selector), &found)
+		if !found {
+			t.Fatalf("nothing on the page matches %s", selector)
+		}
+	}
+	b.eval(`playgroundUI.refresh()`, nil)
+	click(`#ring line.link[data-a="1"][data-b="2"]`)
+	st, _ := b.state()
+	if len(st.Cut) != 2 {
+		t.Fatalf("clicking the link S1-S2: cut links %v, want both directions", st.Cut)
+	}
+	click(`#ring line.link[data-a="1"][data-b="2"]`)
+	if st, _ = b.state(); len(st.Cut) != 0 {
+		t.Fatalf("clicking it again: cut links %v, want none", st.Cut)
+	}
+	click(`#ring g.server[data-id="2"]`)
+	click(`#panel button[data-act="crash"]`)
+	if st, _ = b.state(); st.Members[1].Up {
+		t.Fatal("the crash button left S2 running")
+	}
+	click(`#panel button[data-act="restart"]`)
+	if st, _ = b.state(); !st.Members[1].Up {
+		t.Fatal("the restart button left S2 down")
+	}
+	b.do(`raftkvPlayground.run(6)`)
+	b.eval(`playgroundUI.refresh()`, nil)
+	before, _ := b.state()
+	if len(before.Messages) == 0 {
+		t.Fatal("no message in flight to drop")
+	}
+	id := before.Messages[0].ID
+	click(fmt.Sprintf(`#ring g.msgg[data-id="%d"]`, id))
+	click(`#panel button[data-act="drop"]`)
+	st, _ = b.state()
+	for _, m := range st.Messages {
+		if m.ID == id {
+			t.Fatalf("message %d still in flight after Drop", id)
+		}
+	}
+	click(`#ring`) // deselect: the panel offers proposals to the leader
+	last := st.Members[st.Leader-1].Last
+	click(`#panel button[data-act="propose"]`)
+	if st, _ = b.state(); st.Members[st.Leader-1].Last != last+1 {
+		t.Fatalf("Propose: the leader's log ends at %d, want %d", st.Members[st.Leader-1].Last, last+1)
+	}
 }
 
 // TestPlaygroundChinese shows that a browser whose language is Chinese

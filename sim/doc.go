@@ -95,6 +95,14 @@
 // snapshots carry the kv snapshot stream, and restarts and installs
 // restore it.
 //
-// A Sim is not safe for concurrent use; independent Sims may run in
-// parallel.
+// The playground (playground.go, playground_act.go, playground_scenes.go)
+// drives the same cluster by hand for the browser page of cmd/playground:
+// no random faults, the WAL store and the kv state machine, one event (a
+// delivery or a tick) at a time; every crash, cut, drop, proposal and
+// membership change is a recorded Action, so options and actions replay
+// to the same State. The checkers run after every event; a violation
+// stops the run.
+//
+// A Sim (and a Playground) is not safe for concurrent use; independent
+// Sims may run in parallel.
 package sim

@@ -2,7 +2,6 @@ package sim
 
 import (
 	"fmt"
-	"slices"
 
 	"github.com/raftkv/raftkv/raft"
 )
@@ -398,6 +397,3 @@ var lostLog = []func(*Playground) error{
 			Action{Op: "heal"}, Action{Op: "timeout", ID: 3}, Action{Op: "until", What: "leader", ID: 3, N: 200})
 	},
 }
-
-// sceneNames is for error messages and tests.
-func sceneNames() []string { return slices.Clone(sceneOrder) }
