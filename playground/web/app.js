@@ -564,6 +564,15 @@
     $("scene-start").addEventListener("click", () => { if ($("scene").value) startScene($("scene").value); });
     $("scene-next").addEventListener("click", () => nextStage());
     $("ring").addEventListener("click", () => { selMember = 0; selMsg = 0; dirty = true; render(); });
+    document.addEventListener("keydown", (ev) => {
+      if (/^(INPUT|SELECT|TEXTAREA)$/.test(ev.target.tagName) || ev.ctrlKey || ev.metaKey || ev.altKey) return;
+      const keys = { " ": "play", ArrowRight: "step", t: "tick", n: "scene-next" };
+      const id = keys[ev.key];
+      if (id && !$(id).disabled && !(id === "scene-next" && $("narration").hidden)) {
+        ev.preventDefault();
+        $(id).click();
+      }
+    });
   }
 
   // For tests and the curious: the page's own controls, as functions.
