@@ -155,8 +155,9 @@ func termAt(m sim.PlaygroundMember, i uint64) uint64 {
 // module; stepping a fresh cluster elects exactly one leader; crashing it
 // yields a new leader within 2E+4D ticks of virtual time (a randomized
 // election timeout, then a PreVote and a vote round); the Figure 8 scene
-// reaches the paper's states (c) and (d); and a saved link replays to an
-// identical state().
+// reaches the paper's states (c) and (d); a saved link replays to an
+// identical state(); a what-if scene makes the page name the property it
+// breaks; and undo returns to the state before it.
 func TestPlaygroundInBrowser(t *testing.T) {
 	bin := chromium(t)
 	url := serveSite(t)
@@ -310,6 +311,7 @@ func TestPlaygroundInBrowser(t *testing.T) {
 	// A what-if: the checkers stop the run and the page names the property.
 	b.do(`playgroundUI.startScene("whatif-lost-log")`)
 	b.do(`playgroundUI.nextStage()`)
+	_, beforeLast := b.state()
 	b.do(`playgroundUI.nextStage()`)
 	var broken []string
 	b.eval(`[...document.querySelectorAll("#checks li.bad")].map((li) => li.dataset.check)`, &broken)
@@ -320,6 +322,11 @@ func TestPlaygroundInBrowser(t *testing.T) {
 	}
 	b.eval(`document.getElementById("whatif").open = true`, nil)
 	b.screenshot(filepath.Join(shots, "playground-whatif.png"))
+	// Undo replays all but the last action: the state before the violation.
+	b.eval(`playgroundUI.undo()`, nil)
+	if _, undone := b.state(); undone != beforeLast {
+		t.Fatalf("undo: state differs from the one before the last stage:\nwant %s\ngot  %s", beforeLast, undone)
+	}
 	t.Logf("screenshots in %s", shots)
 }
 

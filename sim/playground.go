@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"cmp"
 	"container/heap"
 	"errors"
 	"fmt"
@@ -307,7 +308,7 @@ func (p *Playground) State() PlaygroundState {
 		st.Members = append(st.Members, p.memberState(r))
 	}
 	envs := slices.Clone(s.net.queue)
-	slices.SortFunc(envs, func(a, b *envelope) int { return int(a.seq) - int(b.seq) })
+	slices.SortFunc(envs, func(a, b *envelope) int { return cmp.Compare(a.seq, b.seq) })
 	for _, env := range envs {
 		if env.lost {
 			continue

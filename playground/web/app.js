@@ -187,6 +187,23 @@
     if (scene.stage + 1 >= scene.stages) $("narration-text").textContent += "  " + t("sceneDone");
   }
 
+  // undo replays every action but the last on a fresh cluster (a run of
+  // steps or ticks counts as one action).
+  function undo() {
+    const actions = JSON.parse(api.actions());
+    if (actions.length === 0) return;
+    const last = actions.pop();
+    if (!resetCluster(opts)) return;
+    for (const a of actions) {
+      const err = api.act(a);
+      if (err) { setStatus(err); break; }
+    }
+    if (scene && last.op === "stage") scene.stage = Math.max(-1, scene.stage - 1);
+    refresh();
+    noteSceneFacts();
+    renderNarration();
+  }
+
   // ---- links: seed and actions in the address ------------------------------
   function linkFor() {
     const data = { o: opts, a: JSON.parse(api.actions()) };
@@ -557,6 +574,7 @@
     $("play").addEventListener("click", () => { playing = !playing; dirty = true; render(); });
     $("step").addEventListener("click", () => { playing = false; acc = 0; setStatus(api.step(1) || ""); refresh(); });
     $("tick").addEventListener("click", () => { playing = false; acc = 0; setStatus(api.run(1) || ""); refresh(); });
+    $("undo").addEventListener("click", () => { playing = false; undo(); });
     $("link").addEventListener("click", () => {
       history.replaceState(null, "", linkFor());
       $("status").textContent = t("linkSaved");
@@ -577,7 +595,7 @@
 
   // For tests and the curious: the page's own controls, as functions.
   window.playgroundUI = {
-    startScene, nextStage, link: linkFor, refresh,
+    startScene, nextStage, link: linkFor, refresh, undo,
     reset: (o) => { scene = null; renderNarration(); return resetCluster(Object.assign({}, opts, o)); },
     lang: () => lang,
     select: (id) => { selMember = id; selMsg = 0; dirty = true; render(); },
