@@ -356,3 +356,36 @@ func TestPlaygroundSceneStates(t *testing.T) {
 		}
 	}
 }
+
+// FuzzPlaygroundActions applies arbitrary actions: whatever they are, the
+// playground answers with an error or applies them, never panics, and the
+// recorded actions replay to the same state.
+func FuzzPlaygroundActions(f *testing.F) {
+	f.Add([]byte(`[{"op":"run","n":40},{"op":"propose","n":3},{"op":"crash"},{"op":"step","n":9}]`))
+	f.Add([]byte(`[{"op":"voters","ids":[1,9,0]},{"op":"learners","ids":[4]},{"op":"dup","msg":3},{"op":"cut","id":1,"to":1}]`))
+	f.Add([]byte(`[{"op":"until","what":"leader","n":300},{"op":"snapshot"},{"op":"transfer","id":2},{"op":"amnesia","id":1}]`))
+	f.Add([]byte(`[{"op":"stage","scene":"figure8","n":7},{"op":"timeout","id":3},{"op":"remove","id":2},{"op":"heal"}]`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var actions []Action
+		if json.Unmarshal(data, &actions) != nil || len(actions) > 40 {
+			return
+		}
+		p, err := NewPlayground(PlaygroundOptions{Seed: 5, Voters: 3, Spares: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range actions {
+			a.N = min(a.N, 500) // keep each input quick
+			_ = p.Act(a)
+		}
+		q, err := ReplayPlayground(p.Options(), p.Actions())
+		if err != nil {
+			t.Fatalf("replay: %v", err)
+		}
+		a, _ := json.Marshal(p.State())
+		b, _ := json.Marshal(q.State())
+		if string(a) != string(b) {
+			t.Fatalf("replay differs:\n%s\n%s", a, b)
+		}
+	})
+}

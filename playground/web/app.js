@@ -187,6 +187,17 @@
     if (scene.stage + 1 >= scene.stages) $("narration-text").textContent += "  " + t("sceneDone");
   }
 
+  // replay applies recorded actions. One recorded with an error (an
+  // "until" that ran out of time) repeats it; it is shown, not fatal.
+  function replay(actions) {
+    let first = "";
+    for (const a of actions) {
+      const err = api.act(a);
+      if (err && !first) first = err;
+    }
+    setStatus(first);
+  }
+
   // undo replays every action but the last on a fresh cluster (a run of
   // steps or ticks counts as one action).
   function undo() {
@@ -194,10 +205,7 @@
     if (actions.length === 0) return;
     const last = actions.pop();
     if (!resetCluster(opts)) return;
-    for (const a of actions) {
-      const err = api.act(a);
-      if (err) { setStatus(err); break; }
-    }
+    replay(actions);
     if (scene && last.op === "stage") scene.stage = Math.max(-1, scene.stage - 1);
     refresh();
     noteSceneFacts();
@@ -226,10 +234,7 @@
       return false;
     }
     if (!resetCluster(data.o)) return false;
-    for (const a of data.a || []) {
-      const err = api.act(a);
-      if (err) { setStatus(err); break; }
-    }
+    replay(data.a || []);
     if (data.sc && sceneList.some((s) => s.name === data.sc.n)) {
       scene = { name: data.sc.n, stage: data.sc.s, stages: sceneList.find((s) => s.name === data.sc.n).stages };
       $("scene").value = scene.name;
