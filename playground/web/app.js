@@ -63,8 +63,14 @@
       return;
     }
     const go = new Go();
-    const { instance } = await WebAssembly.instantiate(bytes, go.importObject);
-    go.run(instance); // main installs window.raftkvPlayground, then waits
+    try {
+      const { instance } = await WebAssembly.instantiate(bytes, go.importObject);
+      go.run(instance); // main installs window.raftkvPlayground, then waits
+    } catch (e) {
+      $("status").textContent = "WebAssembly: " + e.message;
+      document.body.dataset.ready = "failed";
+      return;
+    }
     api = window.raftkvPlayground;
     loadInfo = { ms: Math.round(performance.now() - t0), bytes: bytes.byteLength };
     window.raftkvPlaygroundLoad = loadInfo;
