@@ -389,3 +389,68 @@ func FuzzPlaygroundActions(f *testing.F) {
 		}
 	})
 }
+
+// TestPlaygroundActions shows the learner's other actions doing what they
+// say: leadership moves to the member named; a learner added, promoted and
+// removed; two snapshots compact the log to the first; a duplicated message
+// is in flight twice; one member's timeout makes it campaign.
+func TestPlaygroundActions(t *testing.T) {
+	p := newTestPlayground(t, PlaygroundOptions{Seed: 2, Voters: 3, Spares: 1})
+	mustAct(t, p, until("leader", 0, 400), Action{Op: "run", N: 10})
+	st := p.State()
+	to := uint64(1)
+	if st.Leader == 1 {
+		to = 2
+	}
+	mustAct(t, p, Action{Op: "transfer", ID: to}, Action{Op: "until", What: "leader", ID: to, N: 100})
+
+	conf := func() PlaygroundConf { st := p.State(); return st.Members[st.Leader-1].Conf }
+	mustAct(t, p, Action{Op: "learner", ID: 4}, Action{Op: "run", N: 20})
+	if c := conf(); !slices.Equal(c.Learners, []uint64{4}) {
+		t.Fatalf("after adding learner 4: %+v", c)
+	}
+	mustAct(t, p, Action{Op: "promote", ID: 4}, Action{Op: "run", N: 30})
+	if c := conf(); !slices.Contains(c.Voters, 4) || len(c.Learners) > 0 || len(c.Outgoing) > 0 {
+		t.Fatalf("after promoting 4: %+v", c)
+	}
+	mustAct(t, p, Action{Op: "remove", ID: 4}, Action{Op: "run", N: 30})
+	if c := conf(); slices.Contains(c.Voters, 4) {
+		t.Fatalf("after removing 4: %+v", c)
+	}
+
+	lead := p.State().Leader
+	mustAct(t, p, Action{Op: "propose", N: 3}, Action{Op: "run", N: 10}, Action{Op: "snapshot", ID: lead})
+	first := p.State().Members[lead-1].Snapshot
+	mustAct(t, p, Action{Op: "propose", N: 3}, Action{Op: "run", N: 10}, Action{Op: "snapshot", ID: lead})
+	m := p.State().Members[lead-1]
+	if m.Snapshot <= first || m.LogStart != first {
+		t.Fatalf("two snapshots at %d then %d: log starts after %d, want the first", first, m.Snapshot, m.LogStart)
+	}
+	if err := p.Act(Action{Op: "snapshot", ID: lead}); err == nil {
+		t.Fatal("a snapshot with nothing new applied was taken")
+	}
+
+	mustAct(t, p, Action{Op: "run", N: PlaygroundHeartbeatTicks})
+	st = p.State()
+	if len(st.Messages) == 0 {
+		t.Fatal("no message in flight")
+	}
+	orig := st.Messages[0]
+	mustAct(t, p, Action{Op: "dup", Msg: orig.ID})
+	copies := 0
+	for _, msg := range p.State().Messages {
+		if msg.Type == orig.Type && msg.From == orig.From && msg.To == orig.To && msg.Index == orig.Index && msg.Term == orig.Term {
+			copies++
+		}
+	}
+	if copies < 2 {
+		t.Fatalf("after dup: %d copies of message %d", copies, orig.ID)
+	}
+
+	follower := p.followers()[0]
+	term := p.State().Members[follower-1].Term
+	mustAct(t, p, Action{Op: "isolate", ID: follower}, Action{Op: "timeout", ID: follower})
+	if m := p.State().Members[follower-1]; m.Role != "precandidate" || m.Term != term {
+		t.Fatalf("after timing out with PreVote: %s in term %d (was %d)", m.Role, m.Term, term)
+	}
+}
