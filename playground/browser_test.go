@@ -392,7 +392,7 @@ func TestPlaygroundChinese(t *testing.T) {
 	bin := chromium(t)
 	url := serveSite(t)
 	b := startBrowser(t, bin, "--lang=zh-CN")
-	b.open(url)
+	b.open(url + "?scene=figure8")
 	b.waitReady()
 	var lang, title string
 	b.eval(`playgroundUI.lang()`, &lang)
@@ -400,7 +400,11 @@ func TestPlaygroundChinese(t *testing.T) {
 	if lang != "zh" || title != "Raft 演练场" {
 		t.Fatalf("language %q, title %q; want zh and Raft 演练场", lang, title)
 	}
-	b.do(`playgroundUI.startScene("figure8")`)
+	var opened string
+	b.eval(`document.getElementById("narration-text").textContent`, &opened)
+	if !strings.HasPrefix(opened, "(a)") {
+		t.Fatalf("?scene=figure8 opened with narration %q, want stage (a)", opened)
+	}
 	b.do(`playgroundUI.nextStage()`)
 	b.do(`playgroundUI.nextStage()`)
 	var page string

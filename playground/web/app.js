@@ -80,7 +80,12 @@
   function init() {
     sceneList = JSON.parse(api.scenes(1));
     applyLang();
-    if (!restoreLink()) resetCluster(readForm());
+    if (!restoreLink()) {
+      resetCluster(readForm());
+      // ?scene=figure8 opens a scene at its first stage.
+      const want = new URLSearchParams(location.search).get("scene");
+      if (want && sceneList.some((s) => s.name === want)) startScene(want);
+    }
     wire();
     document.body.dataset.ready = "1";
     requestAnimationFrame(frame);
