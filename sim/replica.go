@@ -178,18 +178,18 @@ func (s *Sim) start(r *replica) {
 	}
 	r.lastImage = r.sm.applied
 	r.incarnation++
-	core, err := raft.New(raft.Config{
-		ID:                 r.id,
-		Storage:            r.store,
-		Applied:            img.index,
-		ElectionTicks:      s.p.electionTicks,
-		HeartbeatTicks:     s.p.heartbeatTicks,
-		Seed:               mix64(s.seed ^ uint64(r.id)<<32 ^ r.incarnation),
-		MaxMsgBytes:        s.p.maxMsgBytes,
-		MaxLearnerLag:      s.p.maxLearnerLag,
-		DisablePreVote:     s.p.disablePreVote,
-		DisableCheckQuorum: s.p.disableCheckQuorum,
-	})
+	cfg := raft.Config{
+		ID:             r.id,
+		Storage:        r.store,
+		Applied:        img.index,
+		ElectionTicks:  s.p.electionTicks,
+		HeartbeatTicks: s.p.heartbeatTicks,
+		Seed:           mix64(s.seed ^ uint64(r.id)<<32 ^ r.incarnation),
+		MaxMsgBytes:    s.p.maxMsgBytes,
+		MaxLearnerLag:  s.p.maxLearnerLag,
+	}
+	cfg.DisablePreVote, cfg.DisableCheckQuorum = s.p.disablePreVote, s.p.disableCheckQuorum
+	core, err := raft.New(cfg)
 	if err != nil {
 		s.failf("replica %d: restart: %v", r.id, err)
 		return
