@@ -269,7 +269,7 @@
 
   function center(id, n) {
     const a = -Math.PI / 2 + (2 * Math.PI * (id - 1)) / n;
-    return [280 + 190 * Math.cos(a), 245 + 185 * Math.sin(a)];
+    return [280 + 190 * Math.cos(a), 254 + 185 * Math.sin(a)];
   }
 
   function el(name, attrs, parent) {
@@ -369,6 +369,13 @@
       const lead = st.members[st.leader - 1];
       text(svg, 280, 505, confText(lead.conf), { "font-size": 12, fill: "#555" });
     }
+    // Legend of message kinds.
+    let lx = 14;
+    for (const k of ["AppendEntries", "Heartbeat", "RequestVote", "PreVote", "InstallSnapshot", "TimeoutNow"]) {
+      el("circle", { cx: lx + 6, cy: 11, r: 6, fill: MSG_FILL[k], class: "msg" }, svg);
+      const e = text(svg, lx + 15, 14, MSG_ABBR[k] + " " + k, { "font-size": 9, "text-anchor": "start", fill: "#555" });
+      lx += 22 + e.getComputedTextLength();
+    }
   }
 
   function msgText(m) {
@@ -440,6 +447,10 @@
       [t("timer"), m.up ? m.elapsed + " / " + m.timeout : "—"], [t("commit"), m.commit], [t("applied"), m.applied],
       [t("snapshot"), m.snapshot + " (" + t("log") + " > " + m.log_start + ")"], [t("log"), "… " + m.last],
       [t("conf"), confText(m.conf)], [t("value"), m.value || "—"]];
+    if (m.match) {
+      // The leader's view of each member's log (Figure 2: matchIndex).
+      rows.push([t("match"), Object.keys(m.match).sort((a, b) => a - b).map((id) => "S" + id + " " + m.match[id]).join(", ")]);
+    }
     for (const [k, v] of rows) {
       const a = document.createElement("span"); a.textContent = k;
       const b = document.createElement("span"); b.textContent = v;
@@ -552,6 +563,8 @@
       const conf = document.createElement("td");
       conf.className = "conf-col";
       conf.textContent = t("commit") + " " + m.commit + " · " + t("applied") + " " + m.applied;
+      const leadConf = st.leader ? JSON.stringify(st.members[st.leader - 1].conf) : "";
+      if (m.up && leadConf && JSON.stringify(m.conf) !== leadConf) conf.textContent += " · " + confText(m.conf);
       tr.appendChild(conf);
       tbl.appendChild(tr);
     }
