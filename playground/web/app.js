@@ -45,7 +45,21 @@
     dirty = true;
   }
 
-  function setStatus(msg) { $("status").textContent = msg ? t("error", { text: msg }) : ""; }
+  function setStatus(msg) {
+    $("status").className = "";
+    $("status").textContent = msg ? t("error", { text: msg }) : "";
+  }
+
+  function setInfo(msg) {
+    $("status").className = "info";
+    $("status").textContent = msg;
+  }
+
+  // A link in the address stands for the run it replayed; once the run
+  // starts over, it no longer does.
+  function dropLink() {
+    if (location.hash) history.replaceState(null, "", location.pathname + location.search);
+  }
 
   // ---- loading -----------------------------------------------------------
   async function load() {
@@ -596,9 +610,9 @@
       applyLang();
       render();
     });
-    $("reset").addEventListener("click", () => { scene = null; renderNarration(); resetCluster(readForm()); $("scene").value = ""; });
+    $("reset").addEventListener("click", () => { dropLink(); scene = null; renderNarration(); resetCluster(readForm()); $("scene").value = ""; });
     for (const id of ["prevote", "checkquorum", "voters", "spares"]) {
-      $(id).addEventListener("change", () => { scene = null; renderNarration(); resetCluster(readForm()); $("scene").value = ""; });
+      $(id).addEventListener("change", () => { dropLink(); scene = null; renderNarration(); resetCluster(readForm()); $("scene").value = ""; });
     }
     $("play").addEventListener("click", () => { playing = !playing; dirty = true; render(); });
     $("step").addEventListener("click", () => { playing = false; acc = 0; setStatus(api.step(1) || ""); refresh(); });
@@ -606,9 +620,9 @@
     $("undo").addEventListener("click", () => { playing = false; undo(); });
     $("link").addEventListener("click", () => {
       history.replaceState(null, "", linkFor());
-      $("status").textContent = t("linkSaved");
+      setInfo(t("linkSaved"));
     });
-    $("scene-start").addEventListener("click", () => { if ($("scene").value) startScene($("scene").value); });
+    $("scene-start").addEventListener("click", () => { if ($("scene").value) { dropLink(); startScene($("scene").value); } });
     $("scene-next").addEventListener("click", () => nextStage());
     $("ring").addEventListener("click", () => { selMember = 0; selMsg = 0; dirty = true; render(); });
     document.addEventListener("keydown", (ev) => {
