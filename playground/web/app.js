@@ -370,12 +370,13 @@
       g.addEventListener("click", (ev) => { ev.stopPropagation(); selMember = m.id; selMsg = 0; dirty = true; render(); });
       // Dragging from one server to another cuts (or heals) their link.
       g.addEventListener("mousedown", (ev) => { dragFrom = m.id; ev.preventDefault(); });
-      g.addEventListener("mouseup", () => {
+      g.addEventListener("mouseup", (ev) => {
         const from = dragFrom;
         dragFrom = 0;
         if (from && from !== m.id) {
           const linked = !cut.has(from + ">" + m.id) && !cut.has(m.id + ">" + from);
-          act({ op: linked ? "cut" : "heal", id: from, to: m.id });
+          // With Shift held, only the direction dragged is cut.
+          act(linked ? { op: "cut", id: from, to: m.id, oneway: ev.shiftKey } : { op: "heal", id: from, to: m.id });
         }
       });
     }
