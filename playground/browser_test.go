@@ -331,8 +331,9 @@ func TestPlaygroundInBrowser(t *testing.T) {
 }
 
 // uiActions breaks the cluster through the page's own controls, as a
-// learner clicks them: a link cut and healed, a server crashed and
-// restarted, a message dropped, a value proposed.
+// learner clicks them: a link cut and healed, one direction cut by a
+// Shift-drag, a server crashed and restarted, a message dropped, a value
+// proposed.
 func uiActions(t *testing.T, b *browser) {
 	t.Helper()
 	click := func(selector string) {
@@ -353,6 +354,17 @@ func uiActions(t *testing.T, b *browser) {
 	click(`#ring line.link[data-a="1"][data-b="2"]`)
 	if st, _ = b.state(); len(st.Cut) != 0 {
 		t.Fatalf("clicking it again: cut links %v, want none", st.Cut)
+	}
+	// Shift-drag from S1 to S3 cuts S1 -> S3 only; a click on the line heals it.
+	b.eval(`(() => { const g = (id) => document.querySelector('#ring g.server[data-id="' + id + '"]');
+		g(1).dispatchEvent(new MouseEvent("mousedown", {bubbles: true}));
+		g(3).dispatchEvent(new MouseEvent("mouseup", {bubbles: true, shiftKey: true})); })()`, nil)
+	if st, _ = b.state(); len(st.Cut) != 1 || st.Cut[0] != [2]uint64{1, 3} {
+		t.Fatalf("Shift-drag S1 to S3: cut links %v, want [[1 3]]", st.Cut)
+	}
+	click(`#ring line.link[data-a="1"][data-b="3"]`)
+	if st, _ = b.state(); len(st.Cut) != 0 {
+		t.Fatalf("clicking the one-way cut link: cut links %v, want none", st.Cut)
 	}
 	click(`#ring g.server[data-id="2"]`)
 	click(`#panel button[data-act="crash"]`)
