@@ -15,10 +15,12 @@ build: playground
 
 # playground builds the Raft playground's WebAssembly module into
 # playground/web (where the server embeds it from) and writes the whole
-# static folder to PLAYGROUND_DIR, which any static host can serve.
+# static folder to PLAYGROUND_DIR, which any static host can serve. The
+# module has the mutation tag: its what-if menu can put a named bug of the
+# core in force (only in the browser; the server's own core has none).
 PLAYGROUND_DIR ?= bin/playground
 playground:
-	GOOS=js GOARCH=wasm $(GO) build -trimpath -ldflags='-s -w' -o playground/web/raftkv.wasm ./cmd/playground
+	GOOS=js GOARCH=wasm $(GO) build -tags mutation -trimpath -ldflags='-s -w' -o playground/web/raftkv.wasm ./cmd/playground
 	@root="$$($(GO) env GOROOT)"; js="$$root/lib/wasm/wasm_exec.js"; \
 	  [ -f "$$js" ] || js="$$root/misc/wasm/wasm_exec.js"; cp "$$js" playground/web/wasm_exec.js
 	gzip -9 -n -c playground/web/raftkv.wasm > playground/web/raftkv.wasm.gz

@@ -30,8 +30,8 @@ var site struct {
 	err  error
 }
 
-// buildSite builds the module and assembles the static folder, once per
-// test binary.
+// buildSite builds the module as make playground does (with the mutation
+// tag) and assembles the static folder, once per test binary.
 func buildSite(t *testing.T) string {
 	t.Helper()
 	site.once.Do(func() {
@@ -41,7 +41,7 @@ func buildSite(t *testing.T) string {
 			return
 		}
 		site.dir = dir
-		build := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", filepath.Join(dir, ModuleName),
+		build := exec.Command("go", "build", "-tags", "mutation", "-trimpath", "-ldflags=-s -w", "-o", filepath.Join(dir, ModuleName),
 			"github.com/raftkv/raftkv/cmd/playground")
 		build.Env = append(os.Environ(), "GOOS=js", "GOARCH=wasm", "CGO_ENABLED=0")
 		if out, err := build.CombinedOutput(); err != nil {
@@ -322,6 +322,22 @@ func TestPlaygroundInBrowser(t *testing.T) {
 	}
 	b.eval(`document.getElementById("whatif").open = true`, nil)
 	b.screenshot(filepath.Join(shots, "playground-whatif.png"))
+	// What if the core committed by counting an older term's entry? The
+	// module is built with the mutation tag; the page offers the bug.
+	b.do(`playgroundUI.startScene("whatif-figure8")`)
+	b.do(`playgroundUI.nextStage()`)
+	b.eval(`playgroundUI.nextStage()`, nil) // stops at the violation and reports it
+	b.eval(`[...document.querySelectorAll("#checks li.bad")].map((li) => li.dataset.check)`, &broken)
+	var banner string
+	b.eval(`document.querySelector("#checks .mutation").textContent`, &banner)
+	if len(broken) != 1 || broken[0] != "commitment rule" || !strings.Contains(banner, "older term") {
+		t.Fatalf("Figure 8 what-if: page shows broken %v, banner %q", broken, banner)
+	}
+	b.screenshot(filepath.Join(shots, "playground-whatif-figure8.png"))
+	b.do(`playgroundUI.startScene("whatif-lost-log")`)
+	b.do(`playgroundUI.nextStage()`)
+	b.do(`playgroundUI.nextStage()`)
+
 	// Undo replays all but the last action: the state before the violation.
 	b.eval(`playgroundUI.undo()`, nil)
 	if _, undone := b.state(); undone != beforeLast {

@@ -84,12 +84,18 @@ type Playground struct {
 	actions []Action
 	// values numbers the values proposed, for the log cells to show.
 	values uint64
+	// mutation names the core's bug in force ("": none).
+	mutation string
 }
 
 // NewPlayground builds the cluster of opt, every member started and none
 // yet leader.
 func NewPlayground(opt PlaygroundOptions) (*Playground, error) {
 	if err := opt.validate(); err != nil {
+		return nil, err
+	}
+	// A new cluster starts with the correct core.
+	if err := setPlaygroundMutation(""); err != nil {
 		return nil, err
 	}
 	p := &Playground{opt: opt, sentAt: map[uint64]uint64{}}
@@ -217,7 +223,9 @@ type PlaygroundState struct {
 	Checks []PlaygroundCheck `json:"checks"`
 	// Violation is the checker's report, empty while every property holds.
 	Violation string `json:"violation,omitempty"`
-	Actions   int    `json:"actions"`
+	// Mutation is the core's bug in force, if any (a what-if).
+	Mutation string `json:"mutation,omitempty"`
+	Actions  int    `json:"actions"`
 }
 
 // PlaygroundMember is one member as the page shows it.
@@ -292,15 +300,19 @@ const PlaygroundKey = "x"
 // checker's report: the five of Figure 3, then the ones the simulator adds.
 var playgroundChecks = []string{
 	"Election Safety", "Leader Append-Only", "Log Matching", "Leader Completeness",
-	"State Machine Safety", "persistence", "clients",
+	"State Machine Safety", "commitment rule", "persistence", "clients", playgroundOtherCheck,
 }
+
+// playgroundOtherCheck stands for every other check (the state machine's
+// own, the core's invariants): it fails when a report names none above.
+const playgroundOtherCheck = "other"
 
 // State returns the cluster as the page draws it.
 func (p *Playground) State() PlaygroundState {
 	s := p.s
 	st := PlaygroundState{Options: p.opt, Now: s.now, Events: p.events, Election: PlaygroundElectionTicks,
 		Actions: len(p.actions), Members: []PlaygroundMember{}, Messages: []PlaygroundMessage{},
-		Cut: [][2]uint64{}}
+		Cut: [][2]uint64{}, Mutation: p.mutation}
 	if lead := s.leader(); lead != nil {
 		st.Leader = uint64(lead.id)
 	}
@@ -332,6 +344,7 @@ func (p *Playground) State() PlaygroundState {
 	broken := ""
 	if s.err != nil {
 		st.Violation = s.err.Error()
+		broken = playgroundOtherCheck
 		for _, name := range playgroundChecks {
 			if strings.HasPrefix(st.Violation, name) {
 				broken = name

@@ -38,6 +38,9 @@ import (
 //	snapshot id     a member snapshots its state machine
 //	transfer to     hand leadership to member to
 //	stage scene n   apply stage n of a scene (playground_scenes.go)
+//	mutate what     what if: put a named bug of the core in force
+//	                (raft.Mutation, builds with the mutation tag only;
+//	                "none" restores the correct core)
 //	amnesia id      what if: restart a crashed member with an empty disk,
 //	                its term, vote and log forgotten (Figure 2 forbids it);
 //	                with what "log", its term and vote survive
@@ -134,6 +137,16 @@ func (p *Playground) apply(a Action) (bool, error) {
 		return p.until(a)
 	case "stage":
 		return p.stage(a.Scene, a.N)
+	case "mutate":
+		if err := setPlaygroundMutation(a.What); err != nil {
+			return false, err
+		}
+		p.mutation = a.What
+		if p.mutation == "none" {
+			p.mutation = ""
+		}
+		p.s.trace.add(event{kind: evNote, text: "mutation: " + a.What})
+		return true, nil
 	}
 	if a.Op == "heal" && a.ID == 0 {
 		p.s.net.healAll()

@@ -2,6 +2,7 @@ package sim
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/raftkv/raftkv/raft"
 )
@@ -17,6 +18,10 @@ type scene struct {
 	stages  []func(p *Playground) error
 }
 
+// sceneMutation names the core's bug a what-if scene puts in force: such a
+// scene is offered only in builds that have it (the mutation tag).
+var sceneMutation = map[string]string{"whatif-figure8": raft.MutationCommitOlderTerm.String()}
+
 // PlaygroundScene describes a scene to the page.
 type PlaygroundScene struct {
 	Name    string            `json:"name"`
@@ -29,6 +34,9 @@ func PlaygroundScenes(seed uint64) []PlaygroundScene {
 	var out []PlaygroundScene
 	for _, name := range sceneOrder {
 		sc := scenes[name]
+		if m := sceneMutation[name]; m != "" && !slices.Contains(PlaygroundMutations(), m) {
+			continue
+		}
 		out = append(out, PlaygroundScene{Name: name, Options: sc.options(seed), Stages: len(sc.stages)})
 	}
 	return out
@@ -36,7 +44,7 @@ func PlaygroundScenes(seed uint64) []PlaygroundScene {
 
 var sceneOrder = []string{
 	"election", "replication", "leader-crash", "split-vote", "figure7", "figure8",
-	"old-leader", "joint", "snapshot", "disrupt", "disrupt-prevote", "whatif-lost-log",
+	"old-leader", "joint", "snapshot", "disrupt", "disrupt-prevote", "whatif-lost-log", "whatif-figure8",
 }
 
 func voters(n int, mod ...func(*PlaygroundOptions)) func(uint64) PlaygroundOptions {
@@ -120,6 +128,25 @@ func sceneTable() map[string]scene {
 		"disrupt-prevote": {voters(5, noCheckQuorum), disrupt},
 		// A what-if: it ends with a safety property broken on purpose.
 		"whatif-lost-log": {voters(3), lostLog},
+		// What if the core committed by counting an entry of an older term?
+		// Figure 8 with that bug in force (builds with mutations only).
+		"whatif-figure8": {voters(5, basicRaft, oneEntry),
+			[]func(*Playground) error{
+				func(p *Playground) error {
+					if err := p.do(Action{Op: "mutate", What: raft.MutationCommitOlderTerm.String()}); err != nil {
+						return err
+					}
+					return figure8[0](p)
+				},
+				figure8[1],
+				// (c), and S3's answer reaching S1, which now counts it.
+				func(p *Playground) error {
+					if err := figure8[2](p); err != nil {
+						return err
+					}
+					return p.do(Action{Op: "run", N: 2 * PlaygroundMaxDelay})
+				},
+			}},
 	}
 }
 

@@ -11,9 +11,12 @@
 //	act(action)     apply a sim.Action (object or JSON)
 //	actions()       the actions applied so far, as JSON
 //	scenes(seed)    the scenes, as JSON
+//	mutations()     the core's named bugs the what-if menu offers, as JSON
 //
-// Every call returns null on success or an error message; state, actions
-// and scenes return JSON text. Build: make playground.
+// Every call returns null on success or an error message; state, actions,
+// scenes and mutations return JSON text. Build: make playground (with the
+// mutation tag, so that the what-if menu can put a named bug of the core in
+// force; without it the menu offers none).
 package main
 
 import (
@@ -28,13 +31,14 @@ var current *sim.Playground
 
 func main() {
 	api := map[string]any{
-		"reset":   js.FuncOf(reset),
-		"state":   js.FuncOf(state),
-		"step":    js.FuncOf(step),
-		"run":     js.FuncOf(run),
-		"act":     js.FuncOf(act),
-		"actions": js.FuncOf(actions),
-		"scenes":  js.FuncOf(scenes),
+		"reset":     js.FuncOf(reset),
+		"state":     js.FuncOf(state),
+		"step":      js.FuncOf(step),
+		"run":       js.FuncOf(run),
+		"act":       js.FuncOf(act),
+		"actions":   js.FuncOf(actions),
+		"scenes":    js.FuncOf(scenes),
+		"mutations": js.FuncOf(mutations),
 	}
 	js.Global().Set("raftkvPlayground", js.ValueOf(api))
 	if ready := js.Global().Get("raftkvPlaygroundReady"); ready.Type() == js.TypeFunction {
@@ -140,5 +144,10 @@ func scenes(_ js.Value, args []js.Value) any {
 		seed = uint64(args[0].Float())
 	}
 	b, _ := json.Marshal(sim.PlaygroundScenes(seed))
+	return string(b)
+}
+
+func mutations(js.Value, []js.Value) any {
+	b, _ := json.Marshal(sim.PlaygroundMutations())
 	return string(b)
 }

@@ -39,6 +39,7 @@
   function applyLang() {
     document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
     document.querySelectorAll("[data-t]").forEach((el) => { el.textContent = t(el.dataset.t); });
+    if (api) fillMutations();
     $("lang").textContent = t("lang");
     document.title = t("title") + " · raftkv";
     fillScenes();
@@ -182,6 +183,7 @@
     playing = false;
     scene.stage++;
     const err = act({ op: "stage", scene: scene.name, n: scene.stage });
+    if (st.violation) setStatus(""); // the checks say what stopped the run
     noteSceneFacts();
     renderNarration();
     return err;
@@ -513,6 +515,27 @@
     p.appendChild(box);
   }
 
+  // The what-if menu's list of the core's named bugs, filled once.
+  function fillMutations() {
+    const names = JSON.parse(api.mutations ? api.mutations() : "[]");
+    const box = $("whatif-mutations");
+    box.innerHTML = "";
+    if (names.length === 0) return;
+    const label = document.createElement("label");
+    label.textContent = t("mutation") + " ";
+    const sel = document.createElement("select");
+    sel.id = "mutation";
+    for (const n of ["none"].concat(names)) {
+      const o = document.createElement("option");
+      o.value = n;
+      o.textContent = t("mut-" + n);
+      sel.appendChild(o);
+    }
+    sel.addEventListener("change", () => act({ op: "mutate", what: sel.value }));
+    label.appendChild(sel);
+    box.appendChild(label);
+  }
+
   function renderChecks() {
     const c = $("checks");
     c.innerHTML = "";
@@ -528,6 +551,14 @@
       ul.appendChild(li);
     }
     c.appendChild(ul);
+    if (st.mutation) {
+      const v = document.createElement("div");
+      v.className = "mutation";
+      v.textContent = t("mutationOn", { name: t("mut-" + st.mutation) });
+      c.appendChild(v);
+    }
+    const sel = $("mutation");
+    if (sel && document.activeElement !== sel) sel.value = st.mutation || "none";
     if (st.violation) {
       const v = document.createElement("div");
       v.className = "violation";
