@@ -334,6 +334,14 @@ func TestPlaygroundInBrowser(t *testing.T) {
 		t.Fatalf("Figure 8 what-if: page shows broken %v, banner %q", broken, banner)
 	}
 	b.screenshot(filepath.Join(shots, "playground-whatif-figure8.png"))
+	// Every bug the module offers has words on the page.
+	var unnamed []string
+	b.eval(`[...document.querySelectorAll("#mutation option")].map((o) => o.textContent).filter((s) => s.startsWith("mut-"))`, &unnamed)
+	var offered int
+	b.eval(`document.querySelectorAll("#mutation option").length`, &offered)
+	if len(unnamed) > 0 || offered < 2 {
+		t.Fatalf("what-if menu: %d bugs offered, without a label: %v (add them to i18n.js)", offered-1, unnamed)
+	}
 	b.do(`playgroundUI.startScene("whatif-lost-log")`)
 	b.do(`playgroundUI.nextStage()`)
 	b.do(`playgroundUI.nextStage()`)
