@@ -67,12 +67,14 @@ const (
 // Status returns the HTTP status that goes with an error code.
 func Status(code string) int {
 	switch code {
-	case CodeBadRequest, CodeBadKey, CodeBadJSON:
+	case CodeBadRequest, CodeBadKey, CodeBadJSON, CodeFutureRevision, CodeBadTTL, CodeTooManyOps:
 		return http.StatusBadRequest
-	case CodeNotFound:
+	case CodeNotFound, CodeLeaseNotFound:
 		return http.StatusNotFound
-	case CodeChangeInProgress, CodeLearnerLagging:
+	case CodeChangeInProgress, CodeLearnerLagging, CodeLeaseExists:
 		return http.StatusConflict
+	case CodeCompacted:
+		return http.StatusGone
 	case CodePreconditionFailed:
 		return http.StatusPreconditionFailed
 	case CodeTooLarge:
@@ -104,7 +106,13 @@ type ErrorBody struct {
 
 // WriteResponse answers a successful PUT, POST ?op=append or DELETE.
 type WriteResponse struct {
+	// Index is the log index of the command.
 	Index uint64 `json:"index"`
+	// Rev is the key's mod revision after the write (its new ETag); for a
+	// delete, the revision of the delete.
+	Rev uint64 `json:"rev"`
+	// Revision is the store revision after the write.
+	Revision uint64 `json:"revision"`
 }
 
 // Item is one key of a listing. Key and Value are text when both are valid

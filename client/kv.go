@@ -18,7 +18,7 @@ import (
 type KV struct {
 	Key   string
 	Value []byte
-	Rev   uint64 // the log index of the key's last change
+	Rev   uint64 // the key's mod revision: the store revision of its last change
 }
 
 // WriteOption modifies a write.
@@ -96,7 +96,7 @@ func (c *Client) write(ctx context.Context, op, key string, value []byte, opts [
 	}
 	cl.op.IfNoneMatch = r.header.Get("If-None-Match") == "*"
 	res := c.writes.run(cl, c.writeAlone)
-	return res.index, res.err
+	return res.rev, res.err
 }
 
 // writeAlone sends a write as a single request.
@@ -109,11 +109,12 @@ func (c *Client) writeAlone(ctx context.Context, r request) result {
 	if err := json.Unmarshal(resp.body, &w); err != nil {
 		return result{err: fmt.Errorf("client: decoding answer of %s %s: %w", r.method, r.path, err)}
 	}
-	return result{index: w.Index}
+	return result{index: w.Index, rev: w.Rev}
 }
 
-// Put sets key to value and returns the log index of the write (the key's
-// new revision).
+// Put sets key to value and returns the key's new mod revision (its ETag,
+// what IfMatch takes). Write calls return the revision of the write: for
+// Delete, the revision the key was deleted at.
 func (c *Client) Put(ctx context.Context, key string, value []byte, opts ...WriteOption) (uint64, error) {
 	return c.write(ctx, api.BatchPut, key, value, opts)
 }

@@ -3,6 +3,7 @@ package kv
 import (
 	"fmt"
 	"io"
+	"runtime"
 	"testing"
 
 	"github.com/raftkv/raftkv/raftpb"
@@ -97,5 +98,41 @@ func BenchmarkSnapshotWrite(b *testing.B) {
 		if _, err := v.WriteTo(io.Discard); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// heapAfter returns the live heap after a full collection.
+func heapAfter() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+func BenchmarkMemoryPerHistoricalVersion(b *testing.B) {
+	// Heap per version kept in history: 10,000 keys each overwritten 10
+	// times with 8-byte values, compared with the same keys written once.
+	const keys, writes = 10000, 10
+	value := make([]byte, 8)
+	build := func(writes int) (*Store, uint64) {
+		before := heapAfter()
+		s := New(Config{HistoryRevisions: -1})
+		index := raftpb.Index(1)
+		for w := range writes {
+			for i := range keys {
+				_ = w
+				s.Apply(index, EncodeCommand(Command{Op: OpPut, Key: fmt.Sprintf("bench/key/%06d", i), Value: value}))
+				index++
+			}
+		}
+		return s, heapAfter() - before
+	}
+	for b.Loop() {
+		once, base := build(1)
+		many, total := build(writes)
+		b.ReportMetric(float64(total-base)/float64(keys*(writes-1)), "B/version")
+		runtime.KeepAlive(once)
+		runtime.KeepAlive(many)
 	}
 }

@@ -3,8 +3,6 @@ package kv
 import (
 	"encoding/binary"
 	"fmt"
-
-	"github.com/raftkv/raftkv/raftpb"
 )
 
 // Op is what a command does to its key.
@@ -17,16 +15,25 @@ const (
 	OpAppend
 	// OpDelete removes the key.
 	OpDelete
+	// OpTxn runs Command.Txn.
+	OpTxn
+	// OpCompact discards the history before revision Command.Rev.
+	OpCompact
+	// OpLeaseGrant creates lease Command.Lease (0: the store picks the id)
+	// with Command.TTL seconds.
+	OpLeaseGrant
+	// OpLeaseRevoke deletes lease Command.Lease and its keys.
+	OpLeaseRevoke
+	// OpLeaseCheckpoint records the remaining TTLs Command.Checkpoints.
+	OpLeaseCheckpoint
+	opLast = OpLeaseCheckpoint
 )
 
+var opNames = [...]string{"", "put", "append", "delete", "txn", "compact", "lease-grant", "lease-revoke", "lease-checkpoint"}
+
 func (o Op) String() string {
-	switch o {
-	case OpPut:
-		return "put"
-	case OpAppend:
-		return "append"
-	case OpDelete:
-		return "delete"
+	if o > 0 && o <= opLast {
+		return opNames[o]
 	}
 	return fmt.Sprintf("Op(%d)", uint8(o))
 }
@@ -64,13 +71,20 @@ const CommandVersion = 1
 // format, not a configuration, so that every replica accepts the same tokens.
 const MaxIdempotencyKeyBytes = 128
 
-// Command is one write, as proposed to the log.
+// Command is one write, as proposed to the log. Key, Value and Cond belong
+// to the single-key ops (put, append, delete); Rev to CondRevMatch and
+// OpCompact; the other fields to the op that names them.
 type Command struct {
 	Op    Op
 	Key   string
 	Value []byte // for OpPut and OpAppend; not encoded for OpDelete
 	Cond  Cond
-	Rev   raftpb.Index // the revision CondRevMatch expects; not encoded otherwise
+	Rev   int64 // the mod revision CondRevMatch expects; OpCompact's revision
+	Txn   *Txn
+	Lease int64
+	TTL   int64
+	// Checkpoints are OpLeaseCheckpoint's.
+	Checkpoints []LeaseCheckpoint
 	// IdempotencyKey, when not empty, makes the command exactly-once within
 	// the session window: a later command with the same key gets the first
 	// one's Result and changes nothing.
@@ -90,16 +104,25 @@ func (cfg Config) Validate(c *Command) error {
 
 func (cfg Config) check(c *Command) (code, message string) {
 	switch {
-	case c.Op < OpPut || c.Op > OpDelete:
+	case c.Op < OpPut || c.Op > opLast:
 		return CodeBadRequest, fmt.Sprintf("unknown op %d", uint8(c.Op))
+	case len(c.IdempotencyKey) > MaxIdempotencyKeyBytes:
+		return CodeBadRequest, fmt.Sprintf("idempotency key is %d bytes, over %d", len(c.IdempotencyKey), MaxIdempotencyKeyBytes)
+	case c.Op == OpTxn:
+		return cfg.checkTxn(c.Txn)
+	case c.Op == OpCompact:
+		if c.Rev <= 0 {
+			return CodeBadRequest, fmt.Sprintf("compaction revision %d: want a positive revision", c.Rev)
+		}
+		return CodeOK, ""
+	case c.Op > OpTxn:
+		return cfg.checkLease(c)
 	case c.Cond > CondAbsent:
 		return CodeBadRequest, fmt.Sprintf("unknown precondition %d", uint8(c.Cond))
 	case c.Op == OpDelete && c.Cond == CondAbsent:
 		return CodeBadRequest, "delete cannot require the key to be absent"
 	case c.Op == OpDelete && len(c.Value) != 0:
 		return CodeBadRequest, "delete carries no value"
-	case len(c.IdempotencyKey) > MaxIdempotencyKeyBytes:
-		return CodeBadRequest, fmt.Sprintf("idempotency key is %d bytes, over %d", len(c.IdempotencyKey), MaxIdempotencyKeyBytes)
 	case len(c.Key) == 0:
 		return CodeBadKey, "empty key"
 	case len(c.Key) > cfg.maxKeyBytes():
@@ -125,6 +148,11 @@ func EncodeCommand(c Command) []byte {
 
 // AppendCommand appends the encoding of c to b and returns the result.
 func AppendCommand(b []byte, c Command) []byte {
+	if c.Op > OpDelete {
+		b = append(b, CommandVersion, byte(c.Op))
+		b = appendBody(b, &c)
+		return appendString(b, c.IdempotencyKey)
+	}
 	b = append(b, CommandVersion, byte(c.Op), byte(c.Cond))
 	if c.Cond == CondRevMatch {
 		b = binary.AppendUvarint(b, uint64(c.Rev))
@@ -152,15 +180,19 @@ func DecodeCommand(b []byte) (Command, error) {
 		d.fail(fmt.Sprintf("command version %d, want %d", v, CommandVersion))
 	}
 	c.Op = Op(d.byte1("op"))
-	if d.err == nil && (c.Op < OpPut || c.Op > OpDelete) {
+	if d.err == nil && (c.Op < OpPut || c.Op > opLast) {
 		d.fail(fmt.Sprintf("unknown op %d", uint8(c.Op)))
+	}
+	if c.Op > OpDelete {
+		d.body(&c)
+		return d.finish(c)
 	}
 	c.Cond = Cond(d.byte1("precondition"))
 	if d.err == nil && c.Cond > CondAbsent {
 		d.fail(fmt.Sprintf("unknown precondition %d", uint8(c.Cond)))
 	}
 	if c.Cond == CondRevMatch {
-		c.Rev = raftpb.Index(d.uvarint("rev"))
+		c.Rev = int64(d.uvarint("rev"))
 	}
 	c.Key = string(d.bytes("key", len(b)))
 	if c.Op != OpDelete {
@@ -170,6 +202,10 @@ func DecodeCommand(b []byte) (Command, error) {
 			c.Value = append([]byte(nil), v...)[:len(v):len(v)]
 		}
 	}
+	return d.finish(c)
+}
+
+func (d *cmdDecoder) finish(c Command) (Command, error) {
 	c.IdempotencyKey = string(d.bytes("idempotency key", MaxIdempotencyKeyBytes))
 	if d.err == nil && len(d.b) != 0 {
 		d.fail(fmt.Sprintf("%d trailing bytes", len(d.b)))
@@ -225,7 +261,7 @@ func (d *cmdDecoder) bytes(what string, limit int) []byte {
 	if d.err != nil {
 		return nil
 	}
-	if n > uint64(len(d.b)) || n > uint64(limit) {
+	if n > uint64(len(d.b)) || n > uint64(max(limit, 0)) {
 		d.fail(fmt.Sprintf("%s length %d with %d bytes left (limit %d)", what, n, len(d.b), limit))
 		return nil
 	}

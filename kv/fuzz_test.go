@@ -16,6 +16,12 @@ func FuzzDecodeCommand(f *testing.F) {
 		{Op: OpPut, Key: "k", Value: []byte("v"), Cond: CondRevMatch, Rev: 300, IdempotencyKey: "tok"},
 		{Op: OpAppend, Key: "a/b", Value: []byte("suffix"), Cond: CondAbsent},
 		{Op: OpDelete, Key: "k", Cond: CondRevMatch, Rev: 1},
+		{Op: OpTxn, Txn: &Txn{Compares: []Compare{{Key: "k", Target: CompareMod, Op: CompareLess, Number: 3}},
+			Success: []TxnOp{{Kind: OpKindPut, Key: "k", Value: []byte("v"), Lease: 1}, {Kind: OpKindRange, Key: "a", End: "\x00"}},
+			Failure: []TxnOp{{Kind: OpKindDelete, Key: "a", End: "b", PrevKV: true}}}},
+		{Op: OpCompact, Rev: 2},
+		{Op: OpLeaseGrant, TTL: 5},
+		{Op: OpLeaseCheckpoint, Checkpoints: []LeaseCheckpoint{{ID: 1, Remaining: 2}}},
 	} {
 		f.Add(EncodeCommand(c))
 	}

@@ -41,7 +41,7 @@ func mustCode(t *testing.T, r *Result, code string) {
 	}
 }
 
-func mustGet(t *testing.T, s *Store, key, value string, rev raftpb.Index) {
+func mustGet(t *testing.T, s *Store, key, value string, rev int64) {
 	t.Helper()
 	v, gotRev, ok := s.Get(key)
 	if !ok {

@@ -1,31 +1,33 @@
 package kv
 
-import (
-	"fmt"
-
-	"github.com/raftkv/raftkv/raftpb"
-)
+import "fmt"
 
 // The quota bounds the memory the state takes, as Size counts it: each key
-// costs its key and value bytes plus KeyOverheadBytes, each remembered
-// session its token and message plus SessionOverheadBytes. The overheads
-// are what BenchmarkMemoryPerKey and BenchmarkMemoryPerSession measure (Go
-// heap per key beyond its bytes, rounded up), so Size tracks the heap the
-// state takes to within a small factor. A put or append that would take
-// Size past Config.QuotaBytes is rejected with CodeNoSpace and changes
-// nothing; deletes, and commands that do not grow the state, always go
-// through. Like every limit the decision depends only on the state and the
-// Config, so every replica decides alike. A rejection for the quota is not
-// recorded in the session table, so a retry with the same idempotency key
-// takes effect once space is freed.
+// costs its key bytes plus KeyOverheadBytes, each version kept of it
+// (history and delete markers included) its value bytes plus
+// VersionOverheadBytes, each remembered session its token and message plus
+// SessionOverheadBytes. The overheads are what BenchmarkMemoryPerKey,
+// BenchmarkMemoryPerHistoricalVersion and BenchmarkMemoryPerSession
+// measure (Go heap beyond the bytes, rounded up), so Size tracks the heap
+// the state takes to within a small factor. A command that would write
+// versions taking Size past Config.QuotaBytes (a put, an append, a
+// transaction's puts) is rejected with CodeNoSpace and changes nothing;
+// deletes, revokes and compactions always go through, and compaction is
+// what frees the space history takes. Like every limit the decision depends
+// only on the state and the Config, so every replica decides alike. A
+// rejection for the quota is not recorded in the session table, so a retry
+// with the same idempotency key takes effect once space is freed.
 
 // Defaults and overheads of the quota.
 const (
 	// DefaultQuotaBytes is the quota of the zero Config: 2 GiB.
 	DefaultQuotaBytes = 2 << 30
-	// KeyOverheadBytes is the memory a key takes beyond its key and value
+	// KeyOverheadBytes is the memory a key's record takes beyond its key
 	// bytes (the tree's item and node share, string and slice headers).
-	KeyOverheadBytes = 128
+	KeyOverheadBytes = 64
+	// VersionOverheadBytes is the memory a stored version takes beyond its
+	// value bytes (the version, its change-log entry, slice growth).
+	VersionOverheadBytes = 192
 	// SessionOverheadBytes is the memory a remembered session takes beyond
 	// its token and message (map entry, queue slot, the session itself).
 	SessionOverheadBytes = 128
@@ -41,34 +43,36 @@ func (c Config) quotaBytes() int64 {
 	return c.QuotaBytes
 }
 
-func keyBytes(key string, value []byte) int64 {
-	return int64(len(key)+len(value)) + KeyOverheadBytes
-}
+func recordBytes(key string) int64 { return int64(len(key)) + KeyOverheadBytes }
+
+func versionBytes(v *version) int64 { return int64(len(v.value)) + VersionOverheadBytes }
 
 func sessionBytes(s *session) int64 {
 	return int64(len(s.token)+len(s.result.Message)) + SessionOverheadBytes
 }
 
-// quotaCheckLocked rejects a write that makes the key's value value (cur
-// being the key as it is) if it would take the state past the quota.
-func (s *Store) quotaCheckLocked(index raftpb.Index, cur entry, exists bool, key string, value []byte) *Result {
-	q := s.cfg.quotaBytes()
-	if q < 0 {
-		return nil
+// putBytes is what a put of value at key adds to Size.
+func (s *Store) putBytes(key string, value []byte) int64 {
+	n := int64(len(value)) + VersionOverheadBytes
+	if _, ok := s.records.Get(record{key: key}); !ok {
+		n += recordBytes(key)
 	}
-	grow := keyBytes(key, value)
-	if exists {
-		grow -= keyBytes(cur.key, cur.value)
-	}
-	if grow <= 0 || s.keyBytes+s.sessions.bytes+grow <= q {
-		return nil
-	}
-	return rejected(index, cur.rev, CodeNoSpace,
-		fmt.Sprintf("the state would grow to %d bytes, over its quota of %d", s.keyBytes+s.sessions.bytes+grow, q))
+	return n
 }
 
-// Size returns the state's size as the quota counts it: keys and values
-// with KeyOverheadBytes each, sessions with SessionOverheadBytes each.
+// quotaCheckLocked rejects a command that would add grow bytes to Size if
+// that would take it past the quota.
+func (s *Store) quotaCheckLocked(grow int64) *Result {
+	q := s.cfg.quotaBytes()
+	if q < 0 || grow <= 0 || s.keyBytes+s.sessions.bytes+grow <= q {
+		return nil
+	}
+	s.quotaRejections++
+	return s.rejected(CodeNoSpace,
+		fmt.Sprintf("the state would grow to %d bytes, over its quota of %d; compact the history or delete keys", s.keyBytes+s.sessions.bytes+grow, q))
+}
+
+// Size returns the state's size as the quota counts it.
 func (s *Store) Size() int64 {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -86,11 +90,14 @@ func (s *Store) QuotaRejections() uint64 {
 	return s.quotaRejections
 }
 
-// countKeyBytes sums the keys' sizes, after a restore.
+// countKeyBytes sums the records' sizes, after a restore.
 func countKeyBytes(v *snapshotView) int64 {
 	var n int64
-	v.entries.Ascend(func(e entry) bool {
-		n += keyBytes(e.key, e.value)
+	v.records.Ascend(func(rec record) bool {
+		n += recordBytes(rec.key)
+		for i := range rec.vers {
+			n += versionBytes(&rec.vers[i])
+		}
 		return true
 	})
 	return n

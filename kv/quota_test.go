@@ -8,10 +8,11 @@ import (
 )
 
 // TestQuota fills the state to its quota: the write that would pass it is
-// rejected with no_space and changes nothing, smaller writes that fit and
-// deletes go through, and once keys are deleted writes are taken again.
+// rejected with no_space and changes nothing; deletes go through; history
+// counts (an overwrite adds a version) until compaction frees it, after
+// which writes are taken again.
 func TestQuota(t *testing.T) {
-	const quota = 10 * (KeyOverheadBytes + 100 + 4)
+	const quota = 10 * (KeyOverheadBytes + 4 + VersionOverheadBytes + 100)
 	r := newReplica(Config{QuotaBytes: quota})
 	value := strings.Repeat("v", 100)
 	var n int
@@ -32,14 +33,19 @@ func TestQuota(t *testing.T) {
 	if r.QuotaRejections() != 1 {
 		t.Fatalf("QuotaRejections %d, want 1", r.QuotaRejections())
 	}
-	// Growing an existing key is refused; shrinking it is not.
+	// Any new version of a key is refused: the old one stays in history.
 	mustCode(t, r.do(appendCmd("k000", "x")), CodeNoSpace)
-	mustCode(t, r.do(put("k000", "small")), CodeOK)
-	mustCode(t, r.do(put("k000", value)), CodeOK) // back to where it was
+	mustCode(t, r.do(put("k000", "small")), CodeNoSpace)
+	mustCode(t, r.do(txnCmd(Txn{Success: []TxnOp{putOp("k000", "")}})), CodeNoSpace)
+	// Deletes go through; compaction frees what they and history hold.
 	mustCode(t, r.do(del("k001")), CodeOK)
 	mustCode(t, r.do(del("k002")), CodeOK)
+	mustCode(t, r.do(put("k100", value)), CodeNoSpace)
+	rev, _ := r.Revision()
+	mustCode(t, r.do(Command{Op: OpCompact, Rev: rev}), CodeOK)
+	// The delete at the compacted revision itself stays, as a marker, so
+	// the two deletes free one key and a half.
 	mustCode(t, r.do(put("k100", value)), CodeOK)
-	mustCode(t, r.do(put("k101", value)), CodeOK)
 	mustCode(t, r.do(put("k102", value)), CodeNoSpace)
 
 	// A refused command with an idempotency key is not remembered: its
@@ -48,14 +54,17 @@ func TestQuota(t *testing.T) {
 	c.IdempotencyKey = "retry-me"
 	mustCode(t, r.do(c), CodeNoSpace)
 	mustCode(t, r.do(del("k100")), CodeOK)
-	mustCode(t, r.do(c), CodeOK)
-	mustGet(t, r.Store, "k102", value, r.next-1)
+	rev, _ = r.Revision()
+	mustCode(t, r.do(Command{Op: OpCompact, Rev: rev}), CodeOK)
+	res := r.do(c)
+	mustCode(t, res, CodeOK)
+	mustGet(t, r.Store, "k102", value, res.Rev)
 }
 
 // TestQuotaCountsSessions shows that remembered sessions count against the
 // quota, and that forgetting them frees it.
 func TestQuotaCountsSessions(t *testing.T) {
-	r := newReplica(Config{QuotaBytes: SessionOverheadBytes + KeyOverheadBytes + 16, SessionWindow: 5})
+	r := newReplica(Config{QuotaBytes: SessionOverheadBytes + KeyOverheadBytes + VersionOverheadBytes + 16, SessionWindow: 5})
 	before := r.Size()
 	c := del("absent")
 	c.IdempotencyKey = "token-01"

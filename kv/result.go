@@ -24,11 +24,27 @@ const (
 	// CodeTooLarge: the value, or the value an append would make, is over
 	// Config.MaxValueBytes (413).
 	CodeTooLarge = "too_large"
+	// CodeCompacted: a read, watch or compaction at a revision the history
+	// no longer holds (410).
+	CodeCompacted = "compacted"
+	// CodeFutureRevision: a read or compaction at a revision after the
+	// store's (400).
+	CodeFutureRevision = "future_revision"
+	// CodeLeaseNotFound: a put, revoke or keep-alive of a lease that does
+	// not exist (404).
+	CodeLeaseNotFound = "lease_not_found"
+	// CodeLeaseExists: a grant of an id already in use (409).
+	CodeLeaseExists = "lease_exists"
+	// CodeBadTTL: a lease TTL out of range (400).
+	CodeBadTTL = "bad_ttl"
+	// CodeTooManyOps: a transaction over MaxTxnOps (400).
+	CodeTooManyOps = "too_many_ops"
 )
 
 // codes lists every code by its one-byte number in the snapshot format; the
 // order is part of the format and must only ever be appended to.
-var codes = [...]string{CodeOK, CodePreconditionFailed, CodeNotFound, CodeBadRequest, CodeBadKey, CodeTooLarge, CodeNoSpace}
+var codes = [...]string{CodeOK, CodePreconditionFailed, CodeNotFound, CodeBadRequest, CodeBadKey, CodeTooLarge, CodeNoSpace,
+	CodeCompacted, CodeFutureRevision, CodeLeaseNotFound, CodeLeaseExists, CodeBadTTL, CodeTooManyOps}
 
 func codeNumber(code string) (byte, bool) {
 	for i, c := range codes {
@@ -49,17 +65,25 @@ type Result struct {
 	// Index is the log index of the command that produced this result. For
 	// a retry answered from the session table it is the first attempt's.
 	Index raftpb.Index
-	// Rev is the key's revision after the command: Index when the command
-	// wrote the key, 0 when the key is absent afterwards, and the unchanged
-	// current revision (0 if absent) when the command did not take effect.
-	Rev raftpb.Index
-	// Prev is the key's revision before the command, 0 if it was absent.
-	Prev raftpb.Index
+	// Revision is the store revision after the command (for a retry, after
+	// the first attempt).
+	Revision int64
+	// Rev is a single-key command's key's mod revision after it: Revision
+	// when the command wrote the key, 0 when the key is absent afterwards,
+	// and the unchanged current one (0 if absent) when the command did not
+	// take effect.
+	Rev int64
+	// Prev is the key's mod revision before the command, 0 if it was absent.
+	Prev int64
 	// Code is CodeOK on success, otherwise one of the Code constants.
 	Code string
 	// Message is human text for a failure; deterministic, never longer than
 	// MaxMessageBytes.
 	Message string
+	// Txn is a transaction's answer.
+	Txn *TxnResult
+	// Lease and TTL are a lease grant's (Lease also a revoke's).
+	Lease, TTL int64
 }
 
 // OK reports whether the command took effect.
@@ -86,9 +110,26 @@ func (e *Error) Error() string { return fmt.Sprintf("kv: %s: %s", e.Code, e.Mess
 // does not decode, or a snapshot stream that fails its checks.
 var ErrCorrupt = errors.New("kv: corrupt encoding")
 
-func rejected(index, rev raftpb.Index, code, message string) *Result {
+// rejected is a Result that changed nothing; Apply fills in Index and
+// Revision.
+func rejected(rev int64, code, message string) *Result {
 	if len(message) > MaxMessageBytes {
 		message = message[:MaxMessageBytes]
 	}
-	return &Result{Index: index, Rev: rev, Prev: rev, Code: code, Message: message}
+	return &Result{Rev: rev, Prev: rev, Code: code, Message: message}
+}
+
+func (s *Store) rejected(code, message string) *Result { return rejected(0, code, message) }
+
+// errorCode is the code of an error made by this package.
+func errorCode(err error) string {
+	var ce *CompactedError
+	var ke *Error
+	switch {
+	case errors.As(err, &ce):
+		return CodeCompacted
+	case errors.As(err, &ke):
+		return ke.Code
+	}
+	return CodeBadRequest
 }

@@ -23,7 +23,7 @@ func TestIdempotentRetryReturnsFirstResult(t *testing.T) {
 	if *retry != *first || retry.Index != 1 {
 		t.Fatalf("retry %+v, want first result %+v", *retry, *first)
 	}
-	mustGet(t, r.Store, "k", "x", 1)
+	mustGet(t, r.Store, "k", "x", 2)
 	if r.AppliedIndex() != 3 {
 		t.Fatalf("applied %d, want 3: a retry still takes its log position", r.AppliedIndex())
 	}
@@ -37,10 +37,10 @@ func TestIdempotentRetryReturnsFirstResult(t *testing.T) {
 	if again := r.do(c); *again != *failed {
 		t.Fatalf("retry after failure %+v, want %+v", *again, *failed)
 	}
-	mustGet(t, r.Store, "k", "x", 1)
+	mustGet(t, r.Store, "k", "x", 2)
 	// Different tokens are different writes.
 	mustCode(t, r.do(withToken(appendCmd("k", "z"), "tok-3")), CodeOK)
-	mustGet(t, r.Store, "k", "xz", 6)
+	mustGet(t, r.Store, "k", "xz", 4)
 	if r.Sessions() != 3 {
 		t.Fatalf("%d sessions, want 3", r.Sessions())
 	}
@@ -68,12 +68,12 @@ func TestSessionsExpireByLogPosition(t *testing.T) {
 	if res := r.do(withToken(appendCmd("k", "a"), "tok")); res.Index != 1 { // index 10
 		t.Fatalf("retry inside the window got %+v", *res)
 	}
-	mustGet(t, r.Store, "k", "a", 1)
+	mustGet(t, r.Store, "k", "a", 2)
 	res := r.do(withToken(appendCmd("k", "a"), "tok")) // index 11: expired
 	if res.Index != 11 {
 		t.Fatalf("retry after the window got %+v, want a fresh apply", *res)
 	}
-	mustGet(t, r.Store, "k", "aa", 11)
+	mustGet(t, r.Store, "k", "aa", 3)
 
 	// Expiry counts positions, not Apply calls: a gap in indexes (entries
 	// the runtime does not hand to the store) expires alike.
@@ -121,7 +121,7 @@ func TestSessionsSurviveSnapshot(t *testing.T) {
 	if res := restored.do(withToken(appendCmd("k", "x"), "tok")); *res != *first {
 		t.Fatalf("retry after restore %+v, want %+v", *res, *first)
 	}
-	mustGet(t, restored.Store, "k", "x", 1)
+	mustGet(t, restored.Store, "k", "x", 2)
 }
 
 func TestSessionCloneIsFrozen(t *testing.T) {

@@ -13,21 +13,26 @@ import (
 	"github.com/raftkv/raftkv/raftpb"
 )
 
-// Snapshot format (integers are unsigned varints unless sized, byte strings
-// are a varint length then the bytes):
+// Snapshot format, version 2 (integers are unsigned varints unless sized,
+// byte strings are a varint length then the bytes):
 //
-//	magic "RKVS" | version(1) | applied index | key count
-//	key count × ( key | value | rev )                    keys strictly ascending
-//	session count
-//	session count × ( token | index | result )           indexes strictly ascending
-//	result = index | rev | prev | code number(1) | message
+//	magic "RKVS" | version(1) | applied index | revision | compacted revision
+//	record count × ( key | version count × version )     keys strictly ascending
+//	version = mod | create | ver | lease | sub | [value if ver > 0]   mods ascending
+//	lease count × ( id | ttl | remaining )                 ids strictly ascending
+//	session count × ( token | index | result )             indexes strictly ascending
+//	result = index | rev | prev | code number(1) | message | revision | lease | ttl
+//	         | txn(1) [ succeeded(1) | op count × ( kind(1) | deleted | at rev | at sub ) ]
 //	trailer: CRC32C (Castagnoli) of everything above, 4 bytes little-endian
 //
-// The encoding is canonical (one byte string per state), which is what lets
-// Hash be a hash of it.
+// The change log and the lease-to-keys index are derived from the records
+// and rebuilt by Restore. Version 1 (before revisions: key | value | rev,
+// and results without the fields after message) still restores; see
+// restoreV1. The encoding is canonical (one byte string per state), which
+// is what lets Hash be a hash of it.
 const (
 	snapshotMagic   = "RKVS"
-	SnapshotVersion = 1
+	SnapshotVersion = 2
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -46,15 +51,18 @@ func (s *Store) Snapshot() (io.WriterTo, error) {
 }
 
 func (s *Store) snapshotLocked() *snapshotView {
-	return &snapshotView{applied: s.applied, entries: s.entries.Clone(), sessions: s.sessions.clone()}
+	return &snapshotView{applied: s.applied, rev: s.rev, compacted: s.compacted,
+		records: s.records.Clone(), leases: s.leases.Clone(), sessions: s.sessions.clone()}
 }
 
 // snapshotView is a frozen copy of the state. Nothing writes to its trees,
 // so WriteTo may run any number of times, concurrently too.
 type snapshotView struct {
-	applied  raftpb.Index
-	entries  *btree.BTreeG[entry]
-	sessions *sessionTable
+	applied        raftpb.Index
+	rev, compacted int64
+	records        *btree.BTreeG[record]
+	leases         *btree.BTreeG[lease]
+	sessions       *sessionTable
 }
 
 // Index returns the applied index the view was taken at.
@@ -67,11 +75,28 @@ func (v *snapshotView) WriteTo(w io.Writer) (int64, error) {
 	sw.raw([]byte(snapshotMagic))
 	sw.raw([]byte{SnapshotVersion})
 	sw.uvarint(uint64(v.applied))
-	sw.uvarint(uint64(v.entries.Len()))
-	v.entries.Ascend(func(e entry) bool {
-		sw.str(e.key)
-		sw.bytes(e.value)
-		sw.uvarint(uint64(e.rev))
+	sw.uvarint(uint64(v.rev))
+	sw.uvarint(uint64(v.compacted))
+	sw.uvarint(uint64(v.records.Len()))
+	v.records.Ascend(func(rec record) bool {
+		sw.str(rec.key)
+		sw.uvarint(uint64(len(rec.vers)))
+		for i := range rec.vers {
+			ver := &rec.vers[i]
+			for _, n := range [...]int64{ver.mod, ver.create, ver.ver, ver.lease, int64(ver.sub)} {
+				sw.uvarint(uint64(n))
+			}
+			if !ver.tombstone() {
+				sw.bytes(ver.value)
+			}
+		}
+		return sw.err == nil
+	})
+	sw.uvarint(uint64(v.leases.Len()))
+	v.leases.Ascend(func(l lease) bool {
+		sw.uvarint(uint64(l.id))
+		sw.uvarint(uint64(l.ttl))
+		sw.uvarint(uint64(l.remaining))
 		return sw.err == nil
 	})
 	sw.uvarint(uint64(v.sessions.len()))
@@ -151,10 +176,25 @@ func (w *snapWriter) result(r *Result) {
 	}
 	w.raw([]byte{code})
 	w.str(r.Message)
+	w.uvarint(uint64(r.Revision))
+	w.uvarint(uint64(r.Lease))
+	w.uvarint(uint64(r.TTL))
+	if r.Txn == nil {
+		w.raw([]byte{0})
+		return
+	}
+	w.raw([]byte{1, flag(r.Txn.Succeeded, 1)})
+	w.uvarint(uint64(len(r.Txn.Results)))
+	for _, o := range r.Txn.Results {
+		w.raw([]byte{byte(o.Kind)})
+		w.uvarint(uint64(o.Deleted))
+		w.uvarint(uint64(o.at.rev))
+		w.uvarint(uint64(o.at.sub))
+	}
 }
 
-// Hash returns a 64-bit FNV-1a hash of the whole state (applied index, keys,
-// values, revisions and sessions): replicas at the same applied index have
+// Hash returns a 64-bit FNV-1a hash of the whole state (applied index,
+// revisions, keys with their history, leases and sessions): replicas at the same applied index have
 // equal hashes exactly when their states are equal, barring collisions. It
 // costs a full pass over the state.
 func (s *Store) Hash() uint64 {

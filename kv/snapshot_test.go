@@ -41,8 +41,8 @@ func TestSnapshotRoundTrip(t *testing.T) {
 		t.Fatalf("restored state differs: applied %d/%d sessions %d", dst.AppliedIndex(), src.AppliedIndex(), dst.Sessions())
 	}
 	mustAbsent(t, dst, "stale")
-	mustGet(t, dst, "key/00002", "value-2", 3)
-	mustGet(t, dst, "empty", "", 501)
+	mustGet(t, dst, "key/00002", "value-2", 4)
+	mustGet(t, dst, "empty", "", 502)
 	if again := snapshotBytes(t, dst); !bytes.Equal(again, snap) {
 		t.Fatal("a restored store snapshots to different bytes")
 	}
@@ -143,9 +143,10 @@ func TestRestoreRejectsCorruption(t *testing.T) {
 }
 
 func TestRestoreRejectsBrokenInvariantsWithValidChecksum(t *testing.T) {
-	// A stream whose checksum is right but whose content breaks an
-	// invariant (keys out of order, revision past the applied index,
-	// sessions over the bound) is corrupt as well.
+	// A version 1 stream (before revisions) whose checksum is right but
+	// whose content breaks an invariant (keys out of order, revision past
+	// the applied index, sessions over the bound) is corrupt as well; a
+	// sound one restores.
 	head := []byte("RKVS\x01\x05")
 	cases := map[string][]byte{
 		"keys out of order": append(bytes.Clone(head), 2, 1, 'b', 0, 1, 1, 'a', 0, 1, 0),
@@ -155,7 +156,7 @@ func TestRestoreRejectsBrokenInvariantsWithValidChecksum(t *testing.T) {
 		"empty key":         append(bytes.Clone(head), 1, 0, 0, 1, 0),
 		"session mismatch":  append(bytes.Clone(head), 0, 1, 1, 't', 2, 3, 0, 0, 0, 0),
 		"unknown code":      append(bytes.Clone(head), 0, 1, 1, 't', 2, 2, 0, 0, 9, 0),
-		"version":           []byte("RKVS\x02\x00\x00\x00"),
+		"version":           []byte("RKVS\x07\x00\x00\x00"),
 		"magic":             []byte("RKVX\x01\x00\x00\x00"),
 	}
 	ok := append(bytes.Clone(head), 1, 1, 'a', 1, 'v', 5, 1, 1, 't', 2, 2, 0, 0, 0, 0)

@@ -6,23 +6,24 @@ import (
 	"testing"
 )
 
-func TestPutSetsValueAndRevToIndex(t *testing.T) {
-	// A put writes the value; the key's rev is the index of the put, and
-	// Prev tells the rev it replaced.
+func TestPutSetsValueAndModRevision(t *testing.T) {
+	// A put writes the value at the next store revision (the first write
+	// of an empty store makes revision 2, as in etcd); the key's rev is
+	// that revision, and Prev tells the rev it replaced.
 	r := newReplica(Config{})
 	res := r.do(put("a", "1"))
 	mustCode(t, res, CodeOK)
-	if *res != (Result{Index: 1, Rev: 1, Prev: 0}) {
+	if *res != (Result{Index: 1, Revision: 2, Rev: 2, Prev: 0}) {
 		t.Fatalf("first put: %+v", *res)
 	}
-	mustGet(t, r.Store, "a", "1", 1)
+	mustGet(t, r.Store, "a", "1", 2)
 	r.do(put("b", "x"))
 	res = r.do(put("a", "2"))
-	if *res != (Result{Index: 3, Rev: 3, Prev: 1}) {
+	if *res != (Result{Index: 3, Revision: 4, Rev: 4, Prev: 2}) {
 		t.Fatalf("overwrite: %+v", *res)
 	}
-	mustGet(t, r.Store, "a", "2", 3)
-	mustGet(t, r.Store, "b", "x", 2)
+	mustGet(t, r.Store, "a", "2", 4)
+	mustGet(t, r.Store, "b", "x", 3)
 	if r.AppliedIndex() != 3 || r.Len() != 2 {
 		t.Fatalf("applied %d len %d, want 3 and 2", r.AppliedIndex(), r.Len())
 	}
@@ -34,12 +35,12 @@ func TestPutIfRevMatch(t *testing.T) {
 	r := newReplica(Config{})
 	cas := func(key, value string, rev uint64) Command {
 		c := put(key, value)
-		c.Cond, c.Rev = CondRevMatch, raftIndex(rev)
+		c.Cond, c.Rev = CondRevMatch, int64(rev)
 		return c
 	}
 	mustCode(t, r.do(cas("a", "v", 0)), CodePreconditionFailed) // absent
 	mustAbsent(t, r.Store, "a")
-	r.do(put("a", "1")) // index 2
+	r.do(put("a", "1")) // index 2, revision 2
 	res := r.do(cas("a", "2", 1))
 	mustCode(t, res, CodePreconditionFailed)
 	if res.Rev != 2 || res.Index != 3 {
@@ -48,10 +49,10 @@ func TestPutIfRevMatch(t *testing.T) {
 	mustGet(t, r.Store, "a", "1", 2)
 	res = r.do(cas("a", "2", 2))
 	mustCode(t, res, CodeOK)
-	if res.Rev != 4 || res.Prev != 2 {
-		t.Fatalf("CAS result %+v, want Rev 4 Prev 2", *res)
+	if res.Rev != 3 || res.Prev != 2 {
+		t.Fatalf("CAS result %+v, want Rev 3 Prev 2", *res)
 	}
-	mustGet(t, r.Store, "a", "2", 4)
+	mustGet(t, r.Store, "a", "2", 3)
 }
 
 func TestPutIfAbsent(t *testing.T) {
@@ -63,10 +64,10 @@ func TestPutIfAbsent(t *testing.T) {
 	c.Value = []byte("2")
 	res := r.do(c)
 	mustCode(t, res, CodePreconditionFailed)
-	if res.Rev != 1 {
-		t.Fatalf("result %+v, want current Rev 1", *res)
+	if res.Rev != 2 {
+		t.Fatalf("result %+v, want current Rev 2", *res)
 	}
-	mustGet(t, r.Store, "a", "1", 1)
+	mustGet(t, r.Store, "a", "1", 2)
 	r.do(del("a"))
 	mustCode(t, r.do(c), CodeOK)
 	mustGet(t, r.Store, "a", "2", 4)
@@ -77,16 +78,16 @@ func TestAppendCreatesThenExtends(t *testing.T) {
 	// is a change, so it moves the rev.
 	r := newReplica(Config{})
 	mustCode(t, r.do(appendCmd("log", "a")), CodeOK)
-	mustGet(t, r.Store, "log", "a", 1)
+	mustGet(t, r.Store, "log", "a", 2)
 	res := r.do(appendCmd("log", "bc"))
-	if *res != (Result{Index: 2, Rev: 2, Prev: 1}) {
+	if *res != (Result{Index: 2, Revision: 3, Rev: 3, Prev: 2}) {
 		t.Fatalf("append: %+v", *res)
 	}
-	mustGet(t, r.Store, "log", "abc", 2)
+	mustGet(t, r.Store, "log", "abc", 3)
 	c := appendCmd("log", "d")
 	c.Cond, c.Rev = CondRevMatch, 1
 	mustCode(t, r.do(c), CodePreconditionFailed)
-	mustGet(t, r.Store, "log", "abc", 2)
+	mustGet(t, r.Store, "log", "abc", 3)
 }
 
 func TestAppendDoesNotChangeSharedValue(t *testing.T) {
@@ -98,7 +99,7 @@ func TestAppendDoesNotChangeSharedValue(t *testing.T) {
 	if string(before) != "ab" {
 		t.Fatalf("value read before the append is now %q", before)
 	}
-	mustGet(t, r.Store, "k", "abcd", 2)
+	mustGet(t, r.Store, "k", "abcd", 3)
 }
 
 func TestDelete(t *testing.T) {
@@ -117,7 +118,7 @@ func TestDelete(t *testing.T) {
 	mustGet(t, r.Store, "a", "1", 2)
 	c.Rev = 2
 	res = r.do(c)
-	if *res != (Result{Index: 4, Rev: 0, Prev: 2}) {
+	if *res != (Result{Index: 4, Revision: 3, Rev: 0, Prev: 2}) {
 		t.Fatalf("delete: %+v", *res)
 	}
 	mustAbsent(t, r.Store, "a")
@@ -138,7 +139,7 @@ func TestLimits(t *testing.T) {
 	mustCode(t, r.do(put("k", "12345")), CodeTooLarge)
 	mustCode(t, r.do(put("k", "1234")), CodeOK)
 	mustCode(t, r.do(appendCmd("k", "5")), CodeTooLarge)
-	mustGet(t, r.Store, "k", "1234", 5)
+	mustGet(t, r.Store, "k", "1234", 3)
 	if r.AppliedIndex() != 6 {
 		t.Fatalf("applied %d, want 6", r.AppliedIndex())
 	}
@@ -196,7 +197,7 @@ func TestMalformedCommandIsBadRequest(t *testing.T) {
 		}
 	}
 	mustCode(t, r.raw(nil), CodeOK)
-	mustGet(t, r.Store, "a", "1", 1)
+	mustGet(t, r.Store, "a", "1", 2)
 	after := New(Config{})
 	after.Apply(1, EncodeCommand(put("a", "1")))
 	after.Apply(6, nil)
@@ -253,8 +254,8 @@ func TestList(t *testing.T) {
 		}
 	}
 	items, _ := r.List("b/1", 1)
-	if len(items) != 1 || string(items[0].Value) != "vb/1" || items[0].Rev != 3 {
-		t.Fatalf("List item %+v, want value vb/1 rev 3", items)
+	if len(items) != 1 || string(items[0].Value) != "vb/1" || items[0].Rev != 4 {
+		t.Fatalf("List item %+v, want value vb/1 rev 4", items)
 	}
 	big := newReplica(Config{})
 	for i := range 50 {

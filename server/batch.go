@@ -10,7 +10,6 @@ import (
 
 	"github.com/raftkv/raftkv/api"
 	"github.com/raftkv/raftkv/kv"
-	pb "github.com/raftkv/raftkv/raftpb"
 )
 
 // MaxBatchOps bounds the operations of one POST /v1/batch.
@@ -141,7 +140,7 @@ func (s *Server) batchCommand(op *api.BatchOp) (cmd kv.Command, code, msg string
 	case op.IfMatch != 0 && op.IfNoneMatch:
 		return cmd, api.CodeBadRequest, "if_match and if_none_match together"
 	case op.IfMatch != 0:
-		cmd.Cond, cmd.Rev = kv.CondRevMatch, pb.Index(op.IfMatch)
+		cmd.Cond, cmd.Rev = kv.CondRevMatch, int64(op.IfMatch)
 	case op.IfNoneMatch:
 		cmd.Cond = kv.CondAbsent
 	}
@@ -172,7 +171,11 @@ func (s *Server) writeResult(r *http.Request, out any, err error) api.BatchResul
 		br.Rev = uint64(res.Rev)
 		return br
 	}
-	return api.BatchResult{Status: http.StatusOK, Index: uint64(res.Index), Rev: uint64(res.Rev)}
+	rev := res.Rev
+	if rev == 0 { // a delete: the revision it was deleted at
+		rev = res.Revision
+	}
+	return api.BatchResult{Status: http.StatusOK, Index: uint64(res.Index), Rev: uint64(rev)}
 }
 
 func failed(code, msg string) api.BatchResult {

@@ -53,8 +53,8 @@ func TestBatchOpsAnsweredEachOnItsOwn(t *testing.T) {
 	out := postBatch(t, c, lead, "",
 		api.BatchOp{Op: api.BatchPut, Key: "a", Value: []byte("A")},
 		api.BatchOp{Op: api.BatchAppend, Key: "log", Value: []byte("x")},
-		api.BatchOp{Op: api.BatchPut, Key: "cas", Value: []byte("2"), IfMatch: w.Index + 100},
-		api.BatchOp{Op: api.BatchPut, Key: "cas", Value: []byte("3"), IfMatch: w.Index},
+		api.BatchOp{Op: api.BatchPut, Key: "cas", Value: []byte("2"), IfMatch: w.Rev + 100},
+		api.BatchOp{Op: api.BatchPut, Key: "cas", Value: []byte("3"), IfMatch: w.Rev},
 		api.BatchOp{Op: api.BatchPut, Key: "", Value: []byte("v")},
 		api.BatchOp{Op: api.BatchPut, Key: "big", Value: []byte(strings.Repeat("x", testValueLimit+1))},
 		api.BatchOp{Op: api.BatchGet, Key: "a"},
@@ -76,8 +76,8 @@ func TestBatchOpsAnsweredEachOnItsOwn(t *testing.T) {
 	wantResult(t, r[7], 7, 404, api.CodeNotFound)
 	wantResult(t, r[8], 8, 200, "")
 	wantResult(t, r[9], 9, 400, api.CodeBadRequest)
-	if r[0].Index == 0 || r[0].Index == r[1].Index || r[2].Rev != w.Index {
-		t.Fatalf("indexes %d, %d (want distinct log positions); failed CAS rev %d, want %d", r[0].Index, r[1].Index, r[2].Rev, w.Index)
+	if r[0].Index == 0 || r[0].Index == r[1].Index || r[2].Rev != w.Rev {
+		t.Fatalf("indexes %d, %d (want distinct log positions); failed CAS rev %d, want %d", r[0].Index, r[1].Index, r[2].Rev, w.Rev)
 	}
 	if b := expect(t, c.do(http.MethodGet, url(lead, api.PathKV+"cas"), nil), 200, ""); string(b) != "3" {
 		t.Fatalf("cas = %q after the batch, want 3", b)
@@ -90,7 +90,7 @@ func TestBatchOpsAnsweredEachOnItsOwn(t *testing.T) {
 			api.BatchOp{Op: api.BatchGet, Key: "missing"},
 			api.BatchOp{Op: api.BatchGet, Key: "log"})
 		wantResult(t, out.Results[1], 1, 404, api.CodeNotFound)
-		if a, l := out.Results[0], out.Results[2]; string(a.Value) != "A" || a.Rev != r[0].Index || string(l.Value) != "x" || l.Rev != r[1].Index {
+		if a, l := out.Results[0], out.Results[2]; string(a.Value) != "A" || a.Rev != r[0].Rev || string(l.Value) != "x" || l.Rev != r[1].Rev {
 			t.Fatalf("gets%s = %+v, %+v", level, a, l)
 		}
 	}
@@ -125,7 +125,7 @@ func TestBatchJSONForm(t *testing.T) {
 		t.Fatalf("JSON answer %s", b)
 	}
 	b = expect(t, c.do(http.MethodPost, url(lead, api.PathBatch), []byte(`{"ops":[{"op":"get","key":"k"}]}`)), 200, "")
-	if got := decode[api.BatchResponse](t, b).Results[0]; string(got.Value) != "\x00\x01\x02" || got.Rev != out.Results[0].Index {
+	if got := decode[api.BatchResponse](t, b).Results[0]; string(got.Value) != "\x00\x01\x02" || got.Rev != out.Results[0].Rev {
 		t.Fatalf("JSON get answer %s", b)
 	}
 }

@@ -16,8 +16,8 @@ func TestKVTable(t *testing.T) {
 
 	w := decode[api.WriteResponse](t, expect(t, put(c, lead, "k", "v1"), 200, ""))
 	resp := c.do(http.MethodGet, url(lead, api.PathKV+"k"), nil)
-	if got := resp.Header.Get("ETag"); got != etag(w.Index) {
-		t.Fatalf("ETag %s after put at index %d", got, w.Index)
+	if got := resp.Header.Get("ETag"); got != etag(w.Rev) {
+		t.Fatalf("ETag %s after put at revision %d", got, w.Rev)
 	}
 	if b := expect(t, resp, 200, ""); string(b) != "v1" {
 		t.Fatalf("get k = %q", b)
@@ -34,13 +34,13 @@ func TestKVTable(t *testing.T) {
 	// If-None-Match: * creates only; If-Match compares revisions.
 	w = decode[api.WriteResponse](t, expect(t, put(c, lead, "cas", "1", "If-None-Match", "*"), 200, ""))
 	expect(t, put(c, lead, "cas", "2", "If-None-Match", "*"), 412, api.CodePreconditionFailed)
-	expect(t, put(c, lead, "cas", "2", "If-Match", etag(w.Index+100)), 412, api.CodePreconditionFailed)
-	w2 := decode[api.WriteResponse](t, expect(t, put(c, lead, "cas", "2", "If-Match", etag(w.Index)), 200, ""))
-	expect(t, put(c, lead, "cas", "3", "If-Match", etag(w.Index)), 412, api.CodePreconditionFailed)
+	expect(t, put(c, lead, "cas", "2", "If-Match", etag(w.Rev+100)), 412, api.CodePreconditionFailed)
+	w2 := decode[api.WriteResponse](t, expect(t, put(c, lead, "cas", "2", "If-Match", etag(w.Rev)), 200, ""))
+	expect(t, put(c, lead, "cas", "3", "If-Match", etag(w.Rev)), 412, api.CodePreconditionFailed)
 	expect(t, put(c, lead, "cas", "3", "If-Match", "7"), 400, api.CodeBadRequest)
 	expect(t, put(c, lead, "absent", "3", "If-Match", etag(1)), 412, api.CodePreconditionFailed)
-	expect(t, c.do(http.MethodDelete, url(lead, api.PathKV+"cas"), nil, "If-Match", etag(w.Index)), 412, api.CodePreconditionFailed)
-	expect(t, c.do(http.MethodDelete, url(lead, api.PathKV+"cas"), nil, "If-Match", etag(w2.Index)), 200, "")
+	expect(t, c.do(http.MethodDelete, url(lead, api.PathKV+"cas"), nil, "If-Match", etag(w.Rev)), 412, api.CodePreconditionFailed)
+	expect(t, c.do(http.MethodDelete, url(lead, api.PathKV+"cas"), nil, "If-Match", etag(w2.Rev)), 200, "")
 
 	// Delete, then the key is gone; deleting it again is 404.
 	expect(t, c.do(http.MethodDelete, url(lead, api.PathKV+"k"), nil), 200, "")

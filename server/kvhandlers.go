@@ -12,7 +12,6 @@ import (
 	"github.com/raftkv/raftkv/api"
 	"github.com/raftkv/raftkv/kv"
 	"github.com/raftkv/raftkv/raft"
-	pb "github.com/raftkv/raftkv/raftpb"
 )
 
 // serveKV handles /v1/kv/{key}; key is everything after the prefix.
@@ -95,7 +94,11 @@ func (s *Server) write(w http.ResponseWriter, r *http.Request, op kv.Op, key str
 		s.fail(w, res.Code, res.Message)
 		return
 	}
-	s.writeJSON(w, http.StatusOK, api.WriteResponse{Index: uint64(res.Index)})
+	rev := res.Rev
+	if op == kv.OpDelete {
+		rev = res.Revision
+	}
+	s.writeJSON(w, http.StatusOK, api.WriteResponse{Index: uint64(res.Index), Rev: uint64(rev), Revision: uint64(res.Revision)})
 }
 
 // parseConditions reads If-Match and If-None-Match; a non-empty answer is
@@ -110,7 +113,7 @@ func parseConditions(r *http.Request, cmd *kv.Command) string {
 		if !ok {
 			return fmt.Sprintf("If-Match %q: want a revision in quotes, like \"42\"", im)
 		}
-		cmd.Cond, cmd.Rev = kv.CondRevMatch, pb.Index(rev)
+		cmd.Cond, cmd.Rev = kv.CondRevMatch, int64(rev)
 	case inm != "":
 		if strings.TrimSpace(inm) != "*" {
 			return fmt.Sprintf("If-None-Match %q: only * is supported", inm)

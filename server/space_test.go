@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -220,10 +221,11 @@ func TestLeaderDiskFullHandsOver(t *testing.T) {
 // TestQuotaAlarm fills the state machine to its quota: the write past it
 // is refused with 507 no_space and raises the alarm, which refuses further
 // writes before they are proposed; deletes work; once the state is below
-// the low-water mark the alarm clears and writes are taken again. An
+// the low-water mark (the deleted keys' history compacted) the alarm
+// clears and writes are taken again. An
 // operator's disarm clears it at once.
 func TestQuotaAlarm(t *testing.T) {
-	const quota = 20 * (kv.KeyOverheadBytes + 1024 + 3)
+	const quota = 20 * (kv.KeyOverheadBytes + kv.VersionOverheadBytes + 1024 + 3)
 	c := newCluster(t, 3, func(cfg *Config) { cfg.KV.QuotaBytes = quota })
 	lead := c.leader()
 	value := strings.Repeat("v", 1024)
@@ -255,6 +257,8 @@ func TestQuotaAlarm(t *testing.T) {
 	for i := range 4 {
 		expect(t, c.do(http.MethodDelete, url(lead, api.PathKV+fmt.Sprintf("k%02d", i)), nil), 200, "")
 	}
+	// The deleted keys' history holds their space until it is compacted.
+	compactNow(t, lead)
 	expect(t, c.do(http.MethodPost, url(lead, api.PathSnapshot), nil), 200, "")
 	waitFor(t, "the quota alarm to clear", func() bool { a, _ := lead.node.Alarms(); return len(a) == 0 })
 	expect(t, put(c, lead, "k00", value), 200, "")
@@ -268,6 +272,7 @@ func TestQuotaAlarm(t *testing.T) {
 	}
 	waitFor(t, "every member's quota alarm", func() bool { a, _ := lead.node.Alarms(); return len(a) == 3 })
 	expect(t, c.do(http.MethodDelete, url(lead, api.PathKV+"k00"), nil), 200, "")
+	compactNow(t, lead)
 	body := []byte(`{"action":"disarm"}`)
 	expect(t, c.do(http.MethodPost, url(lead, api.PathAlarms), body), 200, "")
 	expect(t, put(c, lead, "k00", value), 200, "")
@@ -344,4 +349,19 @@ func TestDiskFullMajority(t *testing.T) {
 		status, _ := answer(t, put(c, currentLeader(t, c), "after-space", value))
 		return status == 200
 	})
+}
+
+// compactNow compacts the history up to the present through the log.
+func compactNow(t *testing.T, lead *Server) {
+	t.Helper()
+	rev, _ := lead.store.Revision()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	out, err := lead.node.Propose(ctx, kv.EncodeCommand(kv.Command{Op: kv.OpCompact, Rev: rev}))
+	if err != nil {
+		t.Fatalf("compacting to %d: %v", rev, err)
+	}
+	if res := out.(*kv.Result); !res.OK() && res.Code != kv.CodeCompacted {
+		t.Fatalf("compacting to %d: %+v", rev, res)
+	}
 }

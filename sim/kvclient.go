@@ -4,7 +4,6 @@ import (
 	"strconv"
 
 	"github.com/raftkv/raftkv/kv"
-	pb "github.com/raftkv/raftkv/raftpb"
 )
 
 // FSM chooses a run's state machine.
@@ -85,7 +84,7 @@ func (s *Sim) clientCommand(id uint64, pad int) []byte {
 	case x < 4:
 		// A revision near the newest committed index: some match.
 		c.Cond = kv.CondRevMatch
-		c.Rev = pb.Index(max(0, len(s.check.committed.ents)-1-s.rng.IntN(8)))
+		c.Rev = int64(max(0, len(s.check.committed.ents)-1-s.rng.IntN(8)))
 	}
 	return kv.EncodeCommand(c)
 }

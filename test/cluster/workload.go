@@ -211,7 +211,7 @@ func writeOutcome(r result) (out kvOutput, definite bool) {
 		if json.Unmarshal(r.body, &wr) != nil {
 			return kvOutput{Unknown: true}, true
 		}
-		return kvOutput{OK: true, Index: wr.Index}, true
+		return kvOutput{OK: true, Index: wr.Rev}, true
 	case http.StatusPreconditionFailed:
 		return kvOutput{Precondition: true}, true
 	case http.StatusNotFound:

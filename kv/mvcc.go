@@ -1,0 +1,312 @@
+package kv
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/google/btree"
+)
+
+// KeyValue is one version of a key as readers see it. A delete event's
+// KeyValue has the delete's ModRevision, Version 0 and no value.
+type KeyValue struct {
+	Key string
+	// CreateRevision is the revision that created the key (its first
+	// version since it last did not exist).
+	CreateRevision int64
+	// ModRevision is the revision of the write that made this version.
+	ModRevision int64
+	// Version counts the writes since creation: 1 after the creating put.
+	Version int64
+	// Lease is the lease the key is attached to, 0 for none.
+	Lease int64
+	Value []byte
+}
+
+// version is one stored version of a key. Versions are values, never
+// changed once stored; a record's slice of them is only ever appended to
+// past every length a clone has seen, or replaced by a new slice.
+type version struct {
+	value  []byte
+	mod    int64
+	create int64
+	ver    int64 // 0: a tombstone, the key deleted at mod
+	lease  int64
+	sub    uint32 // position among the keys changed at revision mod
+}
+
+func (v *version) tombstone() bool { return v.ver == 0 }
+
+// record is a key and its retained history, oldest first. The last version
+// is the key's present state (a tombstone if the key does not exist now).
+type record struct {
+	key  string
+	vers []version
+}
+
+func recordLess(a, b record) bool { return a.key < b.key }
+
+func newRecordTree() *btree.BTreeG[record] { return btree.NewG(btreeDegree, recordLess) }
+
+// view names a point in the history: every version written before
+// revision rev, and those written at rev with sub below sub. A read at a
+// revision r is view{r + 1, 0}... written as atRevision(r).
+type view struct {
+	rev int64
+	sub uint32
+}
+
+// atRevision is the view of the store as it was once revision r committed.
+func atRevision(r int64) view { return view{rev: r, sub: math.MaxUint32} }
+
+func (w view) sees(v *version) bool { return v.mod < w.rev || (v.mod == w.rev && v.sub < w.sub) }
+
+// visible returns the version of rec that w sees, nil if none or a
+// tombstone.
+func (rec *record) visible(w view) *version {
+	for i := len(rec.vers) - 1; i >= 0; i-- {
+		if v := &rec.vers[i]; w.sees(v) {
+			if v.tombstone() {
+				return nil
+			}
+			return v
+		}
+	}
+	return nil
+}
+
+// current returns the key's present version, nil if it does not exist.
+func (rec *record) current() *version {
+	if n := len(rec.vers); n > 0 && !rec.vers[n-1].tombstone() {
+		return &rec.vers[n-1]
+	}
+	return nil
+}
+
+func (v *version) keyValue(key string) KeyValue {
+	return KeyValue{Key: key, CreateRevision: v.create, ModRevision: v.mod, Version: v.ver, Lease: v.lease, Value: v.value}
+}
+
+// histEvent is one entry of the store's revision-ordered change log: the
+// key that changed at rev. Its version is found in the key's record.
+type histEvent struct {
+	key string
+	rev int64
+	sub uint32
+}
+
+// changeLog is the revision-ordered list of changes still in the history,
+// oldest first. It is not in snapshots: Restore rebuilds it from the
+// records' versions, which carry (mod, sub).
+type changeLog struct {
+	events []histEvent
+	head   int
+}
+
+func (l *changeLog) push(e histEvent) { l.events = append(l.events, e) }
+
+func (l *changeLog) live() []histEvent { return l.events[l.head:] }
+
+// popBefore removes and returns the events with rev below r.
+func (l *changeLog) popBefore(r int64) []histEvent {
+	start := l.head
+	for l.head < len(l.events) && l.events[l.head].rev < r {
+		l.head++
+	}
+	out := l.events[start:l.head]
+	if l.head > 1024 && l.head > len(l.events)/2 {
+		// Reclaim the popped prefix; out aliases the old array, which is
+		// fine since it is not written again.
+		l.events = append([]histEvent(nil), l.events[l.head:]...)
+		l.head = 0
+	}
+	return out
+}
+
+// from returns the index in live() of the first event at or after rev.
+func (l *changeLog) from(rev int64) int {
+	live := l.live()
+	lo, hi := 0, len(live)
+	for lo < hi {
+		m := (lo + hi) / 2
+		if live[m].rev < rev {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	return lo
+}
+
+// writeLocked appends v as key's newest version at the pending revision,
+// records the change, and returns the version it superseded (nil if the
+// key did not exist). The caller has checked everything.
+func (s *Store) writeLocked(key string, value []byte, lease int64) (prev *version) {
+	rec, _ := s.records.Get(record{key: key})
+	if rec.key == "" {
+		rec.key = key
+		s.keyBytes += recordBytes(key)
+	}
+	nv := version{value: value, mod: s.pendingRev(), ver: 1, lease: lease, sub: s.sub}
+	nv.create = nv.mod
+	if cur := rec.current(); cur != nil {
+		nv.create, nv.ver = cur.create, cur.ver+1
+		c := *cur
+		prev = &c
+	}
+	if prev != nil && prev.lease != 0 {
+		s.leaseKeys.Delete(leaseKey{lease: prev.lease, key: key})
+	}
+	if lease != 0 {
+		s.leaseKeys.ReplaceOrInsert(leaseKey{lease: lease, key: key})
+	}
+	rec.vers = append(rec.vers, nv)
+	s.records.ReplaceOrInsert(rec)
+	s.noteChange(key, &nv, prev)
+	return prev
+}
+
+// deleteLocked writes a tombstone for key if it exists now, returning the
+// version deleted.
+func (s *Store) deleteLocked(key string) (prev *version) {
+	rec, ok := s.records.Get(record{key: key})
+	if !ok {
+		return nil
+	}
+	cur := rec.current()
+	if cur == nil {
+		return nil
+	}
+	c := *cur
+	prev = &c
+	if prev.lease != 0 {
+		s.leaseKeys.Delete(leaseKey{lease: prev.lease, key: key})
+	}
+	nv := version{mod: s.pendingRev(), create: 0, ver: 0, sub: s.sub}
+	rec.vers = append(rec.vers, nv)
+	s.records.ReplaceOrInsert(rec)
+	s.noteChange(key, &nv, prev)
+	return prev
+}
+
+// pendingRev is the revision the command being applied writes at: the
+// store revision plus one. It becomes the store revision when the command
+// ends having changed something (finishLocked).
+func (s *Store) pendingRev() int64 { return s.rev + 1 }
+
+// noteChange records one change of the command being applied: in the
+// change log, and in the batch the watch hub will be given.
+func (s *Store) noteChange(key string, nv, prev *version) {
+	s.changes.push(histEvent{key: key, rev: nv.mod, sub: nv.sub})
+	s.keyBytes += versionBytes(nv)
+	s.sub++
+	switch {
+	case prev == nil && !nv.tombstone():
+		s.keys++
+	case prev != nil && nv.tombstone():
+		s.keys--
+	}
+	if !s.publishing {
+		return
+	}
+	ev := Event{Type: EventPut, KV: nv.keyValue(key)}
+	if nv.tombstone() {
+		ev.Type = EventDelete
+		ev.KV = KeyValue{Key: key, ModRevision: nv.mod}
+	}
+	if prev != nil {
+		kv := prev.keyValue(key)
+		ev.Prev = &kv
+	}
+	s.pending = append(s.pending, ev)
+}
+
+// finishLocked ends the command being applied: if it changed anything, the
+// store revision rises by one, the watchers hear of it, and history beyond
+// the retention is compacted.
+func (s *Store) finishLocked() {
+	if s.sub == 0 {
+		return
+	}
+	s.rev++
+	s.sub = 0
+	if s.publishing {
+		s.hub.publish(s.rev, s.pending)
+		s.pending = nil
+	}
+	if keep := s.cfg.historyRevisions(); s.rev-s.compacted > keep {
+		s.compactLocked(s.rev - keep)
+	}
+}
+
+// compactLocked discards the history before revision r: afterwards a read
+// at a revision below r fails, and for each key only the newest version at
+// or before r, unless it is a tombstone older than r, remains of the past.
+func (s *Store) compactLocked(r int64) {
+	if r <= s.compacted {
+		return
+	}
+	s.compacted = r
+	for _, e := range s.changes.popBefore(r) {
+		rec, ok := s.records.Get(record{key: e.key})
+		if !ok {
+			continue // compacted away by an earlier event of the key
+		}
+		keep := compactVersions(rec.vers, r)
+		for i := range rec.vers[:len(rec.vers)-len(keep)] {
+			s.keyBytes -= versionBytes(&rec.vers[i])
+		}
+		switch {
+		case len(keep) == 0:
+			s.keyBytes -= recordBytes(rec.key)
+			s.records.Delete(rec)
+		case len(keep) != len(rec.vers):
+			rec.vers = keep
+			s.records.ReplaceOrInsert(rec)
+		}
+	}
+}
+
+// compactVersions returns the versions of a key to keep when compacting at
+// r, in a new slice when any go (the old one may be shared by a snapshot).
+func compactVersions(vers []version, r int64) []version {
+	// first is the oldest version to keep: the newest with mod <= r.
+	first := 0
+	for i := range vers {
+		if vers[i].mod <= r {
+			first = i
+		}
+	}
+	if v := vers[first]; v.mod < r && v.tombstone() {
+		first++ // a delete before r: nothing of the key is readable at r
+	}
+	if first == 0 {
+		return vers
+	}
+	return append([]version(nil), vers[first:]...)
+}
+
+// checkRevision says why a read at revision rev (0: the present) cannot be
+// served, as a *Error, or returns the revision to read at.
+func (s *Store) checkRevision(rev int64) (int64, error) {
+	switch {
+	case rev <= 0:
+		return s.rev, nil
+	case rev > s.rev:
+		return 0, &Error{Code: CodeFutureRevision, Message: fmt.Sprintf("revision %d is after the store's revision %d", rev, s.rev)}
+	case rev < s.compacted:
+		return 0, &CompactedError{Revision: rev, Compacted: s.compacted}
+	}
+	return rev, nil
+}
+
+// CompactedError is a read or watch at a revision the history no longer
+// holds. Compacted is the oldest revision still readable.
+type CompactedError struct {
+	Revision  int64
+	Compacted int64
+}
+
+func (e *CompactedError) Error() string {
+	return fmt.Sprintf("kv: %s: revision %d is compacted (history starts at revision %d)", CodeCompacted, e.Revision, e.Compacted)
+}
