@@ -68,6 +68,8 @@ type Client struct {
 
 	writes *batcher
 	reads  map[string]*batcher // by consistency level
+
+	streamState // watch.go
 }
 
 // New returns a client for the given endpoints.

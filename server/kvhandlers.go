@@ -24,6 +24,10 @@ func (s *Server) serveKV(w http.ResponseWriter, r *http.Request, key string) {
 		}
 		s.get(w, r, key)
 	case http.MethodPut:
+		if r.URL.Query().Has("lease") {
+			s.putWithLease(w, r, key)
+			return
+		}
 		s.write(w, r, kv.OpPut, key)
 	case http.MethodPost:
 		if op := r.URL.Query().Get("op"); op != "append" {

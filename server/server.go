@@ -40,6 +40,9 @@ type Server struct {
 	bg       sync.WaitGroup
 	serveErr chan error
 
+	lessor  lessor       // lease.go: the leader's lease deadlines
+	watches watchStreams // watch.go
+
 	metrics   *metrics     // metrics.go
 	peerHTTP  *http.Client // ui.go: fetches other members' views
 	announced sync.Map     // ui.go: member id (uint64) -> client address it announced
@@ -58,11 +61,12 @@ func Start(c Config) (*Server, error) {
 		closeListeners(cfg)
 		return nil, err
 	}
-	s.bg.Add(4)
+	s.bg.Add(5)
 	go s.alarmLoop()
 	go s.serve()
 	go s.publishLoop()
 	go s.announceLoop()
+	go s.leaseLoop()
 	return s, nil
 }
 
@@ -131,6 +135,7 @@ func open(cfg Config) (*Server, error) {
 		metrics:  m,
 		peerHTTP: newPeerHTTP(cfg.TLS),
 	}
+	s.watches.stop = make(chan struct{})
 	m.bind(s)
 	s.clusterID.Store(clusterID)
 	if cfg.TLS != nil {
@@ -216,6 +221,7 @@ func (s *Server) Err() error { return s.node.Err() }
 // the node stops. ctx bounds the whole.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining.Store(true)
+	s.watches.stopAll()
 	s.waitIdle(ctx)
 	if st := s.node.Status(); st.Role.String() == api.RoleLeader {
 		s.handOver(ctx, st)
@@ -235,6 +241,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // Close stops at once: open connections are closed, the node stops.
 func (s *Server) Close() {
 	s.draining.Store(true)
+	s.watches.stopAll()
 	s.http.Close()
 	s.stop()
 }
@@ -302,6 +309,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.fail(rw, api.CodeShuttingDown, "member is shutting down")
 		return
 	}
+	if path == api.PathWatch {
+		s.watch(rw, r) // bounded by MaxWatchStreams, not by request slots
+		return
+	}
 	select {
 	case s.sem <- struct{}{}:
 		defer func() { <-s.sem }()
@@ -339,7 +350,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case path == PathDebugApplied:
 		s.route(rw, r, http.MethodGet, s.debugApplied)
 	default:
-		s.fail(rw, api.CodeNotFound, "no such endpoint: "+path)
+		if !s.serveCoord(rw, r, path) {
+			s.fail(rw, api.CodeNotFound, "no such endpoint: "+path)
+		}
 	}
 }
 

@@ -1,0 +1,146 @@
+package server
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/raftkv/raftkv/api"
+)
+
+func postJSON(c *tcluster, s *Server, path string, v any) *http.Response {
+	b, _ := json.Marshal(v)
+	return c.do(http.MethodPost, url(s, path), b)
+}
+
+// TestTxnRangeCompactOverHTTP walks the coordination rows of docs/api.md:
+// a create-if-absent transaction, its repeat failing, ranges at past
+// revisions, a delete of a range, compaction, and the errors for bad input.
+func TestTxnRangeCompactOverHTTP(t *testing.T) {
+	c := newCluster(t, 3, nil)
+	lead := c.leader()
+	create := api.TxnRequest{
+		Compare: []api.Compare{{Key: "cfg/a", Target: "create", Op: "=", Number: 0}},
+		Success: []api.TxnOp{{Op: "put", Key: "cfg/a", Value: "1"}, {Op: "put", Key: "cfg/b", Value: "2"}},
+		Failure: []api.TxnOp{{Op: "range", Key: "cfg/a"}},
+	}
+	first := decode[api.TxnResponse](t, expect(t, postJSON(c, lead, api.PathTxn, create), 200, ""))
+	if !first.Succeeded || first.Header.Revision != 2 {
+		t.Fatalf("first create: %+v", first)
+	}
+	again := decode[api.TxnResponse](t, expect(t, postJSON(c, lead, api.PathTxn, create), 200, ""))
+	if again.Succeeded || again.Results[0].Range == nil || again.Results[0].Range.KVs[0].Value != "1" {
+		t.Fatalf("repeated create: %+v", again)
+	}
+	expect(t, put(c, lead, "cfg/a", "changed"), 200, "") // 3
+	old := decode[api.RangeResponse](t, expect(t, c.do(http.MethodGet, url(lead, api.PathRange+"?prefix=cfg/&revision=2"), nil), 200, ""))
+	if len(old.KVs) != 2 || old.KVs[0].Value != "1" || old.Header.Revision != 3 {
+		t.Fatalf("range at revision 2: %+v", old)
+	}
+	cnt := decode[api.RangeResponse](t, expect(t, c.do(http.MethodGet, url(c.follower(), api.PathRange+"?prefix=cfg/&count_only=true&consistency=stale"), nil), 200, ""))
+	if cnt.Count != 2 && cnt.Count != 0 { // a follower may not have applied yet
+		t.Fatalf("count on a follower: %+v", cnt)
+	}
+	del := decode[api.DeleteRangeResponse](t, expect(t, c.do(http.MethodDelete, url(lead, api.PathRange+"?prefix=cfg/&prev_kv=true"), nil), 200, ""))
+	if del.Deleted != 2 || len(del.PrevKVs) != 2 || del.Header.Revision != 4 {
+		t.Fatalf("delete range: %+v", del)
+	}
+	expect(t, postJSON(c, lead, api.PathCompact, api.CompactRequest{Revision: 3}), 200, "")
+	b := expect(t, c.do(http.MethodGet, url(lead, api.PathRange+"?prefix=cfg/&revision=2"), nil), http.StatusGone, api.CodeCompacted)
+	if cb := decode[api.CompactedBody](t, b); cb.CompactRevision != 3 {
+		t.Fatalf("compacted answer %s", b)
+	}
+	expect(t, postJSON(c, lead, api.PathCompact, api.CompactRequest{Revision: 99}), 400, api.CodeFutureRevision)
+	expect(t, c.do(http.MethodGet, url(lead, api.PathRange+"?key=b&range_end=a"), nil), 400, api.CodeBadKey)
+	expect(t, c.do(http.MethodGet, url(lead, api.PathRange+"?key=a&revision=99"), nil), 400, api.CodeFutureRevision)
+	expect(t, postJSON(c, lead, api.PathTxn, api.TxnRequest{Compare: []api.Compare{{Key: "a", Target: "mod", Op: "=~"}}}), 400, api.CodeBadRequest)
+	expect(t, postJSON(c, lead, api.PathTxn, api.TxnRequest{Compare: []api.Compare{{Key: "a", Target: "age", Op: "="}}}), 400, api.CodeBadRequest)
+	many := api.TxnRequest{}
+	for i := range 129 {
+		many.Success = append(many.Success, api.TxnOp{Op: "put", Key: fmt.Sprint(i)})
+	}
+	b = expect(t, postJSON(c, lead, api.PathTxn, many), 400, api.CodeTooManyOps)
+	if !strings.Contains(string(b), "128") {
+		t.Fatalf("too many ops answer does not name the limit: %s", b)
+	}
+	expect(t, c.do(http.MethodPut, url(lead, api.PathKV+"k?lease=77"), []byte("v")), 404, api.CodeLeaseNotFound)
+	expect(t, postJSON(c, lead, api.PathLease+"grant", api.LeaseGrantRequest{TTL: -1}), 400, api.CodeBadTTL)
+	expect(t, postJSON(c, lead, api.PathLease+"keepalive", api.LeaseRequest{ID: 5}), 404, api.CodeLeaseNotFound)
+}
+
+// TestLeaseExpiresOnlyWithoutKeepAlive grants a short lease, keeps it
+// alive past its TTL, then stops: its keys are deleted by the leader's
+// revoke, and a watch on a follower sees the delete.
+func TestLeaseExpiresOnlyWithoutKeepAlive(t *testing.T) {
+	c := newCluster(t, 3, nil)
+	lead := c.leader()
+	g := decode[api.LeaseResponse](t, expect(t, postJSON(c, lead, api.PathLease+"grant", api.LeaseGrantRequest{TTL: 1}), 200, ""))
+	if g.TTL < 1 || g.ID == 0 {
+		t.Fatalf("grant %+v", g)
+	}
+	expect(t, c.do(http.MethodPut, url(lead, api.PathKV+fmt.Sprintf("svc/a?lease=%d", g.ID)), []byte("up")), 200, "")
+	f := c.follower()
+	resp, err := http.Get(url(f, api.PathWatch+"?prefix=svc/&start_revision=1&progress_interval=50ms"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	lines := make(chan api.WatchMessage, 100)
+	go func() {
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			var m api.WatchMessage
+			json.Unmarshal(sc.Bytes(), &m)
+			lines <- m
+		}
+		close(lines)
+	}()
+	deadline := time.Now().Add(time.Duration(g.TTL)*time.Second + 1500*time.Millisecond)
+	for time.Now().Before(deadline) {
+		expect(t, postJSON(c, lead, api.PathLease+"keepalive", api.LeaseRequest{ID: g.ID}), 200, "")
+		time.Sleep(200 * time.Millisecond)
+	}
+	expect(t, c.do(http.MethodGet, url(lead, api.PathKV+"svc/a"), nil), 200, "")
+	ttl := decode[api.LeaseResponse](t, expect(t, c.do(http.MethodGet, url(lead, fmt.Sprintf("%s%d?keys=true", api.PathLease, g.ID)), nil), 200, ""))
+	if ttl.TTL < 1 || len(ttl.Keys) != 1 || ttl.Keys[0] != "svc/a" {
+		t.Fatalf("time to live %+v", ttl)
+	}
+	var events []api.WatchEvent
+	timeout := time.After(time.Duration(g.TTL)*time.Second + 5*time.Second)
+	for len(events) < 2 {
+		select {
+		case m, ok := <-lines:
+			if !ok {
+				t.Fatalf("stream ended after %+v", events)
+			}
+			events = append(events, m.Events...)
+		case <-timeout:
+			t.Fatalf("lease not expired: events %+v", events)
+		}
+	}
+	if events[0].Type != "put" || events[1].Type != "delete" || events[1].KV.Key != "svc/a" {
+		t.Fatalf("events %+v", events)
+	}
+	expect(t, c.do(http.MethodGet, url(lead, api.PathKV+"svc/a"), nil), 404, api.CodeNotFound)
+	expect(t, postJSON(c, lead, api.PathLease+"keepalive", api.LeaseRequest{ID: g.ID}), 404, api.CodeLeaseNotFound)
+}
+
+// TestWatchCompactedStartIsRefused: a watch from a compacted revision is
+// answered 410 with the compacted revision, before any stream starts.
+func TestWatchCompactedStartIsRefused(t *testing.T) {
+	c := newCluster(t, 1, nil)
+	lead := c.leader()
+	for range 3 {
+		expect(t, put(c, lead, "k", "v"), 200, "")
+	}
+	expect(t, postJSON(c, lead, api.PathCompact, api.CompactRequest{Revision: 4}), 200, "")
+	b := expect(t, c.do(http.MethodGet, url(lead, api.PathWatch+"?key=k&start_revision=2"), nil), http.StatusGone, api.CodeCompacted)
+	if cb := decode[api.CompactedBody](t, b); cb.CompactRevision != 4 {
+		t.Fatalf("answer %s", b)
+	}
+	expect(t, c.do(http.MethodGet, url(lead, api.PathWatch+"?key=k&progress_interval=1ns"), nil), 400, api.CodeBadRequest)
+}

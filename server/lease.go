@@ -1,0 +1,313 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/raftkv/raftkv/api"
+	"github.com/raftkv/raftkv/kv"
+	"github.com/raftkv/raftkv/raft"
+	pb "github.com/raftkv/raftkv/raftpb"
+)
+
+// Lease timing. Which leases exist, their TTLs and checkpointed remaining
+// TTLs are replicated (package kv); when one expires is decided only by
+// the leader's clock, kept here, and carried out by proposing its revoke.
+const (
+	// leaseTick is how often the leader looks for expired leases.
+	leaseTick = 100 * time.Millisecond
+	// LeaseCheckpointInterval is how often the leader records the
+	// remaining TTL of leases longer than it through the log, so that a
+	// new leader does not grant them their whole TTL again.
+	LeaseCheckpointInterval = 30 * time.Second
+	// maxRevokesPerTick bounds the expiry revokes proposed at once.
+	maxRevokesPerTick = 64
+)
+
+// lessor is the leader's view of lease deadlines. The lease loop and the
+// keep-alive handlers share it under mu.
+//
+// Guarantee: a lease expires no earlier than TTL after the last keep-alive
+// that was answered, measured on the clock of the leader that answered
+// it, provided clocks run at about the same rate. A new leader takes over
+// every lease with the remaining TTL last checkpointed (or the whole TTL)
+// plus an election timeout, counted from when it took over; a keep-alive
+// answered after a checkpoint first resets the checkpoint through the log.
+type lessor struct {
+	mu sync.Mutex
+	// term is the term these deadlines were set in; 0 when not leading.
+	term     pb.Term
+	deadline map[int64]time.Time
+	// lastCheckpoint is when the leader last checkpointed.
+	lastCheckpoint time.Time
+}
+
+// minLeaseTTL is the shortest TTL granted: a lease shorter than an
+// election and a half could expire during a leader change that its owner
+// cannot help (etcd's rule). Shorter requests are raised to it.
+func (s *Server) minLeaseTTL() int64 {
+	return int64(math.Ceil(1.5 * s.cfg.ElectionTimeout.Seconds()))
+}
+
+// leaseLoop runs on every member; only a leader acts.
+func (s *Server) leaseLoop() {
+	defer s.bg.Done()
+	t := time.NewTicker(leaseTick)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopc:
+			return
+		case <-t.C:
+		}
+		expired, checkpoints := s.leaseTickOnce(time.Now())
+		if len(expired) > 0 {
+			s.revokeExpired(expired)
+		}
+		if len(checkpoints) > 0 {
+			s.proposeLease(kv.Command{Op: kv.OpLeaseCheckpoint, Checkpoints: checkpoints})
+		}
+	}
+}
+
+// leaseTickOnce brings the deadlines up to date with leadership and the
+// replicated leases, and returns the leases past their deadline and, when
+// due, the checkpoints to record.
+func (s *Server) leaseTickOnce(now time.Time) (expired []int64, checkpoints []kv.LeaseCheckpoint) {
+	_, term, role := s.node.Leader()
+	l := &s.lessor
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if role != raft.Leader {
+		l.term, l.deadline = 0, nil
+		return nil, nil
+	}
+	leases := s.store.Leases()
+	s.syncDeadlinesLocked(term, leases, now)
+	for _, ls := range leases {
+		if d := l.deadline[ls.ID]; !now.Before(d) && len(expired) < maxRevokesPerTick {
+			expired = append(expired, ls.ID)
+			// Retried after a request's time if the revoke does not apply.
+			l.deadline[ls.ID] = now.Add(s.cfg.Limits.RequestTimeout)
+		}
+	}
+	if now.Sub(l.lastCheckpoint) >= LeaseCheckpointInterval {
+		l.lastCheckpoint = now
+		for _, ls := range leases {
+			if time.Duration(ls.TTL)*time.Second <= LeaseCheckpointInterval || len(checkpoints) == kv.MaxCheckpoints {
+				continue
+			}
+			rem := int64(math.Ceil(l.deadline[ls.ID].Sub(now).Seconds()))
+			if rem > 0 && rem < ls.TTL {
+				checkpoints = append(checkpoints, kv.LeaseCheckpoint{ID: ls.ID, Remaining: rem})
+			}
+		}
+	}
+	return expired, checkpoints
+}
+
+// syncDeadlinesLocked gives every lease a deadline: on taking over (a new
+// term), each lease gets its remaining TTL plus an election timeout; a
+// lease this leader has not seen yet (granted and applied since) gets its
+// TTL. Deadlines of leases gone are dropped.
+func (s *Server) syncDeadlinesLocked(term pb.Term, leases []kv.LeaseInfo, now time.Time) {
+	l := &s.lessor
+	promoted := l.term != term
+	if promoted {
+		l.term, l.deadline, l.lastCheckpoint = term, map[int64]time.Time{}, now
+	}
+	seen := make(map[int64]bool, len(leases))
+	for _, ls := range leases {
+		seen[ls.ID] = true
+		if _, ok := l.deadline[ls.ID]; ok {
+			continue
+		}
+		rem := ls.TTL
+		if ls.Remaining > 0 {
+			rem = ls.Remaining
+		}
+		d := now.Add(time.Duration(rem) * time.Second)
+		if promoted {
+			d = d.Add(s.cfg.ElectionTimeout)
+		}
+		l.deadline[ls.ID] = d
+	}
+	for id := range l.deadline {
+		if !seen[id] {
+			delete(l.deadline, id)
+		}
+	}
+}
+
+func (s *Server) revokeExpired(ids []int64) {
+	cmds := make([][]byte, len(ids))
+	for i, id := range ids {
+		cmds[i] = kv.EncodeCommand(kv.Command{Op: kv.OpLeaseRevoke, Lease: id})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Limits.RequestTimeout)
+	defer cancel()
+	_, errs := s.node.ProposeBatch(ctx, cmds)
+	for i, err := range errs {
+		if err != nil {
+			s.log.Debug("revoking an expired lease", "lease", ids[i], "err", err)
+		}
+	}
+}
+
+func (s *Server) proposeLease(c kv.Command) (*kv.Result, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Limits.RequestTimeout)
+	defer cancel()
+	out, err := s.node.Propose(ctx, kv.EncodeCommand(c))
+	if err != nil {
+		return nil, err
+	}
+	res, _ := out.(*kv.Result)
+	if res == nil {
+		return nil, fmt.Errorf("state machine answered %T", out)
+	}
+	return res, res.Err()
+}
+
+// renew resets a lease's deadline to its TTL from now and returns the TTL;
+// ok false when the lease does not exist or this member does not lead.
+// reset says the replicated checkpoint must be cleared first.
+func (s *Server) renew(id int64, now time.Time) (ttl int64, reset, ok bool) {
+	info, _, exists := s.store.Lease(id, false)
+	_, term, role := s.node.Leader()
+	if !exists || role != raft.Leader {
+		return 0, false, false
+	}
+	l := &s.lessor
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.term != term {
+		s.syncDeadlinesLocked(term, s.store.Leases(), now)
+	}
+	l.deadline[id] = now.Add(time.Duration(info.TTL) * time.Second)
+	return info.TTL, info.Remaining != 0, true
+}
+
+// remaining returns a lease's remaining TTL on this leader's clock.
+func (s *Server) remaining(id int64, now time.Time) (int64, bool) {
+	l := &s.lessor
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	d, ok := l.deadline[id]
+	if !ok {
+		return 0, false
+	}
+	return max(0, int64(math.Ceil(d.Sub(now).Seconds()))), true
+}
+
+// serveLease routes /v1/lease/{grant,revoke,keepalive,<id>}.
+func (s *Server) serveLease(w http.ResponseWriter, r *http.Request, rest string) {
+	switch rest {
+	case "grant":
+		s.route(w, r, http.MethodPost, s.leaseGrant)
+	case "revoke":
+		s.route(w, r, http.MethodPost, s.leaseRevoke)
+	case "keepalive":
+		s.route(w, r, http.MethodPost, s.leaseKeepAlive)
+	default:
+		id, err := strconv.ParseInt(rest, 10, 64)
+		if err != nil || id <= 0 {
+			s.fail(w, api.CodeNotFound, "no such endpoint: "+r.URL.Path)
+			return
+		}
+		s.route(w, r, http.MethodGet, func(w http.ResponseWriter, r *http.Request) { s.leaseTimeToLive(w, r, id) })
+	}
+}
+
+func (s *Server) leaseGrant(w http.ResponseWriter, r *http.Request) {
+	var req api.LeaseGrantRequest
+	if !s.decodeJSON(w, r, &req) {
+		return
+	}
+	ttl := req.TTL
+	if ttl > 0 && ttl < s.minLeaseTTL() {
+		ttl = s.minLeaseTTL()
+	}
+	res, ok := s.propose(w, r, kv.Command{Op: kv.OpLeaseGrant, Lease: req.ID, TTL: ttl})
+	if !ok {
+		return
+	}
+	s.renew(res.Lease, time.Now())
+	s.writeJSON(w, http.StatusOK, api.LeaseResponse{Header: s.header(res.Revision, uint64(res.Index)), ID: res.Lease, TTL: res.TTL, GrantedTTL: res.TTL})
+}
+
+func (s *Server) leaseRevoke(w http.ResponseWriter, r *http.Request) {
+	var req api.LeaseRequest
+	if !s.decodeJSON(w, r, &req) {
+		return
+	}
+	res, ok := s.propose(w, r, kv.Command{Op: kv.OpLeaseRevoke, Lease: req.ID})
+	if !ok {
+		return
+	}
+	s.writeJSON(w, http.StatusOK, api.LeaseResponse{Header: s.header(res.Revision, uint64(res.Index)), ID: req.ID})
+}
+
+// leaseKeepAlive renews a lease on the leader. It answers only once the
+// renewal would survive a change of leader: if a checkpoint is on record,
+// it is reset through the log first.
+func (s *Server) leaseKeepAlive(w http.ResponseWriter, r *http.Request) {
+	var req api.LeaseRequest
+	if !s.decodeJSON(w, r, &req) {
+		return
+	}
+	if !s.isLeader() {
+		s.redirect(w, r)
+		return
+	}
+	ttl, reset, ok := s.renew(req.ID, time.Now())
+	if !ok {
+		s.fail(w, api.CodeLeaseNotFound, fmt.Sprintf("lease %d not found", req.ID))
+		return
+	}
+	if reset {
+		if _, ok := s.propose(w, r, kv.Command{Op: kv.OpLeaseCheckpoint, Checkpoints: []kv.LeaseCheckpoint{{ID: req.ID}}}); !ok {
+			return
+		}
+	}
+	rev, _ := s.store.Revision()
+	s.writeJSON(w, http.StatusOK, api.LeaseResponse{Header: s.header(rev, 0), ID: req.ID, TTL: ttl})
+}
+
+// leaseTimeToLive answers GET /v1/lease/{id}[?keys=true] on the leader,
+// whose clock decides the remaining TTL.
+func (s *Server) leaseTimeToLive(w http.ResponseWriter, r *http.Request, id int64) {
+	if !s.isLeader() {
+		s.redirect(w, r)
+		return
+	}
+	info, keys, ok := s.store.Lease(id, r.URL.Query().Get("keys") == "true")
+	rev, _ := s.store.Revision()
+	if !ok {
+		s.fail(w, api.CodeLeaseNotFound, fmt.Sprintf("lease %d not found", id))
+		return
+	}
+	now := time.Now()
+	rem, ok := s.remaining(id, now)
+	if !ok {
+		// Granted since the lease loop last ran: its deadline is set now.
+		s.renew(id, now)
+		rem, _ = s.remaining(id, now)
+	}
+	s.writeJSON(w, http.StatusOK, api.LeaseResponse{Header: s.header(rev, 0), ID: id, TTL: rem, GrantedTTL: info.TTL, Keys: keys})
+}
+
+// listLeases answers GET /v1/leases from this member's state.
+func (s *Server) listLeases(w http.ResponseWriter, r *http.Request) {
+	ls := s.store.Leases()
+	rev, _ := s.store.Revision()
+	out := api.LeasesResponse{Header: s.header(rev, 0), Leases: make([]int64, len(ls))}
+	for i, l := range ls {
+		out.Leases[i] = l.ID
+	}
+	s.writeJSON(w, http.StatusOK, out)
+}
