@@ -139,3 +139,27 @@ func IsLeaseNotFound(err error) bool {
 	var e *Error
 	return errors.As(err, &e) && e.Code == api.CodeLeaseNotFound
 }
+
+// PutWithLease sets key to value attached to lease id (If-Match and
+// If-None-Match options apply) and returns the key's new revision. Keys
+// on a lease are deleted when it expires or is revoked.
+func (c *Client) PutWithLease(ctx context.Context, key string, value []byte, id int64, opts ...WriteOption) (uint64, error) {
+	if key == "" {
+		return 0, &Error{Status: 400, Code: api.CodeBadKey, Message: "empty key"}
+	}
+	r := request{method: http.MethodPut, path: keyPath(key) + "?lease=" + strconv.FormatInt(id, 10), body: value,
+		header: http.Header{}, toLeader: true, idempotent: true, write: true}
+	r.header.Set(api.HeaderIdempotencyKey, NewIdempotencyKey())
+	for _, o := range opts {
+		o(&r)
+	}
+	resp, err := c.do(ctx, r)
+	if err != nil {
+		return 0, err
+	}
+	var w api.WriteResponse
+	if err := json.Unmarshal(resp.body, &w); err != nil {
+		return 0, fmt.Errorf("client: decoding answer of PUT %s: %w", key, err)
+	}
+	return w.Rev, nil
+}

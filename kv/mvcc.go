@@ -307,6 +307,9 @@ type CompactedError struct {
 	Compacted int64
 }
 
-func (e *CompactedError) Error() string {
-	return fmt.Sprintf("kv: %s: revision %d is compacted (history starts at revision %d)", CodeCompacted, e.Revision, e.Compacted)
+func (e *CompactedError) Error() string { return fmt.Sprintf("kv: %s: %s", CodeCompacted, e.Message()) }
+
+// Message is the error without its prefix, for an API answer.
+func (e *CompactedError) Message() string {
+	return fmt.Sprintf("revision %d is compacted (history starts at revision %d)", e.Revision, e.Compacted)
 }

@@ -57,7 +57,7 @@ func (s *Server) failKV(w http.ResponseWriter, err error) {
 	var ke *kv.Error
 	switch {
 	case errors.As(err, &ce):
-		s.writeJSON(w, http.StatusGone, api.CompactedBody{Error: err.Error(), Code: api.CodeCompacted, CompactRevision: ce.Compacted})
+		s.writeJSON(w, http.StatusGone, api.CompactedBody{Error: ce.Message(), Code: api.CodeCompacted, CompactRevision: ce.Compacted})
 	case errors.As(err, &ke):
 		s.fail(w, ke.Code, ke.Message)
 	default:

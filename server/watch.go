@@ -132,7 +132,7 @@ func (s *Server) streamWatch(ctx context.Context, sw *watchWriter, wt *kv.Watche
 			m := api.WatchMessage{Canceled: true, Reason: err.Error()}
 			var ce *kv.CompactedError
 			if errors.As(err, &ce) {
-				m.CompactRevision = ce.Compacted
+				m.Reason, m.CompactRevision = ce.Message(), ce.Compacted
 			}
 			sw.send(m)
 			return

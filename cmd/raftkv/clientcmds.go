@@ -77,6 +77,7 @@ func clientCommands(g *globals) []*cobra.Command {
 	return []*cobra.Command{
 		putCmd(g), getCmd(g), delCmd(g), appendCmd(g), listCmd(g),
 		membersCmd(g), transferCmd(g), statusCmd(g), alarmCmd(g),
+		rangeCmd(g), delRangeCmd(g), txnCmd(g), compactCmd(g), watchCmd(g), leaseCmd(g),
 	}
 }
 
@@ -117,11 +118,12 @@ func valueArg(cmd *cobra.Command, v string) ([]byte, error) {
 	return io.ReadAll(cmd.InOrStdin())
 }
 
-func (s *session) wrote(op, key string, index uint64) error {
+// wrote reports a write and the revision it made (the key's new ETag).
+func (s *session) wrote(op, key string, rev uint64) error {
 	if s.g.output == "json" {
-		return s.json(map[string]any{"op": op, "key": key, "index": index})
+		return s.json(map[string]any{"op": op, "key": key, "rev": rev})
 	}
-	_, err := fmt.Fprintf(s.out, "%s %s at index %d\n", op, key, index)
+	_, err := fmt.Fprintf(s.out, "%s %s at revision %d\n", op, key, rev)
 	return err
 }
 
@@ -135,6 +137,7 @@ func appendCmd(g *globals) *cobra.Command {
 
 func writeCmd(g *globals, name, short string, create bool) *cobra.Command {
 	w := &writeFlags{}
+	var lease int64
 	var cmd *cobra.Command
 	cmd = verb(g, name+" KEY VALUE", short, cobra.ExactArgs(2), func(s *session, a []string) error {
 		v, err := valueArg(cmd, a[1])
@@ -142,9 +145,12 @@ func writeCmd(g *globals, name, short string, create bool) *cobra.Command {
 			return err
 		}
 		var idx uint64
-		if name == "put" {
+		switch {
+		case name == "put" && lease != 0:
+			idx, err = s.c.PutWithLease(s.ctx, a[0], v, lease, w.options()...)
+		case name == "put":
 			idx, err = s.c.Put(s.ctx, a[0], v, w.options()...)
-		} else {
+		default:
 			idx, err = s.c.Append(s.ctx, a[0], v, w.options()...)
 		}
 		if err != nil {
@@ -153,6 +159,9 @@ func writeCmd(g *globals, name, short string, create bool) *cobra.Command {
 		return s.wrote(name, a[0], idx)
 	})
 	w.add(cmd, create)
+	if name == "put" {
+		cmd.Flags().Int64Var(&lease, "lease", 0, "attach the key to this lease (its keys go when it expires)")
+	}
 	return cmd
 }
 
