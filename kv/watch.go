@@ -349,3 +349,25 @@ func (s *Store) Watchers() int {
 	defer s.hub.mu.Unlock()
 	return s.hub.n
 }
+
+// Poll is Next without waiting: ok is false when nothing is ready. For a
+// caller that drives the store itself (the simulator), where waiting
+// would never end.
+func (w *Watcher) Poll() (b WatchBatch, ok bool, err error) {
+	if !w.live {
+		b, err = w.catchUp()
+		return b, err == nil && (len(b.Events) > 0 || w.live), err
+	}
+	select {
+	case b := <-w.c:
+		w.next = b.Revision + 1
+		return b, true, nil
+	default:
+	}
+	select {
+	case <-w.canceled:
+		return WatchBatch{}, false, fmt.Errorf("%w: %s", ErrWatchCanceled, w.reason)
+	default:
+	}
+	return WatchBatch{}, false, nil
+}

@@ -61,6 +61,9 @@ func (s *Sim) clientCommand(id uint64, pad int) []byte {
 	if !s.withKV {
 		return command(id, pad)
 	}
+	if s.rng.IntN(3) == 0 {
+		return s.coordCommand(id, pad)
+	}
 	c := kv.Command{
 		Op:             kv.OpPut,
 		Key:            "k" + strconv.Itoa(s.rng.IntN(kvKeys)),

@@ -50,13 +50,15 @@ type stateMachine struct {
 	conf    pb.ConfState
 	// kv is the real state machine, nil unless the run uses it.
 	kv *kv.Store
+	// watch follows every change of kv (kvcoord.go).
+	watch watchState
 	// records holds every entry applied in this incarnation, in order.
 	records []appliedRecord
 }
 
 // kvConfig keeps the kv store's limits small enough that runs reach them:
 // appends past the value bound, sessions forgotten by window and by count.
-var kvConfig = kv.Config{MaxValueBytes: 512, SessionWindow: 64, MaxSessions: 16}
+var kvConfig = kv.Config{MaxValueBytes: 512, SessionWindow: 64, MaxSessions: 16, HistoryRevisions: 48, MaxLeases: 3}
 
 func newStateMachine(withKV bool) stateMachine {
 	if withKV {
@@ -107,6 +109,9 @@ func (sm *stateMachine) apply(e *pb.Entry) (uint64, error) {
 	case pb.EntryNormal:
 		if sm.kv != nil && len(e.Data) > 0 {
 			sm.kv.Apply(e.Index, e.Data) // results are the server's business
+			if err := sm.checkWatch(); err != nil {
+				return 0, fmt.Errorf("entry %d: %w", e.Index, err)
+			}
 		}
 	}
 	sm.applied, sm.term = e.Index, e.Term
