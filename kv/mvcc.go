@@ -143,6 +143,12 @@ func (l *changeLog) from(rev int64) int {
 // key did not exist). The caller has checked everything.
 func (s *Store) writeLocked(key string, value []byte, lease int64) (prev *version) {
 	rec, _ := s.records.Get(record{key: key})
+	return s.writeRecordLocked(rec, key, value, lease)
+}
+
+// writeRecordLocked is writeLocked with key's record already looked up
+// (the zero record if absent).
+func (s *Store) writeRecordLocked(rec record, key string, value []byte, lease int64) (prev *version) {
 	if rec.key == "" {
 		rec.key = key
 		s.keyBytes += recordBytes(key)
@@ -268,7 +274,12 @@ func (s *Store) compactLocked(r int64) {
 }
 
 // compactVersions returns the versions of a key to keep when compacting at
-// r, in a new slice when any go (the old one may be shared by a snapshot).
+// r. It reslices rather than copies (appends past the end stay invisible
+// to a snapshot that shares the array, and the dropped front is never
+// written), and copies only when it drops at least half, so a compaction
+// costs O(1) amortized per version dropped. A dropped front left in an
+// array is freed when the key's next append outgrows the array, so a
+// key's array holds at most about twice its most versions retained.
 func compactVersions(vers []version, r int64) []version {
 	// first is the oldest version to keep: the newest with mod <= r.
 	first := 0
@@ -280,10 +291,16 @@ func compactVersions(vers []version, r int64) []version {
 	if v := vers[first]; v.mod < r && v.tombstone() {
 		first++ // a delete before r: nothing of the key is readable at r
 	}
-	if first == 0 {
+	switch {
+	case first == 0:
 		return vers
+	case first == len(vers):
+		return nil
 	}
-	return append([]version(nil), vers[first:]...)
+	if first >= len(vers)-first {
+		return append([]version(nil), vers[first:]...)
+	}
+	return vers[first:]
 }
 
 // checkRevision says why a read at revision rev (0: the present) cannot be

@@ -60,6 +60,16 @@ func (s *Store) putBytes(key string, value []byte) int64 {
 	return n
 }
 
+// recordPutBytes is putBytes with the key's record looked up already
+// (the zero record if absent).
+func recordPutBytes(rec record, key string, value []byte) int64 {
+	n := int64(len(value)) + VersionOverheadBytes
+	if rec.key == "" {
+		n += recordBytes(key)
+	}
+	return n
+}
+
 // quotaCheckLocked rejects a command that would add grow bytes to Size if
 // that would take it past the quota.
 func (s *Store) quotaCheckLocked(grow int64) *Result {

@@ -252,11 +252,11 @@ func (s *Store) executeKeyLocked(c *Command) *Result {
 	}
 	switch c.Op {
 	case OpPut:
-		if r := s.quotaCheckLocked(s.putBytes(c.Key, c.Value)); r != nil {
+		if r := s.quotaCheckLocked(recordPutBytes(rec, c.Key, c.Value)); r != nil {
 			r.Rev, r.Prev = curRev, curRev
 			return r
 		}
-		s.writeLocked(c.Key, c.Value, 0)
+		s.writeRecordLocked(rec, c.Key, c.Value, 0)
 	case OpAppend:
 		var old []byte
 		var lease int64
@@ -271,11 +271,11 @@ func (s *Store) executeKeyLocked(c *Command) *Result {
 		// or a reader, so it is never written in place.
 		v := make([]byte, len(old)+len(c.Value))
 		copy(v[copy(v, old):], c.Value)
-		if r := s.quotaCheckLocked(s.putBytes(c.Key, v)); r != nil {
+		if r := s.quotaCheckLocked(recordPutBytes(rec, c.Key, v)); r != nil {
 			r.Rev, r.Prev = curRev, curRev
 			return r
 		}
-		s.writeLocked(c.Key, v, lease)
+		s.writeRecordLocked(rec, c.Key, v, lease)
 	case OpDelete:
 		if cur == nil {
 			return rejected(0, CodeNotFound, "no such key")
