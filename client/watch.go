@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -107,8 +108,11 @@ func (c *Client) watchLoop(ctx context.Context, key string, o watchOpts, ch chan
 	next := o.start // 0 until the first member says where "now" is
 	backoff := c.cfg.BackoffMin
 	for attempt := 0; ctx.Err() == nil; attempt++ {
-		bases := c.order(false)
+		bases := c.watchBases()
 		base := bases[attempt%len(bases)]
+		if attempt > 0 && attempt%len(bases) == 0 {
+			c.refreshMembers(base) // members may have been replaced since
+		}
 		end, err := c.watchOnce(ctx, base, key, o, &next, ch)
 		switch {
 		case end:
@@ -249,4 +253,24 @@ func fromAPIWatch(m *api.WatchMessage) (WatchResponse, error) {
 type streamState struct {
 	streamOnce sync.Once
 	stream     *http.Client
+}
+
+// watchBases is every member a watch may go to: the endpoints given and
+// the members learned since from /v1/cluster, so that a watch follows the
+// cluster through membership changes.
+func (c *Client) watchBases() []string {
+	bases := c.order(false)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ids := make([]uint64, 0, len(c.addrs))
+	for id := range c.addrs {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		if a := c.addrs[id]; !slices.Contains(bases, a) {
+			bases = append(bases, a)
+		}
+	}
+	return bases
 }

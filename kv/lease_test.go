@@ -2,6 +2,7 @@ package kv
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -180,5 +181,34 @@ func TestSlowWatcherIsCancelledNotWaitedFor(t *testing.T) {
 	}
 	if _, err := fast.Next(ctx); err == nil || !strings.Contains(err.Error(), "snapshot") {
 		t.Fatalf("after a restore: %v", err)
+	}
+}
+
+func TestWatchFromAFutureRevisionSkipsWhatComesBefore(t *testing.T) {
+	// A watch starting past the store's revision (a client resuming on a
+	// member that is behind) gets nothing before its start, and
+	// everything from it on: regression test for a watcher that got the
+	// revisions between the store's and its start again.
+	r := newReplica(Config{})
+	r.do(put("k", "1")) // 2
+	w, err := r.Watch("k", "", 5, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if b, err := w.Next(ctx); err != nil || len(b.Events) != 0 || b.Revision != 4 {
+		t.Fatalf("first batch %+v %v, want none up to 4", b, err)
+	}
+	for i := range 4 {
+		r.do(put("k", fmt.Sprint(i))) // 3, 4, 5, 6
+	}
+	b, err := w.Next(ctx)
+	if err != nil || len(b.Events) != 1 || b.Events[0].KV.ModRevision != 5 {
+		t.Fatalf("first event %+v %v, want revision 5", b, err)
+	}
+	if b, _, _ := w.Poll(); len(b.Events) != 1 || b.Events[0].KV.ModRevision != 6 {
+		t.Fatalf("then %+v, want revision 6", b)
 	}
 }

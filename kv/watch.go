@@ -109,22 +109,39 @@ func (w *Watcher) Next(ctx context.Context) (WatchBatch, error) {
 			return b, err
 		}
 	}
-	select {
-	case b := <-w.c:
-		w.next = b.Revision + 1
-		return b, nil
-	case <-w.canceled:
-		// Deliver what was queued before the cancellation first.
+	for {
 		select {
 		case b := <-w.c:
-			w.next = b.Revision + 1
-			return b, nil
-		default:
+			if w.take(b) {
+				return b, nil
+			}
+		case <-w.canceled:
+			// Deliver what was queued before the cancellation first.
+			select {
+			case b := <-w.c:
+				if w.take(b) {
+					return b, nil
+				}
+				continue
+			default:
+			}
+			return WatchBatch{}, fmt.Errorf("%w: %s", ErrWatchCanceled, w.reason)
+		case <-ctx.Done():
+			return WatchBatch{}, ctx.Err()
 		}
-		return WatchBatch{}, fmt.Errorf("%w: %s", ErrWatchCanceled, w.reason)
-	case <-ctx.Done():
-		return WatchBatch{}, ctx.Err()
 	}
+}
+
+// take accepts a live batch unless it is before the start: a watch that
+// starts at a revision the store has not reached yet (a client resuming on
+// a member behind the one it came from) is registered at once, and the
+// store then publishes the revisions up to its start too.
+func (w *Watcher) take(b WatchBatch) bool {
+	if b.Revision < w.next {
+		return false
+	}
+	w.next = b.Revision + 1
+	return true
 }
 
 // catchUp reads the next chunk of history; once it reaches the present it
@@ -358,11 +375,16 @@ func (w *Watcher) Poll() (b WatchBatch, ok bool, err error) {
 		b, err = w.catchUp()
 		return b, err == nil && (len(b.Events) > 0 || w.live), err
 	}
-	select {
-	case b := <-w.c:
-		w.next = b.Revision + 1
-		return b, true, nil
-	default:
+	for {
+		select {
+		case b := <-w.c:
+			if w.take(b) {
+				return b, true, nil
+			}
+			continue
+		default:
+		}
+		break
 	}
 	select {
 	case <-w.canceled:

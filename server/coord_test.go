@@ -144,3 +144,34 @@ func TestWatchCompactedStartIsRefused(t *testing.T) {
 	}
 	expect(t, c.do(http.MethodGet, url(lead, api.PathWatch+"?key=k&progress_interval=1ns"), nil), 400, api.CodeBadRequest)
 }
+
+// TestLeaseOutlivesLeaderChange: a lease renewed just before its leader
+// dies is not expired by the next leader before its TTL has run from that
+// renewal, and it does expire once nobody renews it.
+func TestLeaseOutlivesLeaderChange(t *testing.T) {
+	c := newCluster(t, 3, nil)
+	lead := c.leader()
+	g := decode[api.LeaseResponse](t, expect(t, postJSON(c, lead, api.PathLease+"grant", api.LeaseGrantRequest{TTL: 2}), 200, ""))
+	expect(t, c.do(http.MethodPut, url(lead, api.PathKV+fmt.Sprintf("svc/x?lease=%d", g.ID)), []byte("up")), 200, "")
+	time.Sleep(time.Second)
+	expect(t, postJSON(c, lead, api.PathLease+"keepalive", api.LeaseRequest{ID: g.ID}), 200, "")
+	renewed := time.Now()
+	c.kill(lead.cfg.ID)
+	next := c.leader()
+	var gone time.Time
+	for deadline := renewed.Add(time.Duration(g.TTL)*time.Second + 5*time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		resp := c.do(http.MethodGet, url(next, api.PathKV+"svc/x"), nil)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusNotFound {
+			gone = time.Now()
+			break
+		}
+	}
+	switch {
+	case gone.IsZero():
+		t.Fatalf("the lease never expired under the new leader")
+	case gone.Sub(renewed) < time.Duration(g.TTL)*time.Second:
+		t.Fatalf("the new leader expired the lease %v after its renewal, TTL %ds", gone.Sub(renewed), g.TTL)
+	}
+	t.Logf("expired %v after the last renewal (TTL %ds, election timeout %v)", gone.Sub(renewed), g.TTL, next.cfg.ElectionTimeout)
+}

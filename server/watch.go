@@ -12,6 +12,7 @@ import (
 
 	"github.com/raftkv/raftkv/api"
 	"github.com/raftkv/raftkv/kv"
+	"github.com/raftkv/raftkv/raft"
 )
 
 // Watch limits.
@@ -25,6 +26,10 @@ const (
 	// a progress notification.
 	DefaultWatchProgressInterval = 5 * time.Second
 	minWatchProgressInterval     = 10 * time.Millisecond
+	// watchLeaderlessMax: a member without a leader for this many
+	// election timeouts ends its watch streams, so that their clients
+	// resume on a member that is not cut off.
+	watchLeaderlessMax = 3
 )
 
 // watchStreams counts the streams and ends them all on shutdown: a stream
@@ -71,6 +76,10 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request) {
 		interval = d
 	}
 	prevKV := q.Get("prev_kv") == "true"
+	if s.removed() {
+		s.fail(w, api.CodeNoLeader, "this member was removed from the cluster; watch on another member")
+		return
+	}
 	if s.watches.n.Add(1) > MaxWatchStreams {
 		s.watches.n.Add(-1)
 		s.fail(w, api.CodeBusy, fmt.Sprintf("%d watch streams, the most this member serves", MaxWatchStreams))
@@ -103,6 +112,7 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) streamWatch(ctx context.Context, sw *watchWriter, wt *kv.Watcher, interval time.Duration, prevKV bool) {
+	var leaderless time.Time // when this member was first seen without a leader
 	for {
 		nctx, ncancel := context.WithTimeout(ctx, interval)
 		b, err := wt.Next(nctx)
@@ -118,6 +128,22 @@ func (s *Server) streamWatch(ctx context.Context, sw *watchWriter, wt *kv.Watche
 				return
 			}
 		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
+			if s.removed() {
+				// Its store will never move again: the client must go on
+				// elsewhere rather than hear progress that stands still.
+				sw.send(api.WatchMessage{Canceled: true, Reason: "this member was removed from the cluster; resume on another member"})
+				return
+			}
+			if lead, _, _ := s.node.Leader(); lead != 0 {
+				leaderless = time.Time{}
+			} else if leaderless.IsZero() {
+				leaderless = time.Now()
+			} else if time.Since(leaderless) > watchLeaderlessMax*s.cfg.ElectionTimeout {
+				// Cut off from the cluster, its progress would stand still
+				// while the others move on.
+				sw.send(api.WatchMessage{Canceled: true, Reason: "this member has had no leader for a while; resume on another member"})
+				return
+			}
 			if rev, ok := wt.Progress(); ok && !sw.send(api.WatchMessage{Progress: true, Revision: rev}) {
 				return
 			}
@@ -168,4 +194,10 @@ func (sw *watchWriter) send(m api.WatchMessage) bool {
 		return false
 	}
 	return sw.rc.Flush() == nil
+}
+
+// removed reports whether this member has learned it was removed.
+func (s *Server) removed() bool {
+	_, _, role := s.node.Leader()
+	return role == raft.Removed
 }
