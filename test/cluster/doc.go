@@ -7,7 +7,11 @@
 // membership changes, leader transfer), concurrent clients whose histories
 // are checked for linearizability with porcupine. The clients speak raw
 // HTTP, except the batch clients: goroutines sharing one client.Client,
-// whose calls travel in POST /v1/batch requests when they queue up.
+// whose calls travel in POST /v1/batch requests when they queue up; and the
+// coordination clients (coordclients.go): transactions over two keys
+// checked by porcupine with range reads, watchers of the shared keys held
+// to each other and to every acknowledged write across their reconnects,
+// and mutex holders whose fenced writes show whether two holds overlapped.
 //
 // The tests need root, iproute2 and iptables, and are built only with the
 // cluster tag:

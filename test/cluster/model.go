@@ -10,8 +10,8 @@ import (
 // The porcupine model of one key of the store. Operations on different
 // keys commute, so the history is checked per key (Partition).
 //
-// A write's index is the key's new revision (docs/api.md: rev is the log index
-// of the key's last change), so the model tracks revisions too: a CAS
+// A write answers with the key's new mod revision (docs/api.md), so the
+// model tracks revisions too: a CAS
 // succeeds only against the revision it names, and a read's ETag must be
 // the revision of the write it sees. A write with an unknown outcome
 // (timeout, reset, 504) gets an infinite return time and, when the model
@@ -32,19 +32,22 @@ type kvInput struct {
 	Op          string
 	Key         string
 	Value       string // put, cas, create: the value; append: the suffix
-	Rev         uint64 // cas: the If-Match revision
+	Rev         uint64 // cas: the If-Match revision; txn: txn/0's expected mod revision
 	Consistency string // get
+	Rev2        uint64 // txn: txn/1's expected mod revision
+	Value2      string // txn: txn/1's new value
 }
 
 // kvOutput is what came back. Exactly one of the flags is set for a
 // write; a read is Found or not.
 type kvOutput struct {
-	Unknown      bool   // a write whose outcome nobody knows
-	OK           bool   // write applied; read found the key
-	Precondition bool   // 412: If-Match / If-None-Match did not hold
-	NotFound     bool   // DELETE of an absent key; read of an absent key
-	Index        uint64 // write: its index; read: the ETag revision
-	Value        string // read: the value
+	Unknown      bool     // a write whose outcome nobody knows
+	OK           bool     // write applied; read found the key
+	Precondition bool     // 412: If-Match / If-None-Match did not hold
+	NotFound     bool     // DELETE of an absent key; read of an absent key
+	Index        uint64   // write: the key's new revision; read: the ETag revision
+	Value        string   // read: the value
+	Pair         pairRead // range, and a failed txn: both keys as read
 }
 
 type kvState struct {
@@ -57,7 +60,11 @@ func revMatches(known, got uint64) bool { return known == 0 || known == got }
 
 // kvStep is the sequential specification of one key.
 func kvStep(state, input, output any) (bool, any) {
-	s, in, out := state.(kvState), input.(kvInput), output.(kvOutput)
+	in, out := input.(kvInput), output.(kvOutput)
+	if in.Key == txnKeys {
+		return txnStep(state, in, out)
+	}
+	s := state.(kvState)
 	written := func(v string) kvState {
 		if out.Unknown {
 			return kvState{true, v, 0}
@@ -135,6 +142,9 @@ var kvModel = porcupine.Model{
 	},
 	DescribeOperation: func(input, output any) string {
 		in, out := input.(kvInput), output.(kvOutput)
+		if in.Key == txnKeys {
+			return describeTxn(in, out)
+		}
 		var res string
 		switch {
 		case out.Unknown:
@@ -159,6 +169,9 @@ var kvModel = porcupine.Model{
 		return fmt.Sprintf("%s(%s,%q) -> %s", in.Op, in.Key, short(in.Value), res)
 	},
 	DescribeState: func(state any) string {
+		if ts, ok := state.(txnState); ok {
+			return fmt.Sprintf("%+v", ts)
+		}
 		s := state.(kvState)
 		if !s.Exists {
 			return "absent"

@@ -321,6 +321,7 @@ func (r *run) check() string {
 	terms, bad := leadersFromLogs(c)
 	problems = append(problems, bad...)
 	problems = append(problems, w.checkStale()...)
+	problems = append(problems, w.checkCoord()...)
 	for _, oc := range w.own {
 		problems = append(problems, oc.mismatches...)
 	}

@@ -66,6 +66,7 @@ type workload struct {
 	own       []*ownClient
 	appenders []*appendClient
 	stats     workloadStats
+	coord     *coord // coordclients.go
 }
 
 type workloadStats struct {
@@ -104,6 +105,7 @@ func (c *cluster) startWorkload(cfg workloadConfig) *workload {
 		go w.appendLoop(ac)
 	}
 	w.startBatchClients()
+	w.startCoordClients()
 	return w
 }
 
