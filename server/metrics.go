@@ -80,7 +80,9 @@ func newMetrics() *metrics {
 }
 
 // bind registers the collector that reads the node's state at scrape time.
-func (m *metrics) bind(s *Server) { m.reg.MustRegister(&nodeCollector{s: s}) }
+func (m *metrics) bind(s *Server) {
+	m.reg.MustRegister(&nodeCollector{s: s}, &coordCollector{s: s})
+}
 
 // Gatherer exposes the member's registry, so an embedding program can
 // merge it into its own exposition.

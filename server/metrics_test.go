@@ -98,6 +98,9 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 	st := lead.node.Status()
+	want(lead, writes+1, "raftkv_kv_revision") // an empty store is at revision 1
+	want(lead, 0, "raftkv_kv_leases")
+	want(lead, 0, "raftkv_watch_streams")
 	want(lead, 1, "raftkv_raft_is_leader")
 	want(lead, 1, "raftkv_raft_role", "role", "leader")
 	want(lead, float64(st.Term), "raftkv_raft_term")

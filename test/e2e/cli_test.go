@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -100,6 +101,7 @@ func TestDevAndCLI(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &r); err != nil || r.Ops != 200 || r.Errors != 0 || r.P99us == 0 {
 		t.Fatalf("bench -o json: %+v %v\n%s", r, err, out)
 	}
+	coordinationCLI(t, eps)
 	raftkv(t, eps, "transfer-leader")
 
 	dev.Process.Signal(syscall.SIGTERM)
@@ -115,5 +117,57 @@ func TestDevAndCLI(t *testing.T) {
 	}
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Fatalf("dev left its directory %s behind (%v)", dir, err)
+	}
+}
+
+// coordinationCLI drives watch, lease, put --lease, txn and range through
+// the binary: the watch prints the lease's key, the transaction's put and
+// the delete the lease's expiry makes, one event a line.
+func coordinationCLI(t *testing.T, eps []string) {
+	watch := exec.Command(binary, "watch", "--prefix", "svc/", "--rev", "1")
+	watch.Env = append(os.Environ(), "RAFTKV_ENDPOINTS="+strings.Join(eps, ","))
+	wout, _ := watch.StdoutPipe()
+	if err := watch.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer watch.Process.Kill()
+	lines := make(chan string, 16)
+	go func() {
+		sc := bufio.NewScanner(wout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	var g struct{ ID, TTL int64 }
+	if err := json.Unmarshal([]byte(raftkv(t, eps, "lease", "grant", "1", "-o", "json")), &g); err != nil || g.ID == 0 {
+		t.Fatalf("lease grant: %+v %v", g, err)
+	}
+	id := strconv.FormatInt(g.ID, 10)
+	raftkv(t, eps, "put", "--lease", id, "svc/a", "up")
+	txn := exec.Command(binary, "txn")
+	txn.Env = append(os.Environ(), "RAFTKV_ENDPOINTS="+strings.Join(eps, ","))
+	txn.Stdin = strings.NewReader(`{"compare":[{"key":"svc/b","target":"create","op":"=","number":0}],
+		"success":[{"op":"put","key":"svc/b","value":"by txn"}],"failure":[{"op":"range","key":"svc/b"}]}`)
+	if out, err := txn.Output(); err != nil || !strings.Contains(string(out), "succeeded=true") {
+		t.Fatalf("txn: %s %v", out, err)
+	}
+	if out := raftkv(t, eps, "range", "svc/", "--prefix"); !strings.Contains(out, "svc/a") || !strings.Contains(out, "# 2 keys") {
+		t.Fatalf("range:\n%s", out)
+	}
+	if out := raftkv(t, eps, "lease", "ttl", id, "--keys"); !strings.Contains(out, "svc/a") {
+		t.Fatalf("lease ttl:\n%s", out)
+	}
+	want := []string{"PUT svc/a", "PUT svc/b", "DELETE svc/a"} // the last when the lease expires
+	timeout := time.After(time.Duration(g.TTL)*time.Second + 10*time.Second)
+	for _, w := range want {
+		select {
+		case l, ok := <-lines:
+			if !ok || !strings.HasPrefix(l, w) {
+				t.Fatalf("watch printed %q, want a line starting %q", l, w)
+			}
+		case <-timeout:
+			t.Fatalf("watch did not print %q", w)
+		}
 	}
 }
