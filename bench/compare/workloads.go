@@ -34,6 +34,7 @@ var workloads = []workload{
 	{name: "put", slug: "put", op: loadgen.OpPut, clients: 256},
 	{name: "get linearizable", slug: "get-linearizable", op: loadgen.OpGet, clients: 64, raftkvRead: "linearizable"},
 	{name: "get lease (raftkv) / serializable (etcd)", slug: "get-lease", op: loadgen.OpGet, clients: 64, raftkvRead: "lease", etcdSerializable: true},
+	{name: "txn (3 compares + 3 puts)", slug: "txn", op: loadgen.OpTxn3, clients: 64},
 }
 
 // measurement is one workload's result on one store, with the CPU time

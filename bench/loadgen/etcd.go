@@ -56,6 +56,21 @@ func (e *Etcd) Put(ctx context.Context, key string, value []byte) error {
 	return err
 }
 
+// Txn3 runs 3 compares + 3 puts as one transaction.
+func (e *Etcd) Txn3(ctx context.Context, key string, value []byte) error {
+	var cmps []clientv3.Cmp
+	var ops []clientv3.Op
+	for _, k := range []string{key + "/0", key + "/1", key + "/2"} {
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(k), "<", int64(1)<<60))
+		ops = append(ops, clientv3.OpPut(k, string(value)))
+	}
+	r, err := e.conn().Txn(ctx).If(cmps...).Then(ops...).Commit()
+	if err == nil && !r.Succeeded {
+		err = errors.New("etcd: txn compare failed")
+	}
+	return err
+}
+
 // Get reads key; a missing key counts as an error, since Fill wrote them all.
 func (e *Etcd) Get(ctx context.Context, key string) error {
 	var opts []clientv3.OpOption

@@ -17,6 +17,10 @@ import (
 type Store interface {
 	Put(ctx context.Context, key string, value []byte) error
 	Get(ctx context.Context, key string) error
+	// Txn3 is one transaction: three compares (each key's mod revision
+	// below 2^60, so they hold) and three puts of value, on key+"/0",
+	// key+"/1" and key+"/2".
+	Txn3(ctx context.Context, key string, value []byte) error
 	Close() error
 }
 
@@ -25,8 +29,9 @@ type Op string
 
 // The operations.
 const (
-	OpPut Op = "put"
-	OpGet Op = "get"
+	OpPut  Op = "put"
+	OpGet  Op = "get"
+	OpTxn3 Op = "txn3" // 3 compares + 3 puts
 )
 
 // Limits on a Config, so a typo cannot start a million goroutines.
@@ -67,8 +72,8 @@ func (c *Config) setDefaults() error {
 		c.KeyPrefix = "bench/"
 	}
 	switch {
-	case c.Op != OpPut && c.Op != OpGet:
-		return fmt.Errorf("loadgen: op %q: want put or get", c.Op)
+	case c.Op != OpPut && c.Op != OpGet && c.Op != OpTxn3:
+		return fmt.Errorf("loadgen: op %q: want put, get or txn3", c.Op)
 	case c.Clients <= 0 || c.Clients > clientsMax:
 		return fmt.Errorf("loadgen: %d clients: want 1 to %d", c.Clients, clientsMax)
 	case c.Keys > keysMax:
@@ -151,8 +156,11 @@ func Run(ctx context.Context, s Store, cfg Config) (Result, error) {
 func once(ctx context.Context, s Store, op Op, key string, value []byte) error {
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
-	if op == OpGet {
+	switch op {
+	case OpGet:
 		return s.Get(ctx, key)
+	case OpTxn3:
+		return s.Txn3(ctx, key, value)
 	}
 	return s.Put(ctx, key, value)
 }

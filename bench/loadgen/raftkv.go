@@ -2,6 +2,7 @@ package loadgen
 
 import (
 	"context"
+	"errors"
 
 	"github.com/raftkv/raftkv/client"
 )
@@ -38,6 +39,21 @@ func (r *Raftkv) Put(ctx context.Context, key string, value []byte) error {
 // Get reads key; a missing key counts as an error, since Fill wrote them all.
 func (r *Raftkv) Get(ctx context.Context, key string) error {
 	_, err := r.c.Get(ctx, key, client.WithConsistency(r.consistency))
+	return err
+}
+
+// Txn3 runs 3 compares + 3 puts as one transaction.
+func (r *Raftkv) Txn3(ctx context.Context, key string, value []byte) error {
+	var cmps []client.Cmp
+	var ops []client.Op
+	for _, k := range []string{key + "/0", key + "/1", key + "/2"} {
+		cmps = append(cmps, client.Compare(client.ModRevision(k), "<", int64(1)<<60))
+		ops = append(ops, client.OpPut(k, value))
+	}
+	t, err := r.c.Txn(ctx, cmps, ops, nil)
+	if err == nil && !t.Succeeded {
+		err = errors.New("raftkv: txn compare failed")
+	}
 	return err
 }
 
