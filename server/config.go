@@ -51,6 +51,9 @@ type Config struct {
 
 	// KV is the state machine's limits; every member must use the same.
 	KV kv.Config
+	// HistoryRetention, if positive, has the leader compact the history
+	// older than this on its clock, through the log (retention.go).
+	HistoryRetention time.Duration
 	// Limits bound what one client can hold.
 	Limits Limits
 	// FS is the file system under DataDir's WAL and snapshots; default

@@ -175,3 +175,38 @@ func TestLeaseOutlivesLeaderChange(t *testing.T) {
 	}
 	t.Logf("expired %v after the last renewal (TTL %ds, election timeout %v)", gone.Sub(renewed), g.TTL, next.cfg.ElectionTimeout)
 }
+
+// TestHistoryRetentionByTime: with HistoryRetention set, the leader
+// compacts history older than it through the log, so every member ends up
+// at the same compacted revision, and a read below it is 410.
+func TestHistoryRetentionByTime(t *testing.T) {
+	c := newCluster(t, 3, func(cfg *Config) { cfg.HistoryRetention = 300 * time.Millisecond })
+	lead := c.leader()
+	expect(t, put(c, lead, "k", "old"), 200, "") // revision 2
+	time.Sleep(600 * time.Millisecond)
+	expect(t, put(c, lead, "k", "new"), 200, "") // revision 3
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, compacted := lead.store.Revision()
+		if compacted >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nothing compacted after the retention (compacted revision %d)", compacted)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	expect(t, c.do(http.MethodGet, url(lead, api.PathRange+"?key=k&revision=1"), nil), http.StatusGone, api.CodeCompacted)
+	for _, s := range c.servers {
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			_, mc := s.store.Revision()
+			_, lc := lead.store.Revision()
+			if mc == lc {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("member %d compacted to %d, the leader to %d", s.cfg.ID, mc, lc)
+			}
+		}
+	}
+}

@@ -67,6 +67,10 @@ func Start(c Config) (*Server, error) {
 	go s.publishLoop()
 	go s.announceLoop()
 	go s.leaseLoop()
+	if s.cfg.HistoryRetention > 0 {
+		s.bg.Add(1)
+		go s.retentionLoop()
+	}
 	return s, nil
 }
 

@@ -41,6 +41,8 @@ type serverFlags struct {
 	shutdownTimeout     time.Duration
 	enablePprof         bool
 	quotaBytes          int64
+	historyRevisions    int64
+	historyRetention    time.Duration
 }
 
 func newServerCmd(g *globals) *cobra.Command {
@@ -83,7 +85,10 @@ recovers from its data dir and ignores --cluster. SIGTERM drains and exits 0.`,
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "bound on the drain at SIGTERM")
 	fl.BoolVar(&f.enablePprof, "enable-pprof", false, "serve Go's profiler at /debug/pprof/ on the client address")
 	fl.Int64Var(&f.quotaBytes, "quota-bytes", kv.DefaultQuotaBytes,
-		"bound on the state machine's size (keys, values, sessions; see docs/operations.md); the same on every member; -1: none")
+		"bound on the state machine's size (keys, every version kept of them, sessions; see docs/operations.md); the same on every member; -1: none")
+	fl.Int64Var(&f.historyRevisions, "history-revisions", kv.DefaultHistoryRevisions,
+		"revisions of history kept before automatic compaction (-1: until compacted explicitly); the same on every member")
+	fl.DurationVar(&f.historyRetention, "history-retention", 0, "also compact history older than this, measured on the leader (0: off)")
 	return cmd
 }
 
@@ -107,6 +112,10 @@ func (f *serverFlags) config(g *globals) (server.Config, error) {
 		return cfg, errors.New("--snapshot-size-factor must not be negative")
 	case f.quotaBytes == 0 || f.quotaBytes < -1:
 		return cfg, errors.New("--quota-bytes must be positive, or -1 for none")
+	case f.historyRevisions == 0 || f.historyRevisions < -1:
+		return cfg, errors.New("--history-revisions must be positive, or -1 to keep all history")
+	case f.historyRetention < 0:
+		return cfg, errors.New("--history-retention must not be negative")
 	}
 	logger, err := newLogger(f.logLevel, f.logFormat)
 	if err != nil {
@@ -140,7 +149,8 @@ func (f *serverFlags) config(g *globals) (server.Config, error) {
 		HeartbeatInterval: f.heartbeat, ElectionTimeout: f.election, SnapshotEntries: f.snapshotEntries,
 		SnapshotSizeFactor: sizeFactor(f.snapshotSizeFactor),
 		TLS:                tlsCfg, Logger: logger, FS: fileSystem, EnablePprof: f.enablePprof,
-		KV: kv.Config{QuotaBytes: f.quotaBytes},
+		KV:               kv.Config{QuotaBytes: f.quotaBytes, HistoryRevisions: f.historyRevisions},
+		HistoryRetention: f.historyRetention,
 	}, nil
 }
 
