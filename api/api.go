@@ -57,6 +57,19 @@ const (
 	CodeNotReady = "not_ready"
 	// CodeInternal: a failure of the member itself (a stopped node, a disk error).
 	CodeInternal = "internal"
+	// CodeCompacted (410): the revision asked for is compacted; the answer
+	// carries the compacted revision (CompactedBody).
+	CodeCompacted = "compacted"
+	// CodeFutureRevision (400): a revision after the store's.
+	CodeFutureRevision = "future_revision"
+	// CodeLeaseNotFound (404): no such lease.
+	CodeLeaseNotFound = "lease_not_found"
+	// CodeLeaseExists (409): a grant of an id in use.
+	CodeLeaseExists = "lease_exists"
+	// CodeBadTTL (400): a lease TTL out of range.
+	CodeBadTTL = "bad_ttl"
+	// CodeTooManyOps (400): a transaction over the operation limit.
+	CodeTooManyOps = "too_many_ops"
 	// CodeNoSpace: a write refused, before it was proposed or by the state
 	// machine's quota, because a member's disk or the state's quota is
 	// full (a no_space alarm is raised). Nothing was applied; reads and

@@ -17,23 +17,6 @@ const (
 	PathLeases  = "/v1/leases"
 )
 
-// Error codes of the coordination API.
-const (
-	// CodeCompacted (410): the revision asked for is compacted; the answer
-	// carries the compacted revision.
-	CodeCompacted = "compacted"
-	// CodeFutureRevision (400): a revision after the store's.
-	CodeFutureRevision = "future_revision"
-	// CodeLeaseNotFound (404): no such lease.
-	CodeLeaseNotFound = "lease_not_found"
-	// CodeLeaseExists (409): a grant of an id in use.
-	CodeLeaseExists = "lease_exists"
-	// CodeBadTTL (400): a TTL out of range.
-	CodeBadTTL = "bad_ttl"
-	// CodeTooManyOps (400): a transaction over the operation limit.
-	CodeTooManyOps = "too_many_ops"
-)
-
 // Header is the part of every coordination answer that says where in the
 // history it was served.
 type Header struct {

@@ -30,7 +30,7 @@ const (
 	VersionOverheadBytes = 192
 	// SessionOverheadBytes is the memory a remembered session takes beyond
 	// its token and message (map entry, queue slot, the session itself).
-	SessionOverheadBytes = 128
+	SessionOverheadBytes = 160
 )
 
 // CodeNoSpace: the write would take the state past its quota (507).

@@ -353,10 +353,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.route(rw, r, http.MethodGet, s.sendSnapshot)
 	case path == PathDebugApplied:
 		s.route(rw, r, http.MethodGet, s.debugApplied)
+	case path == api.PathRange, path == api.PathTxn, path == api.PathCompact, path == api.PathLeases,
+		strings.HasPrefix(path, api.PathLease):
+		s.serveCoord(rw, r, path) // coord.go, lease.go
 	default:
-		if !s.serveCoord(rw, r, path) {
-			s.fail(rw, api.CodeNotFound, "no such endpoint: "+path)
-		}
+		s.fail(rw, api.CodeNotFound, "no such endpoint: "+path)
 	}
 }
 
