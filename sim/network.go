@@ -110,9 +110,9 @@ func (n *network) undeliverable(s *Sim, fromInc uint64, m pb.Message) {
 	}
 	switch {
 	case m.Type == pb.MsgInstallSnapshot:
-		from.core.ReportSnapshot(m.To, false)
+		from.rt.ReportSnapshot(m.To, false)
 	case n.isCut(m.From, m.To) && m.Type == pb.MsgAppendEntries:
-		from.core.ReportUnreachable(m.To)
+		from.rt.ReportUnreachable(m.To)
 	default:
 		return
 	}
@@ -175,14 +175,14 @@ func (n *network) deliver(s *Sim, env *envelope) {
 		return
 	}
 	s.trace.add(event{kind: evDeliver, msg: m})
-	if err := to.core.Step(m); err != nil {
+	if err := to.rt.Step(m); err != nil {
 		s.failf("replica %d: step %s: %v", to.id, m, err)
 		return
 	}
 	s.drain(to)
 	if m.Type == pb.MsgInstallSnapshot {
 		if from := s.replica(m.From); from.up() && from.incarnation == env.fromInc {
-			from.core.ReportSnapshot(m.To, true)
+			from.rt.ReportSnapshot(m.To, true)
 			s.drain(from)
 		}
 	}

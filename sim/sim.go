@@ -217,7 +217,10 @@ func (s *Sim) tick() {
 	}
 	for _, r := range s.reps {
 		if r.up() && s.err == nil {
-			r.core.Tick()
+			if err := r.rt.Tick(s.clock()); err != nil {
+				s.failf("replica %d: tick: %v", r.id, err)
+				continue
+			}
 			s.drain(r)
 		}
 	}
@@ -263,12 +266,12 @@ func (s *Sim) liveness() {
 			continue
 		}
 		s.nextCmd++
-		idx, term, err := lead.core.Propose(s.clientCommand(s.nextCmd, 0))
+		idx, term, err := lead.rt.Propose(s.clientCommand(s.nextCmd, 0))
 		if err != nil {
 			continue
 		}
 		want = proposal{index: idx, term: term, cmd: s.nextCmd}
-		s.check.onPropose(idx, term, []uint64{s.nextCmd})
+		s.check.onPropose(lead.id, idx, term, []uint64{s.nextCmd})
 		s.trace.add(event{kind: evPropose, node: lead.id, a: uint64(idx), b: uint64(term), c: 1, text: " (liveness)"})
 		s.drain(lead)
 	}
