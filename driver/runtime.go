@@ -131,7 +131,27 @@ type Runtime struct {
 	// (0: none); forcePending one waiting for apply room.
 	forceToken, forcePending uint64
 	behind                   []pb.SnapshotMeta // see CompactPoint
+
+	counters Counters
 }
+
+// Counters count the runtime's policy decisions since it started.
+type Counters struct {
+	// PipelineFull counts events after which MaxOutstandingReadys Readys
+	// were waiting, so only messages that need no persistence left.
+	PipelineFull uint64
+	// GroupCommits counts PersistDone reports that covered more than one
+	// Ready (one fsync for several).
+	GroupCommits uint64
+	// DiskStallHandOvers and DiskStallStepDowns count the leader's
+	// reactions to its own stalled fsync.
+	DiskStallHandOvers, DiskStallStepDowns uint64
+	// LeaseGaps counts gaps in the ticks that blocked lease reads.
+	LeaseGaps uint64
+}
+
+// Counters returns the counters.
+func (rt *Runtime) Counters() Counters { return rt.counters }
 
 // New starts the runtime of cfg.Core.
 func New(cfg Config) (*Runtime, error) {
@@ -210,6 +230,9 @@ func (rt *Runtime) Err() error { return rt.core.Err() }
 
 func (rt *Runtime) noteGap(now time.Time) {
 	if now.Sub(rt.lastTick) > 2*rt.cfg.TickInterval {
+		if !now.Before(rt.leaseBlockedUntil) {
+			rt.counters.LeaseGaps++
+		}
 		rt.leaseBlockedUntil = now.Add(rt.cfg.ElectionTimeout)
 	}
 }
@@ -269,6 +292,7 @@ func (rt *Runtime) produce() {
 		rt.work.Send = append(rt.work.Send, rd.Messages...)
 	}
 	if len(rt.outstanding) >= rt.cfg.MaxOutstandingReadys {
+		rt.counters.PipelineFull++
 		rt.work.Send = append(rt.work.Send, rt.core.TakeMessages()...)
 	}
 }
@@ -283,6 +307,9 @@ func (rt *Runtime) PersistDone(id uint64) error {
 	}
 	if n == rt.persisted || rt.outstanding[n-1].ID != id {
 		return fmt.Errorf("driver: Ready %d reported durable out of order (last durable %d)", id, rt.lastPersist)
+	}
+	if n-rt.persisted > 1 {
+		rt.counters.GroupCommits++
 	}
 	rt.persisted, rt.lastPersist = n, id
 	rt.persistWait = rt.now
@@ -425,6 +452,7 @@ func (rt *Runtime) checkDiskStall() {
 	if rt.stallSince.IsZero() {
 		rt.stallSince = rt.now
 		to := MostCaughtUpVoter(rt.core.Status(), nil)
+		rt.counters.DiskStallHandOvers++
 		rt.log.Warn("disk stalled, handing over leadership", "to", uint64(to))
 		if to != pb.None {
 			_ = rt.core.TransferLeader(to)
@@ -432,6 +460,7 @@ func (rt *Runtime) checkDiskStall() {
 		return
 	}
 	if rt.now.Sub(rt.stallSince) >= rt.cfg.ElectionTimeout {
+		rt.counters.DiskStallStepDowns++
 		rt.log.Warn("disk still stalled, stepping down")
 		rt.core.StepDown()
 		rt.stallSince = rt.now // once per election timeout

@@ -74,6 +74,12 @@ type params struct {
 	// disk-stall hand-over.
 	stallRate     float64
 	stallTicksMax int
+	// pauseRate freezes a replica's process (SIGSTOP, a long GC pause) for
+	// up to pauseTicksMax ticks: no ticks, no messages handled, no I/O.
+	// Half the time a replica that led resumes into a lease read, which
+	// the runtime's lease guard must turn into a ReadIndex.
+	pauseRate     float64
+	pauseTicksMax int
 }
 
 func randomParams(rng *rand.Rand) params {
@@ -135,6 +141,8 @@ func randomParams(rng *rand.Rand) params {
 	}
 	p.stallRate = pick(rng, 0, 0, 0.005, 0.02)
 	p.stallTicksMax = 3 * ElectionTicks
+	p.pauseRate = pick(rng, 0, 0, 0.005, 0.01)
+	p.pauseTicksMax = 4 * ElectionTicks
 	return p
 }
 
@@ -152,11 +160,12 @@ func slowMessages(p *params, rng *rand.Rand) {
 
 func pick(rng *rand.Rand, xs ...float64) float64 { return xs[rng.IntN(len(xs))] }
 
-// upReplicas returns the running replicas in id order.
+// upReplicas returns the running replicas that are not paused, in id
+// order.
 func (s *Sim) upReplicas() []*replica {
 	var up []*replica
 	for _, r := range s.reps {
-		if r.up() {
+		if r.up() && !s.paused(r) {
 			up = append(up, r)
 		}
 	}
@@ -168,7 +177,7 @@ func (s *Sim) upReplicas() []*replica {
 func (s *Sim) upLeaders() []*replica {
 	var out []*replica
 	for _, r := range s.reps {
-		if r.up() && r.core.Role() == raft.Leader {
+		if r.up() && !s.paused(r) && r.core.Role() == raft.Leader {
 			out = append(out, r)
 		}
 	}
@@ -210,6 +219,12 @@ func (s *Sim) randomEvents() {
 	}
 	if s.chance(p.stallRate) {
 		s.stallDisk()
+	}
+	if s.chance(p.pauseRate) {
+		if r := s.randomUp(); r != nil {
+			r.pausedUntil = s.now + 1 + uint64(s.rng.IntN(p.pauseTicksMax))
+			s.trace.add(event{kind: evNote, node: r.id, text: fmt.Sprintf("process paused until t%d", r.pausedUntil)})
+		}
 	}
 	if s.partitionUntil > 0 && s.now >= s.partitionUntil {
 		s.net.healAll()
@@ -470,11 +485,12 @@ func (s *Sim) healAll() {
 	s.net.healAll()
 	s.partitionUntil, s.bridge = 0, 0
 	s.p.dropRate, s.p.dupRate, s.p.slowRate = 0, 0, 0
-	s.p.persistDelayMax, s.p.applyDelayMax, s.p.snapDelayMax, s.p.stallRate = 0, 0, 0, 0
+	s.p.persistDelayMax, s.p.applyDelayMax, s.p.snapDelayMax, s.p.stallRate, s.p.pauseRate = 0, 0, 0, 0, 0
 	s.plan = nil
 	for _, r := range s.reps {
 		r.downUntil = 0 // restart at the next tick
 		r.stallUntil = 0
+		r.pausedUntil = 0
 		for i := range r.io.persist {
 			r.io.persist[i].due = min(r.io.persist[i].due, s.now)
 		}
@@ -525,6 +541,18 @@ func (s *Sim) propose(r *replica, data [][]byte, ids []uint64) (pb.Index, pb.Ter
 		s.crash(r, "leader killed after a proposal")
 	}
 	return first, term, nil
+}
+
+// resume runs when a paused replica's process continues. One that led
+// before the pause may still believe it holds a lease (its lease is
+// counted in ticks, and none passed); half the time a client's lease read
+// reaches it first. The lease guard must not let it answer from the lease.
+func (s *Sim) resume(r *replica) {
+	s.trace.add(event{kind: evNote, node: r.id, text: "process resumes"})
+	if r.core.Role() != raft.Leader || s.rng.IntN(2) == 0 {
+		return
+	}
+	s.read(r, true)
 }
 
 // readRandom asks a random replica for a ReadIndex, or a leader for a lease

@@ -108,6 +108,12 @@ func (n *network) undeliverable(s *Sim, fromInc uint64, m pb.Message) {
 	if !from.up() || from.incarnation != fromInc {
 		return
 	}
+	if s.paused(from) {
+		// The report waits for the process to run again.
+		n.seq++
+		heap.Push(&n.queue, &envelope{m: m, at: from.pausedUntil, seq: n.seq, fromInc: fromInc, lost: true})
+		return
+	}
 	switch {
 	case m.Type == pb.MsgInstallSnapshot:
 		from.rt.ReportSnapshot(m.To, false)
@@ -141,6 +147,12 @@ func (n *network) deliver(s *Sim, env *envelope) {
 		return
 	}
 	to := s.replica(m.To)
+	if to.up() && s.paused(to) {
+		// The kernel holds it until the process runs again.
+		env.at = to.pausedUntil
+		heap.Push(&n.queue, env)
+		return
+	}
 	switch {
 	case !to.up():
 		s.trace.add(event{kind: evDrop, msg: m, text: "receiver down"})
@@ -181,7 +193,7 @@ func (n *network) deliver(s *Sim, env *envelope) {
 	}
 	s.drain(to)
 	if m.Type == pb.MsgInstallSnapshot {
-		if from := s.replica(m.From); from.up() && from.incarnation == env.fromInc {
+		if from := s.replica(m.From); from.up() && !s.paused(from) && from.incarnation == env.fromInc {
 			from.rt.ReportSnapshot(m.To, true)
 			s.drain(from)
 		}

@@ -38,6 +38,8 @@ type replica struct {
 	lastRole    raft.Role
 	// stallUntil: the disk completes no fsync before this tick.
 	stallUntil uint64
+	// pausedUntil: the process is frozen before this tick.
+	pausedUntil uint64
 }
 
 // pendingIO is what the runtime handed out and the simulated persister,
@@ -282,6 +284,7 @@ func (s *Sim) crash(r *replica, why string) {
 		return
 	}
 	s.check.forgetUndurableTerm(r)
+	s.countRuntime(r)
 	if err := r.store.Crash(); err != nil {
 		s.failf("replica %d: crash: %v", r.id, err)
 		return
@@ -296,6 +299,21 @@ func (s *Sim) crash(r *replica, why string) {
 	}
 	s.trace.add(event{kind: evCrash, node: r.id, text: why})
 }
+
+// countRuntime adds what r's runtime did to the run's stats (at a crash,
+// and at the end of the run).
+func (s *Sim) countRuntime(r *replica) {
+	if !r.up() {
+		return
+	}
+	c := r.rt.Counters()
+	s.stats.GroupCommits += c.GroupCommits
+	s.stats.PipelineFull += c.PipelineFull
+	s.stats.StallHandOvers += c.DiskStallHandOvers
+	s.stats.LeaseGaps += c.LeaseGaps
+}
+
+func (s *Sim) paused(r *replica) bool { return s.now < r.pausedUntil }
 
 // clock is the runtime's reading of virtual time.
 func (s *Sim) clock() time.Time { return simEpoch.Add(time.Duration(s.now) * tickDuration) }

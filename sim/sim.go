@@ -64,6 +64,9 @@ type Stats struct {
 	TornCrashes, Transfers uint64
 	// LivenessTicks is how long the liveness phase took to commit.
 	LivenessTicks uint64
+	// What the runtimes' policy did (driver.Counters), summed over
+	// replicas and incarnations.
+	GroupCommits, PipelineFull, StallHandOvers, LeaseGaps uint64
 }
 
 // Result is the outcome of a run.
@@ -197,6 +200,9 @@ func (s *Sim) Run() Result {
 	if s.err == nil {
 		s.liveness()
 	}
+	for _, r := range s.reps {
+		s.countRuntime(r)
+	}
 	res := Result{Seed: s.seed, Err: s.err, Digest: s.trace.digest, Stats: s.stats}
 	if s.err != nil {
 		res.Trace = s.trace.String() + "--- replicas ---\n" + s.stateDump()
@@ -216,13 +222,21 @@ func (s *Sim) tick() {
 		}
 	}
 	for _, r := range s.reps {
-		if r.up() && s.err == nil {
-			if err := r.rt.Tick(s.clock()); err != nil {
-				s.failf("replica %d: tick: %v", r.id, err)
+		if !r.up() || s.paused(r) || s.err != nil {
+			continue
+		}
+		if r.pausedUntil > 0 {
+			r.pausedUntil = 0
+			s.resume(r)
+			if !r.up() || s.err != nil {
 				continue
 			}
-			s.drain(r)
 		}
+		if err := r.rt.Tick(s.clock()); err != nil {
+			s.failf("replica %d: tick: %v", r.id, err)
+			continue
+		}
+		s.drain(r)
 	}
 	s.net.deliverDue(s)
 	if s.err == nil {
@@ -234,7 +248,7 @@ func (s *Sim) tick() {
 func (s *Sim) leader() *replica {
 	var best *replica
 	for _, r := range s.reps {
-		if r.up() && r.core.Role() == raft.Leader && (best == nil || r.core.Term() > best.core.Term()) {
+		if r.up() && !s.paused(r) && r.core.Role() == raft.Leader && (best == nil || r.core.Term() > best.core.Term()) {
 			best = r
 		}
 	}
