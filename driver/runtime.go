@@ -1,6 +1,7 @@
 package driver
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -93,6 +94,10 @@ func (w *Work) IsEmpty() bool {
 	return len(w.SoftStates) == 0 && len(w.ReadStates) == 0 && len(w.Persist) == 0 &&
 		len(w.Send) == 0 && len(w.Apply) == 0 && len(w.Compact) == 0 && len(w.Snapshots) == 0
 }
+
+// ErrSnapshotInProgress answers a RequestSnapshot while a snapshot is
+// being taken or written.
+var ErrSnapshotInProgress = errors.New("driver: a snapshot is already being written")
 
 // Runtime is the runtime policy of one member, deterministic and
 // single-threaded: the events come in as method calls with the clock passed
@@ -385,8 +390,7 @@ func (rt *Runtime) ApplyDone() error {
 // comes back in Work.Snapshots with token (not 0).
 func (rt *Runtime) RequestSnapshot(token uint64) {
 	if rt.snapshotting || rt.forcePending != 0 {
-		rt.work.Snapshots = append(rt.work.Snapshots, SnapshotResult{Token: token,
-			Err: fmt.Errorf("driver: a snapshot is already being written")})
+		rt.work.Snapshots = append(rt.work.Snapshots, SnapshotResult{Token: token, Err: ErrSnapshotInProgress})
 		return
 	}
 	rt.forcePending = token

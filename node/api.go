@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -133,23 +132,6 @@ func (n *Node) propose(first *proposal) {
 	n.shared.mu.Unlock()
 }
 
-func (n *Node) mapError(err error) error {
-	var nl *raft.NotLeaderError
-	switch {
-	case errors.As(err, &nl):
-		return n.notLeader()
-	case errors.Is(err, raft.ErrProposalDropped):
-		return ErrBusy
-	case errors.Is(err, raft.ErrTransferring):
-		return ErrTransferring
-	case errors.Is(err, raft.ErrConfChangeInProgress):
-		return ErrChangeInProgress
-	case errors.Is(err, raft.ErrLearnerLagging):
-		return fmt.Errorf("%w: %w", ErrLearnerLagging, err)
-	}
-	return err
-}
-
 type readRequest struct {
 	done chan error
 }
@@ -228,7 +210,16 @@ func (n *Node) failReads(err error) {
 // leads (or ctx ends).
 func (n *Node) TransferLeadership(ctx context.Context, to pb.NodeID) error {
 	var err error
-	if e := n.do(ctx, func() { err = n.run.rt.TransferLeader(to) }); e != nil {
+	if e := n.do(ctx, func() {
+		if cs := n.core.ConfState(); n.core.Role() == raft.Leader && !cs.IsVoter(to) {
+			err = fmt.Errorf("%w: %d", ErrUnknownMember, to)
+			if cs.Contains(to) {
+				err = fmt.Errorf("%w: %d is a learner", ErrNotVoter, to)
+			}
+			return
+		}
+		err = n.run.rt.TransferLeader(to)
+	}); e != nil {
 		return e
 	}
 	if err != nil {
@@ -295,7 +286,7 @@ func (n *Node) Status() Status {
 func (n *Node) AddLearner(ctx context.Context, m Member) error {
 	return n.changeConf(ctx, func(cur pb.ConfState, meta clusterMeta) (confchange.Target, clusterMeta, error) {
 		if m.ID == pb.None {
-			return confchange.Target{}, meta, fmt.Errorf("%w: member id 0", confchange.ErrInvalid)
+			return confchange.Target{}, meta, fmt.Errorf("%w: member id 0", ErrInvalidChange)
 		}
 		t, err := confchange.AddLearner(cur, m.ID)
 		m.Voter = false
@@ -331,7 +322,7 @@ func (n *Node) RemoveMember(ctx context.Context, id pb.NodeID) error {
 func (n *Node) ChangeVoters(ctx context.Context, voters []pb.NodeID) error {
 	return n.changeConf(ctx, func(cur pb.ConfState, meta clusterMeta) (confchange.Target, clusterMeta, error) {
 		if len(voters) == 0 {
-			return confchange.Target{}, meta, fmt.Errorf("%w: empty voter set", confchange.ErrInvalid)
+			return confchange.Target{}, meta, fmt.Errorf("%w: empty voter set", ErrInvalidChange)
 		}
 		for _, id := range voters {
 			if !cur.Contains(id) {
@@ -368,7 +359,7 @@ func (n *Node) changeConf(ctx context.Context, plan confPlan) error {
 		}
 		t, nmeta, perr := plan(cur, meta)
 		if perr != nil {
-			err = perr
+			err = n.mapError(perr)
 			return
 		}
 		t.Context = pruneMeta(nmeta, cur, t).encode()

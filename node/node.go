@@ -342,6 +342,9 @@ func (n *Node) execute(w driver.Work) {
 		}
 	}
 	for _, res := range w.Snapshots {
+		if errors.Is(res.Err, driver.ErrSnapshotInProgress) {
+			res.Err = n.mapError(res.Err)
+		}
 		if ch := n.run.snapWaiters[res.Token]; ch != nil {
 			ch <- res
 			delete(n.run.snapWaiters, res.Token)
@@ -385,11 +388,13 @@ func (n *Node) failUncommittedFutures(err error) {
 	}
 }
 
-func (n *Node) notLeader() error {
-	core := n.run.rt.Core()
-	lead := core.Lead()
+// notLeader is the answer of a member that does not lead: the leader it
+// knows of, and that leader's client address from the configuration.
+func (n *Node) notLeader() error { return n.notLeaderLed(n.core.Lead()) }
+
+func (n *Node) notLeaderLed(lead pb.NodeID) error {
 	e := &NotLeaderError{Leader: lead}
-	for _, m := range membersOf(core.ConfState()) {
+	for _, m := range membersOf(n.core.ConfState()) {
 		if m.ID == lead {
 			e.Addr = m.ClientAddr
 		}

@@ -110,7 +110,7 @@ func (s *Server) addMember(w http.ResponseWriter, r *http.Request) {
 func (s *Server) promoteWhenCaughtUp(ctx context.Context, id pb.NodeID) error {
 	for {
 		err := s.node.Promote(ctx, id)
-		if !errors.Is(err, raft.ErrLearnerLagging) {
+		if !errors.Is(err, node.ErrLearnerLagging) {
 			return err
 		}
 		select {
