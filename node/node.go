@@ -52,6 +52,9 @@ const (
 	// MaxPendingReads bounds read barriers waiting for their index; more
 	// fail with ErrBusy.
 	MaxPendingReads = 8192
+	// snapshotsInFlight: the runtime asks for one snapshot at a time, so
+	// the applier -> writer -> run queues hold one.
+	snapshotsInFlight = 1
 )
 
 // queues are the channels between goroutines, made by New and never
@@ -136,8 +139,8 @@ func New(c Config) (*Node, error) {
 			persistDonec: make(chan uint64, cfg.MaxOutstandingReadys),
 			applyc:       make(chan driver.ApplyJob, cfg.ApplyQueueLen),
 			applyDonec:   make(chan struct{}, cfg.ApplyQueueLen),
-			snapc:        make(chan snapshotTask, 1),
-			snapDonec:    make(chan snapshotDone, 1),
+			snapc:        make(chan snapshotTask, snapshotsInFlight),
+			snapDonec:    make(chan snapshotDone, snapshotsInFlight),
 		},
 		life: lifecycle{stopc: make(chan struct{}), done: make(chan struct{})},
 		run: runState{
