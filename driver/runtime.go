@@ -126,9 +126,11 @@ type Runtime struct {
 	// handed is the index of the last entry handed to the applier.
 	handed pb.Index
 	// Snapshot policy: lastSnap is the index of the newest snapshot taken,
-	// asked for or installed; sinceSnapBytes the entry data handed out
-	// since; lastSnapBytes the size of the last one written.
+	// asked for or installed; durableSnap of the newest known durable;
+	// sinceSnapBytes the entry data handed out since lastSnap;
+	// lastSnapBytes the size of the last one written.
 	lastSnap       pb.Index
+	durableSnap    pb.Index
 	sinceSnapBytes uint64
 	lastSnapBytes  uint64
 	snapshotting   bool
@@ -181,7 +183,7 @@ func New(cfg Config) (*Runtime, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	rt := &Runtime{cfg: cfg, core: cfg.Core, log: logger, now: cfg.Now, lastTick: cfg.Now,
-		handed: cfg.Snapshot.Index, lastSnap: cfg.Snapshot.Index}
+		handed: cfg.Snapshot.Index, lastSnap: cfg.Snapshot.Index, durableSnap: cfg.Snapshot.Index}
 	if cfg.Snapshot.Index > 0 {
 		rt.behind = []pb.SnapshotMeta{cfg.Snapshot}
 	}
@@ -349,7 +351,8 @@ func (rt *Runtime) advance() error {
 func (rt *Runtime) handOut(snap *pb.SnapshotMeta, ents []pb.Entry) {
 	job := ApplyJob{Snapshot: snap, Entries: ents}
 	if snap != nil && snap.Index > rt.handed {
-		rt.handed, rt.lastSnap, rt.sinceSnapBytes = snap.Index, snap.Index, 0
+		// A received snapshot is durable before the core hears of it.
+		rt.handed, rt.lastSnap, rt.durableSnap, rt.sinceSnapBytes = snap.Index, snap.Index, snap.Index, 0
 		// The log restarts at it: nothing older is left to compact.
 		rt.behind = append(rt.behind[:0], *snap)
 	}
@@ -403,7 +406,7 @@ func (rt *Runtime) maybeForceSnapshot() {
 	}
 	token := rt.forcePending
 	rt.forcePending = 0
-	if rt.handed == rt.lastSnap {
+	if rt.handed == rt.durableSnap {
 		rt.work.Snapshots = append(rt.work.Snapshots, SnapshotResult{Token: token, Index: rt.handed})
 		return
 	}
@@ -424,21 +427,22 @@ func (rt *Runtime) SnapshotDone(meta pb.SnapshotMeta, size uint64, err error) {
 		rt.work.Snapshots = append(rt.work.Snapshots, SnapshotResult{Token: rt.forceToken, Index: meta.Index, Err: err})
 		rt.forceToken = 0
 	}
+	if err != nil {
+		rt.log.Error("snapshot failed", "index", uint64(meta.Index), "err", err)
+	} else {
+		rt.lastSnapBytes = size
+		rt.durableSnap = max(rt.durableSnap, meta.Index)
+	}
 	if meta.Index == 0 {
 		return
 	}
 	if n := len(rt.behind); n > 0 && rt.behind[n-1].Index >= meta.Index {
-		return // a newer snapshot was installed while this one was written
+		return // one as new was installed or taken meanwhile
 	}
 	var to pb.SnapshotMeta
 	to, rt.behind = CompactPoint(rt.behind, meta, rt.cfg.SnapshotTrailingEntries)
 	rt.behind = append(rt.behind, meta)
-	if err != nil {
-		rt.log.Error("writing snapshot failed", "index", uint64(meta.Index), "err", err)
-		return
-	}
-	rt.lastSnapBytes = size
-	if to.Index > 0 {
+	if err == nil && to.Index > 0 {
 		rt.work.Compact = append(rt.work.Compact, to)
 	}
 }

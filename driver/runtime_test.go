@@ -361,6 +361,16 @@ func TestRuntimeRequestSnapshot(t *testing.T) {
 	if w := m.rt.Work(); len(w.Snapshots) != 1 || !errors.Is(w.Snapshots[0].Err, failed) {
 		t.Fatalf("answer %+v, want the write error", w.Snapshots)
 	}
+	// Nothing applied since, but the last image failed: take another.
+	m.rt.RequestSnapshot(10)
+	c.settle()
+	if len(m.snapshots) != 3 {
+		t.Fatalf("%d images asked for; a forced snapshot after a failed one was answered without one", len(m.snapshots))
+	}
+	m.rt.SnapshotDone(pb.SnapshotMeta{Index: at + 1, Term: 2}, 10, nil)
+	if w := m.rt.Work(); len(w.Snapshots) != 1 || w.Snapshots[0].Err != nil || w.Snapshots[0].Index != at+1 {
+		t.Fatalf("answer %+v, want success at %d", w.Snapshots, at+1)
+	}
 }
 
 // TestRuntimeDiskStallHandOver shows the disk-stall rule: a leader whose

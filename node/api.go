@@ -218,12 +218,12 @@ func (n *Node) TransferLeadership(ctx context.Context, to pb.NodeID) error {
 			}
 			return
 		}
-		err = n.run.rt.TransferLeader(to)
+		err = n.mapError(n.run.rt.TransferLeader(to))
 	}); e != nil {
 		return e
 	}
 	if err != nil {
-		return n.mapError(err)
+		return err
 	}
 	for {
 		if st := n.Status(); st.Lead == to {
