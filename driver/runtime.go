@@ -117,8 +117,12 @@ type Runtime struct {
 	// outstanding are the Readys handed out, oldest first; the first
 	// persisted of them are durable and wait for apply room to be advanced.
 	outstanding []raft.Ready
-	persisted   int       // how many of outstanding are durable
-	persistWait time.Time // since when the oldest unpersisted Ready has waited
+	persisted   int // how many of outstanding are durable
+	// persistWait is the first tick that saw the disk owe a Ready with no
+	// progress since (zero: none has yet). Counting from a tick rather
+	// than from the hand-out keeps a run goroutine that was itself held
+	// up (the clock read at the last tick is stale) from blaming the disk.
+	persistWait time.Time
 	stallSince  time.Time // zero unless the disk-stall hand-over began
 	lastPersist uint64    // ID of the newest durable Ready
 
@@ -221,7 +225,10 @@ func (rt *Runtime) Work() Work {
 // An error means the core has stopped (raft.ErrStorageFailed), as Err
 // reports: the member must stop.
 func (rt *Runtime) Tick(now time.Time) error {
-	rt.noteGap(now)
+	if rt.noteGap(now) {
+		// Time nobody watched does not count against the disk either.
+		rt.persistWait = time.Time{}
+	}
 	rt.lastTick, rt.now = now, now
 	if err := rt.core.Tick(); err != nil {
 		return err
@@ -235,13 +242,17 @@ func (rt *Runtime) Tick(now time.Time) error {
 // it, and the member must stop.
 func (rt *Runtime) Err() error { return rt.core.Err() }
 
-func (rt *Runtime) noteGap(now time.Time) {
-	if now.Sub(rt.lastTick) > 2*rt.cfg.TickInterval {
-		if !now.Before(rt.leaseBlockedUntil) {
-			rt.counters.LeaseGaps++
-		}
-		rt.leaseBlockedUntil = now.Add(rt.cfg.ElectionTimeout)
+// noteGap blocks lease reads when the ticks stopped for more than two
+// intervals before now, and reports whether they did.
+func (rt *Runtime) noteGap(now time.Time) bool {
+	if now.Sub(rt.lastTick) <= 2*rt.cfg.TickInterval {
+		return false
 	}
+	if !now.Before(rt.leaseBlockedUntil) {
+		rt.counters.LeaseGaps++
+	}
+	rt.leaseBlockedUntil = now.Add(rt.cfg.ElectionTimeout)
+	return true
 }
 
 // LeaseTrusted reports whether the tick clock has run without a gap long
@@ -291,9 +302,6 @@ func (rt *Runtime) produce() {
 				"leader", uint64(rd.SoftState.Lead), "term", uint64(rt.core.Term()))
 		}
 		rt.work.ReadStates = append(rt.work.ReadStates, rd.ReadStates...)
-		if rt.persisted == len(rt.outstanding) {
-			rt.persistWait = rt.now
-		}
 		rt.outstanding = append(rt.outstanding, rd)
 		rt.work.Persist = append(rt.work.Persist, rd)
 		rt.work.Send = append(rt.work.Send, rd.Messages...)
@@ -319,7 +327,7 @@ func (rt *Runtime) PersistDone(id uint64) error {
 		rt.counters.GroupCommits++
 	}
 	rt.persisted, rt.lastPersist = n, id
-	rt.persistWait = rt.now
+	rt.persistWait = time.Time{} // the disk made progress
 	rt.stallSince = time.Time{}
 	return rt.advance()
 }
@@ -453,6 +461,11 @@ func (rt *Runtime) SnapshotDone(meta pb.SnapshotMeta, size uint64, err error) {
 // one more election timeout it steps down.
 func (rt *Runtime) checkDiskStall() {
 	waiting := rt.persisted < len(rt.outstanding)
+	if !waiting {
+		rt.persistWait = time.Time{}
+	} else if rt.persistWait.IsZero() {
+		rt.persistWait = rt.now
+	}
 	if rt.core.Role() != raft.Leader || !waiting || rt.now.Sub(rt.persistWait) < rt.cfg.ElectionTimeout {
 		rt.stallSince = time.Time{}
 		return

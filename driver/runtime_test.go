@@ -395,6 +395,29 @@ func TestRuntimeDiskStallHandOver(t *testing.T) {
 	}
 }
 
+// TestRegressionDiskStallBlamedForSlowRunLoop pins a false hand-over: a
+// run goroutine held up between two ticks (a loaded machine) saw a Ready
+// handed out just before as waiting for the disk since the older tick,
+// and handed leadership away though the fsync was quick. The wait counts
+// from the first tick that sees it, and a gap in the ticks does not count.
+func TestRegressionDiskStallBlamedForSlowRunLoop(t *testing.T) {
+	c := newTCluster(t, 3, nil)
+	lead := c.elect()
+	lead.stalled = true
+	c.propose(lead, 1)
+	c.now = c.now.Add(15 * tick) // nobody ran for longer than an election timeout
+	c.tick()
+	if lead.rt.Counters().DiskStallHandOvers != 0 {
+		t.Fatal("handed over for a wait nobody watched")
+	}
+	for i := 0; i < 12 && lead.rt.Counters().DiskStallHandOvers == 0; i++ {
+		c.tick()
+	}
+	if lead.rt.Counters().DiskStallHandOvers == 0 {
+		t.Fatal("no hand-over after an election timeout of watched stall")
+	}
+}
+
 // TestRuntimeLeaseGapGuard shows the lease guard: after a gap of more than
 // two tick intervals between ticks, lease reads fall back to ReadIndex for
 // one election timeout.

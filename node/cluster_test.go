@@ -400,13 +400,14 @@ func TestStopWithProposalsInFlight(t *testing.T) {
 	c := newTCluster(t, 3, 0)
 	c.propose(1)
 	lead := c.members[c.leader()]
+	ln := lead.n // c.stop clears lead.n while the proposers may still run
 	var wg sync.WaitGroup
 	errs := make(chan error, 200)
 	for i := 0; i < 200; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, err := lead.n.Propose(context.Background(), cmd(1))
+			_, err := ln.Propose(context.Background(), cmd(1))
 			errs <- err
 		}()
 	}
