@@ -342,7 +342,9 @@ func (rt *Runtime) advance() error {
 			return nil // ApplyDone resumes
 		}
 		if needsApply {
-			rt.handOut(rd.Snapshot, rd.CommittedEntries)
+			if err := rt.handOut(rd.Snapshot, rd.CommittedEntries); err != nil {
+				return err
+			}
 		}
 		if err := rt.core.Advance(*rd); err != nil {
 			return fmt.Errorf("driver: %w", err)
@@ -356,19 +358,26 @@ func (rt *Runtime) advance() error {
 }
 
 // handOut makes an apply job and decides whether a snapshot follows it.
-func (rt *Runtime) handOut(snap *pb.SnapshotMeta, ents []pb.Entry) {
+// The core must hand out each committed entry once, in order, after any
+// snapshot it installs: anything else would apply an entry twice or skip
+// one, so it stops the member with the indexes named.
+func (rt *Runtime) handOut(snap *pb.SnapshotMeta, ents []pb.Entry) error {
 	job := ApplyJob{Snapshot: snap, Entries: ents}
-	if snap != nil && snap.Index > rt.handed {
+	if snap != nil {
+		if snap.Index <= rt.handed {
+			return fmt.Errorf("driver: the core hands out snapshot %d after entries up to %d", snap.Index, rt.handed)
+		}
 		// A received snapshot is durable before the core hears of it.
 		rt.handed, rt.lastSnap, rt.durableSnap, rt.sinceSnapBytes = snap.Index, snap.Index, snap.Index, 0
 		// The log restarts at it: nothing older is left to compact.
 		rt.behind = append(rt.behind[:0], *snap)
 	}
 	for i := range ents {
-		if ents[i].Index > rt.handed {
-			rt.handed = ents[i].Index
-			rt.sinceSnapBytes += uint64(len(ents[i].Data))
+		if ents[i].Index != rt.handed+1 {
+			return fmt.Errorf("driver: the core hands out entry %d for applying after %d", ents[i].Index, rt.handed)
 		}
+		rt.handed = ents[i].Index
+		rt.sinceSnapBytes += uint64(len(ents[i].Data))
 	}
 	if rt.snapshotDue() {
 		job.TakeSnapshot = true
@@ -376,6 +385,7 @@ func (rt *Runtime) handOut(snap *pb.SnapshotMeta, ents []pb.Entry) {
 	}
 	rt.applyJobs++
 	rt.work.Apply = append(rt.work.Apply, job)
+	return nil
 }
 
 // snapshotDue: every SnapshotEntries applied entries, and with

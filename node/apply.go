@@ -78,9 +78,6 @@ func (n *Node) apply(job driver.ApplyJob) bool {
 	var last pb.Entry
 	for i := range job.Entries {
 		e := &job.Entries[i]
-		if e.Index <= n.ap.lastApplied.Index {
-			continue
-		}
 		var res any
 		switch e.Type {
 		case pb.EntryNormal:

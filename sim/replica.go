@@ -217,9 +217,6 @@ func (s *Sim) completeApply(r *replica) {
 	}
 	for i := range job.Entries {
 		e := &job.Entries[i]
-		if e.Index <= r.sm.applied {
-			continue
-		}
 		h, err := r.sm.apply(e)
 		if err != nil {
 			s.failf("replica %d: %v", r.id, err)
