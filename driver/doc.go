@@ -44,8 +44,13 @@
 // fsync that covers it; its committed entries are handed to the applier
 // only after PersistDone reports it durable, and it is advanced only after
 // that hand-off; Readys are persisted, reported and advanced in the order
-// handed out (PersistDone rejects any other). Apply jobs are applied in the
-// order handed out.
+// handed out (PersistDone rejects any other). The core must hand out each
+// committed entry once, in order, after any snapshot it installs; the
+// Runtime checks it and stops the member otherwise (an error from
+// PersistDone or ApplyDone), rather than apply an entry twice or skip
+// one. Apply jobs are applied in the order handed out. Counters count the
+// policy's decisions (group commits, a full pipeline, stall hand-overs,
+// lease gaps) so tests and the simulator can show they happened.
 //
 // # Concurrency
 //
