@@ -196,7 +196,9 @@ func (c *checker) observe(r *replica) {
 		ruleCommit = coreCommit
 	}
 	c.checkCommitRule(r.id, v, role, term, ruleCommit)
-	c.noteCommit(term, commit)
+	// Everything up to the core's commit index is committed; the part the
+	// durable log holds is what Leader Completeness can hold later leaders to.
+	c.noteCommit(term, max(commit, min(coreCommit, v.last())))
 	c.noteCommitted(coreCommit)
 	c.checkCompleteness(r.id, v, role, term)
 }
