@@ -62,8 +62,17 @@ func (c *checker) onPropose(by pb.NodeID, first pb.Index, term pb.Term, cmds []u
 // crash it may lead that term again with other entries at the same
 // indexes, so (index, term) no longer names one proposal. Its clients saw
 // no answer: the outcome is unknown, and only "applied at most once" holds.
+//
+// Election Safety likewise forgets the replica's claim to lead that term:
+// no message of it left before the term was durable, and after the crash
+// another server may lead it (Figure 2: a term is safe only once stored).
 func (c *checker) forgetUndurableTerm(r *replica) {
 	durable := r.store.DurableHardState().Term
+	for t, id := range c.election.leaders {
+		if id == r.id && t > durable {
+			delete(c.election.leaders, t)
+		}
+	}
 	for idx, ps := range c.clients.pending {
 		keep := ps[:0]
 		for _, p := range ps {
