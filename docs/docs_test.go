@@ -437,7 +437,7 @@ func TestCheckLinkCatchesMistakes(t *testing.T) {
 		{"`handleAppendEntries`", "../raft/follower.go", true},
 		{"`Raft.handleAppendEntries`", "../raft/follower.go", true},
 		{"`Progress.MaybeDecrTo`", "../raft/tracker/progress.go", true},
-		{"`driver.Handle`", "../driver/driver.go", true},
+		{"`driver.PersistBatch`", "../driver/driver.go", true},
 		{"`TestFigure8NotCommitted`", "../raft/figure8_test.go", true},
 		{"`raftLog`", "../raft/log.go", true},
 		{"`MaxPendingReads`", "../raft/read.go", true},

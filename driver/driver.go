@@ -1,11 +1,3 @@
-// Package driver is the one piece of code that turns a core's Ready into
-// I/O, in the order the persistence contract demands: send what may leave
-// now, persist, make durable, send what waited for durability, apply, and
-// advance. The node runtime and the simulator both use it, so the simulator
-// exercises the production path rather than a copy of it.
-//
-// Handle is single-threaded: the caller owns the core and calls it from one
-// goroutine.
 package driver
 
 import (
@@ -16,10 +8,50 @@ import (
 )
 
 // LogStore is the durable log: the core reads it through raft.Storage; the
-// driver writes to it.
+// persister writes to it.
 type LogStore interface {
 	raft.Storage
 	Saver
+}
+
+// SnapshotsKept is how many snapshot files a member keeps: the newest, and
+// older ones the log may still be compacted to (CompactPoint).
+const SnapshotsKept = 3
+
+// RecoverLog is what Recover needs of the log.
+type RecoverLog interface {
+	Saver
+	InitialState() (pb.HardState, pb.ConfState, error)
+	Term(i pb.Index) (pb.Term, error)
+}
+
+// Recover is the first step of every start: it returns the newest durable
+// snapshot (ok false: none), which the caller restores its state machine
+// from before building the core. A snapshot received from a leader may be
+// durable while the log record that installs it was lost in a crash; then
+// the log does not hold the snapshot's last entry, and Recover installs the
+// snapshot in the log (durably) as the lost record would have.
+func Recover(log RecoverLog, latest func() (pb.SnapshotMeta, bool)) (meta pb.SnapshotMeta, ok bool, err error) {
+	meta, ok = latest()
+	if !ok {
+		return pb.SnapshotMeta{}, false, nil
+	}
+	if t, err := log.Term(meta.Index); err == nil && t == meta.Term {
+		return meta, true, nil
+	}
+	hs, _, err := log.InitialState()
+	if err != nil {
+		return meta, true, fmt.Errorf("driver: recover: %w", err)
+	}
+	hs.Commit = max(hs.Commit, meta.Index)
+	hs.Term = max(hs.Term, meta.Term)
+	if err := log.Save(hs, &meta, nil); err != nil {
+		return meta, true, fmt.Errorf("driver: installing snapshot %d in the log: %w", meta.Index, err)
+	}
+	if err := log.Sync(); err != nil {
+		return meta, true, fmt.Errorf("driver: installing snapshot %d in the log: %w", meta.Index, err)
+	}
+	return meta, true, nil
 }
 
 // Saver is the write side of the log.
@@ -32,51 +64,29 @@ type Saver interface {
 	Sync() error
 }
 
-// Sender delivers messages; it must not block on a slow peer.
-type Sender interface {
-	Send(msgs []pb.Message)
-}
-
-// Applier receives committed entries in log order, and snapshots to
-// restore, and applies them (possibly on another goroutine).
-type Applier interface {
-	Apply(snap *pb.SnapshotMeta, ents []pb.Entry) error
-}
-
-// Handle runs one Ready through the persistence contract. It returns the
-// Ready it handled. An error from the store is fatal for the server: the
-// caller must stop (after a failed fsync the page cache can no longer be
-// trusted, so nothing that depended on it may be acknowledged).
-func Handle(core *raft.Raft, store LogStore, out Sender, ap Applier) (raft.Ready, error) {
-	rd := core.Ready()
-	if len(rd.Messages) > 0 {
-		out.Send(rd.Messages)
-	}
-	if err := Persist(store, &rd); err != nil {
-		return rd, err
-	}
-	if len(rd.MessagesAfterPersist) > 0 {
-		out.Send(rd.MessagesAfterPersist)
-	}
-	if rd.Snapshot != nil || len(rd.CommittedEntries) > 0 {
-		if err := ap.Apply(rd.Snapshot, rd.CommittedEntries); err != nil {
-			return rd, fmt.Errorf("driver: apply: %w", err)
+// PersistBatch does the persister's part of the persistence contract for
+// Readys handed out in order (raft/ready.go, steps 2 and 3): write them
+// all, fsync once if any of them must be durable (group commit across
+// Readys), and only then send their MessagesAfterPersist. The caller then
+// reports the last one with Runtime.PersistDone. An error is fatal for the
+// member: after a failed fsync the page cache can no longer be trusted, so
+// nothing that depended on it may be acknowledged.
+func PersistBatch(store Saver, rds []raft.Ready, send func([]pb.Message)) error {
+	sync := false
+	for i := range rds {
+		if err := Write(store, &rds[i]); err != nil {
+			return err
 		}
+		sync = sync || rds[i].MustSync
 	}
-	if err := core.Advance(rd); err != nil {
-		return rd, fmt.Errorf("driver: advance: %w", err)
-	}
-	return rd, nil
-}
-
-// Persist writes and syncs what rd asks to be durable.
-func Persist(store Saver, rd *raft.Ready) error {
-	if err := Write(store, rd); err != nil {
-		return err
-	}
-	if rd.MustSync {
+	if sync {
 		if err := store.Sync(); err != nil {
 			return fmt.Errorf("driver: sync: %w", err)
+		}
+	}
+	for i := range rds {
+		if len(rds[i].MessagesAfterPersist) > 0 {
+			send(rds[i].MessagesAfterPersist)
 		}
 	}
 	return nil

@@ -3,11 +3,11 @@ package node
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"slices"
 	"time"
 
+	"github.com/raftkv/raftkv/driver"
 	"github.com/raftkv/raftkv/raft"
 	"github.com/raftkv/raftkv/raft/confchange"
 	pb "github.com/raftkv/raftkv/raftpb"
@@ -50,9 +50,9 @@ func (n *Node) ProposeBatch(ctx context.Context, cmds [][]byte) (out []any, errs
 // submit queues p for the run goroutine without blocking.
 func (n *Node) submit(p *proposal) error {
 	select {
-	case n.propc <- p:
+	case n.q.propc <- p:
 		return nil
-	case <-n.stopc:
+	case <-n.life.stopc:
 		return ErrStopped
 	default:
 		return ErrBusy
@@ -66,11 +66,11 @@ func (n *Node) wait(ctx context.Context, p *proposal) (any, error) {
 	select {
 	case o := <-p.done:
 		return o.val, o.err
-	case <-n.stopc:
+	case <-n.life.stopc:
 		select {
 		case o := <-p.done:
 			return o.val, o.err
-		case <-n.done:
+		case <-n.life.done:
 			select {
 			case o := <-p.done:
 				return o.val, o.err
@@ -101,7 +101,7 @@ func (n *Node) propose(first *proposal) {
 	take(first)
 	for len(batch) < n.cfg.MaxProposalBatch {
 		select {
-		case p := <-n.propc:
+		case p := <-n.q.propc:
 			take(p)
 			continue
 		default:
@@ -116,7 +116,7 @@ func (n *Node) propose(first *proposal) {
 	for i, p := range batch {
 		data[i] = p.data
 	}
-	idx, term, err := n.core.Propose(data...)
+	idx, term, err := n.run.rt.Propose(data...)
 	if err != nil {
 		err = n.mapError(err)
 		for _, p := range batch {
@@ -124,29 +124,12 @@ func (n *Node) propose(first *proposal) {
 		}
 		return
 	}
-	n.mu.Lock()
+	n.shared.mu.Lock()
 	for i, p := range batch {
 		p.index, p.term = idx+pb.Index(i), term
-		n.futures[p.index] = p
+		n.shared.futures[p.index] = p
 	}
-	n.mu.Unlock()
-}
-
-func (n *Node) mapError(err error) error {
-	var nl *raft.NotLeaderError
-	switch {
-	case errors.As(err, &nl):
-		return n.notLeader()
-	case errors.Is(err, raft.ErrProposalDropped):
-		return ErrBusy
-	case errors.Is(err, raft.ErrTransferring):
-		return ErrTransferring
-	case errors.Is(err, raft.ErrConfChangeInProgress):
-		return ErrChangeInProgress
-	case errors.Is(err, raft.ErrLearnerLagging):
-		return fmt.Errorf("%w: %w", ErrLearnerLagging, err)
-	}
-	return err
+	n.shared.mu.Unlock()
 }
 
 type readRequest struct {
@@ -166,20 +149,24 @@ func (n *Node) read(ctx context.Context, lease bool) error {
 	req := &readRequest{done: make(chan error, 1)}
 	var id uint64
 	err := n.do(ctx, func() {
-		n.nextReadID++
-		id = n.nextReadID
+		if len(n.run.pendingRead) >= MaxPendingReads {
+			req.done <- ErrBusy
+			return
+		}
+		n.run.nextReadID++
+		id = n.run.nextReadID
 		rctx := binary.BigEndian.AppendUint64(nil, id)
 		var err error
-		if lease && n.leaseTrusted() {
-			err = n.core.LeaseRead(rctx)
+		if lease {
+			err = n.run.rt.LeaseRead(rctx, time.Now())
 		} else {
-			err = n.core.ReadIndex(rctx)
+			err = n.run.rt.ReadIndex(rctx)
 		}
 		if err != nil {
 			req.done <- n.mapError(err)
 			return
 		}
-		n.pendingRead[id] = req
+		n.run.pendingRead[id] = req
 	})
 	if err != nil {
 		return err
@@ -188,42 +175,34 @@ func (n *Node) read(ctx context.Context, lease bool) error {
 	case err := <-req.done:
 		return err
 	case <-ctx.Done():
-		n.report(func() { delete(n.pendingRead, id) })
+		n.rep.abandonRead(id)
 		return ctx.Err()
-	case <-n.stopc:
+	case <-n.life.stopc:
 		return ErrStopped
 	}
 }
 
-// releaseReads waits (off the run goroutine) for each released read's
-// index to be applied.
+// releaseReads answers each released read once its index is applied (the
+// applier answers it then).
 func (n *Node) releaseReads(rss []raft.ReadState) {
 	for _, rs := range rss {
 		if len(rs.Context) != 8 {
 			continue
 		}
 		id := binary.BigEndian.Uint64(rs.Context)
-		req := n.pendingRead[id]
+		req := n.run.pendingRead[id]
 		if req == nil {
 			continue
 		}
-		delete(n.pendingRead, id)
-		ch := n.waitApplied(rs.Index)
-		go func() {
-			select {
-			case <-ch:
-				req.done <- nil
-			case <-n.stopc:
-				req.done <- ErrStopped
-			}
-		}()
+		delete(n.run.pendingRead, id)
+		n.whenApplied(rs.Index, req.done)
 	}
 }
 
 func (n *Node) failReads(err error) {
-	for id, req := range n.pendingRead {
+	for id, req := range n.run.pendingRead {
 		req.done <- err
-		delete(n.pendingRead, id)
+		delete(n.run.pendingRead, id)
 	}
 }
 
@@ -231,11 +210,20 @@ func (n *Node) failReads(err error) {
 // leads (or ctx ends).
 func (n *Node) TransferLeadership(ctx context.Context, to pb.NodeID) error {
 	var err error
-	if e := n.do(ctx, func() { err = n.core.TransferLeader(to) }); e != nil {
+	if e := n.do(ctx, func() {
+		if cs := n.core.ConfState(); n.core.Role() == raft.Leader && !cs.IsVoter(to) {
+			err = fmt.Errorf("%w: %d", ErrUnknownMember, to)
+			if cs.Contains(to) {
+				err = fmt.Errorf("%w: %d is a learner", ErrNotVoter, to)
+			}
+			return
+		}
+		err = n.mapError(n.run.rt.TransferLeader(to))
+	}); e != nil {
 		return e
 	}
 	if err != nil {
-		return n.mapError(err)
+		return err
 	}
 	for {
 		if st := n.Status(); st.Lead == to {
@@ -244,7 +232,7 @@ func (n *Node) TransferLeadership(ctx context.Context, to pb.NodeID) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-n.stopc:
+		case <-n.life.stopc:
 			return ErrStopped
 		case <-time.After(n.cfg.TickInterval / 2):
 		}
@@ -262,7 +250,7 @@ type Status struct {
 // Leader returns the known leader, the term and this member's role without
 // copying the full status.
 func (n *Node) Leader() (lead pb.NodeID, term pb.Term, role raft.Role) {
-	return pb.NodeID(n.lead.Load()), pb.Term(n.term.Load()), raft.Role(n.role.Load())
+	return pb.NodeID(n.pub.lead.Load()), pb.Term(n.pub.term.Load()), raft.Role(n.pub.role.Load())
 }
 
 // ClusterID returns the cluster id in force: configured, derived at
@@ -280,14 +268,14 @@ func (n *Node) ClusterID() uint64 {
 func (n *Node) Status() Status {
 	var core raft.Status
 	if n.do(context.Background(), func() { core = n.core.Status() }) != nil {
-		n.mu.Lock()
-		core = n.status
-		n.mu.Unlock()
+		n.shared.mu.Lock()
+		core = n.shared.status
+		n.shared.mu.Unlock()
 	}
-	n.mu.Lock()
-	st := Status{Status: core, Members: slices.Clone(n.members)}
-	n.mu.Unlock()
-	st.Applied = pb.Index(n.applied.Load())
+	n.shared.mu.Lock()
+	st := Status{Status: core, Members: slices.Clone(n.shared.members)}
+	n.shared.mu.Unlock()
+	st.Applied = pb.Index(n.pub.applied.Load())
 	if m, ok := n.cfg.Snapshots.Latest(); ok {
 		st.SnapshotIndex = m.Index
 	}
@@ -298,7 +286,7 @@ func (n *Node) Status() Status {
 func (n *Node) AddLearner(ctx context.Context, m Member) error {
 	return n.changeConf(ctx, func(cur pb.ConfState, meta clusterMeta) (confchange.Target, clusterMeta, error) {
 		if m.ID == pb.None {
-			return confchange.Target{}, meta, fmt.Errorf("%w: member id 0", confchange.ErrInvalid)
+			return confchange.Target{}, meta, fmt.Errorf("%w: member id 0", ErrInvalidChange)
 		}
 		t, err := confchange.AddLearner(cur, m.ID)
 		m.Voter = false
@@ -334,7 +322,7 @@ func (n *Node) RemoveMember(ctx context.Context, id pb.NodeID) error {
 func (n *Node) ChangeVoters(ctx context.Context, voters []pb.NodeID) error {
 	return n.changeConf(ctx, func(cur pb.ConfState, meta clusterMeta) (confchange.Target, clusterMeta, error) {
 		if len(voters) == 0 {
-			return confchange.Target{}, meta, fmt.Errorf("%w: empty voter set", confchange.ErrInvalid)
+			return confchange.Target{}, meta, fmt.Errorf("%w: empty voter set", ErrInvalidChange)
 		}
 		for _, id := range voters {
 			if !cur.Contains(id) {
@@ -371,19 +359,19 @@ func (n *Node) changeConf(ctx context.Context, plan confPlan) error {
 		}
 		t, nmeta, perr := plan(cur, meta)
 		if perr != nil {
-			err = perr
+			err = n.mapError(perr)
 			return
 		}
 		t.Context = pruneMeta(nmeta, cur, t).encode()
-		idx, term, perr := n.core.ProposeConfChange(t)
+		idx, term, perr := n.run.rt.ProposeConfChange(t)
 		if perr != nil {
 			err = n.mapError(perr)
 			return
 		}
 		p.index, p.term = idx, term
-		n.mu.Lock()
-		n.futures[idx] = p
-		n.mu.Unlock()
+		n.shared.mu.Lock()
+		n.shared.futures[idx] = p
+		n.shared.mu.Unlock()
 	})
 	if derr != nil {
 		return derr
@@ -398,18 +386,18 @@ func (n *Node) changeConf(ctx context.Context, plan confPlan) error {
 		}
 	case <-ctx.Done():
 		return fmt.Errorf("%w: %w", ErrUnknownOutcome, ctx.Err())
-	case <-n.stopc:
+	case <-n.life.stopc:
 		return ErrUnknownOutcome
 	}
 	// Wait for the joint configuration to be left.
 	for {
-		if cs := n.appliedConf.Load(); cs != nil && !cs.Joint() && pb.Index(n.appliedConfI.Load()) >= p.index {
+		if cs := n.pub.appliedConf.Load(); cs != nil && !cs.Joint() && pb.Index(n.pub.appliedConfI.Load()) >= p.index {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%w: %w", ErrUnknownOutcome, ctx.Err())
-		case <-n.stopc:
+		case <-n.life.stopc:
 			return ErrUnknownOutcome
 		case <-time.After(5 * time.Millisecond):
 		}
@@ -431,28 +419,21 @@ func pruneMeta(meta clusterMeta, cur pb.ConfState, t confchange.Target) clusterM
 // Snapshot takes a snapshot of the applied state now, waits until it is
 // durable, and returns its index.
 func (n *Node) Snapshot(ctx context.Context) (pb.Index, error) {
-	req := snapRequest{done: make(chan error, 1), index: make(chan pb.Index, 1)}
-	select {
-	case n.snapReqc <- req:
-	case <-ctx.Done():
-		return 0, ctx.Err()
-	case <-n.stopc:
-		return 0, ErrStopped
-	}
-	var at pb.Index
-	select {
-	case at = <-req.index:
-	case <-ctx.Done():
-		return 0, ctx.Err()
-	case <-n.stopc:
-		return 0, ErrStopped
+	res := make(chan driver.SnapshotResult, 1)
+	err := n.do(ctx, func() {
+		n.run.nextSnapTok++
+		n.run.snapWaiters[n.run.nextSnapTok] = res
+		n.run.rt.RequestSnapshot(n.run.nextSnapTok)
+	})
+	if err != nil {
+		return 0, err
 	}
 	select {
-	case err := <-req.done:
-		return at, err
+	case r := <-res:
+		return r.Index, r.Err
 	case <-ctx.Done():
 		return 0, ctx.Err()
-	case <-n.stopc:
+	case <-n.life.stopc:
 		return 0, ErrStopped
 	}
 }

@@ -9,9 +9,12 @@ import (
 	pb "github.com/raftkv/raftkv/raftpb"
 )
 
-type applyTask struct {
-	snap *pb.SnapshotMeta
-	ents []pb.Entry
+// applyState is owned by the apply goroutine.
+type applyState struct {
+	// lastApplied is the last entry applied (index and term only).
+	lastApplied pb.Entry
+	// snap is the snapshot restored at start (New, before the goroutines).
+	snap pb.SnapshotMeta
 }
 
 // proposal is one Propose call waiting for its outcome.
@@ -41,87 +44,65 @@ func (p *proposal) finish(v any, err error) {
 	}
 }
 
+// appliedWaiter is a read barrier waiting for its index to be applied;
+// done is buffered (1) and written once.
 type appliedWaiter struct {
 	index pb.Index
-	done  chan struct{}
-}
-
-// applyLoop applies committed entries in order. It is the only goroutine
-// that calls the FSM.
-func (n *Node) applyLoop() {
-	defer n.wg.Done()
-	defer close(n.snapc)
-	for {
-		select {
-		case t, ok := <-n.applyc:
-			if !ok {
-				return
-			}
-			if !n.apply(t) {
-				return
-			}
-		case req := <-n.snapReqc:
-			req.index <- n.lastApplied.Index
-			if n.lastApplied.Index == n.lastSnap.Index {
-				req.done <- nil
-				continue
-			}
-			n.takeSnapshot(n.lastApplied, req.done)
-		}
-	}
-}
-
-type snapRequest struct {
-	index chan pb.Index
 	done  chan error
 }
 
-// apply applies one batch; false means a fatal error stopped the node.
-func (n *Node) apply(t applyTask) bool {
-	{
-		if t.snap != nil {
-			if err := n.restoreSnapshot(*t.snap); err != nil {
-				n.fatal(err)
+// applyLoop applies the runtime's apply jobs in order. It is the only
+// goroutine that calls the FSM.
+func (n *Node) applyLoop() {
+	defer n.life.wg.Done()
+	defer close(n.q.snapc)
+	for job := range n.q.applyc {
+		if !n.apply(job) {
+			return
+		}
+		// Never blocks: at most ApplyQueueLen jobs are outstanding.
+		n.q.applyDonec <- struct{}{}
+	}
+}
+
+// apply applies one job; false means a fatal error stopped the node.
+func (n *Node) apply(job driver.ApplyJob) bool {
+	if job.Snapshot != nil {
+		if err := n.restoreSnapshot(*job.Snapshot); err != nil {
+			n.fatal(err)
+			return false
+		}
+		n.ap.lastApplied = pb.Entry{Index: job.Snapshot.Index, Term: job.Snapshot.Term}
+		n.setApplied(job.Snapshot.Index)
+	}
+	var last pb.Entry
+	for i := range job.Entries {
+		e := &job.Entries[i]
+		var res any
+		switch e.Type {
+		case pb.EntryNormal:
+			if len(e.Data) > 0 {
+				res = n.cfg.FSM.Apply(e.Index, e.Data)
+			}
+		case pb.EntryConfChange:
+			cs, err := pb.DecodeConfState(e.Data)
+			if err != nil {
+				n.fatal(fmt.Errorf("node: configuration entry %d: %w", e.Index, err))
 				return false
 			}
-			n.lastSnap = *t.snap
-			// The log restarts at it: nothing older is left to compact.
-			n.snapsBehind = append(n.snapsBehind[:0], *t.snap)
-			n.lastApplied = pb.Entry{Index: t.snap.Index, Term: t.snap.Term}
-			n.setApplied(t.snap.Index)
+			n.pub.appliedConf.Store(&cs)
+			n.pub.appliedConfI.Store(uint64(e.Index))
 		}
-		var last pb.Entry
-		for i := range t.ents {
-			e := &t.ents[i]
-			if e.Index <= pb.Index(n.applied.Load()) {
-				continue
-			}
-			var res any
-			switch e.Type {
-			case pb.EntryNormal:
-				if len(e.Data) > 0 {
-					res = n.cfg.FSM.Apply(e.Index, e.Data)
-				}
-			case pb.EntryConfChange:
-				cs, err := pb.DecodeConfState(e.Data)
-				if err != nil {
-					n.fatal(fmt.Errorf("node: configuration entry %d: %w", e.Index, err))
-					return false
-				}
-				n.appliedConf.Store(&cs)
-				n.appliedConfI.Store(uint64(e.Index))
-			}
-			n.resolve(e.Index, e.Term, res)
-			n.sinceSnapBytes += uint64(len(e.Data))
-			last = *e
-			n.applied.Store(uint64(e.Index))
-		}
-		if last.Index > 0 {
-			last.Data = nil
-			n.lastApplied = last
-			n.setApplied(last.Index)
-			n.maybeSnapshot(last)
-		}
+		n.resolve(e.Index, e.Term, res)
+		last = *e
+		n.ap.lastApplied = pb.Entry{Index: e.Index, Term: e.Term}
+		n.pub.applied.Store(uint64(e.Index))
+	}
+	if last.Index > 0 {
+		n.setApplied(last.Index)
+	}
+	if job.TakeSnapshot {
+		n.takeSnapshot()
 	}
 	return true
 }
@@ -136,18 +117,18 @@ func (n *Node) restoreSnapshot(meta pb.SnapshotMeta) error {
 		return fmt.Errorf("node: restore snapshot %d: %w", meta.Index, err)
 	}
 	cs := meta.Conf
-	n.appliedConf.Store(&cs)
-	n.appliedConfI.Store(uint64(meta.Index))
+	n.pub.appliedConf.Store(&cs)
+	n.pub.appliedConfI.Store(uint64(meta.Index))
 	return nil
 }
 
 // resolve hands the result to the proposal at index, if this member
 // proposed it and the applied entry is the one it appended.
 func (n *Node) resolve(index pb.Index, term pb.Term, res any) {
-	n.mu.Lock()
-	p := n.futures[index]
-	delete(n.futures, index)
-	n.mu.Unlock()
+	n.shared.mu.Lock()
+	p := n.shared.futures[index]
+	delete(n.shared.futures, index)
+	n.shared.mu.Unlock()
 	if p == nil {
 		return
 	}
@@ -160,139 +141,115 @@ func (n *Node) resolve(index pb.Index, term pb.Term, res any) {
 }
 
 func (n *Node) failFutures(err error) {
-	n.mu.Lock()
-	fs := n.futures
-	n.futures = map[pb.Index]*proposal{}
-	n.mu.Unlock()
+	n.shared.mu.Lock()
+	fs := n.shared.futures
+	n.shared.futures = map[pb.Index]*proposal{}
+	n.shared.mu.Unlock()
 	for _, p := range fs {
 		p.finish(nil, err)
 	}
 }
 
 func (n *Node) setApplied(i pb.Index) {
-	n.applied.Store(uint64(i))
-	n.mu.Lock()
-	keep := n.waiters[:0]
+	n.pub.applied.Store(uint64(i))
+	n.shared.mu.Lock()
+	keep := n.shared.waiters[:0]
 	var ready []appliedWaiter
-	for _, w := range n.waiters {
+	for _, w := range n.shared.waiters {
 		if w.index <= i {
 			ready = append(ready, w)
 		} else {
 			keep = append(keep, w)
 		}
 	}
-	n.waiters = keep
-	n.mu.Unlock()
+	clear(n.shared.waiters[len(keep):])
+	n.shared.waiters = keep
+	n.shared.mu.Unlock()
 	for _, w := range ready {
-		close(w.done)
+		w.done <- nil
 	}
 }
 
-// waitApplied returns a channel closed once index is applied.
-func (n *Node) waitApplied(index pb.Index) chan struct{} {
-	ch := make(chan struct{})
-	n.mu.Lock()
-	if pb.Index(n.applied.Load()) >= index {
-		n.mu.Unlock()
-		close(ch)
-		return ch
+// whenApplied sends nil on done (buffered) once index is applied.
+func (n *Node) whenApplied(index pb.Index, done chan error) {
+	n.shared.mu.Lock()
+	if pb.Index(n.pub.applied.Load()) >= index {
+		n.shared.mu.Unlock()
+		done <- nil
+		return
 	}
-	n.waiters = append(n.waiters, appliedWaiter{index: index, done: ch})
-	n.mu.Unlock()
-	return ch
+	n.shared.waiters = append(n.shared.waiters, appliedWaiter{index: index, done: done})
+	n.shared.mu.Unlock()
 }
 
+func (n *Node) failWaiters(err error) {
+	n.shared.mu.Lock()
+	ws := n.shared.waiters
+	n.shared.waiters = nil
+	n.shared.mu.Unlock()
+	for _, w := range ws {
+		w.done <- err
+	}
+}
+
+// snapshotTask is an image on its way to the snapshot store.
 type snapshotTask struct {
+	meta  pb.SnapshotMeta
+	image io.WriterTo
+}
+
+// snapshotDone is a snapshot's outcome, for the runtime.
+type snapshotDone struct {
 	meta pb.SnapshotMeta
-	// compactTo is the previous snapshot: the log is compacted up to it.
-	compactTo pb.SnapshotMeta
-	image     io.WriterTo
-	force     chan error
+	size uint64
+	err  error
 }
 
-// maybeSnapshot takes an image every SnapshotEntries applied entries (and,
-// with SnapshotSizeFactor, once the log since the last image outweighs it
-// enough). The image is a cheap clone; writing it happens on the snapshot
-// goroutine.
-func (n *Node) maybeSnapshot(last pb.Entry) {
-	if uint64(last.Index-n.lastSnap.Index) < n.cfg.SnapshotEntries {
-		return
-	}
-	if f := n.cfg.SnapshotSizeFactor; f > 0 && float64(n.sinceSnapBytes) < f*float64(n.lastSnapBytes.Load()) {
-		return
-	}
-	n.takeSnapshot(last, nil)
-}
-
-func (n *Node) takeSnapshot(last pb.Entry, force chan error) {
-	if !n.snapshotting.CompareAndSwap(false, true) {
-		if force != nil {
-			force <- fmt.Errorf("node: a snapshot is already being written")
-		}
+// takeSnapshot takes an image of the applied state (a cheap clone) and
+// hands it to the snapshot goroutine, which writes it out while Apply goes
+// on. The runtime asks for one at a time, so neither send blocks.
+func (n *Node) takeSnapshot() {
+	last := n.ap.lastApplied
+	if last.Index == 0 {
+		n.q.snapDonec <- snapshotDone{err: fmt.Errorf("node: nothing applied to snapshot")}
 		return
 	}
 	img, err := n.cfg.FSM.Snapshot()
 	if err != nil {
-		n.snapshotting.Store(false)
 		n.log.Error("state machine snapshot failed", "err", err)
-		if force != nil {
-			force <- err
-		}
+		n.q.snapDonec <- snapshotDone{err: fmt.Errorf("node: state machine snapshot: %w", err)}
 		return
 	}
-	conf := n.appliedConf.Load()
 	meta := pb.SnapshotMeta{Index: last.Index, Term: last.Term}
-	if conf != nil {
+	if conf := n.pub.appliedConf.Load(); conf != nil {
 		meta.Conf = *conf
 	}
-	var compactTo pb.SnapshotMeta
-	compactTo, n.snapsBehind = driver.CompactPoint(n.snapsBehind, meta, n.cfg.SnapshotTrailingEntries)
-	n.snapc <- snapshotTask{meta: meta, compactTo: compactTo, image: img, force: force}
-	n.lastSnap = meta
-	n.sinceSnapBytes = 0
-	n.snapsBehind = append(n.snapsBehind, meta)
+	n.q.snapc <- snapshotTask{meta: meta, image: img}
 }
 
-// snapshotLoop writes images and then compacts the log up to the point
-// driver.CompactPoint chose (by default the previous snapshot), so at least one
-// interval of log stays for followers a little behind.
+// snapshotLoop writes images; the runtime then has the log compacted to
+// the point driver.CompactPoint picks.
 func (n *Node) snapshotLoop() {
-	defer n.wg.Done()
-	for t := range n.snapc {
-		err := n.writeSnapshot(t)
-		n.snapshotting.Store(false)
-		if t.force != nil {
-			t.force <- err
-		}
-		if err != nil {
-			n.log.Error("writing snapshot failed", "index", uint64(t.meta.Index), "err", err)
-		}
+	defer n.life.wg.Done()
+	for t := range n.q.snapc {
+		size, err := n.writeSnapshot(t)
+		n.q.snapDonec <- snapshotDone{meta: t.meta, size: size, err: err}
 	}
 }
 
-func (n *Node) writeSnapshot(t snapshotTask) error {
+func (n *Node) writeSnapshot(t snapshotTask) (uint64, error) {
 	sink, err := n.cfg.Snapshots.Create(t.meta)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	size, err := t.image.WriteTo(sink)
 	if err != nil {
 		sink.Abort()
-		return fmt.Errorf("node: writing snapshot %d: %w", t.meta.Index, err)
+		return 0, fmt.Errorf("node: writing snapshot %d: %w", t.meta.Index, err)
 	}
 	if err := sink.Commit(); err != nil {
-		return fmt.Errorf("node: committing snapshot %d: %w", t.meta.Index, err)
+		return 0, fmt.Errorf("node: committing snapshot %d: %w", t.meta.Index, err)
 	}
-	n.lastSnapBytes.Store(uint64(size))
 	n.log.Info("snapshot written", "index", uint64(t.meta.Index), "bytes", size)
-	compactTo := t.compactTo
-	if compactTo.Index == 0 {
-		return nil
-	}
-	n.report(func() {
-		if err := n.cfg.Log.Compact(compactTo); err != nil {
-			n.fatal(fmt.Errorf("node: compacting log to %d: %w", compactTo.Index, err))
-		}
-	})
-	return nil
+	return uint64(size), nil
 }

@@ -198,7 +198,7 @@ func TestLargeStateSnapshotInstalledWithBoundedHeap(t *testing.T) {
 	const heapGrowthMax = 64 << 20
 	fsms := map[pb.NodeID]*bigState{}
 	var fsmsMu sync.Mutex
-	c := newTClusterWith(t, 1, 1<<40, func(c *tcluster) {
+	c := newTClusterOn(t, false, 1, 1<<40, func(c *tcluster) {
 		c.tweak = func(cfg *node.Config) {
 			s := &bigState{}
 			fsmsMu.Lock()

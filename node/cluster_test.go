@@ -79,6 +79,9 @@ type member struct {
 }
 
 type tcluster struct {
+	// net carries the members' messages in memory; nil means TCP on
+	// loopback (newTCPCluster), for the tests that are about TCP.
+	net     *node.MemNetwork
 	maybe   uint64 // sum of proposals whose outcome is unknown
 	tb      testing.TB
 	members map[pb.NodeID]*member
@@ -88,14 +91,27 @@ type tcluster struct {
 	tweak func(*node.Config)
 }
 
+// newTCluster starts n members on an in-memory network.
 func newTCluster(t *testing.T, n int, snapEntries uint64) *tcluster {
 	return newTClusterWith(t, n, snapEntries, nil)
+}
+
+// newTCPCluster starts n members that talk TCP on loopback.
+func newTCPCluster(t *testing.T, n int, snapEntries uint64) *tcluster {
+	return newTClusterOn(t, false, n, snapEntries, nil)
 }
 
 // newTClusterWith is newTCluster with a hook that runs once the members
 // exist and before they start (to set their fs or the cluster's tweak).
 func newTClusterWith(t *testing.T, n int, snapEntries uint64, prepare func(*tcluster)) *tcluster {
+	return newTClusterOn(t, true, n, snapEntries, prepare)
+}
+
+func newTClusterOn(t *testing.T, mem bool, n int, snapEntries uint64, prepare func(*tcluster)) *tcluster {
 	c := &tcluster{tb: t, members: map[pb.NodeID]*member{}, snapN: snapEntries}
+	if mem {
+		c.net = node.NewMemNetwork()
+	}
 	for i := 1; i <= n; i++ {
 		m := c.add(pb.NodeID(i))
 		c.boot = append(c.boot, node.Member{ID: m.id, PeerAddr: m.addr})
@@ -111,6 +127,11 @@ func newTClusterWith(t *testing.T, n int, snapEntries uint64, prepare func(*tclu
 }
 
 func (c *tcluster) add(id pb.NodeID) *member {
+	if c.net != nil {
+		m := &member{id: id, dir: c.tb.TempDir(), addr: fmt.Sprintf("mem-%d", id)}
+		c.members[id] = m
+		return m
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		c.tb.Fatal(err)
@@ -127,7 +148,7 @@ func (c *tcluster) startWith(id pb.NodeID, join bool, tweak func(*node.Config)) 
 	m := c.members[id]
 	l, err := m.l, error(nil)
 	m.l = nil
-	for i := 0; l == nil && i < 50; i++ {
+	for i := 0; l == nil && c.net == nil && i < 50; i++ {
 		if l, err = net.Listen("tcp", m.addr); err == nil {
 			break
 		}
@@ -154,6 +175,9 @@ func (c *tcluster) startWith(id pb.NodeID, join bool, tweak func(*node.Config)) 
 		Bootstrap: c.boot, Join: join,
 		TickInterval: 10 * time.Millisecond, ElectionTimeout: 100 * time.Millisecond,
 		SnapshotEntries: c.snapN,
+	}
+	if c.net != nil {
+		cfg.PeerListener, cfg.NewTransport = nil, c.net.Transport(id)
 	}
 	if c.tweak != nil {
 		c.tweak(&cfg)
@@ -260,7 +284,7 @@ func (c *tcluster) waitConverged(want uint64) {
 // TestReplicationOverTCP shows a 3-member cluster electing a leader and
 // applying proposals on every member, with Propose returning the result.
 func TestReplicationOverTCP(t *testing.T) {
-	c := newTCluster(t, 3, 0)
+	c := newTCPCluster(t, 3, 0)
 	var want uint64
 	for i := uint64(1); i <= 50; i++ {
 		want += i
@@ -376,13 +400,14 @@ func TestStopWithProposalsInFlight(t *testing.T) {
 	c := newTCluster(t, 3, 0)
 	c.propose(1)
 	lead := c.members[c.leader()]
+	ln := lead.n // c.stop clears lead.n while the proposers may still run
 	var wg sync.WaitGroup
 	errs := make(chan error, 200)
 	for i := 0; i < 200; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, err := lead.n.Propose(context.Background(), cmd(1))
+			_, err := ln.Propose(context.Background(), cmd(1))
 			errs <- err
 		}()
 	}
@@ -454,4 +479,40 @@ func TestSnapshotSizeFactorSpacesSnapshots(t *testing.T) {
 	waitFor(t, 5*time.Second, "a second snapshot", func() bool {
 		return uint64(n.Status().SnapshotIndex) > first
 	})
+}
+
+// TestIsolatedLeaderIsReplaced cuts the leader off on the in-memory
+// network: the other two elect a new leader and keep committing, the old
+// one steps down (CheckQuorum), and after the heal it catches up.
+func TestIsolatedLeaderIsReplaced(t *testing.T) {
+	c := newTCluster(t, 3, 0)
+	c.propose(1)
+	old := c.leader()
+	c.net.Isolate(old)
+	deadline := time.Now().Add(10 * time.Second)
+	var lead pb.NodeID
+	for lead == pb.None || lead == old {
+		if time.Now().After(deadline) {
+			t.Fatal("no new leader while the old one is isolated")
+		}
+		for id, m := range c.members {
+			if l, _, role := m.n.Leader(); id != old && l == id && role.String() == "leader" {
+				lead = id
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := c.members[lead].n.Propose(ctx, cmd(1)); err != nil {
+		t.Fatalf("propose through the new leader %d: %v", lead, err)
+	}
+	for c.members[old].n.Status().Role.String() == "leader" {
+		if ctx.Err() != nil {
+			t.Fatal("the isolated leader never stepped down")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	c.net.Heal()
+	c.waitConverged(2)
 }

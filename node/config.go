@@ -28,6 +28,9 @@ type Config struct {
 	PeerListener net.Listener
 	// TLS, if set, is mutual TLS for peer traffic.
 	TLS *tls.Config
+	// NewTransport, if set, builds the peer transport instead of the TCP
+	// one on PeerListener (NewMemNetwork's, in tests).
+	NewTransport func(TransportConfig) (Transport, error)
 
 	// Bootstrap names the initial members (voters) of a new cluster. It is
 	// used only when the log is empty; a restarted member recovers from

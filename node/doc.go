@@ -22,32 +22,51 @@
 //
 // # Goroutines
 //
-//   - run owns the core: ticks, received messages, proposals, requests from
-//     API calls (as closures), and advancing Readys once persisted. It sends
-//     the messages that may leave at once (the leader's AppendEntries go
-//     out while its own fsync runs, dissertation §10.2.1).
-//   - persist writes each Ready to the WAL and fsyncs (group commit: one
-//     Ready carries many proposals), then sends the messages that waited
-//     for durability (votes, acknowledgements) and hands committed entries
-//     to the applier. A follower keeps answering heartbeats while an fsync
-//     is pending because run does not wait for persist; once
-//     MaxOutstandingReadys wait for it, run still sends what needs no
-//     persistence (raft.Raft.TakeMessages).
-//   - apply calls the FSM, resolves proposals and read barriers, and takes
-//     snapshot images (FSM.Snapshot must be cheap).
-//   - snapshot writes images to the snapshot store and then compacts the
-//     log up to the previous snapshot (or an older one, to keep
-//     SnapshotTrailingEntries), keeping at least one interval of log behind
-//     the newest snapshot so a slow follower can catch up from the log.
+// The policy (what to persist, apply, snapshot and compact, when, and in
+// which order) is not here: it is driver.Runtime, a deterministic
+// component the simulator drives too. The node gives it a real clock and
+// does the I/O it asks for. Each goroutine's state is a struct of its own
+// in the Node (runState, applyState; shared state sits under
+// sharedState's mutex or in atomics in published):
+//
+//   - run owns the runtime and through it the core: ticks, received
+//     messages, proposals, API requests (as closures), transport reports,
+//     and the completions of the other goroutines' I/O are each one call
+//     into the runtime, after which it hands out the work the runtime
+//     asks for. It sends the messages that may leave at once (the leader's
+//     AppendEntries go out while its own fsync runs, dissertation §10.2.1).
+//   - persist writes the Readys handed to it and fsyncs once for all that
+//     queued up meanwhile (driver.PersistBatch: group commit across
+//     Readys), then sends the messages that waited for durability (votes,
+//     acknowledgements) and reports the durable prefix. A follower keeps
+//     answering heartbeats while an fsync is pending because run does not
+//     wait for persist; once MaxOutstandingReadys wait for it, run still
+//     sends what needs no persistence.
+//   - apply runs the runtime's apply jobs in order: calls the FSM,
+//     resolves proposals and read barriers, and takes the snapshot images
+//     the runtime asks for (FSM.Snapshot must be cheap).
+//   - snapshot writes images to the snapshot store; the runtime then has
+//     run compact the log (driver.CompactPoint).
 //   - while the disk is full, one short-lived goroutine at a time asks the
 //     log to prepare its next segment again (space.go: it may wait for an
 //     fsync, which run must not).
-//   - the transport's goroutines (see package transport).
+//   - the transport's goroutines (see package transport), or, with
+//     MemNetwork, one per snapshot being streamed to a peer.
 //
-// Queues between them are bounded: proposals (ProposalQueueLen; full means
-// ErrBusy), received messages (dropped when full; Raft retransmits),
-// outstanding Readys (MaxOutstandingReadys) and apply batches
-// (ApplyQueueLen; full stalls persist, which stalls new Readys).
+// No other goroutine is started. Queues between them are bounded, each by
+// a named limit: proposals (ProposalQueueLen; full means ErrBusy),
+// received messages (DefaultRecvQueueLen; dropped when full, Raft
+// retransmits), API requests (requestQueueLen; callers wait), read
+// barriers (MaxPendingReads; more get ErrBusy), outstanding Readys
+// (MaxOutstandingReadys) and apply jobs (ApplyQueueLen; full holds back
+// Advance, which holds back new Readys), one snapshot at a time, and the
+// transport's reports (coalesced per peer).
+//
+// # Errors
+//
+// The API returns the node's own errors only (errors.go): what the core,
+// raft/confchange and the runtime refuse is translated, its detail kept
+// as text.
 //
 // A failed write or fsync stops the node (Err reports it): after a failed
 // fsync the page cache may lie, so nothing that depended on it may be

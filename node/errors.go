@@ -3,7 +3,11 @@ package node
 import (
 	"errors"
 	"fmt"
+	"strings"
 
+	"github.com/raftkv/raftkv/driver"
+	"github.com/raftkv/raftkv/raft"
+	"github.com/raftkv/raftkv/raft/confchange"
 	pb "github.com/raftkv/raftkv/raftpb"
 )
 
@@ -41,8 +45,79 @@ var (
 	ErrChangeInProgress = errors.New("node: a membership change is already in progress")
 	// ErrLearnerLagging: a learner cannot be promoted before it has caught up.
 	ErrLearnerLagging = errors.New("node: learner is not caught up")
+	// ErrInvalidChange: the membership change asked for is not a valid
+	// configuration (a member added twice, no voters left, id 0...).
+	ErrInvalidChange = errors.New("node: invalid membership change")
 	// ErrUnknownMember names a member that is not in the configuration.
 	ErrUnknownMember = errors.New("node: no such member")
+	// ErrNotVoter: leadership can go to a voter only.
+	ErrNotVoter = errors.New("node: member is not a voter")
+	// ErrSnapshotInProgress: a snapshot is already being written.
+	ErrSnapshotInProgress = errors.New("node: a snapshot is already being written")
 	// ErrRemoved: this member was removed from the cluster.
 	ErrRemoved = errors.New("node: this member has been removed from the cluster")
 )
+
+// The embedding API returns these errors only: what the core (package
+// raft), the configuration rules (raft/confchange) and the runtime
+// (package driver) report is translated by mapError, keeping any detail
+// as text but none of their errors in the chain, so callers match node
+// errors alone.
+
+// mapError translates an error of the core, the configuration rules or
+// the runtime into the node's error set.
+func (n *Node) mapError(err error) error {
+	var nl *raft.NotLeaderError
+	switch {
+	case err == nil || isNodeError(err):
+		return err
+	case errors.As(err, &nl):
+		return n.notLeaderLed(nl.Leader)
+	case errors.Is(err, raft.ErrProposalDropped):
+		return ErrBusy
+	case errors.Is(err, raft.ErrTransferring):
+		return ErrTransferring
+	case errors.Is(err, raft.ErrConfChangeInProgress), errors.Is(err, confchange.ErrJoint):
+		return ErrChangeInProgress
+	case errors.Is(err, raft.ErrLearnerLagging):
+		return translated(ErrLearnerLagging, err, raft.ErrLearnerLagging)
+	case errors.Is(err, confchange.ErrInvalid):
+		return translated(ErrInvalidChange, err, confchange.ErrInvalid)
+	case errors.Is(err, driver.ErrSnapshotInProgress):
+		return ErrSnapshotInProgress
+	case errors.Is(err, raft.ErrStorageFailed):
+		// The core stopped on a failed read of its log; the node stops too.
+		return translated(ErrStopped, err, raft.ErrStorageFailed)
+	}
+	// Not one the core documents: keep the text, cut the chain.
+	return fmt.Errorf("node: %s", strings.TrimPrefix(err.Error(), "raft: "))
+}
+
+// ownErrors are the node's error values.
+var ownErrors = []error{ErrBusy, ErrStopped, ErrUnknownOutcome, ErrTransferring, ErrChangeInProgress,
+	ErrLearnerLagging, ErrInvalidChange, ErrUnknownMember, ErrNotVoter, ErrSnapshotInProgress, ErrRemoved}
+
+// isNodeError reports whether err is already one of the node's own.
+func isNodeError(err error) bool {
+	var nl *NotLeaderError
+	if errors.As(err, &nl) {
+		return true
+	}
+	for _, e := range ownErrors {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// translated is ours wrapping the detail of err, which wraps theirs: the
+// text after theirs is kept, theirs leaves the chain.
+func translated(ours, err, theirs error) error {
+	detail := strings.TrimPrefix(err.Error(), theirs.Error())
+	detail = strings.TrimPrefix(detail, ": ")
+	if detail == "" {
+		return ours
+	}
+	return fmt.Errorf("%w: %s", ours, detail)
+}

@@ -5,8 +5,8 @@ package node
 
 // SnapshotWrittenBytes is the size of the last snapshot written (0 before
 // the first), which the size factor weighs the log against.
-func SnapshotWrittenBytes(n *Node) uint64 { return n.lastSnapBytes.Load() }
+func SnapshotWrittenBytes(n *Node) uint64 { return n.pub.lastSnapBytes.Load() }
 
-// SnapshotInProgress reports whether a snapshot has been taken and is
-// still being written.
-func SnapshotInProgress(n *Node) bool { return n.snapshotting.Load() }
+// SnapshotInProgress reports whether the runtime has asked for a snapshot
+// that is not written yet.
+func SnapshotInProgress(n *Node) bool { return n.pub.snapshotting.Load() }

@@ -4,79 +4,118 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/raftkv/raftkv/driver"
 	"github.com/raftkv/raftkv/raft"
 	"github.com/raftkv/raftkv/raft/confchange"
 	pb "github.com/raftkv/raftkv/raftpb"
-	"github.com/raftkv/raftkv/transport"
 )
 
-// Node is a running Raft member: it owns a core, persists and sends what
-// the core asks, applies committed entries to the FSM, and serves the
-// embedding API. See doc.go for its goroutines.
+// Node is a running Raft member: its run goroutine drives a
+// driver.Runtime (which owns the core and decides every runtime policy),
+// the persister and the applier do the I/O the runtime asks for, and the
+// embedding API talks to the run goroutine. Each piece of state lives in
+// the struct of the goroutine that owns it; see doc.go.
 type Node struct {
-	cfg  Config
-	log  *slog.Logger
-	core *raft.Raft // owned by the run goroutine
-	tr   *transport.Transport
+	cfg Config
+	log *slog.Logger
+	// tr is set by Start before any goroutine runs and not changed after.
+	tr Transport
 
-	propc    chan *proposal
-	recvc    chan pb.Message
-	reqc     chan func()
-	persistc chan raft.Ready
-	advc     chan uint64
-	applyc   chan applyTask
-	snapc    chan snapshotTask
-	snapReqc chan snapRequest
+	q    queues
+	life lifecycle
+	// core is built by New; from Start on it belongs to run.rt.
+	core *raft.Raft
+	run  runState   // the run goroutine's
+	ap   applyState // the apply goroutine's
+	// shared is written by the run goroutine and the applier and read by
+	// API callers, under its mutex.
+	shared sharedState
+	pub    published
+	rep    reportQueue
 
+	counters counters  // see observe.go
+	space    spaceGate // see space.go
+}
+
+// Named bounds of the queues between goroutines (the configurable ones are
+// Config fields).
+const (
+	// requestQueueLen bounds API calls waiting for the run goroutine
+	// (Status, reads, membership changes); a caller blocks until there is
+	// room or its context ends.
+	requestQueueLen = 64
+	// MaxPendingReads bounds read barriers waiting for their index; more
+	// fail with ErrBusy.
+	MaxPendingReads = 8192
+	// snapshotsInFlight: the runtime asks for one snapshot at a time, so
+	// the applier -> writer -> run queues hold one.
+	snapshotsInFlight = 1
+)
+
+// queues are the channels between goroutines, made by New and never
+// replaced. Every one is bounded; those the run goroutine sends on are
+// sized so that a send never blocks (the runtime bounds what it hands out).
+type queues struct {
+	propc chan *proposal // API -> run; ProposalQueueLen; full: ErrBusy
+	recvc chan pb.Message
+	reqc  chan func()
+	// run -> persister (MaxOutstandingReadys) and back.
+	persistc     chan raft.Ready
+	persistDonec chan uint64
+	// run -> applier (ApplyQueueLen) and back.
+	applyc     chan driver.ApplyJob
+	applyDonec chan struct{}
+	// applier -> snapshot writer -> run: one snapshot at a time.
+	snapc     chan snapshotTask
+	snapDonec chan snapshotDone
+}
+
+// lifecycle is how the node stops; safe for concurrent use.
+type lifecycle struct {
+	running  atomic.Bool // Start was called
 	stopOnce sync.Once
 	stopc    chan struct{}
 	done     chan struct{}
 	wg       sync.WaitGroup
 	fatalErr atomic.Pointer[error]
+}
 
-	// Run-goroutine state.
-	inflight    []raft.Ready
-	lastTick    time.Time
+// runState is owned by the run goroutine.
+type runState struct {
+	rt          *driver.Runtime
 	nextReadID  uint64
 	pendingRead map[uint64]*readRequest
 	conf        pb.ConfState // as last given to the transport
 	confSeen    bool
 	soft        raft.SoftState
-	stallSince  time.Time
-	// leaseBlockedUntil: no lease reads before this time (see tick).
-	leaseBlockedUntil time.Time
+	nextSnapTok uint64
+	snapWaiters map[uint64]chan driver.SnapshotResult
+}
 
-	// Shared with the applier and API callers, under mu.
-	mu        sync.Mutex
-	futures   map[pb.Index]*proposal
-	waiters   []appliedWaiter
-	status    raft.Status
-	members   []Member
-	persistAt atomic.Int64 // unix nanos when the current persist began; 0 if idle
+// sharedState is guarded by mu.
+type sharedState struct {
+	mu      sync.Mutex
+	futures map[pb.Index]*proposal
+	waiters []appliedWaiter
+	status  raft.Status
+	members []Member
+}
 
-	applied      atomic.Uint64
-	running      atomic.Bool // Start was called
-	lead, term   atomic.Uint64
-	role         atomic.Int32
-	snapshotting atomic.Bool
-	lastSnap     pb.SnapshotMeta // applier-owned
-	// sinceSnapBytes is the entry data applied since lastSnap (applier-
-	// owned); lastSnapBytes the size of the last snapshot written.
-	sinceSnapBytes uint64
-	lastSnapBytes  atomic.Uint64
-	snapsBehind    []pb.SnapshotMeta // applier-owned; see driver.CompactPoint
-	lastApplied    pb.Entry          // applier-owned; index and term only
-	appliedConf    atomic.Pointer[pb.ConfState]
-	appliedConfI   atomic.Uint64
-
-	counters counters  // see observe.go
-	space    spaceGate // see space.go
+// published are values one goroutine writes and any reads.
+type published struct {
+	applied    atomic.Uint64 // applier
+	lead, term atomic.Uint64 // run
+	role       atomic.Int32  // run
+	// The runtime's snapshot state, for observers (run).
+	snapshotting  atomic.Bool
+	lastSnapBytes atomic.Uint64
+	appliedConf   atomic.Pointer[pb.ConfState]
+	appliedConfI  atomic.Uint64 // applier
 }
 
 // New opens a member: it restores the state machine from the latest
@@ -92,26 +131,43 @@ func New(c Config) (*Node, error) {
 	}
 	n := &Node{
 		cfg: cfg, log: cfg.Logger,
-		propc:       make(chan *proposal, cfg.ProposalQueueLen),
-		recvc:       make(chan pb.Message, DefaultRecvQueueLen),
-		reqc:        make(chan func(), 64),
-		persistc:    make(chan raft.Ready, cfg.MaxOutstandingReadys),
-		advc:        make(chan uint64, cfg.MaxOutstandingReadys),
-		applyc:      make(chan applyTask, cfg.ApplyQueueLen),
-		snapc:       make(chan snapshotTask, 1),
-		snapReqc:    make(chan snapRequest),
-		stopc:       make(chan struct{}),
-		done:        make(chan struct{}),
-		pendingRead: map[uint64]*readRequest{},
-		futures:     map[pb.Index]*proposal{},
+		q: queues{
+			propc:        make(chan *proposal, cfg.ProposalQueueLen),
+			recvc:        make(chan pb.Message, DefaultRecvQueueLen),
+			reqc:         make(chan func(), requestQueueLen),
+			persistc:     make(chan raft.Ready, cfg.MaxOutstandingReadys),
+			persistDonec: make(chan uint64, cfg.MaxOutstandingReadys),
+			applyc:       make(chan driver.ApplyJob, cfg.ApplyQueueLen),
+			applyDonec:   make(chan struct{}, cfg.ApplyQueueLen),
+			snapc:        make(chan snapshotTask, snapshotsInFlight),
+			snapDonec:    make(chan snapshotDone, snapshotsInFlight),
+		},
+		life: lifecycle{stopc: make(chan struct{}), done: make(chan struct{})},
+		run: runState{
+			pendingRead: map[uint64]*readRequest{},
+			snapWaiters: map[uint64]chan driver.SnapshotResult{},
+		},
+		shared: sharedState{futures: map[pb.Index]*proposal{}},
 	}
+	n.rep.notify = make(chan struct{}, 1)
 	n.space.log = spaceOf(cfg.Log)
-	applied, err := n.recover()
+	meta, ok, err := driver.Recover(cfg.Log, cfg.Snapshots.Latest)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	if ok {
+		if err := n.restoreSnapshot(meta); err != nil {
+			return nil, err
+		}
+		n.ap.lastApplied = pb.Entry{Index: meta.Index, Term: meta.Term}
+		n.ap.snap = meta
+	} else if n.cfg.Log.LastIndex() == 0 {
+		if err := n.bootstrap(); err != nil {
+			return nil, err
+		}
 	}
 	core, err := raft.New(raft.Config{
-		ID: cfg.ID, Storage: storageView{n}, Applied: applied,
+		ID: cfg.ID, Storage: storageView{n}, Applied: meta.Index,
 		ElectionTicks:       int(cfg.ElectionTimeout / cfg.TickInterval),
 		HeartbeatTicks:      1,
 		Seed:                cfg.Seed,
@@ -121,45 +177,9 @@ func New(c Config) (*Node, error) {
 		return nil, fmt.Errorf("node: %w", err)
 	}
 	n.core = core
-	n.applied.Store(uint64(applied))
+	n.pub.applied.Store(uint64(meta.Index))
 	n.publishStatus()
 	return n, nil
-}
-
-// recover restores the FSM from the newest snapshot and bootstraps an empty
-// log. It returns the applied index.
-func (n *Node) recover() (pb.Index, error) {
-	meta, ok := n.cfg.Snapshots.Latest()
-	if ok {
-		if err := n.restoreSnapshot(meta); err != nil {
-			return 0, err
-		}
-		// A snapshot received from a leader may be durable while the log
-		// record that installs it was lost in a crash: install it now.
-		if t, err := n.cfg.Log.Term(meta.Index); err != nil || t != meta.Term {
-			hs, _, err := n.cfg.Log.InitialState()
-			if err != nil {
-				return 0, err
-			}
-			hs.Commit = max(hs.Commit, meta.Index)
-			hs.Term = max(hs.Term, meta.Term)
-			if err := n.cfg.Log.Save(hs, &meta, nil); err != nil {
-				return 0, fmt.Errorf("node: installing snapshot %d in the log: %w", meta.Index, err)
-			}
-			if err := n.cfg.Log.Sync(); err != nil {
-				return 0, fmt.Errorf("node: installing snapshot %d in the log: %w", meta.Index, err)
-			}
-		}
-		n.lastSnap = meta
-		n.snapsBehind = []pb.SnapshotMeta{meta}
-		n.lastApplied = pb.Entry{Index: meta.Index, Term: meta.Term}
-	}
-	if n.cfg.Log.LastIndex() == 0 && !ok {
-		if err := n.bootstrap(); err != nil {
-			return 0, err
-		}
-	}
-	return meta.Index, nil
 }
 
 func (n *Node) bootstrap() error {
@@ -190,30 +210,26 @@ func (n *Node) bootstrap() error {
 
 // Start starts the node's goroutines and its peer transport.
 func (n *Node) Start() error {
-	if n.cfg.PeerListener != nil {
-		advertise := n.cfg.Self.PeerAddr
-		if advertise == "" {
-			advertise = n.cfg.PeerListener.Addr().String()
-		}
-		tr, err := transport.New(transport.Config{
-			ID: n.cfg.ID, ClusterID: n.cfg.ClusterID, Listener: n.cfg.PeerListener,
-			TLS: n.cfg.TLS, Handler: handler{n}, Logger: n.log,
-			AdvertiseAddr: advertise,
-			// A joining member knows nobody until the leader reaches it.
-			AcceptUnknown: !n.core.ConfState().Contains(n.cfg.ID),
-			OnClusterID:   n.cfg.OnClusterID,
-			Peers:         n.peerAddrs(),
-		})
-		if err != nil {
-			return fmt.Errorf("node: %w", err)
-		}
-		n.tr = tr
-		n.updatePeers()
+	rt, err := driver.New(driver.Config{
+		Core: n.core, Snapshot: n.ap.snap, Now: time.Now(),
+		TickInterval: n.cfg.TickInterval, ElectionTimeout: n.cfg.ElectionTimeout,
+		MaxOutstandingReadys:    n.cfg.MaxOutstandingReadys,
+		MaxApplyJobs:            n.cfg.ApplyQueueLen,
+		SnapshotEntries:         n.cfg.SnapshotEntries,
+		SnapshotSizeFactor:      n.cfg.SnapshotSizeFactor,
+		SnapshotTrailingEntries: n.cfg.SnapshotTrailingEntries,
+		Logger:                  n.log,
+	})
+	if err != nil {
+		return fmt.Errorf("node: %w", err)
 	}
-	n.lastTick = time.Now()
-	n.running.Store(true)
-	n.wg.Add(4)
-	go n.run()
+	if err := n.startTransport(); err != nil {
+		return err
+	}
+	n.run.rt = rt
+	n.life.running.Store(true)
+	n.life.wg.Add(4)
+	go n.runLoop()
 	go n.persistLoop()
 	go n.applyLoop()
 	go n.snapshotLoop()
@@ -223,16 +239,16 @@ func (n *Node) Start() error {
 // Stop stops the node and closes its Log. Pending proposals end with ErrStopped (not yet
 // appended) or ErrUnknownOutcome (appended); pending reads fail.
 func (n *Node) Stop() {
-	n.stopOnce.Do(func() { close(n.stopc) })
-	<-n.done
+	n.life.stopOnce.Do(func() { close(n.life.stopc) })
+	<-n.life.done
 }
 
 // Done is closed when the node has stopped, by Stop or by a fatal error.
-func (n *Node) Done() <-chan struct{} { return n.done }
+func (n *Node) Done() <-chan struct{} { return n.life.done }
 
 // Err returns the fatal error that stopped the node, if any.
 func (n *Node) Err() error {
-	if p := n.fatalErr.Load(); p != nil {
+	if p := n.life.fatalErr.Load(); p != nil {
 		return *p
 	}
 	return nil
@@ -241,166 +257,111 @@ func (n *Node) Err() error {
 // fatal stops the node after an error that leaves its state in doubt: a
 // failed write or fsync, a state machine that cannot restore.
 func (n *Node) fatal(err error) {
-	if n.fatalErr.CompareAndSwap(nil, &err) {
+	if n.life.fatalErr.CompareAndSwap(nil, &err) {
 		n.log.Error("fatal error, stopping", "err", err)
 	}
-	n.stopOnce.Do(func() { close(n.stopc) })
+	n.life.stopOnce.Do(func() { close(n.life.stopc) })
 }
 
-func (n *Node) stopped() bool {
-	select {
-	case <-n.stopc:
-		return true
-	default:
-		return false
-	}
-}
-
-// run owns the core.
-func (n *Node) run() {
+// runLoop owns the runtime and through it the core: every event is one
+// call into it, and the work it then asks for is handed out.
+func (n *Node) runLoop() {
 	defer n.shutdown()
 	ticker := time.NewTicker(n.cfg.TickInterval)
 	defer ticker.Stop()
+	rt := n.run.rt
 	for {
-		n.produceReadys()
+		var err error
 		select {
 		case <-ticker.C:
-			n.tick()
-		case m := <-n.recvc:
-			n.step(m)
-		case p := <-n.propc:
+			// The clock, not the channel's time: that may be stale after a pause.
+			now := time.Now()
+			if err = rt.Tick(now); err == nil {
+				n.spaceTick(now)
+			}
+			n.publishStatus()
+		case m := <-n.q.recvc:
+			if !n.admitMessage(&m) {
+				break
+			}
+			if err := rt.Step(m); err != nil {
+				n.log.Debug("dropped message", "msg", m.String(), "err", err)
+			}
+		case p := <-n.q.propc:
 			n.propose(p)
-		case f := <-n.reqc:
+		case f := <-n.q.reqc:
 			f()
-		case id := <-n.advc:
-			n.advance(id)
-		case <-n.stopc:
+		case <-n.rep.notify:
+			n.takeReports()
+		case id := <-n.q.persistDonec:
+			err = rt.PersistDone(id)
+		case <-n.q.applyDonec:
+			err = rt.ApplyDone()
+		case d := <-n.q.snapDonec:
+			rt.SnapshotDone(d.meta, d.size, d.err)
+		case <-n.life.stopc:
 			return
 		}
+		if err == nil {
+			// The core stops on a failed read of its log
+			// (raft.ErrStorageFailed), whichever call met it; so must the node.
+			err = rt.Err()
+		}
+		if err != nil {
+			n.fatal(fmt.Errorf("node: %w", err))
+			return
+		}
+		n.execute(rt.Work())
 	}
 }
 
-// produceReadys hands out Readys while the persister has room. When it
-// has none (the fsync is slow or stalled), the messages that need no
-// persistence still leave: heartbeats and their answers must keep flowing,
-// or a slow disk would pass for a dead server and cost an election.
-func (n *Node) produceReadys() {
-	for n.core.HasReady() && len(n.inflight) < n.cfg.MaxOutstandingReadys {
-		rd := n.core.Ready()
-		if rd.SoftState != nil {
-			n.softStateChanged(*rd.SoftState)
-		}
-		n.releaseReads(rd.ReadStates)
-		n.inflight = append(n.inflight, rd)
-		n.space.handedOut(&rd)
-		n.persistc <- rd
-		// Send after the hand-off to the persister, so that the peer
-		// writers are the goroutines this P woke last, which Go's
-		// scheduler runs next; woken first, an AppendEntries waited behind
-		// the persister's fsync syscall: 55 µs at p50 on the commit path
-		// with one client. The order does not matter for safety: these
-		// messages need nothing durable.
-		n.send(rd.Messages)
+// execute hands out what the runtime asked for, in the order driver.Work
+// names. No send blocks: the runtime never has more Readys or apply jobs
+// out than the queues hold.
+func (n *Node) execute(w driver.Work) {
+	for _, ss := range w.SoftStates {
+		n.softStateChanged(ss)
+	}
+	n.releaseReads(w.ReadStates)
+	for i := range w.Persist {
+		n.space.handedOut(&w.Persist[i])
+		n.q.persistc <- w.Persist[i]
+	}
+	// Send after the hand-off to the persister, so that the peer writers
+	// are the goroutines this P woke last, which Go's scheduler runs next;
+	// woken first, an AppendEntries waited behind the persister's fsync
+	// syscall: 55 µs at p50 on the commit path with one client. The order
+	// does not matter for safety: these messages need nothing durable.
+	n.send(w.Send)
+	if len(w.Persist) > 0 {
 		n.updatePeers()
 	}
-	if len(n.inflight) >= n.cfg.MaxOutstandingReadys {
-		n.send(n.core.TakeMessages())
+	for _, job := range w.Apply {
+		n.q.applyc <- job
+	}
+	for _, to := range w.Compact {
+		if err := n.cfg.Log.Compact(to); err != nil {
+			n.fatal(fmt.Errorf("node: compacting log to %d: %w", to.Index, err))
+		}
+	}
+	for _, res := range w.Snapshots {
+		if errors.Is(res.Err, driver.ErrSnapshotInProgress) {
+			res.Err = n.mapError(res.Err)
+		}
+		if ch := n.run.snapWaiters[res.Token]; ch != nil {
+			ch <- res
+			delete(n.run.snapWaiters, res.Token)
+		}
 	}
 	n.publishLeader()
 }
 
-func (n *Node) advance(id uint64) {
-	if len(n.inflight) == 0 || n.inflight[0].ID != id {
-		n.fatal(fmt.Errorf("node: persisted Ready %d out of order", id))
-		return
-	}
-	rd := n.inflight[0]
-	n.inflight = n.inflight[1:]
-	if err := n.core.Advance(rd); err != nil {
-		n.fatal(fmt.Errorf("node: %w", err))
-	}
-}
-
-// tick advances the core by one tick. Missed ticks are not replayed: a
-// burst of ticks with no messages processed in between would make a
-// leader fail CheckQuorum and followers campaign after a mere scheduling
-// delay. A gap (the process was paused, SIGSTOP or a long GC) instead
-// blocks lease reads for one election timeout, because the core's lease is
-// counted in ticks and no ticks passed while the world moved on.
-func (n *Node) tick() {
-	now := time.Now()
-	if now.Sub(n.lastTick) > 2*n.cfg.TickInterval {
-		n.leaseBlockedUntil = now.Add(n.cfg.ElectionTimeout)
-	}
-	n.lastTick = now
-	if err := n.core.Tick(); err != nil {
-		// The core could not read its log (raft.ErrStorageFailed) and has
-		// stopped; so must the node.
-		n.fatal(fmt.Errorf("node: %w", err))
-		return
-	}
-	n.checkDiskStall(now)
-	n.spaceTick(now)
-	n.publishStatus()
-}
-
-// leaseTrusted reports whether the tick clock has run without a gap long
-// enough for a lease read to rely on it.
-func (n *Node) leaseTrusted() bool {
-	now := time.Now()
-	if now.Sub(n.lastTick) > 2*n.cfg.TickInterval {
-		n.leaseBlockedUntil = now.Add(n.cfg.ElectionTimeout)
-	}
-	return now.After(n.leaseBlockedUntil)
-}
-
-// checkDiskStall hands leadership away when the leader's own fsync has been
-// stuck for longer than an election timeout: a leader that cannot persist
-// cannot commit, and followers would otherwise wait for it forever.
-func (n *Node) checkDiskStall(now time.Time) {
-	began := n.persistAt.Load()
-	if n.soft.Role != raft.Leader || began == 0 || now.Sub(time.Unix(0, began)) < n.cfg.ElectionTimeout {
-		n.stallSince = time.Time{}
-		return
-	}
-	if n.stallSince.IsZero() {
-		n.stallSince = now
-		st := n.core.Status()
-		var best pb.NodeID
-		var bestMatch pb.Index
-		for id, pr := range st.Progress {
-			if id != n.cfg.ID && !pr.Learner && st.Conf.IsVoter(id) && pr.Match >= bestMatch {
-				best, bestMatch = id, pr.Match
-			}
-		}
-		n.log.Warn("disk stalled, handing over leadership", "to", uint64(best))
-		if best != pb.None {
-			_ = n.core.TransferLeader(best)
-		}
-		return
-	}
-	if now.Sub(n.stallSince) >= n.cfg.ElectionTimeout {
-		n.log.Warn("disk still stalled, stepping down")
-		n.core.StepDown()
-	}
-}
-
-func (n *Node) step(m pb.Message) {
-	if !n.admitMessage(&m) {
-		return
-	}
-	if err := n.core.Step(m); err != nil {
-		n.log.Debug("dropped message", "msg", m.String(), "err", err)
-	}
-}
-
 func (n *Node) softStateChanged(ss raft.SoftState) {
-	wasLeader := n.soft.Role == raft.Leader
-	if ss.Lead != n.soft.Lead && ss.Lead != pb.None {
+	wasLeader := n.run.soft.Role == raft.Leader
+	if ss.Lead != n.run.soft.Lead && ss.Lead != pb.None {
 		n.counters.leaderChanges.Add(1)
 	}
-	n.soft = ss
-	n.log.Info("role changed", "role", ss.Role.String(), "leader", uint64(ss.Lead), "term", uint64(n.core.Term()))
+	n.run.soft = ss
 	if wasLeader && ss.Role != raft.Leader {
 		n.failUncommittedFutures(ErrUnknownOutcome)
 	}
@@ -417,21 +378,24 @@ func (n *Node) softStateChanged(ss raft.SoftState) {
 func (n *Node) failUncommittedFutures(err error) {
 	committed := n.core.Committed()
 	var lost []*proposal
-	n.mu.Lock()
-	for i, p := range n.futures {
+	n.shared.mu.Lock()
+	for i, p := range n.shared.futures {
 		if i > committed {
 			lost = append(lost, p)
-			delete(n.futures, i)
+			delete(n.shared.futures, i)
 		}
 	}
-	n.mu.Unlock()
+	n.shared.mu.Unlock()
 	for _, p := range lost {
 		p.finish(nil, err)
 	}
 }
 
-func (n *Node) notLeader() error {
-	lead := n.core.Lead()
+// notLeader is the answer of a member that does not lead: the leader it
+// knows of, and that leader's client address from the configuration.
+func (n *Node) notLeader() error { return n.notLeaderLed(n.core.Lead()) }
+
+func (n *Node) notLeaderLed(lead pb.NodeID) error {
 	e := &NotLeaderError{Leader: lead}
 	for _, m := range membersOf(n.core.ConfState()) {
 		if m.ID == lead {
@@ -441,104 +405,24 @@ func (n *Node) notLeader() error {
 	return e
 }
 
-// send routes messages: snapshots are streamed from the snapshot store,
-// everything else goes to the peer queues.
-func (n *Node) send(msgs []pb.Message) {
-	if n.tr == nil || len(msgs) == 0 {
-		return
-	}
-	plain := msgs[:0:0]
-	for _, m := range msgs {
-		if m.Type != pb.MsgInstallSnapshot {
-			plain = append(plain, m)
-			continue
-		}
-		_, rc, err := n.cfg.Snapshots.Open(m.Snapshot.Index)
-		if err != nil {
-			n.log.Warn("cannot open snapshot to send", "index", uint64(m.Snapshot.Index), "err", err)
-			n.report(func() { n.core.ReportSnapshot(m.To, false) })
-			continue
-		}
-		n.tr.SendSnapshot(m, rc)
-	}
-	if len(plain) > 0 {
-		n.tr.Send(plain)
-	}
-}
-
-// report runs f in the run goroutine without blocking the caller.
-func (n *Node) report(f func()) {
-	select {
-	case n.reqc <- f:
-	default:
-		go func() {
-			select {
-			case n.reqc <- f:
-			case <-n.stopc:
-			}
-		}()
-	}
-}
-
 // do runs f in the run goroutine and waits for it.
 func (n *Node) do(ctx context.Context, f func()) error {
-	if !n.running.Load() {
+	if !n.life.running.Load() {
 		return ErrStopped
 	}
 	done := make(chan struct{})
 	select {
-	case n.reqc <- func() { f(); close(done) }:
+	case n.q.reqc <- func() { f(); close(done) }:
 	case <-ctx.Done():
 		return ctx.Err()
-	case <-n.stopc:
+	case <-n.life.stopc:
 		return ErrStopped
 	}
 	select {
 	case <-done:
 		return nil
-	case <-n.stopc:
+	case <-n.life.stopc:
 		return ErrStopped
-	}
-}
-
-// peerAddrs lists the other members' peer addresses as the configuration
-// in force knows them.
-func (n *Node) peerAddrs() map[pb.NodeID]string {
-	out := map[pb.NodeID]string{}
-	for _, m := range membersOf(n.core.ConfState()) {
-		if m.ID != n.cfg.ID && m.PeerAddr != "" {
-			out[m.ID] = m.PeerAddr
-		}
-	}
-	return out
-}
-
-// updatePeers keeps the transport's peer table in step with the
-// configuration in force.
-func (n *Node) updatePeers() {
-	cs := n.core.ConfState()
-	if n.confSeen && cs.Equal(n.conf) && string(cs.Context) == string(n.conf.Context) {
-		return
-	}
-	n.conf, n.confSeen = cs, true
-	ms := membersOf(cs)
-	n.mu.Lock()
-	n.members = ms
-	n.mu.Unlock()
-	n.noteAlarms(ms)
-	if n.tr == nil {
-		return
-	}
-	if cs.Contains(n.cfg.ID) {
-		n.tr.SetAcceptUnknown(false)
-	}
-	for _, m := range ms {
-		if m.ID == n.cfg.ID || m.PeerAddr == "" {
-			continue
-		}
-		if err := n.tr.AddPeer(m.ID, m.PeerAddr); err != nil {
-			_ = n.tr.UpdatePeer(m.ID, m.PeerAddr)
-		}
 	}
 }
 
@@ -546,92 +430,58 @@ func (n *Node) updatePeers() {
 // reach the run goroutine (the node stopped). It runs on every tick and
 // role change, not on every event: the leader's status builds a map.
 func (n *Node) publishStatus() {
-	st := n.core.Status()
-	n.mu.Lock()
-	n.status = st
-	n.mu.Unlock()
+	core := n.core
+	if n.run.rt != nil {
+		core = n.run.rt.Core()
+	}
+	st := core.Status()
+	n.shared.mu.Lock()
+	n.shared.status = st
+	n.shared.mu.Unlock()
 	n.publishLeader()
 }
 
 // publishLeader keeps the cheap accessors (Leader) current; it runs after
 // every event.
 func (n *Node) publishLeader() {
-	n.lead.Store(uint64(n.core.Lead()))
-	n.term.Store(uint64(n.core.Term()))
-	n.role.Store(int32(n.core.Role()))
+	core := n.core
+	n.pub.lead.Store(uint64(core.Lead()))
+	n.pub.term.Store(uint64(core.Term()))
+	n.pub.role.Store(int32(core.Role()))
+	if rt := n.run.rt; rt != nil {
+		n.pub.snapshotting.Store(rt.Snapshotting())
+		n.pub.lastSnapBytes.Store(rt.LastSnapshotBytes())
+	}
 }
 
 func (n *Node) shutdown() {
 	n.failFutures(ErrUnknownOutcome)
 	n.failReads(ErrStopped)
+	n.failWaiters(ErrStopped)
+	for tok, ch := range n.run.snapWaiters {
+		ch <- driver.SnapshotResult{Token: tok, Err: ErrStopped}
+	}
 	if n.tr != nil {
 		n.tr.Stop()
 	}
-	close(n.persistc)
+	close(n.q.persistc)
+	close(n.q.applyc)
 	n.drainProposals()
-	n.wg.Done()
-	n.wg.Wait()
+	n.life.wg.Done()
+	n.life.wg.Wait()
 	if err := n.cfg.Log.Close(); err != nil {
 		n.log.Warn("closing log", "err", err)
 	}
-	close(n.done)
+	close(n.life.done)
 }
 
 func (n *Node) drainProposals() {
 	for {
 		select {
-		case p := <-n.propc:
+		case p := <-n.q.propc:
 			p.finish(nil, ErrStopped)
 		default:
 			return
 		}
 	}
-}
-
-// handler adapts the transport's callbacks to the node.
-type handler struct{ n *Node }
-
-func (h handler) HandleMessage(m pb.Message) {
-	select {
-	case h.n.recvc <- m:
-	default:
-		// Full: drop; Raft retransmits.
-		h.n.counters.dropped.Add(1)
-	}
-}
-
-func (h handler) HandleSnapshot(m pb.Message, data io.Reader) error {
-	if m.Snapshot == nil {
-		return errors.New("node: InstallSnapshot without metadata")
-	}
-	sink, err := h.n.cfg.Snapshots.Create(*m.Snapshot)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(sink, data); err != nil {
-		sink.Abort()
-		return fmt.Errorf("node: receiving snapshot %d: %w", m.Snapshot.Index, err)
-	}
-	if err := sink.Commit(); err != nil {
-		return fmt.Errorf("node: storing snapshot %d: %w", m.Snapshot.Index, err)
-	}
-	h.n.counters.snapsReceived.Add(1)
-	select {
-	case h.n.recvc <- m:
-	case <-h.n.stopc:
-	}
-	return nil
-}
-
-func (h handler) ReportUnreachable(id pb.NodeID) {
-	h.n.report(func() { h.n.core.ReportUnreachable(id) })
-}
-
-func (h handler) ReportSnapshot(id pb.NodeID, ok bool) {
-	if ok {
-		h.n.counters.snapsSent.Add(1)
-	} else {
-		h.n.counters.snapsFailed.Add(1)
-	}
-	h.n.report(func() { h.n.core.ReportSnapshot(id, ok) })
 }

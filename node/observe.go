@@ -47,12 +47,13 @@ func (n *Node) Counters() Counters {
 }
 
 // TransportStats returns the peer transport's counters; ok is false when
-// the node runs without a transport (no PeerListener) or has not started.
+// the node runs without the TCP transport or has not started.
 func (n *Node) TransportStats() (st transport.Stats, ok bool) {
-	if n.tr == nil {
+	tr, isTCP := n.tr.(interface{ Stats() transport.Stats })
+	if !isTCP {
 		return transport.Stats{}, false
 	}
-	return n.tr.Stats(), true
+	return tr.Stats(), true
 }
 
 // MaxLogTerms bounds one LogTerms call, so that a debugging request

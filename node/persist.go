@@ -2,7 +2,6 @@ package node
 
 import (
 	"fmt"
-	"time"
 
 	"github.com/raftkv/raftkv/driver"
 	"github.com/raftkv/raftkv/raft"
@@ -31,22 +30,21 @@ func (s storageView) Snapshot() (pb.SnapshotMeta, error) {
 	return m, nil
 }
 
-// persistLoop persists Readys in order, then releases the messages that
-// waited for durability and hands committed entries to the applier. It
-// runs apart from the run goroutine so that a follower keeps answering
-// heartbeats while an fsync is pending. Readys that queued up while the
-// previous fsync ran are written together and covered by one fsync (group
-// commit across Readys).
+// persistLoop is the persister: it makes the Readys the runtime hands out
+// durable, in order, and reports each durable prefix. It runs apart from
+// the run goroutine so that a follower keeps answering heartbeats while an
+// fsync is pending. Readys that queued up while the previous fsync ran are
+// written together and covered by one fsync (group commit across Readys);
+// driver.PersistBatch sends their MessagesAfterPersist only after it.
 func (n *Node) persistLoop() {
-	defer n.wg.Done()
-	defer close(n.applyc)
+	defer n.life.wg.Done()
 	batch := make([]raft.Ready, 0, n.cfg.MaxOutstandingReadys)
-	for rd := range n.persistc {
+	for rd := range n.q.persistc {
 		batch = append(batch[:0], rd)
 	drain:
 		for len(batch) < cap(batch) {
 			select {
-			case more, ok := <-n.persistc:
+			case more, ok := <-n.q.persistc:
 				if !ok {
 					break drain
 				}
@@ -55,53 +53,15 @@ func (n *Node) persistLoop() {
 				break drain
 			}
 		}
-		if err := n.persistBatch(batch); err != nil {
+		if err := driver.PersistBatch(n.cfg.Log, batch, n.send); err != nil {
 			n.fatal(fmt.Errorf("node: %w", err))
 			return
 		}
 		for i := range batch {
-			if !n.afterPersist(&batch[i]) {
-				return
-			}
+			n.space.saved(&batch[i])
 		}
+		// Never blocks: at most MaxOutstandingReadys are outstanding.
+		n.q.persistDonec <- batch[len(batch)-1].ID
+		clear(batch) // drop references to entries
 	}
-}
-
-func (n *Node) persistBatch(batch []raft.Ready) error {
-	n.persistAt.Store(time.Now().UnixNano())
-	defer n.persistAt.Store(0)
-	sync := false
-	for i := range batch {
-		if err := driver.Write(n.cfg.Log, &batch[i]); err != nil {
-			return err
-		}
-		n.space.saved(&batch[i])
-		sync = sync || batch[i].MustSync
-	}
-	if !sync {
-		return nil
-	}
-	if err := n.cfg.Log.Sync(); err != nil {
-		return fmt.Errorf("sync: %w", err)
-	}
-	return nil
-}
-
-// afterPersist does the steps of the persistence contract that follow
-// durability for one Ready; false means the node is stopping.
-func (n *Node) afterPersist(rd *raft.Ready) bool {
-	n.send(rd.MessagesAfterPersist)
-	if rd.Snapshot != nil || len(rd.CommittedEntries) > 0 {
-		select {
-		case n.applyc <- applyTask{snap: rd.Snapshot, ents: rd.CommittedEntries}:
-		case <-n.stopc:
-			return false
-		}
-	}
-	select {
-	case n.advc <- rd.ID:
-	case <-n.stopc:
-		return false
-	}
-	return true
 }

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"github.com/raftkv/raftkv/driver"
 	"math"
 	"sync/atomic"
 	"time"
@@ -194,7 +195,7 @@ func (n *Node) spaceTick(now time.Time) {
 	if g.log == nil {
 		return
 	}
-	if b := n.lastSnapBytes.Load(); b > 0 {
+	if b := n.pub.lastSnapBytes.Load(); b > 0 {
 		// Keep room on the disk for the next snapshot, which compaction
 		// needs before it can free anything.
 		g.log.SetFreeReserve(int64(b + b/2))
@@ -209,7 +210,7 @@ func (n *Node) spaceTick(now time.Time) {
 			g.log.RetrySpace()
 		}()
 	}
-	if n.soft.Role == raft.Leader {
+	if n.run.soft.Role == raft.Leader {
 		if to := n.spaceTransferTarget(); to != pb.None {
 			n.log.Warn("no space on this member's disk, handing over leadership", "to", uint64(to))
 			_ = n.core.TransferLeader(to)
@@ -224,15 +225,7 @@ func (n *Node) spaceTransferTarget() pb.NodeID {
 	for _, m := range membersOf(st.Conf) {
 		alarmed[m.ID] = m.AlarmCause == AlarmCauseDisk
 	}
-	var best pb.NodeID
-	var bestMatch pb.Index
-	for id, pr := range st.Progress {
-		if id != n.cfg.ID && !pr.Learner && st.Conf.IsVoter(id) && !alarmed[id] && pr.Match >= bestMatch &&
-			(best == pb.None || pr.Match > bestMatch || id < best) {
-			best, bestMatch = id, pr.Match
-		}
-	}
-	return best
+	return driver.MostCaughtUpVoter(st, func(id pb.NodeID) bool { return !alarmed[id] })
 }
 
 // SpaceOK reports whether this member's disk has room for new entries (see

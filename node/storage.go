@@ -2,6 +2,7 @@ package node
 
 import (
 	"fmt"
+	"github.com/raftkv/raftkv/driver"
 	"path/filepath"
 
 	pb "github.com/raftkv/raftkv/raftpb"
@@ -9,8 +10,9 @@ import (
 	"github.com/raftkv/raftkv/storage/vfs"
 )
 
-// SnapshotsKept is how many snapshot files are kept.
-const SnapshotsKept = 3
+// SnapshotsKept is how many snapshot files are kept (the runtime's rule,
+// driver.SnapshotsKept, which the simulator keeps too).
+const SnapshotsKept = driver.SnapshotsKept
 
 // OpenStorage opens (creating if needed) the WAL in dir/wal and the
 // snapshot store in dir/snap on fs (vfs.OS() for the real disk).

@@ -46,14 +46,14 @@ type follower struct {
 	store *memStore
 }
 
-// drain hands out the core's Readys, persists each (driver.Persist) and
+// drain hands out the core's Readys, persists each (driver.PersistBatch) and
 // advances it, as a runtime would, and returns them.
 func (f *follower) drain(t *testing.T) []raft.Ready {
 	t.Helper()
 	var out []raft.Ready
 	for f.HasReady() {
 		rd := f.Ready()
-		if err := driver.Persist(f.store, &rd); err != nil {
+		if err := driver.PersistBatch(f.store, []raft.Ready{rd}, func([]pb.Message) {}); err != nil {
 			t.Fatal(err)
 		}
 		if err := f.Advance(rd); err != nil {

@@ -241,8 +241,23 @@ func (c *cluster) crash(id pb.NodeID) {
 func (c *cluster) handle(id pb.NodeID) {
 	r, st := c.cores[id], c.stores[id]
 	if c.crashHook == nil {
-		rd, err := driver.Handle(r, st, outbox{c, id}, applier{c, id})
-		if err != nil {
+		// One Ready at a time, through the persister's contract
+		// (driver.PersistBatch): send, persist and sync, send what
+		// waited, apply, advance.
+		rd := r.Ready()
+		out := outbox{c, id}
+		if len(rd.Messages) > 0 {
+			out.Send(rd.Messages)
+		}
+		if err := driver.PersistBatch(st, []raft.Ready{rd}, out.Send); err != nil {
+			c.t.Fatal(err)
+		}
+		if rd.Snapshot != nil || len(rd.CommittedEntries) > 0 {
+			if err := (applier{c, id}).Apply(rd.Snapshot, rd.CommittedEntries); err != nil {
+				c.t.Fatal(err)
+			}
+		}
+		if err := r.Advance(rd); err != nil {
 			c.t.Fatal(err)
 		}
 		if c.onReady != nil {
@@ -256,7 +271,7 @@ func (c *cluster) handle(id pb.NodeID) {
 		c.onReady(id, &rd)
 	}
 	c.send(id, rd.Messages)
-	// The steps of driver.Persist, with a crash point between save and sync.
+	// The steps of driver.PersistBatch, with a crash point between save and sync.
 	var hs pb.HardState
 	if rd.HardStateChanged {
 		hs = rd.HardState

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/raftkv/raftkv/api"
+	"github.com/raftkv/raftkv/driver"
 	"github.com/raftkv/raftkv/node"
 	"github.com/raftkv/raftkv/raft"
 	pb "github.com/raftkv/raftkv/raftpb"
@@ -109,7 +110,7 @@ func (s *Server) addMember(w http.ResponseWriter, r *http.Request) {
 func (s *Server) promoteWhenCaughtUp(ctx context.Context, id pb.NodeID) error {
 	for {
 		err := s.node.Promote(ctx, id)
-		if !errors.Is(err, raft.ErrLearnerLagging) {
+		if !errors.Is(err, node.ErrLearnerLagging) {
 			return err
 		}
 		select {
@@ -257,29 +258,17 @@ func (s *Server) transferLeadership(w http.ResponseWriter, r *http.Request) {
 	s.writeJSON(w, http.StatusOK, api.TransferResponse{Leader: uint64(to)})
 }
 
-// mostCaughtUpVoter is the voter other than the leader with the longest
-// matched log, the one that can take over soonest, among those whose
-// message streams to and from this member are open: a member that has
-// just stopped still shows the longest log, and handing leadership to it
-// would only wait out the transfer timeout. None when no voter is live.
+// mostCaughtUpVoter is the voter the runtime's own hand-over would pick
+// (driver.MostCaughtUpVoter: the longest matched log), among those whose
+// message streams to and from this member are open: a member that has just
+// stopped still shows the longest log, and handing leadership to it would
+// only wait out the transfer timeout. None when no voter is live.
 func (s *Server) mostCaughtUpVoter(st node.Status) pb.NodeID {
 	ts, ok := s.node.TransportStats()
-	return mostCaughtUp(st, func(id pb.NodeID) bool {
+	return driver.MostCaughtUpVoter(st.Status, func(id pb.NodeID) bool {
 		ps, known := ts.Peers[id]
 		return !ok || !known || (ps.Connected && ps.Hearing)
 	})
-}
-
-func mostCaughtUp(st node.Status, eligible func(pb.NodeID) bool) pb.NodeID {
-	var to pb.NodeID
-	var best pb.Index
-	for id, pr := range st.Progress {
-		if id != st.ID && st.Conf.IsVoter(id) && !pr.Learner && eligible(id) &&
-			(to == pb.None || pr.Match > best || (pr.Match == best && id < to)) {
-			to, best = id, pr.Match
-		}
-	}
-	return to
 }
 
 // snapshot takes a snapshot on this member (no redirect: every member

@@ -11,7 +11,6 @@ import (
 	"github.com/raftkv/raftkv/api"
 	"github.com/raftkv/raftkv/node"
 	"github.com/raftkv/raftkv/raft"
-	"github.com/raftkv/raftkv/raft/confchange"
 	pb "github.com/raftkv/raftkv/raftpb"
 )
 
@@ -101,15 +100,16 @@ func (s *Server) errorCode(r *http.Request, err error) (code, msg string) {
 		return api.CodeShuttingDown, err.Error()
 	case errors.Is(err, node.ErrTransferring):
 		return api.CodeNoLeader, "leadership is being handed over; retry shortly"
-	case errors.Is(err, node.ErrChangeInProgress), errors.Is(err, confchange.ErrJoint),
-		errors.Is(err, raft.ErrConfChangeInProgress):
+	case errors.Is(err, node.ErrChangeInProgress):
 		return api.CodeChangeInProgress, err.Error()
 	case errors.Is(err, node.ErrUnknownMember):
 		return api.CodeNotFound, err.Error()
-	case errors.Is(err, raft.ErrLearnerLagging):
+	case errors.Is(err, node.ErrLearnerLagging):
 		return api.CodeLearnerLagging, err.Error()
-	case errors.Is(err, confchange.ErrInvalid):
+	case errors.Is(err, node.ErrInvalidChange), errors.Is(err, node.ErrNotVoter):
 		return api.CodeBadRequest, err.Error()
+	case errors.Is(err, node.ErrSnapshotInProgress):
+		return api.CodeBusy, err.Error()
 	case errors.Is(err, node.ErrRemoved):
 		return api.CodeNoLeader, err.Error()
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):

@@ -25,6 +25,7 @@ type proposal struct {
 	index pb.Index
 	term  pb.Term
 	cmd   uint64
+	by    pb.NodeID // the leader that proposed it
 }
 
 func newClientHistory() clientHistory {
@@ -47,10 +48,43 @@ func commandID(data []byte) (uint64, bool) {
 	return binary.BigEndian.Uint64(data), true
 }
 
-func (c *checker) onPropose(first pb.Index, term pb.Term, cmds []uint64) {
+func (c *checker) onPropose(by pb.NodeID, first pb.Index, term pb.Term, cmds []uint64) {
 	for i, id := range cmds {
 		idx := first + pb.Index(i)
-		c.clients.pending[idx] = append(c.clients.pending[idx], proposal{index: idx, term: term, cmd: id})
+		c.clients.pending[idx] = append(c.clients.pending[idx], proposal{index: idx, term: term, cmd: id, by: by})
+	}
+}
+
+// forgetUndurableTerm drops the pending proposals of a leader that crashes
+// before its term was durable. A sole voter leads at once, before its term
+// and vote reach the disk (nothing it does is seen outside until they do:
+// its messages wait for the fsync, its clients for the apply); after the
+// crash it may lead that term again with other entries at the same
+// indexes, so (index, term) no longer names one proposal. Its clients saw
+// no answer: the outcome is unknown, and only "applied at most once" holds.
+//
+// Election Safety likewise forgets the replica's claim to lead that term:
+// no message of it left before the term was durable, and after the crash
+// another server may lead it (Figure 2: a term is safe only once stored).
+func (c *checker) forgetUndurableTerm(r *replica) {
+	durable := r.store.DurableHardState().Term
+	for t, id := range c.election.leaders {
+		if id == r.id && t > durable {
+			delete(c.election.leaders, t)
+		}
+	}
+	for idx, ps := range c.clients.pending {
+		keep := ps[:0]
+		for _, p := range ps {
+			if p.by != r.id || p.term <= durable {
+				keep = append(keep, p)
+			}
+		}
+		if len(keep) == 0 {
+			delete(c.clients.pending, idx)
+		} else {
+			c.clients.pending[idx] = keep
+		}
 	}
 }
 

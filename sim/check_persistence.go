@@ -45,7 +45,9 @@ func (c *checker) onSend(r *replica, m *pb.Message) {
 	if m.Type != pb.MsgRequestVoteResp || m.Reject {
 		return
 	}
-	if durable.Term != m.Term || durable.Vote != m.To {
+	// A later term made durable by the same fsync (group commit) also
+	// keeps the promise: the voter can never vote in m.Term again.
+	if durable.Term < m.Term || (durable.Term == m.Term && durable.Vote != m.To) {
 		c.failf("persistence (Figure 2): replica %d grants its term-%d vote to %d before it is durable (durable %d/%d)",
 			r.id, m.Term, m.To, durable.Term, durable.Vote)
 		return

@@ -1,17 +1,29 @@
-// Package sim is a deterministic simulator for the raft core: N replicas,
-// each a real core driven by the production Ready loop (driver.Handle), a
-// durable store that loses unsynced writes on a crash (by default the
-// production WAL and snapshot files on a fault-injecting file system), a
-// per-replica state machine that takes and installs snapshots (on half the
-// seeds the real kv.Store), and a seeded network that drops, duplicates,
-// delays, reorders and partitions messages. Virtual time is counted in
-// ticks.
+// Package sim is a deterministic simulator of raftkv clusters: N replicas,
+// each a real core driven by the production runtime policy
+// (driver.Runtime, with driver.Recover at every start), a durable store
+// that loses unsynced writes on a crash (by default the production WAL and
+// snapshot files on a fault-injecting file system), a per-replica state
+// machine that takes and installs snapshots (on half the seeds the real
+// kv.Store), and a seeded network that drops, duplicates, delays, reorders
+// and partitions messages. Virtual time is counted in ticks.
+//
+// The simulator stands in for the node's goroutines (replica.go): the
+// Readys, apply jobs and snapshot writes the runtime hands out complete
+// after random delays, but only in orders the node's goroutines can
+// produce: a durable prefix of the outstanding Readys at a time, under one
+// fsync (group commit), apply jobs in order, one snapshot at a time. Runs
+// draw the runtime's bounds (MaxOutstandingReadys, MaxApplyJobs) small and
+// large, stall disks (fsyncs hang for up to three election timeouts, so a
+// stalled leader must hand over) and pause processes (no ticks, messages
+// held; a replica that led resumes into a lease read, which the lease
+// guard must turn into a ReadIndex). What it does not run: the node's
+// goroutines and channels, the TCP transport and the HTTP server.
 //
 // A run has two phases. In the safety phase random faults and client
 // operations (proposals, ReadIndex and lease reads, leader transfers,
 // membership changes) are applied for a number of ticks while checkers
-// assert the properties of Figure 3 of the Raft paper after every Ready
-// every replica handles, and after every tick:
+// assert the properties of Figure 3 of the Raft paper after every batch of
+// Readys a replica makes durable, and after every tick:
 //
 //   - Election Safety (§5.2)         check_election.go
 //   - Leader Append-Only (§5.3)      check_append_only.go
@@ -29,7 +41,9 @@
 //     every index committed anywhere before the read was asked)
 //     check_reads.go
 //
-// and that no replica reports a commit index beyond its durable log.
+// and that no replica's durable commit index passes its durable log (the
+// core's own commit index may run ahead of the durable log while Readys
+// wait for the disk; the runtime applies only what is durable).
 // A run of at least 50 seeds must also have exercised every kind of read,
 // snapshots taken and installed, membership changes, crashes (some tearing
 // a write), transfers and leader changes (TestSimulation's coverage check).
@@ -68,11 +82,10 @@
 // the memory store on even ones, to keep go test -race ./sim short) is the
 // production storage path: a storage.Log and a storage.Snapshots on
 // the replica's own vfs.FaultFS, seeded from the run's seed, used as the
-// node runtime uses them (see walstore.go): the core sees the newest
-// snapshot file, snapshots are files written before the log is compacted
-// to the previous one, a received snapshot is stored before the core sees
-// it, and a restart restores the newest snapshot file and installs it in
-// the log if the crash lost the record that did. A crash is
+// node uses them (see walstore.go): the core sees the newest snapshot
+// file, and a received snapshot is stored before the core sees it; what
+// is snapshotted and compacted, and what a restart recovers, is the
+// runtime's decision (driver.Runtime, driver.Recover). A crash is
 // FaultFS.CrashRandom (half the crashes tear the last unsynced write) and
 // a reopen of the log and snapshot store; an injected fsync (or write)
 // failure with EIO is sticky in the log and stops the replica, which
@@ -81,11 +94,8 @@
 //
 // The in-memory durability model (NewMemStore, -store=mem) holds the
 // durable state in a raft.MemoryStorage and unsynced writes in a pending
-// buffer; its snapshot images are durable as soon as they are put. Every
-// few applied entries a replica keeps an image of its state machine; it
-// compacts its log to the newest image at least a margin behind its
-// applied index (MemoryStorage.CreateSnapshot always compacts up to the
-// snapshot, so the margin is kept by snapshotting an older image).
+// buffer; its snapshot images are durable as soon as they are put. The
+// runtime decides its snapshots and compaction as for the WAL store.
 //
 // State machines (-fsm, Options.FSM). The hash-only state machine records
 // the chain hash of what it applied. The kv state machine also feeds each

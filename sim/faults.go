@@ -58,12 +58,28 @@ type params struct {
 	proposeRate, readRate, transferRate, confRate float64
 
 	// snapshotEvery is the applied entries between images (0: never);
-	// snapshotMargin the entries kept in the log behind the applied index.
+	// snapshotMargin the runtime's SnapshotTrailingEntries.
 	snapshotEvery, snapshotMargin int
 
 	// disablePreVote and disableCheckQuorum turn the core's protections
 	// off (the playground's toggles; randomized runs keep both on).
 	disablePreVote, disableCheckQuorum bool
+
+	// The runtime's queue bounds, and how late the I/O it asks for
+	// completes (ticks; 0: at once): fsyncs, apply jobs, snapshot writes.
+	maxOutstandingReadys, maxApplyJobs           int
+	persistDelayMax, applyDelayMax, snapDelayMax int
+	// stallRate stalls a replica's fsyncs (the leader's, half the time)
+	// for up to stallTicksMax ticks: long enough for the runtime's
+	// disk-stall hand-over.
+	stallRate     float64
+	stallTicksMax int
+	// pauseRate freezes a replica's process (SIGSTOP, a long GC pause) for
+	// up to pauseTicksMax ticks: no ticks, no messages handled, no I/O.
+	// Half the time a replica that led resumes into a lease read, which
+	// the runtime's lease guard must turn into a ReadIndex.
+	pauseRate     float64
+	pauseTicksMax int
 }
 
 func randomParams(rng *rand.Rand) params {
@@ -116,6 +132,17 @@ func randomParams(rng *rand.Rand) params {
 		p.leaderCrashRate = pick(rng, 0.1, 0.3)
 		p.maxMsgBytes = 1 // one entry per AppendEntries
 	}
+	p.maxOutstandingReadys = []int{1, 2, 4, 64}[rng.IntN(4)]
+	p.maxApplyJobs = []int{1, 2, 64}[rng.IntN(3)]
+	if rng.IntN(3) > 0 {
+		p.persistDelayMax = rng.IntN(4)
+		p.applyDelayMax = rng.IntN(4)
+		p.snapDelayMax = rng.IntN(6)
+	}
+	p.stallRate = pick(rng, 0, 0, 0.005, 0.02)
+	p.stallTicksMax = 3 * ElectionTicks
+	p.pauseRate = pick(rng, 0, 0, 0.005, 0.01)
+	p.pauseTicksMax = 4 * ElectionTicks
 	return p
 }
 
@@ -133,11 +160,12 @@ func slowMessages(p *params, rng *rand.Rand) {
 
 func pick(rng *rand.Rand, xs ...float64) float64 { return xs[rng.IntN(len(xs))] }
 
-// upReplicas returns the running replicas in id order.
+// upReplicas returns the running replicas that are not paused, in id
+// order.
 func (s *Sim) upReplicas() []*replica {
 	var up []*replica
 	for _, r := range s.reps {
-		if r.up() {
+		if r.up() && !s.paused(r) {
 			up = append(up, r)
 		}
 	}
@@ -149,7 +177,7 @@ func (s *Sim) upReplicas() []*replica {
 func (s *Sim) upLeaders() []*replica {
 	var out []*replica
 	for _, r := range s.reps {
-		if r.up() && r.core.Role() == raft.Leader {
+		if r.up() && !s.paused(r) && r.core.Role() == raft.Leader {
 			out = append(out, r)
 		}
 	}
@@ -188,6 +216,15 @@ func (s *Sim) randomEvents() {
 	}
 	if s.chance(p.diskFullRate) {
 		s.toggleDiskFull()
+	}
+	if s.chance(p.stallRate) {
+		s.stallDisk()
+	}
+	if s.chance(p.pauseRate) {
+		if r := s.randomUp(); r != nil {
+			r.pausedUntil = s.now + 1 + uint64(s.rng.IntN(p.pauseTicksMax))
+			s.trace.add(event{kind: evNote, node: r.id, text: fmt.Sprintf("process paused until t%d", r.pausedUntil)})
+		}
 	}
 	if s.partitionUntil > 0 && s.now >= s.partitionUntil {
 		s.net.healAll()
@@ -384,6 +421,21 @@ func (s *Sim) failDisk(r *replica) {
 	s.trace.add(event{kind: evSyncFail, node: r.id, text: "fsync"})
 }
 
+// stallDisk makes a replica's fsyncs hang for a while (the leader's half
+// the time): it must keep answering heartbeats, and a leader must hand
+// over once its disk has stalled for an election timeout.
+func (s *Sim) stallDisk() {
+	r := s.leader()
+	if r == nil || s.rng.IntN(2) == 0 {
+		r = s.randomUp()
+	}
+	if r == nil {
+		return
+	}
+	r.stallUntil = s.now + 1 + uint64(s.rng.IntN(s.p.stallTicksMax))
+	s.trace.add(event{kind: evNote, node: r.id, text: fmt.Sprintf("disk stalls: no fsync completes before t%d", r.stallUntil)})
+}
+
 // partition cuts links: two random halves, one isolated replica, a one-way
 // cut between a few pairs, or a bridge: two halves that both reach one
 // replica, so each may hold a quorum through it.
@@ -433,9 +485,21 @@ func (s *Sim) healAll() {
 	s.net.healAll()
 	s.partitionUntil, s.bridge = 0, 0
 	s.p.dropRate, s.p.dupRate, s.p.slowRate = 0, 0, 0
+	s.p.persistDelayMax, s.p.applyDelayMax, s.p.snapDelayMax, s.p.stallRate, s.p.pauseRate = 0, 0, 0, 0, 0
 	s.plan = nil
 	for _, r := range s.reps {
 		r.downUntil = 0 // restart at the next tick
+		r.stallUntil = 0
+		r.pausedUntil = 0
+		for i := range r.io.persist {
+			r.io.persist[i].due = min(r.io.persist[i].due, s.now)
+		}
+		for i := range r.io.apply {
+			r.io.apply[i].due = min(r.io.apply[i].due, s.now)
+		}
+		if r.io.snap != nil {
+			r.io.snap.due = min(r.io.snap.due, s.now)
+		}
 	}
 	s.freeDisks()
 	s.trace.add(event{kind: evHeal, text: "everything (liveness phase)"})
@@ -465,11 +529,11 @@ func (s *Sim) propose(r *replica, data [][]byte, ids []uint64) (pb.Index, pb.Ter
 	if !s.admitProposal(r, data) {
 		return 0, 0, errNoSpace
 	}
-	first, term, err := r.core.Propose(data...)
+	first, term, err := r.rt.Propose(data...)
 	if err != nil {
 		return 0, 0, err
 	}
-	s.check.onPropose(first, term, ids)
+	s.check.onPropose(r.id, first, term, ids)
 	s.trace.add(event{kind: evPropose, node: r.id, a: uint64(first), b: uint64(term), c: uint64(len(data))})
 	s.drain(r)
 	if s.chance(s.p.leaderCrashRate) && r.up() {
@@ -477,6 +541,18 @@ func (s *Sim) propose(r *replica, data [][]byte, ids []uint64) (pb.Index, pb.Ter
 		s.crash(r, "leader killed after a proposal")
 	}
 	return first, term, nil
+}
+
+// resume runs when a paused replica's process continues. One that led
+// before the pause may still believe it holds a lease (its lease is
+// counted in ticks, and none passed); half the time a client's lease read
+// reaches it first. The lease guard must not let it answer from the lease.
+func (s *Sim) resume(r *replica) {
+	s.trace.add(event{kind: evNote, node: r.id, text: "process resumes"})
+	if r.core.Role() != raft.Leader || s.rng.IntN(2) == 0 {
+		return
+	}
+	s.read(r, true)
 }
 
 // readRandom asks a random replica for a ReadIndex, or a leader for a lease
@@ -497,9 +573,10 @@ func (s *Sim) readRandom() {
 func (s *Sim) read(r *replica, lease bool) {
 	s.nextRead++
 	s.check.onReadRequest(s.nextRead, lease, r.core.Role() != raft.Leader)
-	ask, how := r.core.ReadIndex, "read"
+	ask, how := r.rt.ReadIndex, "read"
 	if lease {
-		ask, how = r.core.LeaseRead, "lease read"
+		now := s.clock()
+		ask, how = func(ctx []byte) error { return r.rt.LeaseRead(ctx, now) }, "lease read"
 	}
 	if err := ask(command(s.nextRead, 0)); err != nil {
 		return
@@ -520,7 +597,7 @@ func (s *Sim) transferRandom() {
 	if s.rng.IntN(3) == 0 {
 		via = s.randomUp() // a follower forwards the request
 	}
-	err := via.core.TransferLeader(to)
+	err := via.rt.TransferLeader(to)
 	text := ""
 	if err != nil {
 		text = "refused: " + err.Error()

@@ -136,7 +136,7 @@ func (s *Sim) advancePlan() {
 // proposeConf proposes a membership change and traces the outcome. The
 // errors a busy or lagging cluster gives are expected; any other is not.
 func (s *Sim) proposeConf(r *replica, t confchange.Target, what string) (pb.Index, error) {
-	idx, term, err := r.core.ProposeConfChange(t)
+	idx, term, err := r.rt.ProposeConfChange(t)
 	var nl *raft.NotLeaderError
 	switch {
 	case err == nil:

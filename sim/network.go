@@ -108,11 +108,17 @@ func (n *network) undeliverable(s *Sim, fromInc uint64, m pb.Message) {
 	if !from.up() || from.incarnation != fromInc {
 		return
 	}
+	if s.paused(from) {
+		// The report waits for the process to run again.
+		n.seq++
+		heap.Push(&n.queue, &envelope{m: m, at: from.pausedUntil, seq: n.seq, fromInc: fromInc, lost: true})
+		return
+	}
 	switch {
 	case m.Type == pb.MsgInstallSnapshot:
-		from.core.ReportSnapshot(m.To, false)
+		from.rt.ReportSnapshot(m.To, false)
 	case n.isCut(m.From, m.To) && m.Type == pb.MsgAppendEntries:
-		from.core.ReportUnreachable(m.To)
+		from.rt.ReportUnreachable(m.To)
 	default:
 		return
 	}
@@ -141,6 +147,12 @@ func (n *network) deliver(s *Sim, env *envelope) {
 		return
 	}
 	to := s.replica(m.To)
+	if to.up() && s.paused(to) {
+		// The kernel holds it until the process runs again.
+		env.at = to.pausedUntil
+		heap.Push(&n.queue, env)
+		return
+	}
 	switch {
 	case !to.up():
 		s.trace.add(event{kind: evDrop, msg: m, text: "receiver down"})
@@ -175,14 +187,14 @@ func (n *network) deliver(s *Sim, env *envelope) {
 		return
 	}
 	s.trace.add(event{kind: evDeliver, msg: m})
-	if err := to.core.Step(m); err != nil {
+	if err := to.rt.Step(m); err != nil {
 		s.failf("replica %d: step %s: %v", to.id, m, err)
 		return
 	}
 	s.drain(to)
 	if m.Type == pb.MsgInstallSnapshot {
-		if from := s.replica(m.From); from.up() && from.incarnation == env.fromInc {
-			from.core.ReportSnapshot(m.To, true)
+		if from := s.replica(m.From); from.up() && !s.paused(from) && from.incarnation == env.fromInc {
+			from.rt.ReportSnapshot(m.To, true)
 			s.drain(from)
 		}
 	}

@@ -16,7 +16,7 @@ import (
 
 // The playground drives a Sim by hand, one event at a time, for a learner
 // watching it in a browser (cmd/playground compiles it to WebAssembly). It
-// is the same cluster the randomized runs use (the real core, driver.Handle,
+// is the same cluster the randomized runs use (the real core, driver.Runtime,
 // the production WAL and snapshot store, the kv state machine, the
 // checkers) with no random faults: every crash, cut link, dropped message,
 // proposal and membership change comes from an Action. Randomness is left
@@ -156,7 +156,10 @@ func (p *Playground) stepEvent() error {
 		s.stats.Ticks++
 		for _, r := range s.reps {
 			if r.up() && s.err == nil {
-				r.core.Tick()
+				if err := r.rt.Tick(s.clock()); err != nil {
+					s.failf("replica %d: tick: %v", r.id, err)
+					continue
+				}
 				s.drain(r)
 			}
 		}

@@ -64,6 +64,9 @@ type Stats struct {
 	TornCrashes, Transfers uint64
 	// LivenessTicks is how long the liveness phase took to commit.
 	LivenessTicks uint64
+	// What the runtimes' policy did (driver.Counters), summed over
+	// replicas and incarnations.
+	GroupCommits, PipelineFull, StallHandOvers, LeaseGaps uint64
 }
 
 // Result is the outcome of a run.
@@ -197,6 +200,9 @@ func (s *Sim) Run() Result {
 	if s.err == nil {
 		s.liveness()
 	}
+	for _, r := range s.reps {
+		s.countRuntime(r)
+	}
 	res := Result{Seed: s.seed, Err: s.err, Digest: s.trace.digest, Stats: s.stats}
 	if s.err != nil {
 		res.Trace = s.trace.String() + "--- replicas ---\n" + s.stateDump()
@@ -216,10 +222,21 @@ func (s *Sim) tick() {
 		}
 	}
 	for _, r := range s.reps {
-		if r.up() && s.err == nil {
-			r.core.Tick()
-			s.drain(r)
+		if !r.up() || s.paused(r) || s.err != nil {
+			continue
 		}
+		if r.pausedUntil > 0 {
+			r.pausedUntil = 0
+			s.resume(r)
+			if !r.up() || s.err != nil {
+				continue
+			}
+		}
+		if err := r.rt.Tick(s.clock()); err != nil {
+			s.failf("replica %d: tick: %v", r.id, err)
+			continue
+		}
+		s.drain(r)
 	}
 	s.net.deliverDue(s)
 	if s.err == nil {
@@ -231,7 +248,7 @@ func (s *Sim) tick() {
 func (s *Sim) leader() *replica {
 	var best *replica
 	for _, r := range s.reps {
-		if r.up() && r.core.Role() == raft.Leader && (best == nil || r.core.Term() > best.core.Term()) {
+		if r.up() && !s.paused(r) && r.core.Role() == raft.Leader && (best == nil || r.core.Term() > best.core.Term()) {
 			best = r
 		}
 	}
@@ -263,12 +280,12 @@ func (s *Sim) liveness() {
 			continue
 		}
 		s.nextCmd++
-		idx, term, err := lead.core.Propose(s.clientCommand(s.nextCmd, 0))
+		idx, term, err := lead.rt.Propose(s.clientCommand(s.nextCmd, 0))
 		if err != nil {
 			continue
 		}
 		want = proposal{index: idx, term: term, cmd: s.nextCmd}
-		s.check.onPropose(idx, term, []uint64{s.nextCmd})
+		s.check.onPropose(lead.id, idx, term, []uint64{s.nextCmd})
 		s.trace.add(event{kind: evPropose, node: lead.id, a: uint64(idx), b: uint64(term), c: 1, text: " (liveness)"})
 		s.drain(lead)
 	}

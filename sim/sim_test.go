@@ -209,12 +209,17 @@ func (s *Stats) add(o Stats) {
 	s.TornCrashes += o.TornCrashes
 	s.Transfers += o.Transfers
 	s.LivenessTicks = max(s.LivenessTicks, o.LivenessTicks)
+	s.GroupCommits += o.GroupCommits
+	s.PipelineFull += o.PipelineFull
+	s.StallHandOvers += o.StallHandOvers
+	s.LeaseGaps += o.LeaseGaps
 }
 
 func (s Stats) String() string {
-	return fmt.Sprintf("ticks=%d msgs=%d crashes=%d torn-crashes=%d snapshots=%d installs=%d leaders=%d transfers=%d confchanges=%d acked=%d reads=%d lease-reads=%d forwarded-reads=%d max-liveness-ticks=%d",
+	return fmt.Sprintf("ticks=%d msgs=%d crashes=%d torn-crashes=%d snapshots=%d installs=%d leaders=%d transfers=%d confchanges=%d acked=%d reads=%d lease-reads=%d forwarded-reads=%d max-liveness-ticks=%d group-commits=%d pipeline-full=%d stall-handovers=%d lease-gaps=%d",
 		s.Ticks, s.Messages, s.Crashes, s.TornCrashes, s.Snapshots, s.Installs, s.Leaders, s.Transfers, s.ConfChanges, s.Acked,
-		s.Reads, s.LeaseReads, s.ForwardedReads, s.LivenessTicks)
+		s.Reads, s.LeaseReads, s.ForwardedReads, s.LivenessTicks,
+		s.GroupCommits, s.PipelineFull, s.StallHandOvers, s.LeaseGaps)
 }
 
 // TestDeterminism shows that a seed replays exactly, with either store and

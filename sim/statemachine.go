@@ -146,18 +146,6 @@ func (s *imageStore) get(i pb.Index) (image, bool) {
 	return img, ok
 }
 
-// latestAtOrBelow returns the newest image with index in (after, i].
-func (s *imageStore) latestAtOrBelow(i, after pb.Index) (image, bool) {
-	at, found := slices.BinarySearch(s.indexes, i)
-	if found {
-		at++
-	}
-	if at == 0 || s.indexes[at-1] <= after {
-		return image{}, false
-	}
-	return s.byIndex[s.indexes[at-1]], true
-}
-
 // pruneBelow drops images older than i.
 func (s *imageStore) pruneBelow(i pb.Index) {
 	n := 0

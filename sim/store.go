@@ -12,10 +12,13 @@ import (
 )
 
 // Store is what a simulated replica persists to: the driver's LogStore
-// (the core reads it as its raft.Storage), the snapshot files beside it,
-// and the few things the simulator itself needs. Two implementations:
-// the in-memory durability model (NewMemStore) and the production WAL and
-// snapshot store on a fault-injecting file system (NewWALStore).
+// (the core reads it as its raft.Storage; as the node's storage view, its
+// Snapshot is the newest snapshot file), the snapshot files beside it, and
+// the few things the simulator itself needs. Two implementations: the
+// in-memory durability model (NewMemStore) and the production WAL and
+// snapshot store on a fault-injecting file system (NewWALStore). The
+// runtime's policy (driver.Runtime, driver.Recover) decides what is
+// stored, snapshotted and compacted, for both alike.
 type Store interface {
 	driver.LogStore
 	// DurableHardState is the hard state a crash now would keep.
@@ -26,22 +29,16 @@ type Store interface {
 	// FailNextSync makes the next fsync fail without making anything
 	// durable (the failed fsync of a dying disk); the replica must then stop.
 	FailNextSync()
+	// Compact drops the log up to meta, which a durable snapshot covers.
+	Compact(meta pb.SnapshotMeta) error
 
 	// PutImage durably stores a snapshot of the state machine: one the
 	// replica took, or one a leader sent (stored before the core hears of it).
 	PutImage(img image) error
 	// Image reads back the stored snapshot at index i.
 	Image(i pb.Index) (image, error)
-	// Recover is what the runtime does at start: it returns the snapshot the
-	// state machine restores (index 0: none), having made the log agree
-	// with it.
-	Recover() (image, error)
-	// TakeSnapshot stores img, which the state machine took at its applied
-	// index, and compacts the log as the store's runtime does, keeping at
-	// least margin entries behind img where the policy allows. It returns
-	// the snapshot the log was compacted to (index 0: none). An error
-	// wrapping errSnapshotNotWritten leaves the replica running.
-	TakeSnapshot(img image, margin pb.Index) (pb.SnapshotMeta, error)
+	// Latest is the newest stored snapshot.
+	Latest() (pb.SnapshotMeta, bool)
 }
 
 // StoreFactory builds the empty store of replica id; seed (drawn from the
@@ -50,10 +47,6 @@ type StoreFactory func(id pb.NodeID, seed uint64) Store
 
 // errSyncFailed is the memory store's injected fsync failure.
 var errSyncFailed = errors.New("sim: injected fsync failure")
-
-// errSnapshotNotWritten marks a snapshot that could not be stored: the
-// runtime logs it and goes on (the previous snapshot still covers the log).
-var errSnapshotNotWritten = errors.New("sim: snapshot not written")
 
 // isDiskFault reports whether err comes from an injected disk fault, which
 // stops the replica (it restarts from what is durable), rather than from a
@@ -67,9 +60,8 @@ func isDiskFault(err error) bool {
 // what survived every Sync, visible what the core reads (every Save, synced
 // or not: the page cache). Saves wait in pending until Sync replays them
 // onto durable; Crash rebuilds visible from durable. Snapshot images are
-// durable as soon as they are put; the log is compacted to the newest
-// image at least a margin behind the applied index, and the core sends the
-// snapshot the log was compacted to.
+// durable as soon as they are put (the newest driver.SnapshotsKept are
+// kept, as the snapshot files are); Compact compacts both logs.
 type memStore struct {
 	visible  *raft.MemoryStorage
 	durable  *raft.MemoryStorage
@@ -97,10 +89,24 @@ func (s *memStore) Entries(lo, hi pb.Index, maxBytes uint64) ([]pb.Entry, error)
 	return s.visible.Entries(lo, hi, maxBytes)
 }
 
-func (s *memStore) Term(i pb.Index) (pb.Term, error)   { return s.visible.Term(i) }
-func (s *memStore) FirstIndex() pb.Index               { return s.visible.FirstIndex() }
-func (s *memStore) LastIndex() pb.Index                { return s.visible.LastIndex() }
-func (s *memStore) Snapshot() (pb.SnapshotMeta, error) { return s.visible.Snapshot() }
+func (s *memStore) Term(i pb.Index) (pb.Term, error) { return s.visible.Term(i) }
+func (s *memStore) FirstIndex() pb.Index             { return s.visible.FirstIndex() }
+func (s *memStore) LastIndex() pb.Index              { return s.visible.LastIndex() }
+
+// Snapshot is the newest image, as the node's storage view has it.
+func (s *memStore) Snapshot() (pb.SnapshotMeta, error) {
+	m, _ := s.Latest()
+	return m, nil
+}
+
+// Latest is the newest image.
+func (s *memStore) Latest() (pb.SnapshotMeta, bool) {
+	if len(s.imgs.indexes) == 0 {
+		return pb.SnapshotMeta{}, false
+	}
+	img, _ := s.imgs.get(s.imgs.indexes[len(s.imgs.indexes)-1])
+	return img.meta(), true
+}
 
 // Save applies the write to what the core reads and queues it for Sync.
 func (s *memStore) Save(hs pb.HardState, snap *pb.SnapshotMeta, ents []pb.Entry) error {
@@ -150,6 +156,9 @@ func (s *memStore) DurableHardState() pb.HardState { return s.durable.HardState(
 
 func (s *memStore) PutImage(img image) error {
 	s.imgs.put(img)
+	if n := len(s.imgs.indexes); n > driver.SnapshotsKept {
+		s.imgs.pruneBelow(s.imgs.indexes[n-driver.SnapshotsKept])
+	}
 	return nil
 }
 
@@ -161,42 +170,16 @@ func (s *memStore) Image(i pb.Index) (image, error) {
 	return img, nil
 }
 
-// Recover restores from the snapshot the log starts after.
-func (s *memStore) Recover() (image, error) {
-	snap, _ := s.visible.Snapshot()
-	if snap.Index == 0 {
-		return image{}, nil
+// Compact drops both logs up to meta. Everything up to an applied index
+// is durable (apply follows persist), so the durable log holds meta.Index.
+func (s *memStore) Compact(meta pb.SnapshotMeta) error {
+	if err := s.durable.CreateSnapshot(meta.Index, meta.Conf); err != nil {
+		return fmt.Errorf("sim: durable snapshot at %d: %w", meta.Index, err)
 	}
-	img, err := s.Image(snap.Index)
-	if err != nil || img.term != snap.Term {
-		return image{}, fmt.Errorf("sim: no image for durable snapshot %d/%d", snap.Index, snap.Term)
+	if err := s.visible.CreateSnapshot(meta.Index, meta.Conf); err != nil {
+		return fmt.Errorf("sim: snapshot at %d: %w", meta.Index, err)
 	}
-	return img, nil
-}
-
-// TakeSnapshot keeps img and compacts the log to the newest image at least
-// margin entries behind it (MemoryStorage.CreateSnapshot always compacts up
-// to the snapshot, so the margin is kept by snapshotting an older image).
-func (s *memStore) TakeSnapshot(img image, margin pb.Index) (pb.SnapshotMeta, error) {
-	s.imgs.put(img)
-	if img.index <= margin {
-		return pb.SnapshotMeta{}, nil
-	}
-	cur, _ := s.visible.Snapshot()
-	old, ok := s.imgs.latestAtOrBelow(img.index-margin, cur.Index)
-	if !ok {
-		return pb.SnapshotMeta{}, nil
-	}
-	// The application writes its snapshot file durably before it compacts
-	// anything: both views take it.
-	if err := s.durable.CreateSnapshot(old.index, old.conf); err != nil {
-		return pb.SnapshotMeta{}, fmt.Errorf("sim: durable snapshot at %d: %w", old.index, err)
-	}
-	if err := s.visible.CreateSnapshot(old.index, old.conf); err != nil {
-		return pb.SnapshotMeta{}, fmt.Errorf("sim: snapshot at %d: %w", old.index, err)
-	}
-	s.imgs.pruneBelow(old.index)
-	return old.meta(), nil
+	return nil
 }
 
 // Crash forgets the page cache: visible becomes a copy of durable.

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"github.com/raftkv/raftkv/driver"
 	"testing"
 
 	pb "github.com/raftkv/raftkv/raftpb"
@@ -58,12 +59,16 @@ func testStoreCrash(t *testing.T, s Store) {
 	conf := pb.ConfState{Voters: []pb.NodeID{1}}
 	for _, i := range []pb.Index{1, 2} {
 		term, _ := s.Term(i)
-		if _, err := s.TakeSnapshot(image{index: i, term: term, chain: uint64(i), conf: conf}, 0); err != nil {
-			t.Fatal(err)
-		}
+		img := image{index: i, term: term, chain: uint64(i), conf: conf}
+		must(s.PutImage(img))
+		must(s.Compact(img.meta()))
 	}
 	must(s.Crash())
-	img, err := s.Recover()
+	meta, ok, err := driver.Recover(s, s.Latest)
+	if err != nil || !ok {
+		t.Fatalf("recover: %v (found %v)", err, ok)
+	}
+	img, err := s.Image(meta.Index)
 	if err != nil || img.index != 2 || img.chain != 2 || s.FirstIndex() > 3 {
 		t.Fatalf("snapshot not durable: %+v (%v), first %d", img, err, s.FirstIndex())
 	}
@@ -98,7 +103,11 @@ func TestWALStoreRecoverInstallsReceivedSnapshot(t *testing.T) {
 	if s.LastIndex() != 2 {
 		t.Fatalf("unsynced install survived the crash: last %d", s.LastIndex())
 	}
-	got, err := s.Recover()
+	meta, ok, err := driver.Recover(s, s.Latest)
+	if err != nil || !ok {
+		t.Fatalf("recover: %v (found %v)", err, ok)
+	}
+	got, err := s.Image(meta.Index)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,21 +15,15 @@ import (
 )
 
 // The WAL store is the production storage path: a storage.Log and a
-// storage.Snapshots, each replica on its own vfs.FaultFS, used as the node
-// runtime uses them (node/persist.go, node/apply.go, node.recover):
+// storage.Snapshots (keeping driver.SnapshotsKept files), each replica on
+// its own vfs.FaultFS, used as the node uses them:
 //   - the core reads entries from the log and, as its latest snapshot, the
 //     newest snapshot file, which may be newer than the point the log was
 //     compacted to;
-//   - a snapshot the replica takes is written as a file first; the log is
-//     then compacted to the newest earlier snapshot at least the trailing
-//     margin behind it (driver.CompactPoint, with the run's snapshot margin
-//     as SnapshotTrailingEntries), so at least one interval of log stays
-//     for followers a little behind; a snapshot that cannot be written is
-//     logged and skipped;
+//   - what is written, snapshotted and compacted, and what a start
+//     recovers, is the runtime's decision (driver.Runtime, driver.Recover),
+//     not the store's;
 //   - a snapshot a leader sends is stored as a file before the core sees it;
-//   - at start the state machine restores the newest snapshot file, and if
-//     the log does not hold that snapshot's last entry (the log record that
-//     installs it was lost in a crash) the snapshot is installed in the log;
 //   - a failed write or fsync is sticky in the log and fatal to the replica;
 //   - a crash is FaultFS.CrashRandom: unsynced writes are lost, and half
 //     the time the last write is torn.
@@ -38,9 +32,8 @@ import (
 // endian) followed by the kv store's snapshot stream when the kv state
 // machine runs.
 const (
-	walDir        = "/data/wal"
-	snapDir       = "/data/snap"
-	snapshotsKept = 3 // as node.SnapshotsKept
+	walDir  = "/data/wal"
+	snapDir = "/data/snap"
 )
 
 // walStore is a replica's WAL and snapshot store on its FaultFS.
@@ -54,10 +47,6 @@ type walStore struct {
 	tearing bool
 	// lastCrashTorn: the last Crash tore a write (counted in Stats).
 	lastCrashTorn bool
-	// behind lists the snapshots the log may be compacted to, oldest
-	// first (node's snapsBehind): the one restored at start or installed,
-	// and those taken since.
-	behind []pb.SnapshotMeta
 	// saved and durable track the hard state: Save records it, a Sync that
 	// returns without error makes it durable (the log's contract).
 	saved, durable pb.HardState
@@ -87,7 +76,7 @@ func (s *walStore) open() error {
 	if err != nil {
 		return err
 	}
-	snaps, err := storage.OpenSnapshots(s.fs, snapDir, snapshotsKept)
+	snaps, err := storage.OpenSnapshots(s.fs, snapDir, driver.SnapshotsKept)
 	if err != nil {
 		return err
 	}
@@ -118,16 +107,24 @@ func (s *walStore) Snapshot() (pb.SnapshotMeta, error) {
 	return m, nil
 }
 
+// Latest is the newest snapshot file.
+func (s *walStore) Latest() (pb.SnapshotMeta, bool) { return s.snaps.Latest() }
+
+// Compact drops the log up to meta; it syncs everything saved.
+func (s *walStore) Compact(meta pb.SnapshotMeta) error {
+	if err := s.log.Compact(meta); err != nil {
+		return fmt.Errorf("compacting the log to %d: %w", meta.Index, err)
+	}
+	s.durable = s.saved
+	return nil
+}
+
 func (s *walStore) Save(hs pb.HardState, snap *pb.SnapshotMeta, ents []pb.Entry) error {
 	if err := s.log.Save(hs, snap, ents); err != nil {
 		return err
 	}
 	if !hs.IsEmpty() {
 		s.saved = hs
-	}
-	if snap != nil {
-		// The log restarts at it: nothing older is left to compact.
-		s.behind = append(s.behind[:0], *snap)
 	}
 	return nil
 }
@@ -219,58 +216,6 @@ func (s *walStore) Image(i pb.Index) (image, error) {
 		img.kv = data[8:]
 	}
 	return img, nil
-}
-
-// Recover is node.recover: restore from the newest snapshot file, and
-// install it in the log if the log does not hold its last entry.
-func (s *walStore) Recover() (image, error) {
-	meta, ok := s.snaps.Latest()
-	s.behind = s.behind[:0]
-	if !ok {
-		return image{}, nil
-	}
-	s.behind = append(s.behind, meta)
-	img, err := s.Image(meta.Index)
-	if err != nil {
-		return image{}, err
-	}
-	if t, err := s.log.Term(meta.Index); err != nil || t != meta.Term {
-		hs, _, err := s.log.InitialState()
-		if err != nil {
-			return image{}, err
-		}
-		hs.Commit = max(hs.Commit, meta.Index)
-		hs.Term = max(hs.Term, meta.Term)
-		if err := s.Save(hs, &meta, nil); err != nil {
-			return image{}, fmt.Errorf("installing snapshot %d in the log: %w", meta.Index, err)
-		}
-		if err := s.Sync(); err != nil {
-			return image{}, fmt.Errorf("installing snapshot %d in the log: %w", meta.Index, err)
-		}
-	}
-	return img, nil
-}
-
-// TakeSnapshot writes img as a snapshot file and compacts the log to the
-// newest earlier snapshot at least trailing entries behind it
-// (node.writeSnapshot, driver.CompactPoint). Like the node, it counts img
-// among the snapshots behind even when writing it fails.
-func (s *walStore) TakeSnapshot(img image, trailing pb.Index) (pb.SnapshotMeta, error) {
-	meta := img.meta()
-	var to pb.SnapshotMeta
-	to, s.behind = driver.CompactPoint(s.behind, meta, uint64(trailing))
-	s.behind = append(s.behind, meta)
-	if err := s.PutImage(img); err != nil {
-		return pb.SnapshotMeta{}, fmt.Errorf("%w: %w", errSnapshotNotWritten, err)
-	}
-	if to.Index == 0 {
-		return pb.SnapshotMeta{}, nil
-	}
-	if err := s.log.Compact(to); err != nil {
-		return pb.SnapshotMeta{}, fmt.Errorf("compacting the log to %d: %w", to.Index, err)
-	}
-	s.durable = s.saved // Compact syncs everything saved
-	return to, nil
 }
 
 // FillDisk bounds the file system to what it uses plus slack bytes.
