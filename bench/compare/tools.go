@@ -1,0 +1,275 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Load generators nobody here wrote, run against each cluster's leader
+// after the loadgen rows (-tools): wrk (HTTP/1.1, a connection per
+// client) and h2load (HTTP/2; raftkv serves it in cleartext, h2c).
+// raftkv is sent plain PUT and GET requests; etcd has no plain HTTP
+// key-value API, so wrk reaches its gRPC gateway (POST /v3/kv/put and
+// /v3/kv/range with base64 JSON), which costs etcd a JSON translation a
+// gRPC client would not pay: those rows favour raftkv and are labelled.
+
+// wrkPutRaftkv writes distinct keys: thread t's n-th request is wrk/t/n.
+const wrkPutRaftkv = `
+local threads = 0
+function setup(thread) thread:set("id", threads); threads = threads + 1 end
+function init(args) n = 0; value = string.rep("v", 256) end
+function request()
+  n = n + 1
+  return wrk.format("PUT", "/v1/kv/wrk/" .. id .. "/" .. n, {["Content-Type"] = "application/octet-stream"}, value)
+end
+`
+
+// wrkGetRaftkv reads keys the loadgen fill wrote, chosen uniformly.
+const wrkGetRaftkv = `
+function request()
+  return wrk.format("GET", string.format("/v1/kv/bench/%08d?consistency=linearizable", math.random(0, 9999)))
+end
+`
+
+// wrkBase64 encodes a string, for etcd's gateway.
+const wrkBase64 = `
+local b = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+function b64(s)
+  return ((s:gsub(".", function(x)
+    local r, c = "", x:byte()
+    for i = 8, 1, -1 do r = r .. (c % 2 ^ i - c % 2 ^ (i - 1) > 0 and "1" or "0") end
+    return r
+  end) .. "0000"):gsub("%d%d%d?%d?%d?%d?", function(x)
+    if #x < 6 then return "" end
+    local c = 0
+    for i = 1, 6 do c = c + (x:sub(i, i) == "1" and 2 ^ (6 - i) or 0) end
+    return b:sub(c + 1, c + 1)
+  end) .. ({ "", "==", "=" })[#s % 3 + 1])
+end
+`
+
+const wrkPutEtcd = wrkBase64 + `
+local threads = 0
+function setup(thread) thread:set("id", threads); threads = threads + 1 end
+function init(args) n = 0; value = b64(string.rep("v", 256)) end
+function request()
+  n = n + 1
+  local body = '{"key":"' .. b64("wrk/" .. id .. "/" .. n) .. '","value":"' .. value .. '"}'
+  return wrk.format("POST", "/v3/kv/put", {["Content-Type"] = "application/json"}, body)
+end
+`
+
+const wrkGetEtcd = wrkBase64 + `
+function request()
+  local body = '{"key":"' .. b64(string.format("bench/%08d", math.random(0, 9999))) .. '"}'
+  return wrk.format("POST", "/v3/kv/range", {["Content-Type"] = "application/json"}, body)
+end
+`
+
+// toolRow is one run of an external load generator.
+type toolRow struct {
+	store, what, command string
+	opsPerSec            float64
+	p50, p99, mean       time.Duration // zero when the tool does not report it
+	failed               int64
+	serverCPUPerOp       time.Duration
+	err                  error
+}
+
+var toolRows []toolRow
+
+// runTools runs the external load generators against leader ("host:port")
+// of cluster c.
+func runTools(ctx context.Context, c *cluster, leader string, o options) {
+	dir, err := os.MkdirTemp("", "raftkv-tools-")
+	if err != nil {
+		toolRows = append(toolRows, toolRow{store: c.name, err: err})
+		return
+	}
+	defer os.RemoveAll(dir)
+	script := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, "warning:", err)
+		}
+		return p
+	}
+	dur := fmt.Sprintf("%ds", max(1, int(o.duration.Seconds())))
+	url := "http://" + leader
+	type run struct {
+		what string
+		args []string
+		wrk  bool
+	}
+	var runs []run
+	putScript, getScript := script("put.lua", wrkPutRaftkv), script("get.lua", wrkGetRaftkv)
+	if c.name == "etcd" {
+		putScript, getScript = script("put.lua", wrkPutEtcd), script("get.lua", wrkGetEtcd)
+	}
+	for _, n := range []int{1, 64, 256} {
+		runs = append(runs, run{fmt.Sprintf("put, %d connections", n),
+			[]string{"-t", fmt.Sprint(min(2, n)), "-c", fmt.Sprint(n), "-d", dur, "--latency", "-s", putScript, url}, true})
+	}
+	runs = append(runs, run{"get linearizable, 64 connections",
+		[]string{"-t", "2", "-c", "64", "-d", dur, "--latency", "-s", getScript, url}, true})
+	if c.name == "raftkv" {
+		get := url + "/v1/kv/bench/00000001?consistency=linearizable"
+		runs = append(runs,
+			run{"get linearizable (one key), 64 connections × 1 stream", []string{"-c", "64", "-m", "1", "-D", dur, "--warm-up-time", "1s", get}, false},
+			run{"get linearizable (one key), 4 connections × 16 streams", []string{"-c", "4", "-m", "16", "-D", dur, "--warm-up-time", "1s", get}, false},
+		)
+	}
+	for _, r := range runs {
+		tool := "h2load"
+		if r.wrk {
+			tool = "wrk"
+		}
+		if _, err := exec.LookPath(tool); err != nil {
+			toolRows = append(toolRows, toolRow{store: c.name, what: r.what, err: fmt.Errorf("%s not installed", tool)})
+			continue
+		}
+		if err := waitQuiet(ctx, c, o.quietWait); err != nil {
+			return
+		}
+		before := c.cpuTime()
+		out, err := exec.CommandContext(ctx, tool, r.args...).CombinedOutput()
+		cpu := c.cpuTime() - before
+		row := toolRow{store: c.name, what: r.what, command: tool + " " + strings.Join(r.args, " "), err: err}
+		if err == nil {
+			if r.wrk {
+				row.err = parseWrk(string(out), &row)
+			} else {
+				row.err = parseH2load(string(out), &row)
+			}
+		}
+		if row.err != nil {
+			row.err = fmt.Errorf("%w\n%s", row.err, out)
+		}
+		if row.opsPerSec > 0 {
+			// The tools' own warm-up is short; CPU over the whole command.
+			secs := o.duration.Seconds()
+			if !r.wrk {
+				secs += 1
+			}
+			row.serverCPUPerOp = time.Duration(float64(cpu) / (row.opsPerSec * secs))
+		}
+		fmt.Fprintf(os.Stderr, "%-6s %-55s %8.0f ops/s  p50 %v p99 %v mean %v failed %d  CPU/op members %v\n",
+			c.name, r.what, row.opsPerSec, row.p50, row.p99, row.mean, row.failed, row.serverCPUPerOp)
+		toolRows = append(toolRows, row)
+	}
+}
+
+var (
+	wrkRate    = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
+	wrkPct     = regexp.MustCompile(`(?m)^\s+(50|99)%\s+([0-9.]+)(us|ms|s)\s*$`)
+	wrkNon2xx  = regexp.MustCompile(`Non-2xx or 3xx responses:\s+(\d+)`)
+	wrkErrors  = regexp.MustCompile(`Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)`)
+	h2Rate     = regexp.MustCompile(`finished in [0-9.]+\w+, ([0-9.]+) req/s`)
+	h2Requests = regexp.MustCompile(`requests: \d+ total, \d+ started, \d+ done, \d+ succeeded, (\d+) failed, (\d+) errored`)
+	h2Status   = regexp.MustCompile(`status codes: \d+ 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx`)
+	h2Time     = regexp.MustCompile(`time for request:\s+\S+\s+\S+\s+([0-9.]+)(us|ms|s)`)
+)
+
+func duration(v, unit string) time.Duration {
+	f, _ := strconv.ParseFloat(v, 64)
+	switch unit {
+	case "us":
+		return time.Duration(f * float64(time.Microsecond))
+	case "ms":
+		return time.Duration(f * float64(time.Millisecond))
+	}
+	return time.Duration(f * float64(time.Second))
+}
+
+func parseWrk(out string, row *toolRow) error {
+	m := wrkRate.FindStringSubmatch(out)
+	if m == nil {
+		return fmt.Errorf("wrk: no Requests/sec in its output")
+	}
+	row.opsPerSec, _ = strconv.ParseFloat(m[1], 64)
+	for _, p := range wrkPct.FindAllStringSubmatch(out, -1) {
+		if p[1] == "50" {
+			row.p50 = duration(p[2], p[3])
+		} else {
+			row.p99 = duration(p[2], p[3])
+		}
+	}
+	if m := wrkNon2xx.FindStringSubmatch(out); m != nil {
+		n, _ := strconv.ParseInt(m[1], 10, 64)
+		row.failed += n
+	}
+	if m := wrkErrors.FindStringSubmatch(out); m != nil {
+		for _, v := range m[1:] {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			row.failed += n
+		}
+	}
+	return nil
+}
+
+func parseH2load(out string, row *toolRow) error {
+	m := h2Rate.FindStringSubmatch(out)
+	if m == nil {
+		return fmt.Errorf("h2load: no req/s in its output")
+	}
+	row.opsPerSec, _ = strconv.ParseFloat(m[1], 64)
+	for _, re := range []*regexp.Regexp{h2Requests, h2Status} {
+		if m := re.FindStringSubmatch(out); m != nil {
+			for _, v := range m[1:] {
+				n, _ := strconv.ParseInt(v, 10, 64)
+				row.failed += n
+			}
+		}
+	}
+	if m := h2Time.FindStringSubmatch(out); m != nil {
+		row.mean = duration(m[1], m[2])
+	}
+	return nil
+}
+
+// printTools writes the external load generators' rows and commands.
+func printTools(w io.Writer) {
+	if len(toolRows) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "\nExternal load generators against the leader (etcd: its gRPC gateway, JSON over HTTP/1.1):")
+	fmt.Fprintln(w, "\n| store | workload | ops/s | p50 | p99 | mean | failed | members' CPU/op |")
+	fmt.Fprintln(w, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+	opt := func(d time.Duration) string {
+		if d == 0 {
+			return "–"
+		}
+		return ms(d)
+	}
+	for _, r := range toolRows {
+		if r.err != nil {
+			fmt.Fprintf(w, "| %s | %s | error: %s | | | | | |\n", r.store, r.what, firstLine(r.err.Error()))
+			continue
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %d | %d µs |\n", r.store, r.what, thousands(r.opsPerSec),
+			opt(r.p50), opt(r.p99), opt(r.mean), r.failed, r.serverCPUPerOp.Microseconds())
+	}
+	fmt.Fprintln(w, "\nCommands (URL host:port is the leader's client address):")
+	for _, r := range toolRows {
+		if r.command != "" {
+			fmt.Fprintf(w, "\n    %s\n", r.command)
+		}
+	}
+}
+
+func firstLine(s string) string {
+	sc := bufio.NewScanner(strings.NewReader(s))
+	if sc.Scan() {
+		return sc.Text()
+	}
+	return s
+}
