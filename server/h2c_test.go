@@ -1,0 +1,72 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/raftkv/raftkv/api"
+)
+
+// TestH2C shows the client API speaks cleartext HTTP/2 with prior
+// knowledge beside HTTP/1.1: many concurrent puts and linearizable gets
+// multiplexed on one connection all succeed, and each answer came over
+// HTTP/2.
+func TestH2C(t *testing.T) {
+	c := newCluster(t, 3, nil)
+	lead := c.leader()
+	tr := &http.Transport{Protocols: new(http.Protocols)}
+	tr.Protocols.SetUnencryptedHTTP2(true)
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	do := func(method, path string, body []byte) (int, string, []byte, error) {
+		req, err := http.NewRequestWithContext(context.Background(), method, url(lead, path), bytes.NewReader(body))
+		if err != nil {
+			return 0, "", nil, err
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			return 0, "", nil, err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Proto, b, err
+	}
+	const n = 32
+	var wg sync.WaitGroup
+	errs := make(chan string, 2*n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			key := api.PathKV + "h2c/" + string(rune('a'+i%26)) + string(rune('a'+i/26))
+			status, proto, _, err := do(http.MethodPut, key, []byte("v"))
+			if err != nil || status != http.StatusOK || proto != "HTTP/2.0" {
+				errs <- "put: " + proto + " " + http.StatusText(status) + " " + errString(err)
+				return
+			}
+			status, proto, b, err := do(http.MethodGet, key+"?consistency=linearizable", nil)
+			if err != nil || status != http.StatusOK || proto != "HTTP/2.0" || string(b) != "v" {
+				errs <- "get: " + proto + " " + http.StatusText(status) + " " + string(b) + " " + errString(err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+	// HTTP/1.1 is unchanged on the same port.
+	expect(t, put(c, lead, "h1", "v"), 200, "")
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
