@@ -42,6 +42,7 @@ type options struct {
 	modes          string
 	rows           []workload // the workloads of modes
 	tools          bool       // also run wrk and h2load
+	benchDir       string     // the bench module's directory
 }
 
 func main() {
@@ -81,6 +82,7 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
+	o.benchDir = benchDir
 	tmp, err := os.MkdirTemp("", "raftkv-compare-")
 	if err != nil {
 		return err

@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -22,58 +21,9 @@ import (
 // /v3/kv/range with base64 JSON), which costs etcd a JSON translation a
 // gRPC client would not pay: those rows favour raftkv and are labelled.
 
-// wrkPutRaftkv writes distinct keys: thread t's n-th request is wrk/t/n.
-const wrkPutRaftkv = `
-local threads = 0
-function setup(thread) thread:set("id", threads); threads = threads + 1 end
-function init(args) n = 0; value = string.rep("v", 256) end
-function request()
-  n = n + 1
-  return wrk.format("PUT", "/v1/kv/wrk/" .. id .. "/" .. n, {["Content-Type"] = "application/octet-stream"}, value)
-end
-`
-
-// wrkGetRaftkv reads keys the loadgen fill wrote, chosen uniformly.
-const wrkGetRaftkv = `
-function request()
-  return wrk.format("GET", string.format("/v1/kv/bench/%08d?consistency=linearizable", math.random(0, 9999)))
-end
-`
-
-// wrkBase64 encodes a string, for etcd's gateway.
-const wrkBase64 = `
-local b = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-function b64(s)
-  return ((s:gsub(".", function(x)
-    local r, c = "", x:byte()
-    for i = 8, 1, -1 do r = r .. (c % 2 ^ i - c % 2 ^ (i - 1) > 0 and "1" or "0") end
-    return r
-  end) .. "0000"):gsub("%d%d%d?%d?%d?%d?", function(x)
-    if #x < 6 then return "" end
-    local c = 0
-    for i = 1, 6 do c = c + (x:sub(i, i) == "1" and 2 ^ (6 - i) or 0) end
-    return b:sub(c + 1, c + 1)
-  end) .. ({ "", "==", "=" })[#s % 3 + 1])
-end
-`
-
-const wrkPutEtcd = wrkBase64 + `
-local threads = 0
-function setup(thread) thread:set("id", threads); threads = threads + 1 end
-function init(args) n = 0; value = b64(string.rep("v", 256)) end
-function request()
-  n = n + 1
-  local body = '{"key":"' .. b64("wrk/" .. id .. "/" .. n) .. '","value":"' .. value .. '"}'
-  return wrk.format("POST", "/v3/kv/put", {["Content-Type"] = "application/json"}, body)
-end
-`
-
-const wrkGetEtcd = wrkBase64 + `
-function request()
-  local body = '{"key":"' .. b64(string.format("bench/%08d", math.random(0, 9999))) .. '"}'
-  return wrk.format("POST", "/v3/kv/range", {["Content-Type"] = "application/json"}, body)
-end
-`
+// The wrk scripts are in lua/ (relative to this directory), named
+// <store>-<op>.lua.
+const luaDir = "compare/lua"
 
 // toolRow is one run of an external load generator.
 type toolRow struct {
@@ -90,19 +40,6 @@ var toolRows []toolRow
 // runTools runs the external load generators against leader ("host:port")
 // of cluster c.
 func runTools(ctx context.Context, c *cluster, leader string, o options) {
-	dir, err := os.MkdirTemp("", "raftkv-tools-")
-	if err != nil {
-		toolRows = append(toolRows, toolRow{store: c.name, err: err})
-		return
-	}
-	defer os.RemoveAll(dir)
-	script := func(name, body string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
-			fmt.Fprintln(os.Stderr, "warning:", err)
-		}
-		return p
-	}
 	dur := fmt.Sprintf("%ds", max(1, int(o.duration.Seconds())))
 	url := "http://" + leader
 	type run struct {
@@ -111,10 +48,7 @@ func runTools(ctx context.Context, c *cluster, leader string, o options) {
 		wrk  bool
 	}
 	var runs []run
-	putScript, getScript := script("put.lua", wrkPutRaftkv), script("get.lua", wrkGetRaftkv)
-	if c.name == "etcd" {
-		putScript, getScript = script("put.lua", wrkPutEtcd), script("get.lua", wrkGetEtcd)
-	}
+	putScript, getScript := luaDir+"/"+c.name+"-put.lua", luaDir+"/"+c.name+"-get.lua"
 	for _, n := range []int{1, 64, 256} {
 		runs = append(runs, run{fmt.Sprintf("put, %d connections", n),
 			[]string{"-t", fmt.Sprint(min(2, n)), "-c", fmt.Sprint(n), "-d", dur, "--latency", "-s", putScript, url}, true})
@@ -141,9 +75,12 @@ func runTools(ctx context.Context, c *cluster, leader string, o options) {
 			return
 		}
 		before := c.cpuTime()
-		out, err := exec.CommandContext(ctx, tool, r.args...).CombinedOutput()
+		cmd := exec.CommandContext(ctx, tool, r.args...)
+		cmd.Dir = o.benchDir
+		out, err := cmd.CombinedOutput()
 		cpu := c.cpuTime() - before
-		row := toolRow{store: c.name, what: r.what, command: tool + " " + strings.Join(r.args, " "), err: err}
+		command := tool + " " + strings.Join(r.args[:len(r.args)-1], " ") + " " + strings.Replace(r.args[len(r.args)-1], leader, "LEADER", 1)
+		row := toolRow{store: c.name, what: r.what, command: command, err: err}
 		if err == nil {
 			if r.wrk {
 				row.err = parseWrk(string(out), &row)
@@ -153,6 +90,9 @@ func runTools(ctx context.Context, c *cluster, leader string, o options) {
 		}
 		if row.err != nil {
 			row.err = fmt.Errorf("%w\n%s", row.err, out)
+		}
+		if row.err == nil && row.opsPerSec == 0 {
+			row.err = fmt.Errorf("%s: no request succeeded\n%s", tool, out)
 		}
 		if row.opsPerSec > 0 {
 			// The tools' own warm-up is short; CPU over the whole command.
@@ -258,7 +198,7 @@ func printTools(w io.Writer) {
 		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %d | %d µs |\n", r.store, r.what, thousands(r.opsPerSec),
 			opt(r.p50), opt(r.p99), opt(r.mean), r.failed, r.serverCPUPerOp.Microseconds())
 	}
-	fmt.Fprintln(w, "\nCommands (URL host:port is the leader's client address):")
+	fmt.Fprintln(w, "\nCommands, run in bench/ (LEADER is the leader's client address host:port):")
 	for _, r := range toolRows {
 		if r.command != "" {
 			fmt.Fprintf(w, "\n    %s\n", r.command)
