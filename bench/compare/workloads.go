@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -350,7 +351,7 @@ func measure(ctx context.Context, c *cluster, s loadgen.Store, w workload, o opt
 }
 
 // profileLeader, when -profile is set, fetches a CPU profile of the
-// raftkv leader over the measured part of w into the profile directory.
+// raftkv members over the measured part of w into the profile directory.
 func profileLeader(ctx context.Context, endpoints []string, w workload, o options) func() {
 	if o.profileDir == "" {
 		return func() {}
@@ -380,13 +381,32 @@ func fetchProfile(ctx context.Context, endpoints []string, w workload, o options
 	if cl.Leader < 1 || cl.Leader > uint64(len(endpoints)) {
 		return fmt.Errorf("no leader known (leader %d)", cl.Leader)
 	}
-	leaderAddr := endpoints[cl.Leader-1]
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-time.After(o.warmup):
 	}
-	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", leaderAddr, max(1, int(o.duration.Seconds())))
+	// Every member at once: the leader's file is raftkv-<row>.pprof, a
+	// follower's raftkv-<row>-follower<id>.pprof.
+	var wg sync.WaitGroup
+	errs := make([]error, len(endpoints))
+	for i, addr := range endpoints {
+		name := fmt.Sprintf("raftkv-%s-%d.pprof", w.slug, w.clients)
+		if uint64(i+1) != cl.Leader {
+			name = fmt.Sprintf("raftkv-%s-%d-follower%d.pprof", w.slug, w.clients, i+1)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = fetchOneProfile(ctx, addr, filepath.Join(o.profileDir, name), o.duration)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func fetchOneProfile(ctx context.Context, addr, path string, d time.Duration) error {
+	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, max(1, int(d.Seconds())))
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
@@ -399,7 +419,6 @@ func fetchProfile(ctx context.Context, endpoints []string, w workload, o options
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("%s: %s", url, resp.Status)
 	}
-	path := filepath.Join(o.profileDir, fmt.Sprintf("raftkv-%s-%d.pprof", w.slug, w.clients))
 	f, err := os.Create(path)
 	if err != nil {
 		return err
