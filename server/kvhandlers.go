@@ -185,7 +185,7 @@ func (s *Server) readValue(w http.ResponseWriter, r *http.Request) ([]byte, bool
 // barrier runs the read barrier the request's consistency level asks for;
 // false means it answered (redirect or error).
 func (s *Server) barrier(w http.ResponseWriter, r *http.Request) bool {
-	level := r.URL.Query().Get("consistency")
+	level := queryValue(r.URL.RawQuery, "consistency")
 	if level == "" {
 		level = api.Linearizable
 	}
