@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -24,6 +25,9 @@ import (
 // The wrk scripts are in lua/ (relative to this directory), named
 // <store>-<op>.lua.
 const luaDir = "compare/lua"
+
+// h2loadURIs is how many distinct URIs h2load cycles through.
+const h2loadURIs = 100_000
 
 // toolRow is one run of an external load generator.
 type toolRow struct {
@@ -48,6 +52,7 @@ func runTools(ctx context.Context, c *cluster, leader string, o options) {
 		wrk  bool
 	}
 	var runs []run
+	var h2dir string // h2load's input files, named DIR in the printed commands
 	putScript, getScript := luaDir+"/"+c.name+"-put.lua", luaDir+"/"+c.name+"-get.lua"
 	for _, n := range []int{1, 64, 256} {
 		runs = append(runs, run{fmt.Sprintf("put, %d connections", n),
@@ -56,10 +61,37 @@ func runTools(ctx context.Context, c *cluster, leader string, o options) {
 	runs = append(runs, run{"get linearizable, 64 connections",
 		[]string{"-t", "2", "-c", "64", "-d", dur, "--latency", "-s", getScript, url}, true})
 	if c.name == "raftkv" {
-		get := url + "/v1/kv/bench/00000001?consistency=linearizable"
+		// h2load takes its URIs from a file and cycles through them: puts
+		// to distinct keys, gets of the filled keys.
+		dir, err := os.MkdirTemp("", "raftkv-h2load-")
+		if err != nil {
+			toolRows = append(toolRows, toolRow{store: c.name, what: "h2load", err: err})
+			return
+		}
+		defer os.RemoveAll(dir)
+		h2dir = dir
+		value, puts, gets := filepath.Join(dir, "value"), filepath.Join(dir, "put-uris"), filepath.Join(dir, "get-uris")
+		var pu, gu strings.Builder
+		for i := range h2loadURIs {
+			fmt.Fprintf(&pu, "%s/v1/kv/h2load/%d\n", url, i)
+			fmt.Fprintf(&gu, "%s/v1/kv/bench/%08d?consistency=linearizable\n", url, i%o.keys)
+		}
+		for _, f := range []struct{ path, body string }{
+			{value, strings.Repeat("v", o.valueSize)}, {puts, pu.String()}, {gets, gu.String()},
+		} {
+			if err := os.WriteFile(f.path, []byte(f.body), 0o644); err != nil {
+				toolRows = append(toolRows, toolRow{store: c.name, what: "h2load", err: err})
+				return
+			}
+		}
+		common := []string{"-D", dur, "--warm-up-time", "1s"}
+		put := append([]string{"-d", value, "-H", ":method: PUT", "-i", puts}, common...)
+		get := append([]string{"-i", gets}, common...)
 		runs = append(runs,
-			run{"get linearizable (one key), 64 connections × 1 stream", []string{"-c", "64", "-m", "1", "-D", dur, "--warm-up-time", "1s", get}, false},
-			run{"get linearizable (one key), 4 connections × 16 streams", []string{"-c", "4", "-m", "16", "-D", dur, "--warm-up-time", "1s", get}, false},
+			run{"put (h2load), 64 connections × 1 stream", append([]string{"-c", "64", "-m", "1"}, put...), false},
+			run{"put (h2load), 4 connections × 16 streams", append([]string{"-c", "4", "-m", "16"}, put...), false},
+			run{"get linearizable (h2load), 64 connections × 1 stream", append([]string{"-c", "64", "-m", "1"}, get...), false},
+			run{"get linearizable (h2load), 4 connections × 16 streams", append([]string{"-c", "4", "-m", "16"}, get...), false},
 		)
 	}
 	for _, r := range runs {
@@ -79,7 +111,10 @@ func runTools(ctx context.Context, c *cluster, leader string, o options) {
 		cmd.Dir = o.benchDir
 		out, err := cmd.CombinedOutput()
 		cpu := c.cpuTime() - before
-		command := tool + " " + strings.Join(r.args[:len(r.args)-1], " ") + " " + strings.Replace(r.args[len(r.args)-1], leader, "LEADER", 1)
+		command := tool + " " + strings.ReplaceAll(strings.Join(r.args, " "), leader, "LEADER")
+		if h2dir != "" {
+			command = strings.ReplaceAll(command, h2dir, "DIR")
+		}
 		row := toolRow{store: c.name, what: r.what, command: command, err: err}
 		if err == nil {
 			if r.wrk {
@@ -198,7 +233,9 @@ func printTools(w io.Writer) {
 		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %d | %d µs |\n", r.store, r.what, thousands(r.opsPerSec),
 			opt(r.p50), opt(r.p99), opt(r.mean), r.failed, r.serverCPUPerOp.Microseconds())
 	}
-	fmt.Fprintln(w, "\nCommands, run in bench/ (LEADER is the leader's client address host:port):")
+	fmt.Fprintln(w, "\nCommands, run in bench/ (LEADER is the leader's client address host:port; h2load's DIR/value")
+	fmt.Fprintln(w, "holds one value, DIR/put-uris lists http://LEADER/v1/kv/h2load/N and DIR/get-uris")
+	fmt.Fprintln(w, "http://LEADER/v1/kv/bench/%08d?consistency=linearizable for N up to 100,000):")
 	for _, r := range toolRows {
 		if r.command != "" {
 			fmt.Fprintf(w, "\n    %s\n", r.command)
