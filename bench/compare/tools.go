@@ -111,7 +111,14 @@ func runTools(ctx context.Context, c *cluster, leader string, o options) {
 		cmd.Dir = o.benchDir
 		out, err := cmd.CombinedOutput()
 		cpu := c.cpuTime() - before
-		command := tool + " " + strings.ReplaceAll(strings.Join(r.args, " "), leader, "LEADER")
+		quoted := make([]string, len(r.args))
+		for i, a := range r.args {
+			quoted[i] = a
+			if strings.Contains(a, " ") {
+				quoted[i] = "'" + a + "'"
+			}
+		}
+		command := tool + " " + strings.ReplaceAll(strings.Join(quoted, " "), leader, "LEADER")
 		if h2dir != "" {
 			command = strings.ReplaceAll(command, h2dir, "DIR")
 		}
