@@ -34,6 +34,12 @@ type Config struct {
 	// BackoffMin and BackoffMax bound the pause between rounds of retries.
 	// Defaults 10ms and 500ms.
 	BackoffMin, BackoffMax time.Duration
+	// LeaderlessBackoffMax bounds the pause instead of BackoffMax while
+	// the cluster has no leader (an answer no_leader or shutting_down, or
+	// an endpoint refusing connections): an election takes a few hundred
+	// milliseconds, and a longer pause would delay the first write after
+	// it by up to BackoffMax. Default 100ms; never above BackoffMax.
+	LeaderlessBackoffMax time.Duration
 	// MaxConnsPerHost bounds idle connections kept per member. Default 256.
 	MaxConnsPerHost int
 	// Transport replaces the HTTP transport (tests); TLS and
@@ -81,6 +87,8 @@ func New(cfg Config) (*Client, error) {
 	def(&cfg.AttemptTimeout, 10*time.Second)
 	def(&cfg.BackoffMin, 10*time.Millisecond)
 	def(&cfg.BackoffMax, 500*time.Millisecond)
+	def(&cfg.LeaderlessBackoffMax, 100*time.Millisecond)
+	cfg.LeaderlessBackoffMax = min(cfg.LeaderlessBackoffMax, cfg.BackoffMax)
 	if cfg.MaxConnsPerHost <= 0 {
 		cfg.MaxConnsPerHost = 256
 	}
@@ -214,13 +222,28 @@ func (c *Client) do(ctx context.Context, r request) (*response, error) {
 				break
 			}
 		}
+		limit := c.cfg.BackoffMax
+		if leaderless(lastErr) {
+			limit = c.cfg.LeaderlessBackoffMax
+		}
+		backoff = min(backoff, limit)
 		select {
 		case <-ctx.Done():
 			return nil, c.giveUp(r, lastErr, maybeApplied)
 		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, c.cfg.BackoffMax)
+		backoff = min(2*backoff, limit)
 	}
+}
+
+// leaderless reports whether err says the cluster is between leaders: the
+// next round may well succeed within an election's time.
+func leaderless(err error) bool {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code == api.CodeNoLeader || e.Code == api.CodeShuttingDown
+	}
+	return isDialError(err)
 }
 
 // judge decides whether resp ends the call. done=false means retry, with

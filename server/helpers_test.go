@@ -23,7 +23,7 @@ const testValueLimit = 64 << 10
 
 // tcluster is a real cluster of in-process members over loopback.
 type tcluster struct {
-	t       *testing.T
+	t       testing.TB
 	servers map[uint64]*Server
 	boot    []node.Member
 	dirs    map[uint64]string
@@ -34,7 +34,7 @@ type tcluster struct {
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-func newCluster(t *testing.T, n int, tune func(*Config)) *tcluster {
+func newCluster(t testing.TB, n int, tune func(*Config)) *tcluster {
 	t.Helper()
 	c := &tcluster{t: t, servers: map[uint64]*Server{}, dirs: map[uint64]string{},
 		addrs: map[uint64][2]string{}, tune: tune,
@@ -62,7 +62,7 @@ func newCluster(t *testing.T, n int, tune func(*Config)) *tcluster {
 	return c
 }
 
-func listen(t *testing.T, addr string) net.Listener {
+func listen(t testing.TB, addr string) net.Listener {
 	t.Helper()
 	var err error
 	for i := 0; i < 50; i++ {
@@ -182,7 +182,7 @@ func (c *tcluster) do(method, url string, body []byte, hdr ...string) *http.Resp
 func url(s *Server, path string) string { return "http://" + s.ClientAddr() + path }
 
 // expect checks the status and, for errors, the code; it returns the body.
-func expect(t *testing.T, resp *http.Response, status int, code string) []byte {
+func expect(t testing.TB, resp *http.Response, status int, code string) []byte {
 	t.Helper()
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
@@ -201,7 +201,7 @@ func expect(t *testing.T, resp *http.Response, status int, code string) []byte {
 	return b
 }
 
-func decode[T any](t *testing.T, b []byte) T {
+func decode[T any](t testing.TB, b []byte) T {
 	t.Helper()
 	var v T
 	if err := json.Unmarshal(b, &v); err != nil {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -36,6 +37,11 @@ type metrics struct {
 	readIndexSeconds *prometheus.HistogramVec
 	fsyncSeconds     prometheus.Histogram
 	httpRequests     *prometheus.CounterVec
+	httpCounters     sync.Map // httpCounterKey -> prometheus.Counter of httpRequests
+
+	// Series resolved once: every request would otherwise hash its labels.
+	proposalsApplied                          prometheus.Counter
+	linearizableReadSeconds, leaseReadSeconds prometheus.Observer
 }
 
 // latencyBuckets span 100µs (a batched fsync on a fast disk) to ~6.5s
@@ -69,6 +75,9 @@ func newMetrics() *metrics {
 			Help: "HTTP requests answered on the client address, by method and status code.",
 		}, []string{"method", "code"}),
 	}
+	m.proposalsApplied = m.proposals.WithLabelValues("applied")
+	m.linearizableReadSeconds = m.readIndexSeconds.WithLabelValues(api.Linearizable)
+	m.leaseReadSeconds = m.readIndexSeconds.WithLabelValues(api.Lease)
 	for _, o := range []string{"applied", "rejected", "unknown"} {
 		m.proposals.WithLabelValues(o) // export zeros: alerts on rate() need the series
 	}
@@ -96,7 +105,7 @@ func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) {
 func (m *metrics) proposed(start time.Time, err error) {
 	switch {
 	case err == nil:
-		m.proposals.WithLabelValues("applied").Inc()
+		m.proposalsApplied.Inc()
 		m.proposalSeconds.Observe(time.Since(start).Seconds())
 	case errors.Is(err, node.ErrUnknownOutcome):
 		m.proposals.WithLabelValues("unknown").Inc()
@@ -107,9 +116,14 @@ func (m *metrics) proposed(start time.Time, err error) {
 
 // readBarrier records a successful read barrier's latency.
 func (m *metrics) readBarrier(level string, start time.Time, err error) {
-	if err == nil {
-		m.readIndexSeconds.WithLabelValues(level).Observe(time.Since(start).Seconds())
+	if err != nil {
+		return
 	}
+	o := m.leaseReadSeconds
+	if level == api.Linearizable {
+		o = m.linearizableReadSeconds
+	}
+	o.Observe(time.Since(start).Seconds())
 }
 
 // observeHTTP counts one answer. The method label is limited to the
@@ -124,7 +138,23 @@ func (m *metrics) observeHTTP(method string, w *responseWriter) {
 	if code == 0 {
 		code = http.StatusOK // nothing written: net/http answers 200
 	}
-	m.httpRequests.WithLabelValues(method, strconv.Itoa(code)).Inc()
+	// Resolving the labels hashes them and formats the code on every
+	// request; the counters are few, so keep them.
+	key := httpCounterKey{method, code}
+	if c, ok := m.httpCounters.Load(key); ok {
+		c.(prometheus.Counter).Inc()
+		return
+	}
+	c := m.httpRequests.WithLabelValues(method, strconv.Itoa(code))
+	m.httpCounters.Store(key, c)
+	c.Inc()
+}
+
+// httpCounterKey names one raftkv_http_requests_total series. The codes
+// net/http lets a handler write are 100–999, so the set is bounded.
+type httpCounterKey struct {
+	method string
+	code   int
 }
 
 // timedLog times the WAL's fsyncs; everything else passes through.

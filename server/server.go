@@ -40,8 +40,11 @@ type Server struct {
 	bg       sync.WaitGroup
 	serveErr chan error
 
-	lessor  lessor       // lease.go: the leader's lease deadlines
-	watches watchStreams // watch.go
+	lessor      lessor                           // lease.go: the leader's lease deadlines
+	watches     watchStreams                     // watch.go
+	raftHeaders atomic.Pointer[raftHeaderValues] // responseWriter's cache
+	// Concurrent reads share barriers (readbarrier.go).
+	linearizableReads, leaseReads *readCoalescer
 
 	metrics   *metrics     // metrics.go
 	peerHTTP  *http.Client // ui.go: fetches other members' views
@@ -140,6 +143,8 @@ func open(cfg Config) (*Server, error) {
 		peerHTTP: newPeerHTTP(cfg.TLS),
 	}
 	s.watches.stop = make(chan struct{})
+	s.linearizableReads = newReadCoalescer(n.ReadIndex, cfg.Limits.RequestTimeout)
+	s.leaseReads = newReadCoalescer(n.LeaseRead, cfg.Limits.RequestTimeout)
 	m.bind(s)
 	s.clusterID.Store(clusterID)
 	if cfg.TLS != nil {
@@ -153,6 +158,15 @@ func open(cfg Config) (*Server, error) {
 		WriteTimeout:      cfg.Limits.WriteTimeout,
 		IdleTimeout:       cfg.Limits.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
+	}
+	if cfg.TLS == nil {
+		// Cleartext HTTP/2 (h2c, prior knowledge) beside HTTP/1.1, so that
+		// clients that multiplex share a connection and its syscalls; an
+		// HTTP/1.1 client sees no difference. Each stream still takes one
+		// of MaxConcurrentRequests' tokens.
+		s.http.Protocols = new(http.Protocols)
+		s.http.Protocols.SetHTTP1(true)
+		s.http.Protocols.SetUnencryptedHTTP2(true)
 	}
 	return s, nil
 }
@@ -389,12 +403,34 @@ func (w *responseWriter) WriteHeader(code int) {
 		w.written = true
 		w.code = code
 		lead, term, _ := w.s.node.Leader()
+		v := w.s.raftHeaders.Load()
+		if v == nil || v.lead != lead || v.term != term {
+			v = &raftHeaderValues{lead: lead, term: term,
+				leadValue: []string{strconv.FormatUint(uint64(lead), 10)},
+				termValue: []string{strconv.FormatUint(uint64(term), 10)}}
+			w.s.raftHeaders.Store(v)
+		}
+		// Canonical keys set directly, values shared: net/http only reads
+		// them, and they change once a term.
 		h := w.Header()
-		h.Set(api.HeaderTerm, strconv.FormatUint(uint64(term), 10))
-		h.Set(api.HeaderLeader, strconv.FormatUint(uint64(lead), 10))
+		h[headerTermKey] = v.termValue
+		h[headerLeaderKey] = v.leadValue
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
+
+// raftHeaderValues are the X-Raft-Term and X-Raft-Leader values of one
+// (leader, term), formatted once.
+type raftHeaderValues struct {
+	lead                 pb.NodeID
+	term                 pb.Term
+	leadValue, termValue []string
+}
+
+var (
+	headerTermKey   = http.CanonicalHeaderKey(api.HeaderTerm)
+	headerLeaderKey = http.CanonicalHeaderKey(api.HeaderLeader)
+)
 
 func (w *responseWriter) Write(b []byte) (int, error) {
 	if !w.written {

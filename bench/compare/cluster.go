@@ -56,19 +56,19 @@ func freePorts(n int) ([]string, error) {
 	return addrs, nil
 }
 
-// startRaftkv starts three `raftkv server` members (fsync is always on).
-func startRaftkv(ctx context.Context, bin, dir string, pprof bool) (*cluster, error) {
-	addrs, err := freePorts(2 * members)
+// startRaftkv starts n `raftkv server` members (fsync is always on).
+func startRaftkv(ctx context.Context, bin, dir string, n int, pprof bool) (*cluster, error) {
+	addrs, err := freePorts(2 * n)
 	if err != nil {
 		return nil, err
 	}
-	peers, clients := addrs[:members], addrs[members:]
+	peers, clients := addrs[:n], addrs[n:]
 	var spec []string
 	for i, p := range peers {
 		spec = append(spec, fmt.Sprintf("%d=%s", i+1, p))
 	}
 	c := &cluster{name: "raftkv", dir: dir, clientAddrs: clients}
-	for i := range members {
+	for i := range n {
 		args := []string{"server", "--id", fmt.Sprint(i + 1),
 			"--data-dir", filepath.Join(dir, fmt.Sprintf("data%d", i+1)),
 			"--listen-peer", peers[i], "--listen-client", clients[i],

@@ -39,6 +39,10 @@ type options struct {
 	quietWait  time.Duration // bound on waiting for other load to pass
 	// raftkvBatchOps is the raftkv client's MaxBatchOps (1: no batching).
 	raftkvBatchOps int
+	modes          string
+	rows           []workload // the workloads of modes
+	tools          bool       // also run wrk and h2load
+	benchDir       string     // the bench module's directory
 }
 
 func main() {
@@ -52,13 +56,20 @@ func main() {
 	flag.IntVar(&o.retries, "retries", 2, "measure a workload again, up to this many times, when other processes competed for the CPU")
 	flag.StringVar(&o.profileDir, "profile", "", "save a CPU profile of the raftkv leader for each workload in this directory")
 	flag.IntVar(&o.raftkvBatchOps, "raftkv-batch-ops", 0, "raftkv client's MaxBatchOps: 0 the default, 1 no batching (every call its own HTTP request)")
+	flag.StringVar(&o.modes, "modes", modeBatched+","+modeIndependent, "client modes to run: batched (one shared Go client, coalescing into /v1/batch), independent (a connection per client, plain requests), or both")
+	flag.BoolVar(&o.tools, "tools", false, "after the loadgen rows, also run wrk (and h2load against raftkv) on each cluster's leader")
 	flag.Parse()
+	var err error
+	if o.rows, err = selectWorkloads(o.modes); err != nil {
+		fmt.Fprintln(os.Stderr, "compare:", err)
+		os.Exit(2)
+	}
 	if o.only != "" && o.only != "raftkv" && o.only != "etcd" {
 		fmt.Fprintf(os.Stderr, "compare: -only %q: want raftkv or etcd\n", o.only)
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, o)
+	err = run(ctx, o)
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "compare:", err)
@@ -71,6 +82,7 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
+	o.benchDir = benchDir
 	tmp, err := os.MkdirTemp("", "raftkv-compare-")
 	if err != nil {
 		return err
@@ -100,7 +112,8 @@ func run(ctx context.Context, o options) error {
 	}
 	fmt.Print(env)
 	fmt.Printf("- load average at the end: %s\n\n", loadAverage())
-	printTable(os.Stdout, res)
+	printTable(os.Stdout, res, o.rows)
+	printTools(os.Stdout)
 	return nil
 }
 

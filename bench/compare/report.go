@@ -10,20 +10,20 @@ import (
 func numCPU() int { return runtime.NumCPU() }
 
 // printTable writes a Markdown table of both stores and, when both ran,
-// the ratios and issue 6's targets.
-func printTable(w io.Writer, res results) {
+// the ratios and the targets.
+func printTable(w io.Writer, res results, rows []workload) {
 	rk, et := res["raftkv"], res["etcd"]
+	at := func(ms []*measurement, i int) *measurement {
+		if i < len(ms) {
+			return ms[i]
+		}
+		return nil
+	}
 	fmt.Fprintln(w, "| workload | clients | raftkv ops/s | p50 | p99 | etcd ops/s | p50 | p99 | ops/s raftkv÷etcd | p50 raftkv÷etcd | p99 raftkv÷etcd |")
 	fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 	var notes []string
-	for i, wl := range workloads {
-		var a, b *measurement
-		if i < len(rk) {
-			a = &rk[i]
-		}
-		if i < len(et) {
-			b = &et[i]
-		}
+	for i, wl := range rows {
+		a, b := at(rk, i), at(et, i)
 		fmt.Fprintf(w, "| %s | %d | %s | %s | %s |\n", wl.name, wl.clients, cells(a), cells(b), ratios(a, b))
 		notes = append(notes, errNotes(wl, "raftkv", a)...)
 		notes = append(notes, errNotes(wl, "etcd", b)...)
@@ -31,21 +31,63 @@ func printTable(w io.Writer, res results) {
 	for _, n := range notes {
 		fmt.Fprintln(w, "\n"+n)
 	}
-	printCPU(w, rk, et)
-	if rk == nil || et == nil {
-		return
-	}
+	printCPU(w, rk, et, rows)
 	fmt.Fprintln(w, "\nRatios: ops/s above 1 and latency below 1 favour raftkv.")
-	fmt.Fprintln(w, "\nIssue 6 targets:")
-	put1, put64, lin := 0, 2, 4 // indexes into workloads
-	target(w, "64-client puts: ≥3× etcd's ops/s", rk[put64].OpsPerSec >= 3*et[put64].OpsPerSec,
-		fmt.Sprintf("%.2f×", rk[put64].OpsPerSec/et[put64].OpsPerSec))
-	target(w, "64-client puts: p99 no worse than etcd's", rk[put64].P99 <= et[put64].P99,
-		fmt.Sprintf("%v vs %v", rk[put64].P99, et[put64].P99))
-	target(w, "1-client puts: p50 ≤ ⅓ of etcd's", 3*rk[put1].P50 <= et[put1].P50,
-		fmt.Sprintf("%v vs %v (%.2f)", rk[put1].P50, et[put1].P50, float64(rk[put1].P50)/float64(et[put1].P50)))
-	target(w, "64-client linearizable gets: ≥3× etcd's ops/s", rk[lin].OpsPerSec >= 3*et[lin].OpsPerSec,
-		fmt.Sprintf("%.2f×", rk[lin].OpsPerSec/et[lin].OpsPerSec))
+	printTargets(w, rk, et, rows)
+}
+
+// printTargets checks the targets whose rows ran.
+func printTargets(w io.Writer, rk, et []*measurement, rows []workload) {
+	find := func(ms []*measurement, name string, clients int, single bool) *measurement {
+		for i, wl := range rows {
+			if wl.name == name && wl.clients == clients && wl.single == single && i < len(ms) {
+				return ms[i]
+			}
+		}
+		return nil
+	}
+	fmt.Fprintln(w, "\nTargets:")
+	throughput := func(what, name string, clients int, factor float64) {
+		a, b := find(rk, name, clients, false), find(et, name, clients, false)
+		if a == nil || b == nil || b.OpsPerSec == 0 {
+			return
+		}
+		target(w, fmt.Sprintf("%s: ≥%g× etcd's ops/s", what, factor), a.OpsPerSec >= factor*b.OpsPerSec && a.Errors == 0,
+			fmt.Sprintf("%.2f×, errors %d", a.OpsPerSec/b.OpsPerSec, a.Errors))
+	}
+	p99 := func(what, name string, clients int) {
+		a, b := find(rk, name, clients, false), find(et, name, clients, false)
+		if a == nil || b == nil {
+			return
+		}
+		target(w, what+": p99 no worse than etcd's", a.P99 <= b.P99, fmt.Sprintf("%v vs %v", a.P99, b.P99))
+	}
+	cpu := func(what, name string, clients int) {
+		a, b := find(rk, name, clients, false), find(et, name, clients, false)
+		if a == nil || b == nil || b.serverCPUPerOp == 0 {
+			return
+		}
+		target(w, what+": members' CPU per op ≤ ⅓ of etcd's", 3*a.serverCPUPerOp <= b.serverCPUPerOp,
+			fmt.Sprintf("%v vs %v (%.2f)", a.serverCPUPerOp, b.serverCPUPerOp, float64(a.serverCPUPerOp)/float64(b.serverCPUPerOp)))
+	}
+	const ip, ig = "put, independent", "get linearizable, independent"
+	throughput("64 independent clients, puts", ip, 64, 3)
+	p99("64 independent clients, puts", ip, 64)
+	throughput("64 independent clients, linearizable gets", ig, 64, 4)
+	p99("64 independent clients, linearizable gets", ig, 64)
+	throughput("256 independent clients, puts", ip, 256, 3)
+	cpu("64 independent clients, puts", ip, 64)
+	cpu("64 independent clients, linearizable gets", ig, 64)
+	if a, b := find(rk, ip, 1, false), find(et, ip, 1, false); a != nil && b != nil {
+		target(w, "1 independent client, puts: p50 ≤ ½ of etcd's", 2*a.P50 <= b.P50,
+			fmt.Sprintf("%v vs %v (%.2f)", a.P50, b.P50, float64(a.P50)/float64(b.P50)))
+	}
+	if a, s := find(rk, ip, 1, false), find(rk, "put, independent, 1-member raftkv", 1, true); a != nil && s != nil {
+		target(w, "1 independent client, puts: p50 ≤ 1.3× the 1-member cluster's", 10*a.P50 <= 13*s.P50,
+			fmt.Sprintf("%v vs %v (%.2f)", a.P50, s.P50, float64(a.P50)/float64(s.P50)))
+	}
+	throughput("64 clients, batched, puts", "put", 64, 3)
+	throughput("64 clients, batched, linearizable gets", "get linearizable", 64, 3)
 }
 
 func target(w io.Writer, what string, met bool, detail string) {
@@ -58,25 +100,21 @@ func target(w io.Writer, what string, met bool, detail string) {
 
 // printCPU writes the CPU time per operation of the three members
 // together and of the load generator, in the measured window.
-func printCPU(w io.Writer, rk, et []measurement) {
-	fmt.Fprintln(w, "\nCPU time per operation (µs): the 3 members together, the load generator;")
+func printCPU(w io.Writer, rk, et []*measurement, rows []workload) {
+	fmt.Fprintln(w, "\nCPU time per operation (µs): the members together, the load generator;")
 	fmt.Fprintln(w, "and the CPU other processes used meanwhile (cores; above 0.1 a figure was taken under load):")
 	fmt.Fprintln(w, "\n| workload | clients | raftkv members | raftkv loadgen | other | etcd members | etcd loadgen | other |")
 	fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-	cpu := func(ms []measurement, i int) string {
-		if i >= len(ms) {
+	worst := 0.0
+	cpu := func(ms []*measurement, i int) string {
+		if i >= len(ms) || ms[i] == nil {
 			return "– | – | –"
 		}
+		worst = max(worst, ms[i].otherCores)
 		return fmt.Sprintf("%d | %d | %.2f", ms[i].serverCPUPerOp.Microseconds(), ms[i].clientCPUPerOp.Microseconds(), ms[i].otherCores)
 	}
-	worst := 0.0
-	for i, wl := range workloads {
+	for i, wl := range rows {
 		fmt.Fprintf(w, "| %s | %d | %s | %s |\n", wl.name, wl.clients, cpu(rk, i), cpu(et, i))
-		for _, ms := range [][]measurement{rk, et} {
-			if i < len(ms) {
-				worst = max(worst, ms[i].otherCores)
-			}
-		}
 	}
 	if worst > otherCoresQuiet {
 		fmt.Fprintf(w, "\n**Warning**: other processes used up to %.2f cores during a measurement; those rows are not comparable. Rerun on a quiet machine.\n", worst)

@@ -2,12 +2,18 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 
 	"github.com/raftkv/raftkv/bench/loadgen"
 	"github.com/raftkv/raftkv/client"
@@ -22,12 +28,27 @@ type workload struct {
 	// raftkvRead and etcdSerializable are the read levels of a get.
 	raftkvRead       string
 	etcdSerializable bool
+	// independent: every load client has its own connection and sends one
+	// plain request per operation (loadgen.RaftkvPlain, loadgen.EtcdPlain);
+	// otherwise the load clients share one Go client, which for raftkv
+	// coalesces concurrent calls into POST /v1/batch.
+	independent bool
+	// single runs on a 1-member raftkv cluster (raftkv only): the floor
+	// of HTTP plus fsync without replication, beside the 3-member figure.
+	single bool
 }
 
-// workloads are the rows of issue 6's comparison. etcd has no lease read;
-// its serializable read (a member's local state, no leader contact) is
-// shown beside raftkv's lease read for context only.
-var workloads = []workload{
+// Modes of -modes.
+const (
+	modeBatched     = "batched"
+	modeIndependent = "independent"
+)
+
+// allWorkloads are the rows: issue 6's comparison through the shared
+// (batching) Go client, then independent clients. etcd has no lease
+// read; its serializable read (a member's local state, no leader
+// contact) is shown beside raftkv's lease read for context only.
+var allWorkloads = []workload{
 	{name: "put", slug: "put", op: loadgen.OpPut, clients: 1},
 	{name: "put", slug: "put", op: loadgen.OpPut, clients: 16},
 	{name: "put", slug: "put", op: loadgen.OpPut, clients: 64},
@@ -35,6 +56,31 @@ var workloads = []workload{
 	{name: "get linearizable", slug: "get-linearizable", op: loadgen.OpGet, clients: 64, raftkvRead: "linearizable"},
 	{name: "get lease (raftkv) / serializable (etcd)", slug: "get-lease", op: loadgen.OpGet, clients: 64, raftkvRead: "lease", etcdSerializable: true},
 	{name: "txn (3 compares + 3 puts)", slug: "txn", op: loadgen.OpTxn3, clients: 64},
+	{name: "put, independent", slug: "ind-put", op: loadgen.OpPut, clients: 1, independent: true},
+	{name: "put, independent", slug: "ind-put", op: loadgen.OpPut, clients: 64, independent: true},
+	{name: "put, independent", slug: "ind-put", op: loadgen.OpPut, clients: 256, independent: true},
+	{name: "get linearizable, independent", slug: "ind-get-linearizable", op: loadgen.OpGet, clients: 64, raftkvRead: "linearizable", independent: true},
+	{name: "get lease / serializable, independent", slug: "ind-get-lease", op: loadgen.OpGet, clients: 64, raftkvRead: "lease", etcdSerializable: true, independent: true},
+	{name: "put, independent, 1-member raftkv", slug: "single-put", op: loadgen.OpPut, clients: 1, independent: true, single: true},
+}
+
+// selectWorkloads returns the rows of the modes named (comma-separated).
+func selectWorkloads(modes string) ([]workload, error) {
+	want := map[string]bool{}
+	for _, m := range strings.Split(modes, ",") {
+		m = strings.TrimSpace(m)
+		if m != modeBatched && m != modeIndependent {
+			return nil, fmt.Errorf("-modes: %q: want %s and/or %s", m, modeBatched, modeIndependent)
+		}
+		want[m] = true
+	}
+	var out []workload
+	for _, w := range allWorkloads {
+		if (w.independent && want[modeIndependent]) || (!w.independent && want[modeBatched]) {
+			out = append(out, w)
+		}
+	}
+	return out, nil
 }
 
 // measurement is one workload's result on one store, with the CPU time
@@ -48,27 +94,75 @@ type measurement struct {
 	otherCores float64
 }
 
-// results holds each store's measurements in the order of workloads.
-type results map[string][]measurement
+// results holds each store's measurements in the order of the selected
+// workloads; nil where a row was not run on that store.
+type results map[string][]*measurement
 
-func runRaftkv(ctx context.Context, bin, dir string, o options) (_ []measurement, err error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
+func runRaftkv(ctx context.Context, bin, dir string, o options) (_ []*measurement, err error) {
+	out := make([]*measurement, len(o.rows))
+	var multi, single []int
+	for i, w := range o.rows {
+		if w.single {
+			single = append(single, i)
+		} else {
+			multi = append(multi, i)
+		}
 	}
-	fmt.Fprintln(os.Stderr, "starting 3 raftkv members")
-	c, err := startRaftkv(ctx, bin, dir, o.profileDir != "")
-	defer stopCluster(c, &err)
-	if err != nil {
-		return nil, err
+	for _, part := range []struct {
+		members int
+		rows    []int
+	}{{members, multi}, {1, single}} {
+		if len(part.rows) == 0 {
+			continue
+		}
+		if err := runRaftkvCluster(ctx, bin, filepath.Join(dir, fmt.Sprint(part.members)), part.members, part.rows, out, o); err != nil {
+			return nil, err
+		}
 	}
-	return runAll(ctx, c, o, func(w workload) (loadgen.Store, error) {
-		return loadgen.NewRaftkv(c.clientAddrs, w.clients, w.raftkvRead, o.raftkvBatchOps)
-	})
+	return out, nil
 }
 
-func runEtcd(ctx context.Context, bin, dir string, o options) (_ []measurement, err error) {
+func runRaftkvCluster(ctx context.Context, bin, dir string, n int, rows []int, out []*measurement, o options) (err error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "starting %d raftkv members\n", n)
+	c, err := startRaftkv(ctx, bin, dir, n, o.profileDir != "")
+	defer stopCluster(c, &err)
+	if err != nil {
+		return err
+	}
+	leader, err := raftkvLeader(ctx, c.clientAddrs)
+	if err != nil {
+		return err
+	}
+	ms, err := runAll(ctx, c, o, rows, func(w workload) (loadgen.Store, error) {
+		if w.independent {
+			return loadgen.NewRaftkvPlain(leader, w.raftkvRead), nil
+		}
+		return loadgen.NewRaftkv(c.clientAddrs, w.clients, w.raftkvRead, o.raftkvBatchOps)
+	})
+	if err != nil {
+		return err
+	}
+	for k, i := range rows {
+		out[i] = ms[k]
+	}
+	if o.tools && n == members {
+		runTools(ctx, c, leader, o)
+	}
+	return nil
+}
+
+func runEtcd(ctx context.Context, bin, dir string, o options) (_ []*measurement, err error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
+	}
+	var rows []int
+	for i, w := range o.rows {
+		if !w.single {
+			rows = append(rows, i)
+		}
 	}
 	fmt.Fprintln(os.Stderr, "starting 3 etcd members")
 	c, err := startEtcd(ctx, bin, dir)
@@ -76,17 +170,73 @@ func runEtcd(ctx context.Context, bin, dir string, o options) (_ []measurement, 
 	if err != nil {
 		return nil, err
 	}
-	return runAll(ctx, c, o, func(w workload) (loadgen.Store, error) {
+	leader, err := etcdLeader(ctx, c.clientAddrs)
+	if err != nil {
+		return nil, err
+	}
+	ms, err := runAll(ctx, c, o, rows, func(w workload) (loadgen.Store, error) {
+		if w.independent {
+			return loadgen.NewEtcdPlain(leader, w.etcdSerializable), nil
+		}
 		return loadgen.NewEtcd(c.clientAddrs, w.clients, w.etcdSerializable)
 	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*measurement, len(o.rows))
+	for k, i := range rows {
+		out[i] = ms[k]
+	}
+	if o.tools {
+		runTools(ctx, c, leader, o)
+	}
+	return out, nil
+}
+
+// raftkvLeader returns the client address of the raftkv leader. Member
+// i+1 listens on endpoints[i] (startRaftkv).
+func raftkvLeader(ctx context.Context, endpoints []string) (string, error) {
+	c, err := client.New(client.Config{Endpoints: endpoints})
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	cl, err := c.Cluster(ctx)
+	if err != nil {
+		return "", err
+	}
+	if cl.Leader < 1 || cl.Leader > uint64(len(endpoints)) {
+		return "", fmt.Errorf("raftkv: no leader known (leader %d)", cl.Leader)
+	}
+	return endpoints[cl.Leader-1], nil
+}
+
+// etcdLeader returns the client address of the etcd leader.
+func etcdLeader(ctx context.Context, endpoints []string) (string, error) {
+	c, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	for _, ep := range endpoints {
+		st, err := c.Status(ctx, ep)
+		if err != nil {
+			return "", fmt.Errorf("etcd status of %s: %w", ep, err)
+		}
+		if st.Leader == st.Header.MemberId {
+			return ep, nil
+		}
+	}
+	return "", errors.New("etcd: no member says it leads")
 }
 
 // runAll runs every workload on cluster c, filling the key space before
 // the first get.
-func runAll(ctx context.Context, c *cluster, o options, open func(workload) (loadgen.Store, error)) ([]measurement, error) {
-	var out []measurement
+func runAll(ctx context.Context, c *cluster, o options, rows []int, open func(workload) (loadgen.Store, error)) ([]*measurement, error) {
+	var out []*measurement
 	filled := false
-	for _, w := range workloads {
+	for _, i := range rows {
+		w := o.rows[i]
 		s, err := open(w)
 		if err != nil {
 			return nil, err
@@ -110,7 +260,7 @@ func runAll(ctx context.Context, c *cluster, o options, open func(workload) (loa
 		if m.FirstErr != nil {
 			fmt.Fprintf(os.Stderr, "       first error: %v\n", m.FirstErr)
 		}
-		out = append(out, m)
+		out = append(out, &m)
 	}
 	return out, nil
 }
@@ -201,7 +351,7 @@ func measure(ctx context.Context, c *cluster, s loadgen.Store, w workload, o opt
 }
 
 // profileLeader, when -profile is set, fetches a CPU profile of the
-// raftkv leader over the measured part of w into the profile directory.
+// raftkv members over the measured part of w into the profile directory.
 func profileLeader(ctx context.Context, endpoints []string, w workload, o options) func() {
 	if o.profileDir == "" {
 		return func() {}
@@ -231,13 +381,32 @@ func fetchProfile(ctx context.Context, endpoints []string, w workload, o options
 	if cl.Leader < 1 || cl.Leader > uint64(len(endpoints)) {
 		return fmt.Errorf("no leader known (leader %d)", cl.Leader)
 	}
-	leaderAddr := endpoints[cl.Leader-1]
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-time.After(o.warmup):
 	}
-	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", leaderAddr, max(1, int(o.duration.Seconds())))
+	// Every member at once: the leader's file is raftkv-<row>.pprof, a
+	// follower's raftkv-<row>-follower<id>.pprof.
+	var wg sync.WaitGroup
+	errs := make([]error, len(endpoints))
+	for i, addr := range endpoints {
+		name := fmt.Sprintf("raftkv-%s-%d.pprof", w.slug, w.clients)
+		if uint64(i+1) != cl.Leader {
+			name = fmt.Sprintf("raftkv-%s-%d-follower%d.pprof", w.slug, w.clients, i+1)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = fetchOneProfile(ctx, addr, filepath.Join(o.profileDir, name), o.duration)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func fetchOneProfile(ctx context.Context, addr, path string, d time.Duration) error {
+	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, max(1, int(d.Seconds())))
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
@@ -250,7 +419,6 @@ func fetchProfile(ctx context.Context, endpoints []string, w workload, o options
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("%s: %s", url, resp.Status)
 	}
-	path := filepath.Join(o.profileDir, fmt.Sprintf("raftkv-%s-%d.pprof", w.slug, w.clients))
 	f, err := os.Create(path)
 	if err != nil {
 		return err

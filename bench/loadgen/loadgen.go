@@ -124,6 +124,7 @@ func Run(ctx context.Context, s Store, cfg Config) (Result, error) {
 	for w := range cfg.Clients {
 		hists[w] = hdrhistogram.New(1, latencyMaxMicros, 3)
 		wg.Add(1)
+		cs := forClient(s, w)
 		go func() {
 			defer wg.Done()
 			rng := rand.New(rand.NewPCG(uint64(w), uint64(start.UnixNano())))
@@ -132,7 +133,7 @@ func Run(ctx context.Context, s Store, cfg Config) (Result, error) {
 				if !t0.Before(end) {
 					return
 				}
-				err := once(ctx, s, cfg.Op, cfg.Key(rng.IntN(cfg.Keys)), value)
+				err := once(ctx, cs, cfg.Op, cfg.Key(rng.IntN(cfg.Keys)), value)
 				if t0.Before(measureFrom) {
 					continue
 				}
@@ -197,7 +198,8 @@ func Fill(ctx context.Context, s Store, cfg Config) error {
 	var mu sync.Mutex
 	var errs []error
 	var wg sync.WaitGroup
-	for range fillWorkers {
+	for w := range fillWorkers {
+		cs := forClient(s, w)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -206,7 +208,7 @@ func Fill(ctx context.Context, s Store, cfg Config) error {
 				if i >= cfg.Keys {
 					return
 				}
-				if err := once(ctx, s, OpPut, cfg.Key(i), value); err != nil {
+				if err := once(ctx, cs, OpPut, cfg.Key(i), value); err != nil {
 					mu.Lock()
 					errs = append(errs, fmt.Errorf("put %s: %w", cfg.Key(i), err))
 					mu.Unlock()

@@ -82,7 +82,11 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-func newCluster(t *testing.T, n int) *cluster {
+func newCluster(t *testing.T, n int) *cluster { return newClusterWith(t, n) }
+
+// newClusterWith starts n members with extra flags (which override the
+// short test timers).
+func newClusterWith(t *testing.T, n int, extra ...string) *cluster {
 	c := &cluster{t: t, procs: map[uint64]*proc{}}
 	var spec []string
 	for id := uint64(1); id <= uint64(n); id++ {
@@ -92,7 +96,7 @@ func newCluster(t *testing.T, n int) *cluster {
 	}
 	c.spec = strings.Join(spec, ",")
 	for id := uint64(1); id <= uint64(n); id++ {
-		c.start(id, "--cluster", c.spec)
+		c.start(id, append([]string{"--cluster", c.spec}, extra...)...)
 	}
 	t.Cleanup(func() {
 		for _, p := range c.procs {

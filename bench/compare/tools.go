@@ -1,0 +1,259 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Load generators nobody here wrote, run against each cluster's leader
+// after the loadgen rows (-tools): wrk (HTTP/1.1, a connection per
+// client) and h2load (HTTP/2; raftkv serves it in cleartext, h2c).
+// raftkv is sent plain PUT and GET requests; etcd has no plain HTTP
+// key-value API, so wrk reaches its gRPC gateway (POST /v3/kv/put and
+// /v3/kv/range with base64 JSON), which costs etcd a JSON translation a
+// gRPC client would not pay: those rows favour raftkv and are labelled.
+
+// The wrk scripts are in lua/ (relative to this directory), named
+// <store>-<op>.lua.
+const luaDir = "compare/lua"
+
+// h2loadURIs is how many distinct URIs h2load cycles through.
+const h2loadURIs = 100_000
+
+// toolRow is one run of an external load generator.
+type toolRow struct {
+	store, what, command string
+	opsPerSec            float64
+	p50, p99, mean       time.Duration // zero when the tool does not report it
+	failed               int64
+	serverCPUPerOp       time.Duration
+	err                  error
+}
+
+var toolRows []toolRow
+
+// runTools runs the external load generators against leader ("host:port")
+// of cluster c.
+func runTools(ctx context.Context, c *cluster, leader string, o options) {
+	dur := fmt.Sprintf("%ds", max(1, int(o.duration.Seconds())))
+	url := "http://" + leader
+	type run struct {
+		what string
+		args []string
+		wrk  bool
+	}
+	var runs []run
+	var h2dir string // h2load's input files, named DIR in the printed commands
+	putScript, getScript := luaDir+"/"+c.name+"-put.lua", luaDir+"/"+c.name+"-get.lua"
+	for _, n := range []int{1, 64, 256} {
+		runs = append(runs, run{fmt.Sprintf("put, %d connections", n),
+			[]string{"-t", fmt.Sprint(min(2, n)), "-c", fmt.Sprint(n), "-d", dur, "--latency", "-s", putScript, url}, true})
+	}
+	runs = append(runs, run{"get linearizable, 64 connections",
+		[]string{"-t", "2", "-c", "64", "-d", dur, "--latency", "-s", getScript, url}, true})
+	if c.name == "raftkv" {
+		// h2load takes its URIs from a file and cycles through them: puts
+		// to distinct keys, gets of the filled keys.
+		dir, err := os.MkdirTemp("", "raftkv-h2load-")
+		if err != nil {
+			toolRows = append(toolRows, toolRow{store: c.name, what: "h2load", err: err})
+			return
+		}
+		defer os.RemoveAll(dir)
+		h2dir = dir
+		value, puts, gets := filepath.Join(dir, "value"), filepath.Join(dir, "put-uris"), filepath.Join(dir, "get-uris")
+		var pu, gu strings.Builder
+		for i := range h2loadURIs {
+			fmt.Fprintf(&pu, "%s/v1/kv/h2load/%d\n", url, i)
+			fmt.Fprintf(&gu, "%s/v1/kv/bench/%08d?consistency=linearizable\n", url, i%o.keys)
+		}
+		for _, f := range []struct{ path, body string }{
+			{value, strings.Repeat("v", o.valueSize)}, {puts, pu.String()}, {gets, gu.String()},
+		} {
+			if err := os.WriteFile(f.path, []byte(f.body), 0o644); err != nil {
+				toolRows = append(toolRows, toolRow{store: c.name, what: "h2load", err: err})
+				return
+			}
+		}
+		common := []string{"-D", dur, "--warm-up-time", "1s"}
+		put := append([]string{"-d", value, "-H", ":method: PUT", "-i", puts}, common...)
+		get := append([]string{"-i", gets}, common...)
+		runs = append(runs,
+			run{"put (h2load), 64 connections × 1 stream", append([]string{"-c", "64", "-m", "1"}, put...), false},
+			run{"put (h2load), 4 connections × 16 streams", append([]string{"-c", "4", "-m", "16"}, put...), false},
+			run{"get linearizable (h2load), 64 connections × 1 stream", append([]string{"-c", "64", "-m", "1"}, get...), false},
+			run{"get linearizable (h2load), 4 connections × 16 streams", append([]string{"-c", "4", "-m", "16"}, get...), false},
+		)
+	}
+	for _, r := range runs {
+		tool := "h2load"
+		if r.wrk {
+			tool = "wrk"
+		}
+		if _, err := exec.LookPath(tool); err != nil {
+			toolRows = append(toolRows, toolRow{store: c.name, what: r.what, err: fmt.Errorf("%s not installed", tool)})
+			continue
+		}
+		if err := waitQuiet(ctx, c, o.quietWait); err != nil {
+			return
+		}
+		before := c.cpuTime()
+		cmd := exec.CommandContext(ctx, tool, r.args...)
+		cmd.Dir = o.benchDir
+		out, err := cmd.CombinedOutput()
+		cpu := c.cpuTime() - before
+		quoted := make([]string, len(r.args))
+		for i, a := range r.args {
+			quoted[i] = a
+			if strings.Contains(a, " ") {
+				quoted[i] = "'" + a + "'"
+			}
+		}
+		command := tool + " " + strings.ReplaceAll(strings.Join(quoted, " "), leader, "LEADER")
+		if h2dir != "" {
+			command = strings.ReplaceAll(command, h2dir, "DIR")
+		}
+		row := toolRow{store: c.name, what: r.what, command: command, err: err}
+		if err == nil {
+			if r.wrk {
+				row.err = parseWrk(string(out), &row)
+			} else {
+				row.err = parseH2load(string(out), &row)
+			}
+		}
+		if row.err != nil {
+			row.err = fmt.Errorf("%w\n%s", row.err, out)
+		}
+		if row.err == nil && row.opsPerSec == 0 {
+			row.err = fmt.Errorf("%s: no request succeeded\n%s", tool, out)
+		}
+		if row.opsPerSec > 0 {
+			// The tools' own warm-up is short; CPU over the whole command.
+			secs := o.duration.Seconds()
+			if !r.wrk {
+				secs += 1
+			}
+			row.serverCPUPerOp = time.Duration(float64(cpu) / (row.opsPerSec * secs))
+		}
+		fmt.Fprintf(os.Stderr, "%-6s %-55s %8.0f ops/s  p50 %v p99 %v mean %v failed %d  CPU/op members %v\n",
+			c.name, r.what, row.opsPerSec, row.p50, row.p99, row.mean, row.failed, row.serverCPUPerOp)
+		toolRows = append(toolRows, row)
+	}
+}
+
+var (
+	wrkRate    = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
+	wrkPct     = regexp.MustCompile(`(?m)^\s+(50|99)%\s+([0-9.]+)(us|ms|s)\s*$`)
+	wrkNon2xx  = regexp.MustCompile(`Non-2xx or 3xx responses:\s+(\d+)`)
+	wrkErrors  = regexp.MustCompile(`Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)`)
+	h2Rate     = regexp.MustCompile(`finished in [0-9.]+\w+, ([0-9.]+) req/s`)
+	h2Requests = regexp.MustCompile(`requests: \d+ total, \d+ started, \d+ done, \d+ succeeded, (\d+) failed, (\d+) errored`)
+	h2Status   = regexp.MustCompile(`status codes: \d+ 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx`)
+	h2Time     = regexp.MustCompile(`time for request:\s+\S+\s+\S+\s+([0-9.]+)(us|ms|s)`)
+)
+
+func duration(v, unit string) time.Duration {
+	f, _ := strconv.ParseFloat(v, 64)
+	switch unit {
+	case "us":
+		return time.Duration(f * float64(time.Microsecond))
+	case "ms":
+		return time.Duration(f * float64(time.Millisecond))
+	}
+	return time.Duration(f * float64(time.Second))
+}
+
+func parseWrk(out string, row *toolRow) error {
+	m := wrkRate.FindStringSubmatch(out)
+	if m == nil {
+		return fmt.Errorf("wrk: no Requests/sec in its output")
+	}
+	row.opsPerSec, _ = strconv.ParseFloat(m[1], 64)
+	for _, p := range wrkPct.FindAllStringSubmatch(out, -1) {
+		if p[1] == "50" {
+			row.p50 = duration(p[2], p[3])
+		} else {
+			row.p99 = duration(p[2], p[3])
+		}
+	}
+	if m := wrkNon2xx.FindStringSubmatch(out); m != nil {
+		n, _ := strconv.ParseInt(m[1], 10, 64)
+		row.failed += n
+	}
+	if m := wrkErrors.FindStringSubmatch(out); m != nil {
+		for _, v := range m[1:] {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			row.failed += n
+		}
+	}
+	return nil
+}
+
+func parseH2load(out string, row *toolRow) error {
+	m := h2Rate.FindStringSubmatch(out)
+	if m == nil {
+		return fmt.Errorf("h2load: no req/s in its output")
+	}
+	row.opsPerSec, _ = strconv.ParseFloat(m[1], 64)
+	for _, re := range []*regexp.Regexp{h2Requests, h2Status} {
+		if m := re.FindStringSubmatch(out); m != nil {
+			for _, v := range m[1:] {
+				n, _ := strconv.ParseInt(v, 10, 64)
+				row.failed += n
+			}
+		}
+	}
+	if m := h2Time.FindStringSubmatch(out); m != nil {
+		row.mean = duration(m[1], m[2])
+	}
+	return nil
+}
+
+// printTools writes the external load generators' rows and commands.
+func printTools(w io.Writer) {
+	if len(toolRows) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "\nExternal load generators against the leader (etcd: its gRPC gateway, JSON over HTTP/1.1):")
+	fmt.Fprintln(w, "\n| store | workload | ops/s | p50 | p99 | mean | failed | members' CPU/op |")
+	fmt.Fprintln(w, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+	opt := func(d time.Duration) string {
+		if d == 0 {
+			return "–"
+		}
+		return ms(d)
+	}
+	for _, r := range toolRows {
+		if r.err != nil {
+			fmt.Fprintf(w, "| %s | %s | error: %s | | | | | |\n", r.store, r.what, firstLine(r.err.Error()))
+			continue
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %d | %d µs |\n", r.store, r.what, thousands(r.opsPerSec),
+			opt(r.p50), opt(r.p99), opt(r.mean), r.failed, r.serverCPUPerOp.Microseconds())
+	}
+	fmt.Fprintln(w, "\nCommands, run in bench/ (LEADER is the leader's client address host:port; h2load's DIR/value")
+	fmt.Fprintln(w, "holds one value, DIR/put-uris lists http://LEADER/v1/kv/h2load/N and DIR/get-uris")
+	fmt.Fprintln(w, "http://LEADER/v1/kv/bench/%08d?consistency=linearizable for N up to 100,000):")
+	for _, r := range toolRows {
+		if r.command != "" {
+			fmt.Fprintf(w, "\n    %s\n", r.command)
+		}
+	}
+}
+
+func firstLine(s string) string {
+	sc := bufio.NewScanner(strings.NewReader(s))
+	if sc.Scan() {
+		return sc.Text()
+	}
+	return s
+}

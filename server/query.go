@@ -1,0 +1,39 @@
+package server
+
+import (
+	neturl "net/url"
+	"strings"
+)
+
+// queryValue returns the first value of key in the raw query, as
+// url.ParseQuery(raw).Get(key) would, without building the map: the read
+// path asks for one parameter on every request. Like ParseQuery it skips a
+// pair holding a semicolon or a bad escape.
+func queryValue(raw, key string) string {
+	for raw != "" {
+		var pair string
+		pair, raw, _ = strings.Cut(raw, "&")
+		if pair == "" || strings.Contains(pair, ";") {
+			continue
+		}
+		k, v, _ := strings.Cut(pair, "=")
+		if k != key {
+			if !strings.ContainsAny(k, "%+") {
+				continue
+			}
+			uk, err := neturl.QueryUnescape(k)
+			if err != nil || uk != key {
+				continue
+			}
+		}
+		if !strings.ContainsAny(v, "%+") {
+			return v
+		}
+		uv, err := neturl.QueryUnescape(v)
+		if err != nil {
+			continue
+		}
+		return uv
+	}
+	return ""
+}
