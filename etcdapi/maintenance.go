@@ -1,0 +1,137 @@
+package etcdapi
+
+import (
+	"context"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"go.etcd.io/etcd/api/v3/version"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/raftkv/raftkv/raft"
+	raftpb "github.com/raftkv/raftkv/raftpb"
+)
+
+// snapshotChunkBytes is the blob size of one Snapshot response.
+const snapshotChunkBytes = 64 << 10
+
+type maintenanceServer struct {
+	pb.UnimplementedMaintenanceServer
+	s *Server
+}
+
+func (m *maintenanceServer) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.StatusResponse, error) {
+	st := m.s.cfg.Node.Status()
+	out := &pb.StatusResponse{Header: m.s.header(0), Version: version.Version, Leader: uint64(st.Lead),
+		RaftIndex: uint64(st.Commit), RaftTerm: uint64(st.Term), RaftAppliedIndex: uint64(st.Applied),
+		IsLearner: st.Role == raft.Learner, StorageVersion: version.Version}
+	if st.Err != nil {
+		out.Errors = []string{st.Err.Error()}
+	}
+	if st.Lead == raftpb.None {
+		out.Errors = append(out.Errors, rpctypes.ErrGRPCNoLeader.Error())
+	}
+	return out, nil
+}
+
+// Alarm: raftkv raises no alarms (no space quota, no corruption alarm);
+// the answer is the empty list etcd gives when none is raised.
+func (m *maintenanceServer) Alarm(context.Context, *pb.AlarmRequest) (*pb.AlarmResponse, error) {
+	return &pb.AlarmResponse{Header: m.s.header(0)}, nil
+}
+
+func (m *maintenanceServer) Hash(ctx context.Context, _ *pb.HashRequest) (*pb.HashResponse, error) {
+	return &pb.HashResponse{Header: m.s.header(0), Hash: uint32(m.s.cfg.Store.Hash())}, nil
+}
+
+// HashKV hashes the whole store as it is now (the revision asked for is
+// not used: the hash is of the present state with its history).
+func (m *maintenanceServer) HashKV(ctx context.Context, _ *pb.HashKVRequest) (*pb.HashKVResponse, error) {
+	rev, compacted := m.s.cfg.Store.Revision()
+	return &pb.HashKVResponse{Header: m.s.header(rev), Hash: uint32(m.s.cfg.Store.Hash()), CompactRevision: compacted, HashRevision: rev}, nil
+}
+
+func (m *maintenanceServer) Defragment(context.Context, *pb.DefragmentRequest) (*pb.DefragmentResponse, error) {
+	return &pb.DefragmentResponse{Header: m.s.header(0)}, nil
+}
+
+func (m *maintenanceServer) MoveLeader(ctx context.Context, r *pb.MoveLeaderRequest) (*pb.MoveLeaderResponse, error) {
+	if !m.s.isLeader() {
+		return nil, rpctypes.ErrGRPCNotLeader
+	}
+	voter := false
+	for _, x := range m.s.cfg.Node.Status().Members {
+		if uint64(x.ID) == r.TargetID && x.Voter {
+			voter = true
+		}
+	}
+	if !voter {
+		return nil, rpctypes.ErrGRPCBadLeaderTransferee
+	}
+	ctx, cancel := context.WithTimeout(ctx, m.s.cfg.RequestTimeout)
+	defer cancel()
+	if err := m.s.cfg.Node.TransferLeadership(ctx, raftpb.NodeID(r.TargetID)); err != nil {
+		return nil, nodeError(ctx, err)
+	}
+	return &pb.MoveLeaderResponse{Header: m.s.header(0)}, nil
+}
+
+// snapshotWriter sends what is written to it as Snapshot responses.
+type snapshotWriter struct {
+	stream pb.Maintenance_SnapshotServer
+	first  bool
+}
+
+func (w *snapshotWriter) Write(b []byte) (int, error) {
+	n := len(b)
+	for len(b) > 0 {
+		c := b[:min(len(b), snapshotChunkBytes)]
+		resp := &pb.SnapshotResponse{Header: nil, RemainingBytes: 1, Blob: c}
+		if w.first {
+			resp.Version, w.first = version.Version, false
+		}
+		if err := w.stream.Send(resp); err != nil {
+			return 0, err
+		}
+		b = b[len(c):]
+	}
+	return n, nil
+}
+
+// Snapshot streams the store in raftkv's snapshot format (not a bbolt
+// file: `etcdutl snapshot restore` cannot read it; `raftkv` can).
+func (m *maintenanceServer) Snapshot(_ *pb.SnapshotRequest, stream pb.Maintenance_SnapshotServer) error {
+	view, err := m.s.cfg.Store.Snapshot()
+	if err != nil {
+		return status.Error(codes.Internal, "etcdserver: "+err.Error())
+	}
+	w := &snapshotWriter{stream: stream, first: true}
+	if _, err := view.WriteTo(w); err != nil {
+		return err
+	}
+	return stream.Send(&pb.SnapshotResponse{Header: m.s.header(0), RemainingBytes: 0})
+}
+
+type authServer struct {
+	pb.UnimplementedAuthServer
+	s *Server
+}
+
+var errAuthNotSupported = status.Error(codes.FailedPrecondition, "etcdserver: authentication is not supported by raftkv")
+
+func (a *authServer) AuthStatus(context.Context, *pb.AuthStatusRequest) (*pb.AuthStatusResponse, error) {
+	return &pb.AuthStatusResponse{Header: a.s.header(0), Enabled: false}, nil
+}
+
+func (a *authServer) Authenticate(context.Context, *pb.AuthenticateRequest) (*pb.AuthenticateResponse, error) {
+	return nil, rpctypes.ErrGRPCAuthNotEnabled
+}
+
+func (a *authServer) AuthEnable(context.Context, *pb.AuthEnableRequest) (*pb.AuthEnableResponse, error) {
+	return nil, errAuthNotSupported
+}
+
+func (a *authServer) AuthDisable(context.Context, *pb.AuthDisableRequest) (*pb.AuthDisableResponse, error) {
+	return &pb.AuthDisableResponse{Header: a.s.header(0)}, nil
+}

@@ -1,0 +1,305 @@
+package etcdapi
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/raftkv/raftkv/kv"
+	"github.com/raftkv/raftkv/node"
+	"github.com/raftkv/raftkv/raft"
+	raftpb "github.com/raftkv/raftkv/raftpb"
+)
+
+// Lessor is the leader's lease clock, which lives with the lease expiry
+// loop (server.Server implements it).
+type Lessor interface {
+	// RenewLease renews a lease on the leader and returns its TTL; ok is
+	// false when the lease does not exist or this member does not lead.
+	RenewLease(ctx context.Context, id int64) (ttl int64, ok bool, err error)
+	// LeaseRemaining is a lease's remaining TTL on the leader's clock.
+	LeaseRemaining(id int64) (ttl int64, ok bool)
+	// MinLeaseTTL is the shortest TTL granted.
+	MinLeaseTTL() int64
+}
+
+// Config is what a Server needs. Node, Store and Lessor are required.
+type Config struct {
+	ID     uint64
+	Node   *node.Node
+	Store  *kv.Store
+	Lessor Lessor
+	// Advertise is the etcd address others should use (published in the
+	// member table while this member leads).
+	Advertise string
+	// TLS, if set, is mutual TLS for this listener and for forwarding to
+	// the leader, as for the other listeners.
+	TLS *tls.Config
+	// RequestTimeout bounds a proposal or read barrier. Default 5s.
+	RequestTimeout time.Duration
+	// MaxRequestBytes bounds a request. Default 1.5 MiB plus the store's
+	// largest value.
+	MaxRequestBytes int
+	// ProgressInterval is how often a watch with progress_notify gets a
+	// progress notification while nothing matches. Default 10 minutes, as
+	// etcd's.
+	ProgressInterval time.Duration
+	// PeerScheme prefixes peer addresses in member lists ("http" or "https").
+	Logger *slog.Logger
+}
+
+// forwardedKey marks a request a follower forwarded to the leader.
+const forwardedKey = "raftkv-forwarded"
+
+// Server is the etcd v3 API of one member.
+type Server struct {
+	cfg  Config
+	grpc *grpc.Server
+
+	mu   sync.Mutex
+	conn *grpc.ClientConn // to connAddr, the leader's etcd address
+	addr string
+
+	stopc chan struct{}
+	bg    sync.WaitGroup
+}
+
+// New builds the server; Serve starts it.
+func New(cfg Config) (*Server, error) {
+	if cfg.Node == nil || cfg.Store == nil || cfg.Lessor == nil {
+		return nil, errors.New("etcdapi: Node, Store and Lessor are required")
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = 5 * time.Second
+	}
+	if cfg.MaxRequestBytes <= 0 {
+		cfg.MaxRequestBytes = 3<<19 + cfg.Store.Config().MaxValueBytes
+	}
+	if cfg.ProgressInterval <= 0 {
+		cfg.ProgressInterval = 10 * time.Minute
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	opts := []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(cfg.MaxRequestBytes + 1<<20),
+		grpc.MaxSendMsgSize(1<<31 - 1),
+		grpc.MaxConcurrentStreams(1 << 16),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+	}
+	if cfg.TLS != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.TLS)))
+	}
+	s := &Server{cfg: cfg, grpc: grpc.NewServer(opts...), stopc: make(chan struct{})}
+	pb.RegisterKVServer(s.grpc, &kvServer{s: s})
+	pb.RegisterWatchServer(s.grpc, &watchServer{s: s})
+	pb.RegisterLeaseServer(s.grpc, &leaseServer{s: s})
+	pb.RegisterClusterServer(s.grpc, &clusterServer{s: s})
+	pb.RegisterMaintenanceServer(s.grpc, &maintenanceServer{s: s})
+	pb.RegisterAuthServer(s.grpc, &authServer{s: s})
+	return s, nil
+}
+
+// Serve serves l until Stop, and keeps this member's address published
+// while it leads.
+func (s *Server) Serve(l net.Listener) {
+	if s.cfg.Advertise == "" {
+		s.cfg.Advertise = l.Addr().String()
+	}
+	s.bg.Add(2)
+	go func() {
+		defer s.bg.Done()
+		if err := s.grpc.Serve(l); err != nil {
+			s.cfg.Logger.Debug("etcd listener stopped", "err", err)
+		}
+	}()
+	go s.publishLoop()
+}
+
+// Addr is the advertised address.
+func (s *Server) Addr() string { return s.cfg.Advertise }
+
+// Stop closes every stream and connection.
+func (s *Server) Stop() {
+	select {
+	case <-s.stopc:
+		return
+	default:
+	}
+	close(s.stopc)
+	s.grpc.Stop()
+	s.bg.Wait()
+	s.mu.Lock()
+	if s.conn != nil {
+		s.conn.Close()
+		s.conn = nil
+	}
+	s.mu.Unlock()
+}
+
+// publishLoop publishes this member's etcd address in the member table
+// while it leads and the table does not have it, so followers can forward.
+func (s *Server) publishLoop() {
+	defer s.bg.Done()
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	var next time.Time
+	backoff := 50 * time.Millisecond
+	for {
+		select {
+		case <-s.stopc:
+			return
+		case <-s.cfg.Node.Done():
+			return
+		case <-t.C:
+		}
+		if _, _, role := s.cfg.Node.Leader(); role != raft.Leader || time.Now().Before(next) {
+			continue
+		}
+		if s.published(s.cfg.Node.Status()) {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
+		err := s.cfg.Node.SetEtcdAddr(ctx, raftpb.NodeID(s.cfg.ID), s.cfg.Advertise)
+		cancel()
+		if err != nil {
+			s.cfg.Logger.Debug("publishing the etcd address", "err", err)
+			next = time.Now().Add(backoff)
+			backoff = min(2*backoff, time.Second)
+			continue
+		}
+		backoff = 50 * time.Millisecond
+	}
+}
+
+func (s *Server) published(st node.Status) bool {
+	for _, m := range st.Members {
+		if m.ID == raftpb.NodeID(s.cfg.ID) {
+			return m.EtcdAddr == s.cfg.Advertise
+		}
+	}
+	return true // not a member (yet): nothing to publish
+}
+
+func (s *Server) header(rev int64) *pb.ResponseHeader {
+	_, term, _ := s.cfg.Node.Leader()
+	if rev == 0 {
+		rev, _ = s.cfg.Store.Revision()
+	}
+	return &pb.ResponseHeader{ClusterId: s.cfg.Node.ClusterID(), MemberId: s.cfg.ID, Revision: rev, RaftTerm: uint64(term)}
+}
+
+func (s *Server) isLeader() bool {
+	_, _, role := s.cfg.Node.Leader()
+	return role == raft.Leader
+}
+
+// leader returns a connection to the leader to forward ctx's request to,
+// with the context to use; nil when this member leads. A request already
+// forwarded once, or no known leader, is an error.
+func (s *Server) leader(ctx context.Context) (*grpc.ClientConn, context.Context, error) {
+	lead, _, role := s.cfg.Node.Leader()
+	if role == raft.Leader {
+		return nil, ctx, nil
+	}
+	if md, ok := metadata.FromIncomingContext(ctx); ok && len(md.Get(forwardedKey)) > 0 {
+		return nil, ctx, errNotLeader
+	}
+	if lead == raftpb.None {
+		return nil, ctx, errNoLeader
+	}
+	addr := ""
+	for _, m := range s.cfg.Node.Status().Members {
+		if m.ID == lead {
+			addr = m.EtcdAddr
+		}
+	}
+	if addr == "" {
+		return nil, ctx, errNoLeader
+	}
+	conn, err := s.connTo(addr)
+	if err != nil {
+		return nil, ctx, err
+	}
+	out := metadata.AppendToOutgoingContext(ctx, forwardedKey, "1")
+	// Pass the client's own metadata (require-leader and the like) on.
+	if md, ok := metadata.FromIncomingContext(ctx); ok {
+		for k, vs := range md {
+			if k == "hasleader" || k == "client-api-version" {
+				for _, v := range vs {
+					out = metadata.AppendToOutgoingContext(out, k, v)
+				}
+			}
+		}
+	}
+	return conn, out, nil
+}
+
+func (s *Server) connTo(addr string) (*grpc.ClientConn, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn != nil && s.addr == addr {
+		return s.conn, nil
+	}
+	if s.conn != nil {
+		s.conn.Close()
+		s.conn = nil
+	}
+	creds := insecure.NewCredentials()
+	if s.cfg.TLS != nil {
+		creds = credentials.NewTLS(s.cfg.TLS)
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(1<<31-1), grpc.MaxCallSendMsgSize(s.cfg.MaxRequestBytes+1<<20)))
+	if err != nil {
+		return nil, fmt.Errorf("etcdapi: dial leader %s: %w", addr, err)
+	}
+	s.conn, s.addr = conn, addr
+	return conn, nil
+}
+
+// propose validates cmd and proposes it on this member, the leader.
+func (s *Server) propose(ctx context.Context, cmd kv.Command) (*kv.Result, error) {
+	if err := s.cfg.Store.Config().Validate(&cmd); err != nil {
+		return nil, kvError(err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	defer cancel()
+	out, err := s.cfg.Node.Propose(ctx, kv.EncodeCommand(cmd))
+	if err != nil {
+		return nil, nodeError(ctx, err)
+	}
+	res, ok := out.(*kv.Result)
+	if !ok {
+		return nil, fmt.Errorf("etcdapi: state machine answered %T", out)
+	}
+	if !res.OK() {
+		return nil, kvError(res.Err())
+	}
+	return res, nil
+}
+
+// barrier runs the read barrier a read asks for.
+func (s *Server) barrier(ctx context.Context, serializable bool) error {
+	if serializable {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	defer cancel()
+	if err := s.cfg.Node.ReadIndex(ctx); err != nil {
+		return nodeError(ctx, err)
+	}
+	return nil
+}
