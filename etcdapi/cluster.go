@@ -11,6 +11,7 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -73,16 +74,19 @@ func peerAddr(urls []string) (string, error) {
 }
 
 func (c *clusterServer) MemberAdd(ctx context.Context, r *pb.MemberAddRequest) (*pb.MemberAddResponse, error) {
+	if _, err := peerAddr(r.PeerURLs); err != nil {
+		return nil, err
+	}
+	return onLeader(ctx, c.s, func(ctx context.Context) (*pb.MemberAddResponse, error) { return c.memberAdd(ctx, r) },
+		func(c *grpc.ClientConn, ctx context.Context, o grpc.CallOption) (*pb.MemberAddResponse, error) {
+			return pb.NewClusterClient(c).MemberAdd(ctx, r, o)
+		})
+}
+
+func (c *clusterServer) memberAdd(ctx context.Context, r *pb.MemberAddRequest) (*pb.MemberAddResponse, error) {
 	addr, err := peerAddr(r.PeerURLs)
 	if err != nil {
 		return nil, err
-	}
-	conn, fctx, err := c.s.leader(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if conn != nil {
-		return pb.NewClusterClient(conn).MemberAdd(fctx, r)
 	}
 	st := c.s.cfg.Node.Status()
 	for _, m := range st.Members {
@@ -125,13 +129,13 @@ func newMemberID(ms []node.Member) raftpb.NodeID {
 }
 
 func (c *clusterServer) MemberRemove(ctx context.Context, r *pb.MemberRemoveRequest) (*pb.MemberRemoveResponse, error) {
-	conn, fctx, err := c.s.leader(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if conn != nil {
-		return pb.NewClusterClient(conn).MemberRemove(fctx, r)
-	}
+	return onLeader(ctx, c.s, func(ctx context.Context) (*pb.MemberRemoveResponse, error) { return c.memberRemove(ctx, r) },
+		func(c *grpc.ClientConn, ctx context.Context, o grpc.CallOption) (*pb.MemberRemoveResponse, error) {
+			return pb.NewClusterClient(c).MemberRemove(ctx, r, o)
+		})
+}
+
+func (c *clusterServer) memberRemove(ctx context.Context, r *pb.MemberRemoveRequest) (*pb.MemberRemoveResponse, error) {
 	if !c.s.isMember(r.ID) {
 		return nil, rpctypes.ErrGRPCMemberNotFound
 	}
@@ -148,13 +152,13 @@ func (s *Server) isMember(id uint64) bool {
 }
 
 func (c *clusterServer) MemberPromote(ctx context.Context, r *pb.MemberPromoteRequest) (*pb.MemberPromoteResponse, error) {
-	conn, fctx, err := c.s.leader(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if conn != nil {
-		return pb.NewClusterClient(conn).MemberPromote(fctx, r)
-	}
+	return onLeader(ctx, c.s, func(ctx context.Context) (*pb.MemberPromoteResponse, error) { return c.memberPromote(ctx, r) },
+		func(c *grpc.ClientConn, ctx context.Context, o grpc.CallOption) (*pb.MemberPromoteResponse, error) {
+			return pb.NewClusterClient(c).MemberPromote(ctx, r, o)
+		})
+}
+
+func (c *clusterServer) memberPromote(ctx context.Context, r *pb.MemberPromoteRequest) (*pb.MemberPromoteResponse, error) {
 	var found, learner bool
 	for _, m := range c.s.cfg.Node.Status().Members {
 		if uint64(m.ID) == r.ID {
@@ -166,6 +170,8 @@ func (c *clusterServer) MemberPromote(ctx context.Context, r *pb.MemberPromoteRe
 		return nil, rpctypes.ErrGRPCMemberNotFound
 	case !learner:
 		return nil, rpctypes.ErrGRPCMemberNotLearner
+	case !c.s.learnerReady(raftpb.NodeID(r.ID)):
+		return nil, rpctypes.ErrGRPCLearnerNotReady
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.s.cfg.RequestTimeout)
 	defer cancel()
@@ -177,4 +183,12 @@ func (c *clusterServer) MemberPromote(ctx context.Context, r *pb.MemberPromoteRe
 
 func (c *clusterServer) MemberUpdate(context.Context, *pb.MemberUpdateRequest) (*pb.MemberUpdateResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "etcdserver: raftkv does not change a member's peer address; remove and add it")
+}
+
+// learnerReady is etcd's rule for a promotion: the learner holds at least
+// 90% of the leader's log. (The node refuses a larger lag on its own.)
+func (s *Server) learnerReady(id raftpb.NodeID) bool {
+	st := s.cfg.Node.Status()
+	pr, ok := st.Progress[id]
+	return ok && pr.Match > 0 && float64(pr.Match) >= 0.9*float64(st.Commit)
 }

@@ -5,6 +5,7 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -62,13 +63,13 @@ func rangeResponse(h *pb.ResponseHeader, res *kv.RangeResult) *pb.RangeResponse 
 }
 
 func (k *kvServer) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error) {
-	conn, fctx, err := k.s.leader(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if conn != nil {
-		return pb.NewKVClient(conn).Put(fctx, r)
-	}
+	return onLeader(ctx, k.s, func(ctx context.Context) (*pb.PutResponse, error) { return k.put(ctx, r) },
+		func(c *grpc.ClientConn, ctx context.Context, o grpc.CallOption) (*pb.PutResponse, error) {
+			return pb.NewKVClient(c).Put(ctx, r, o)
+		})
+}
+
+func (k *kvServer) put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error) {
 	res, err := k.s.propose(ctx, kv.Command{Op: kv.OpTxn, Txn: &kv.Txn{Success: []kv.TxnOp{putOp(r)}}})
 	if err != nil {
 		return nil, err
@@ -90,13 +91,13 @@ func deleteOp(r *pb.DeleteRangeRequest) kv.TxnOp {
 }
 
 func (k *kvServer) DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, error) {
-	conn, fctx, err := k.s.leader(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if conn != nil {
-		return pb.NewKVClient(conn).DeleteRange(fctx, r)
-	}
+	return onLeader(ctx, k.s, func(ctx context.Context) (*pb.DeleteRangeResponse, error) { return k.deleteRange(ctx, r) },
+		func(c *grpc.ClientConn, ctx context.Context, o grpc.CallOption) (*pb.DeleteRangeResponse, error) {
+			return pb.NewKVClient(c).DeleteRange(ctx, r, o)
+		})
+}
+
+func (k *kvServer) deleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, error) {
 	res, err := k.s.propose(ctx, kv.Command{Op: kv.OpTxn, Txn: &kv.Txn{Success: []kv.TxnOp{deleteOp(r)}}})
 	if err != nil {
 		return nil, err
@@ -106,16 +107,19 @@ func (k *kvServer) DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*
 }
 
 func (k *kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error) {
+	if _, err := toTxn(r); err != nil {
+		return nil, err
+	}
+	return onLeader(ctx, k.s, func(ctx context.Context) (*pb.TxnResponse, error) { return k.txn(ctx, r) },
+		func(c *grpc.ClientConn, ctx context.Context, o grpc.CallOption) (*pb.TxnResponse, error) {
+			return pb.NewKVClient(c).Txn(ctx, r, o)
+		})
+}
+
+func (k *kvServer) txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error) {
 	t, err := toTxn(r)
 	if err != nil {
 		return nil, err
-	}
-	conn, fctx, err := k.s.leader(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if conn != nil {
-		return pb.NewKVClient(conn).Txn(fctx, r)
 	}
 	res, err := k.s.propose(ctx, kv.Command{Op: kv.OpTxn, Txn: t})
 	if err != nil {
@@ -216,13 +220,13 @@ func toOps(ops []*pb.RequestOp) ([]kv.TxnOp, error) {
 }
 
 func (k *kvServer) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.CompactionResponse, error) {
-	conn, fctx, err := k.s.leader(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if conn != nil {
-		return pb.NewKVClient(conn).Compact(fctx, r)
-	}
+	return onLeader(ctx, k.s, func(ctx context.Context) (*pb.CompactionResponse, error) { return k.compact(ctx, r) },
+		func(c *grpc.ClientConn, ctx context.Context, o grpc.CallOption) (*pb.CompactionResponse, error) {
+			return pb.NewKVClient(c).Compact(ctx, r, o)
+		})
+}
+
+func (k *kvServer) compact(ctx context.Context, r *pb.CompactionRequest) (*pb.CompactionResponse, error) {
 	res, err := k.s.propose(ctx, kv.Command{Op: kv.OpCompact, Rev: r.Revision})
 	if err != nil {
 		return nil, err

@@ -7,6 +7,7 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/grpc"
 
 	"github.com/raftkv/raftkv/kv"
 )
@@ -20,13 +21,13 @@ func (l *leaseServer) LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (
 	if r.TTL > kv.MaxLeaseTTL {
 		return nil, rpctypes.ErrGRPCLeaseTTLTooLarge
 	}
-	conn, fctx, err := l.s.leader(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if conn != nil {
-		return pb.NewLeaseClient(conn).LeaseGrant(fctx, r)
-	}
+	return onLeader(ctx, l.s, func(ctx context.Context) (*pb.LeaseGrantResponse, error) { return l.grant(ctx, r) },
+		func(c *grpc.ClientConn, ctx context.Context, o grpc.CallOption) (*pb.LeaseGrantResponse, error) {
+			return pb.NewLeaseClient(c).LeaseGrant(ctx, r, o)
+		})
+}
+
+func (l *leaseServer) grant(ctx context.Context, r *pb.LeaseGrantRequest) (*pb.LeaseGrantResponse, error) {
 	ttl := max(r.TTL, l.s.cfg.Lessor.MinLeaseTTL())
 	res, err := l.s.propose(ctx, kv.Command{Op: kv.OpLeaseGrant, Lease: r.ID, TTL: ttl})
 	if err != nil {
@@ -38,13 +39,13 @@ func (l *leaseServer) LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (
 }
 
 func (l *leaseServer) LeaseRevoke(ctx context.Context, r *pb.LeaseRevokeRequest) (*pb.LeaseRevokeResponse, error) {
-	conn, fctx, err := l.s.leader(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if conn != nil {
-		return pb.NewLeaseClient(conn).LeaseRevoke(fctx, r)
-	}
+	return onLeader(ctx, l.s, func(ctx context.Context) (*pb.LeaseRevokeResponse, error) { return l.revoke(ctx, r) },
+		func(c *grpc.ClientConn, ctx context.Context, o grpc.CallOption) (*pb.LeaseRevokeResponse, error) {
+			return pb.NewLeaseClient(c).LeaseRevoke(ctx, r, o)
+		})
+}
+
+func (l *leaseServer) revoke(ctx context.Context, r *pb.LeaseRevokeRequest) (*pb.LeaseRevokeResponse, error) {
 	res, err := l.s.propose(ctx, kv.Command{Op: kv.OpLeaseRevoke, Lease: r.ID})
 	if err != nil {
 		return nil, err
@@ -53,13 +54,13 @@ func (l *leaseServer) LeaseRevoke(ctx context.Context, r *pb.LeaseRevokeRequest)
 }
 
 func (l *leaseServer) LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error) {
-	conn, fctx, err := l.s.leader(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if conn != nil {
-		return pb.NewLeaseClient(conn).LeaseTimeToLive(fctx, r)
-	}
+	return onLeader(ctx, l.s, func(ctx context.Context) (*pb.LeaseTimeToLiveResponse, error) { return l.timeToLive(ctx, r) },
+		func(c *grpc.ClientConn, ctx context.Context, o grpc.CallOption) (*pb.LeaseTimeToLiveResponse, error) {
+			return pb.NewLeaseClient(c).LeaseTimeToLive(ctx, r, o)
+		})
+}
+
+func (l *leaseServer) timeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error) {
 	// The answer must not precede a grant or revoke that completed.
 	if err := l.s.barrier(ctx, false); err != nil {
 		return nil, err

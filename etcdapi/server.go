@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strconv"
 	"sync"
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -59,6 +61,12 @@ type Config struct {
 	// PeerScheme prefixes peer addresses in member lists ("http" or "https").
 	Logger *slog.Logger
 }
+
+// indexKey carries, in the leader's answer to a forwarded write, the log
+// index the write applied at, so that the follower answers only once it
+// has applied it too: a client that writes through a member and then
+// reads or watches there locally sees its write, as with etcd.
+const indexKey = "raftkv-applied-index"
 
 // forwardedKey marks a request a follower forwarded to the leader.
 const forwardedKey = "raftkv-forwarded"
@@ -285,21 +293,129 @@ func (s *Server) propose(ctx context.Context, cmd kv.Command) (*kv.Result, error
 	if !ok {
 		return nil, fmt.Errorf("etcdapi: state machine answered %T", out)
 	}
+	if forwarded(ctx) {
+		grpc.SetHeader(ctx, metadata.Pairs(indexKey, strconv.FormatUint(uint64(res.Index), 10)))
+	}
 	if !res.OK() {
 		return nil, kvError(res.Err())
 	}
 	return res, nil
 }
 
-// barrier runs the read barrier a read asks for.
+// barrier runs the read barrier a read asks for, waiting out a leader
+// election (as etcd does) within the request timeout.
 func (s *Server) barrier(ctx context.Context, serializable bool) error {
 	if serializable {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 	defer cancel()
-	if err := s.cfg.Node.ReadIndex(ctx); err != nil {
-		return nodeError(ctx, err)
+	for {
+		err := s.cfg.Node.ReadIndex(ctx)
+		if err == nil {
+			return nil
+		}
+		var nl *node.NotLeaderError
+		if !errors.As(err, &nl) && !errors.Is(err, node.ErrTransferring) {
+			return nodeError(ctx, err)
+		}
+		if !s.pause(ctx) {
+			return rpctypes.ErrGRPCNoLeader
+		}
+	}
+}
+
+// catchUp waits until this member has applied the index in a leader's
+// answer to a forwarded write.
+func (s *Server) catchUp(ctx context.Context, md metadata.MD) error {
+	v := md.Get(indexKey)
+	if len(v) == 0 {
+		return nil
+	}
+	index, err := strconv.ParseUint(v[0], 10, 64)
+	if err != nil {
+		return nil
+	}
+	for uint64(s.cfg.Store.AppliedIndex()) < index {
+		select {
+		case <-ctx.Done():
+			// Applied on the leader; this member is behind.
+			return rpctypes.ErrGRPCTimeoutWaitAppliedIndex
+		case <-s.stopc:
+			return rpctypes.ErrGRPCStopped
+		case <-time.After(time.Millisecond):
+		}
 	}
 	return nil
+}
+
+// pause waits a moment between attempts; false when ctx ended.
+func (s *Server) pause(ctx context.Context) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-s.stopc:
+		return false
+	case <-time.After(retryInterval):
+		return true
+	}
+}
+
+// retryInterval is the wait before trying a request that was definitely
+// not applied (no leader yet, or the leader moved) again.
+const retryInterval = 10 * time.Millisecond
+
+// retryable reports whether err says the request was definitely not
+// applied because of where leadership is: then it is tried again.
+func retryable(err error) bool {
+	return errors.Is(err, rpctypes.ErrGRPCNoLeader) || errors.Is(err, rpctypes.ErrGRPCNotLeader) ||
+		errors.Is(err, rpctypes.ErrGRPCLeaderChanged)
+}
+
+func forwarded(ctx context.Context) bool {
+	md, ok := metadata.FromIncomingContext(ctx)
+	return ok && len(md.Get(forwardedKey)) > 0
+}
+
+// onLeader runs a request on the leader: local if this member leads,
+// remote (forwarding) otherwise. While leadership is unknown or moving it
+// tries again, within the request timeout, as an etcd member waits for a
+// leader. A forwarded request that finds no leader here goes back to the
+// member that forwarded it, which tries again.
+func onLeader[T interface{ GetHeader() *pb.ResponseHeader }](ctx context.Context, s *Server,
+	local func(context.Context) (T, error), remote func(*grpc.ClientConn, context.Context, grpc.CallOption) (T, error)) (T, error) {
+	var zero T
+	if forwarded(ctx) {
+		if !s.isLeader() {
+			return zero, errNotLeader
+		}
+		return local(ctx)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	defer cancel()
+	for {
+		conn, fctx, err := s.leader(ctx)
+		var out T
+		switch {
+		case err != nil:
+		case conn == nil:
+			out, err = local(ctx)
+		default:
+			var md metadata.MD
+			out, err = remote(conn, fctx, grpc.Header(&md))
+			if err == nil {
+				err = s.catchUp(ctx, md)
+			}
+			if err == nil && out.GetHeader() != nil {
+				// The answer is this member's, as with etcd's followers.
+				out.GetHeader().MemberId = s.cfg.ID
+			}
+		}
+		if err == nil || !retryable(err) {
+			return out, err
+		}
+		if !s.pause(ctx) {
+			return zero, err
+		}
+	}
 }
