@@ -8,16 +8,19 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	"github.com/raftkv/raftkv/kv"
 	"github.com/raftkv/raftkv/node"
@@ -372,6 +375,24 @@ func retryable(err error) bool {
 		errors.Is(err, rpctypes.ErrGRPCLeaderChanged)
 }
 
+// forwardError classifies the failure of a forwarded request: one that
+// never reached the leader (no connection) is definitely not applied and
+// is tried again; one whose connection broke in flight may or may not
+// have applied, which etcd reports as a timeout due to leader failure.
+func forwardError(err error) error {
+	st, ok := status.FromError(err)
+	if err == nil || !ok || st.Code() != codes.Unavailable || retryable(err) {
+		return err
+	}
+	if strings.Contains(st.Message(), "connection error") || strings.Contains(st.Message(), "dialing") {
+		return rpctypes.ErrGRPCNoLeader
+	}
+	if strings.HasPrefix(st.Message(), "etcdserver: ") {
+		return err
+	}
+	return rpctypes.ErrGRPCTimeoutDueToLeaderFail
+}
+
 func forwarded(ctx context.Context) bool {
 	md, ok := metadata.FromIncomingContext(ctx)
 	return ok && len(md.Get(forwardedKey)) > 0
@@ -403,6 +424,7 @@ func onLeader[T interface{ GetHeader() *pb.ResponseHeader }](ctx context.Context
 		default:
 			var md metadata.MD
 			out, err = remote(conn, fctx, grpc.Header(&md))
+			err = forwardError(err)
 			if err == nil {
 				err = s.catchUp(ctx, md)
 			}
