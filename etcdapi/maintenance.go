@@ -2,6 +2,9 @@ package etcdapi
 
 import (
 	"context"
+	"crypto/sha256"
+	"hash"
+	"io"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -28,6 +31,12 @@ func (m *maintenanceServer) Status(ctx context.Context, _ *pb.StatusRequest) (*p
 		IsLearner: st.Role == raft.Learner, StorageVersion: version.Version}
 	if st.Err != nil {
 		out.Errors = []string{st.Err.Error()}
+	}
+	// The database size is the size of the store's snapshot stream (what
+	// a member sends a new member), written to a counter.
+	if view, err := m.s.cfg.Store.Snapshot(); err == nil {
+		n, _ := view.WriteTo(io.Discard)
+		out.DbSize, out.DbSizeInUse = n, n
 	}
 	if st.Lead == raftpb.None {
 		out.Errors = append(out.Errors, rpctypes.ErrGRPCNoLeader.Error())
@@ -77,14 +86,19 @@ func (m *maintenanceServer) MoveLeader(ctx context.Context, r *pb.MoveLeaderRequ
 	return &pb.MoveLeaderResponse{Header: m.s.header(0)}, nil
 }
 
-// snapshotWriter sends what is written to it as Snapshot responses.
+// snapshotWriter sends what is written to it as Snapshot responses,
+// keeping its length and SHA-256.
 type snapshotWriter struct {
 	stream pb.Maintenance_SnapshotServer
 	first  bool
+	n      int64
+	sum    hash.Hash
 }
 
 func (w *snapshotWriter) Write(b []byte) (int, error) {
 	n := len(b)
+	w.n += int64(n)
+	w.sum.Write(b)
 	for len(b) > 0 {
 		c := b[:min(len(b), snapshotChunkBytes)]
 		resp := &pb.SnapshotResponse{Header: nil, RemainingBytes: 1, Blob: c}
@@ -99,18 +113,25 @@ func (w *snapshotWriter) Write(b []byte) (int, error) {
 	return n, nil
 }
 
-// Snapshot streams the store in raftkv's snapshot format (not a bbolt
-// file: `etcdutl snapshot restore` cannot read it; `raftkv` can).
+// Snapshot streams the store in raftkv's snapshot format, laid out as
+// etcd lays out its database: zero-padded to a multiple of 512 bytes and
+// followed by the SHA-256 of what precedes, which etcd's client checks.
+// It is not a bbolt file: `etcdutl snapshot restore` cannot read it.
 func (m *maintenanceServer) Snapshot(_ *pb.SnapshotRequest, stream pb.Maintenance_SnapshotServer) error {
 	view, err := m.s.cfg.Store.Snapshot()
 	if err != nil {
 		return status.Error(codes.Internal, "etcdserver: "+err.Error())
 	}
-	w := &snapshotWriter{stream: stream, first: true}
+	w := &snapshotWriter{stream: stream, first: true, sum: sha256.New()}
 	if _, err := view.WriteTo(w); err != nil {
 		return err
 	}
-	return stream.Send(&pb.SnapshotResponse{Header: m.s.header(0), RemainingBytes: 0})
+	if pad := (512 - w.n%512) % 512; pad > 0 {
+		if _, err := w.Write(make([]byte, pad)); err != nil {
+			return err
+		}
+	}
+	return stream.Send(&pb.SnapshotResponse{Header: m.s.header(0), RemainingBytes: 0, Blob: w.sum.Sum(nil)})
 }
 
 type authServer struct {
