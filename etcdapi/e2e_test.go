@@ -7,10 +7,12 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
@@ -563,5 +565,61 @@ func TestEtcdConcurrency(t *testing.T) {
 	rb, _ := cli.Get(ctx, "acct/b")
 	if string(ra.Kvs[0].Value) != "80" || string(rb.Kvs[0].Value) != "120" {
 		t.Fatalf("STM transfers: a=%s b=%s", ra.Kvs[0].Value, rb.Kvs[0].Value)
+	}
+}
+
+// TestEtcdWatchFragment reads 4 MB of history through a watch that asks
+// for fragments (the raw stream shows them, and the etcd client puts them
+// back together) and through one that does not.
+func TestEtcdWatchFragment(t *testing.T) {
+	c := newECluster(t)
+	cli := c.client(c.addrs[c.leader()])
+	ctx := ctxT(t)
+	val := strings.Repeat("x", 20<<10)
+	var first int64
+	for i := 0; i < 200; i++ {
+		r, err := cli.Put(ctx, fmt.Sprintf("frag/%03d", i), val)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			first = r.Header.Revision
+		}
+	}
+	raw, err := etcdserverpb.NewWatchClient(cli.ActiveConnection()).Watch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw.Send(&etcdserverpb.WatchRequest{RequestUnion: &etcdserverpb.WatchRequest_CreateRequest{CreateRequest: &etcdserverpb.WatchCreateRequest{
+		Key: []byte("frag/"), RangeEnd: []byte("frag0"), StartRevision: first, Fragment: true}}})
+	events, fragments := 0, 0
+	for events < 200 {
+		r, err := raw.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Fragment {
+			fragments++
+		}
+		events += len(r.Events)
+	}
+	if fragments == 0 {
+		t.Fatal("4 MB of events came without a fragment")
+	}
+	for _, opts := range [][]clientv3.OpOption{{clientv3.WithFragment()}, nil} {
+		wctx, cancel := context.WithCancel(ctx)
+		wc := cli.Watch(wctx, "frag/", append(opts, clientv3.WithPrefix(), clientv3.WithRev(first))...)
+		n := 0
+		for n < 200 {
+			r := <-wc
+			if r.Err() != nil {
+				t.Fatal(r.Err())
+			}
+			n += len(r.Events)
+		}
+		cancel()
+		if n != 200 {
+			t.Fatalf("%d events, want 200", n)
+		}
 	}
 }

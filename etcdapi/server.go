@@ -71,6 +71,11 @@ type Config struct {
 // reads or watches there locally sees its write, as with etcd.
 const indexKey = "raftkv-applied-index"
 
+// fragmentBytes is the largest watch response a watch that asked for
+// fragments gets (one event may exceed it alone), as etcd uses its
+// request limit.
+func (c Config) fragmentBytes() int { return c.MaxRequestBytes }
+
 // forwardedKey marks a request a follower forwarded to the leader.
 const forwardedKey = "raftkv-forwarded"
 

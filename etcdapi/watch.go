@@ -10,6 +10,7 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/raftkv/raftkv/kv"
 	"github.com/raftkv/raftkv/raft"
@@ -45,6 +46,7 @@ type watch struct {
 	key, end         string
 	prevKV, progress bool
 	noPut, noDelete  bool
+	fragment         bool
 	cancel           context.CancelFunc
 	// delivered: every matching change up to it has been sent.
 	delivered int64
@@ -135,7 +137,7 @@ func (st *watchStream) create(cr *pb.WatchCreateRequest) {
 		reject(rpctypes.ErrGRPCEmptyKey.Error())
 		return
 	}
-	w := &watch{id: id, key: string(cr.Key), end: string(cr.RangeEnd), prevKV: cr.PrevKv, progress: cr.ProgressNotify}
+	w := &watch{id: id, key: string(cr.Key), end: string(cr.RangeEnd), prevKV: cr.PrevKv, progress: cr.ProgressNotify, fragment: cr.Fragment}
 	for _, f := range cr.Filters {
 		switch f {
 		case pb.WatchCreateRequest_NOPUT:
@@ -248,7 +250,7 @@ func (st *watchStream) pump(ctx context.Context, w *watch) {
 			st.mu.Unlock()
 			continue
 		}
-		if !st.send(w, &pb.WatchResponse{Header: s.header(b.Revision), WatchId: w.id, Events: evs}, b.Revision) {
+		if !st.sendEvents(w, s.header(b.Revision), evs, b.Revision) {
 			return
 		}
 	}
@@ -273,6 +275,29 @@ func (st *watchStream) resume(w *watch) bool {
 		return false
 	}
 	w.watcher = nw
+	return true
+}
+
+// sendEvents sends one revision batch's events, in fragments of at most
+// fragmentBytes if the watch asked for fragments (etcd's rule), else whole.
+func (st *watchStream) sendEvents(w *watch, h *pb.ResponseHeader, evs []*mvccpb.Event, rev int64) bool {
+	if !w.fragment {
+		return st.send(w, &pb.WatchResponse{Header: h, WatchId: w.id, Events: evs}, rev)
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	for len(evs) > 0 {
+		n, size := 0, 0
+		for n < len(evs) && (n == 0 || size+proto.Size(evs[n]) <= st.s.cfg.fragmentBytes()) {
+			size += proto.Size(evs[n])
+			n++
+		}
+		if w.canceled || !st.sendLocked(&pb.WatchResponse{Header: h, WatchId: w.id, Events: evs[:n], Fragment: n < len(evs)}) {
+			return false
+		}
+		evs = evs[n:]
+	}
+	w.delivered = max(w.delivered, rev)
 	return true
 }
 
