@@ -2,6 +2,7 @@ package etcdapi_test
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -34,7 +35,11 @@ type ecluster struct {
 	addrs   []string
 }
 
-func newECluster(t *testing.T) *ecluster {
+func newECluster(t *testing.T) *ecluster { return newEClusterTLS(t, nil) }
+
+// newEClusterTLS starts the cluster with tlsCfg (nil: none) for peers,
+// HTTP clients and etcd clients.
+func newEClusterTLS(t *testing.T, tlsCfg *tls.Config) *ecluster {
 	t.Helper()
 	const n = 3
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -53,12 +58,12 @@ func newECluster(t *testing.T) *ecluster {
 	c := &ecluster{t: t}
 	for i := 0; i < n; i++ {
 		cfg := server.Config{ID: uint64(i + 1), DataDir: t.TempDir(), PeerListener: pls[i], ClientListener: cls[i], Cluster: boot,
-			HeartbeatInterval: 20 * time.Millisecond, ElectionTimeout: 200 * time.Millisecond, Logger: logger}
+			HeartbeatInterval: 20 * time.Millisecond, ElectionTimeout: 200 * time.Millisecond, Logger: logger, TLS: tlsCfg}
 		s, err := server.Start(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
-		e, err := etcdapi.New(etcdapi.Config{ID: cfg.ID, Node: s.Node(), Store: s.Store(), Lessor: s, Logger: logger,
+		e, err := etcdapi.New(etcdapi.Config{ID: cfg.ID, Node: s.Node(), Store: s.Store(), Lessor: s, Logger: logger, TLS: tlsCfg,
 			RequestTimeout: 3 * time.Second, ProgressInterval: 200 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
