@@ -64,7 +64,7 @@ func newEClusterTLS(t *testing.T, tlsCfg *tls.Config) *ecluster {
 			t.Fatal(err)
 		}
 		e, err := etcdapi.New(etcdapi.Config{ID: cfg.ID, Node: s.Node(), Store: s.Store(), Lessor: s, Logger: logger, TLS: tlsCfg,
-			RequestTimeout: 3 * time.Second, ProgressInterval: 200 * time.Millisecond})
+			RequestTimeout: 3 * time.Second, ProgressInterval: 200 * time.Millisecond, ElectionTimeout: cfg.ElectionTimeout})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -301,8 +301,7 @@ func TestEtcdWatch(t *testing.T) {
 	cctx, ccancel := context.WithCancel(ctx)
 	defer ccancel()
 	cr := <-cli.Watch(cctx, "w/", clientv3.WithPrefix(), clientv3.WithRev(first.Header.Revision))
-	t.Logf("%+v", cr)
-	if !errors.Is(cr.Err(), rpctypes.ErrCompacted) || cr.CompactRevision != p.Header.Revision {
+	if !errors.Is(cr.Err(), rpctypes.ErrCompacted) || cr.CompactRevision != p.Header.Revision || cr.CancelReason != "etcdserver: mvcc: required revision has been compacted" {
 		t.Fatalf("watch on a compacted revision: %v (compact revision %d)", cr.Err(), cr.CompactRevision)
 	}
 }

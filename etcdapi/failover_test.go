@@ -2,10 +2,12 @@ package etcdapi_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -110,4 +112,34 @@ func TestEtcdFailover(t *testing.T) {
 		t.Fatalf("lease after the failover: %+v %v", ttl, err)
 	}
 	t.Logf("%d of 60 puts acknowledged; the watch saw them in order", len(order))
+}
+
+// TestEtcdWatchRequiresLeader shows that a watch stream opened with
+// WithRequireLeader ends with etcd's "no leader" once its member has had
+// no leader for three election timeouts (the others stopped), so the
+// client can move on.
+func TestEtcdWatchRequiresLeader(t *testing.T) {
+	c := newECluster(t)
+	f := c.follower()
+	cli := c.client(c.addrs[f])
+	ctx := ctxT(t)
+	if _, err := cli.Put(ctx, "x", "1"); err != nil {
+		t.Fatal(err)
+	}
+	wc := cli.Watch(clientv3.WithRequireLeader(ctx), "x")
+	time.Sleep(100 * time.Millisecond)
+	for i := range c.servers {
+		if i != f {
+			c.etcds[i].Stop()
+			c.servers[i].Close()
+		}
+	}
+	select {
+	case r, ok := <-wc:
+		if ok && !errors.Is(r.Err(), rpctypes.ErrNoLeader) {
+			t.Fatalf("watch answered %+v (%v), want no leader", r, r.Err())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the watch stream outlived its leader by 10s")
+	}
 }

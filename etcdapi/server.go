@@ -61,8 +61,10 @@ type Config struct {
 	// progress notification while nothing matches. Default 10 minutes, as
 	// etcd's.
 	ProgressInterval time.Duration
-	// PeerScheme prefixes peer addresses in member lists ("http" or "https").
-	Logger *slog.Logger
+	// ElectionTimeout is the members' (default 1s): a watch stream that
+	// requires a leader ends after three without one.
+	ElectionTimeout time.Duration
+	Logger          *slog.Logger
 }
 
 // indexKey carries, in the leader's answer to a forwarded write, the log
@@ -105,6 +107,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.ProgressInterval <= 0 {
 		cfg.ProgressInterval = 10 * time.Minute
+	}
+	if cfg.ElectionTimeout <= 0 {
+		cfg.ElectionTimeout = time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -215,6 +220,11 @@ func (s *Server) header(rev int64) *pb.ResponseHeader {
 		rev, _ = s.cfg.Store.Revision()
 	}
 	return &pb.ResponseHeader{ClusterId: s.cfg.Node.ClusterID(), MemberId: s.cfg.ID, Revision: rev, RaftTerm: uint64(term)}
+}
+
+func (s *Server) hasLeader() bool {
+	lead, _, role := s.cfg.Node.Leader()
+	return lead != raftpb.None && role != raft.Removed
 }
 
 func (s *Server) isLeader() bool {

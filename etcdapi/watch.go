@@ -10,11 +10,16 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/raftkv/raftkv/kv"
 	"github.com/raftkv/raftkv/raft"
 )
+
+// compactedReason is the cancel reason of a watch whose start revision
+// was compacted: etcd's error message.
+var compactedReason = status.Convert(rpctypes.ErrGRPCCompacted).Message()
 
 // maxWatchesPerStream bounds the watches one stream may hold.
 const maxWatchesPerStream = 10000
@@ -65,10 +70,9 @@ func requireLeader(ctx context.Context) bool {
 
 func (ws *watchServer) Watch(stream pb.Watch_WatchServer) error {
 	s := ws.s
-	if requireLeader(stream.Context()) {
-		if lead, _, role := s.cfg.Node.Leader(); lead == 0 || role == raft.Removed {
-			return rpctypes.ErrGRPCNoLeader
-		}
+	needLeader := requireLeader(stream.Context())
+	if needLeader && !s.hasLeader() {
+		return rpctypes.ErrGRPCNoLeader
 	}
 	ctx, cancel := context.WithCancel(stream.Context())
 	st := &watchStream{s: s, stream: stream, ctx: ctx, watches: map[int64]*watch{}}
@@ -76,26 +80,65 @@ func (ws *watchServer) Watch(stream pb.Watch_WatchServer) error {
 		cancel()
 		st.wg.Wait()
 	}()
-	for {
-		req, err := stream.Recv()
-		if err != nil {
-			return nil
+	reqs := make(chan *pb.WatchRequest)
+	go func() {
+		defer close(reqs)
+		for {
+			req, err := stream.Recv()
+			if err != nil {
+				return
+			}
+			select {
+			case reqs <- req:
+			case <-ctx.Done():
+				return
+			}
 		}
-		switch r := req.RequestUnion.(type) {
-		case *pb.WatchRequest_CreateRequest:
-			st.create(r.CreateRequest)
-		case *pb.WatchRequest_CancelRequest:
-			st.cancelWatch(r.CancelRequest.WatchId)
-		case *pb.WatchRequest_ProgressRequest:
-			st.wg.Add(1)
-			go st.progressAll()
+	}()
+	// A stream that requires a leader ends when this member has had none
+	// for three election timeouts, so the client moves to another member
+	// (etcd's rule); a removed member ends every stream.
+	tick := time.NewTicker(s.cfg.ElectionTimeout / 2)
+	defer tick.Stop()
+	var leaderless time.Time
+	for {
+		select {
+		case req, ok := <-reqs:
+			if !ok {
+				return nil
+			}
+			st.handle(req)
+		case <-tick.C:
+			_, _, role := s.cfg.Node.Leader()
+			switch {
+			case role == raft.Removed:
+				return rpctypes.ErrGRPCStopped
+			case s.hasLeader():
+				leaderless = time.Time{}
+			case leaderless.IsZero():
+				leaderless = time.Now()
+			case needLeader && time.Since(leaderless) > 3*s.cfg.ElectionTimeout:
+				return rpctypes.ErrGRPCNoLeader
+			}
 		}
 		st.mu.Lock()
-		err = st.sendErr
+		err := st.sendErr
 		st.mu.Unlock()
 		if err != nil {
 			return err
 		}
+	}
+}
+
+func (st *watchStream) handle(req *pb.WatchRequest) {
+	switch r := req.RequestUnion.(type) {
+	case *pb.WatchRequest_CreateRequest:
+		st.create(r.CreateRequest)
+	case *pb.WatchRequest_CancelRequest:
+		st.cancelWatch(r.CancelRequest.WatchId)
+	case *pb.WatchRequest_ProgressRequest:
+		st.wg.Add(1)
+		go st.progressAll()
 	}
 }
 
@@ -134,7 +177,7 @@ func (st *watchStream) create(cr *pb.WatchCreateRequest) {
 		reject("etcdserver: too many watches on one stream")
 		return
 	case len(cr.Key) == 0:
-		reject(rpctypes.ErrGRPCEmptyKey.Error())
+		reject(status.Convert(rpctypes.ErrGRPCEmptyKey).Message())
 		return
 	}
 	w := &watch{id: id, key: string(cr.Key), end: string(cr.RangeEnd), prevKV: cr.PrevKv, progress: cr.ProgressNotify, fragment: cr.Fragment}
@@ -153,7 +196,7 @@ func (st *watchStream) create(cr *pb.WatchCreateRequest) {
 	case errors.As(err, &ce):
 		st.sendLocked(&pb.WatchResponse{Header: s.header(rev), WatchId: id, Created: true})
 		st.sendLocked(&pb.WatchResponse{Header: s.header(rev), WatchId: id, CompactRevision: ce.Compacted, Canceled: true,
-			CancelReason: rpctypes.ErrGRPCCompacted.Error()})
+			CancelReason: compactedReason})
 		return
 	case err != nil:
 		reject("etcdserver: " + err.Error())
@@ -232,7 +275,7 @@ func (st *watchStream) pump(ctx context.Context, w *watch) {
 			continue
 		case errors.As(err, &ce):
 			st.end(w, &pb.WatchResponse{Header: s.header(0), WatchId: w.id, CompactRevision: ce.Compacted, Canceled: true,
-				CancelReason: rpctypes.ErrGRPCCompacted.Error()})
+				CancelReason: compactedReason})
 			return
 		case errors.Is(err, kv.ErrWatchCanceled):
 			if !st.resume(w) {
@@ -269,7 +312,7 @@ func (st *watchStream) resume(w *watch) bool {
 		m := &pb.WatchResponse{Header: st.s.header(0), WatchId: w.id, Canceled: true, CancelReason: "etcdserver: " + err.Error()}
 		var ce *kv.CompactedError
 		if errors.As(err, &ce) {
-			m.CompactRevision, m.CancelReason = ce.Compacted, rpctypes.ErrGRPCCompacted.Error()
+			m.CompactRevision, m.CancelReason = ce.Compacted, compactedReason
 		}
 		st.end(w, m)
 		return false
