@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net/url"
 	"slices"
@@ -77,7 +78,7 @@ func (c *clusterServer) MemberAdd(ctx context.Context, r *pb.MemberAddRequest) (
 	if _, err := peerAddr(r.PeerURLs); err != nil {
 		return nil, err
 	}
-	return onLeader(ctx, c.s, func(ctx context.Context) (*pb.MemberAddResponse, error) { return c.memberAdd(ctx, r) },
+	return onLeader(ctx, c.s, false, func(ctx context.Context) (*pb.MemberAddResponse, error) { return c.memberAdd(ctx, r) },
 		func(c *grpc.ClientConn, ctx context.Context, o grpc.CallOption) (*pb.MemberAddResponse, error) {
 			return pb.NewClusterClient(c).MemberAdd(ctx, r, o)
 		})
@@ -97,7 +98,9 @@ func (c *clusterServer) memberAdd(ctx context.Context, r *pb.MemberAddRequest) (
 	id := newMemberID(st.Members)
 	ctx, cancel := context.WithTimeout(ctx, c.s.cfg.RequestTimeout)
 	defer cancel()
-	if err := c.s.cfg.Node.AddLearner(ctx, node.Member{ID: id, PeerAddr: addr}); err != nil {
+	if err := c.s.changeConf(ctx, func(ctx context.Context) error {
+		return c.s.cfg.Node.AddLearner(ctx, node.Member{ID: id, PeerAddr: addr})
+	}); err != nil {
 		return nil, nodeError(ctx, err)
 	}
 	if !r.IsLearner {
@@ -108,7 +111,7 @@ func (c *clusterServer) memberAdd(ctx context.Context, r *pb.MemberAddRequest) (
 				voters = append(voters, m.ID)
 			}
 		}
-		if err := c.s.cfg.Node.ChangeVoters(ctx, voters); err != nil {
+		if err := c.s.changeConf(ctx, func(ctx context.Context) error { return c.s.cfg.Node.ChangeVoters(ctx, voters) }); err != nil {
 			return nil, nodeError(ctx, err)
 		}
 	}
@@ -129,7 +132,7 @@ func newMemberID(ms []node.Member) raftpb.NodeID {
 }
 
 func (c *clusterServer) MemberRemove(ctx context.Context, r *pb.MemberRemoveRequest) (*pb.MemberRemoveResponse, error) {
-	return onLeader(ctx, c.s, func(ctx context.Context) (*pb.MemberRemoveResponse, error) { return c.memberRemove(ctx, r) },
+	return onLeader(ctx, c.s, false, func(ctx context.Context) (*pb.MemberRemoveResponse, error) { return c.memberRemove(ctx, r) },
 		func(c *grpc.ClientConn, ctx context.Context, o grpc.CallOption) (*pb.MemberRemoveResponse, error) {
 			return pb.NewClusterClient(c).MemberRemove(ctx, r, o)
 		})
@@ -141,7 +144,7 @@ func (c *clusterServer) memberRemove(ctx context.Context, r *pb.MemberRemoveRequ
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.s.cfg.RequestTimeout)
 	defer cancel()
-	if err := c.s.cfg.Node.RemoveMember(ctx, raftpb.NodeID(r.ID)); err != nil {
+	if err := c.s.changeConf(ctx, func(ctx context.Context) error { return c.s.cfg.Node.RemoveMember(ctx, raftpb.NodeID(r.ID)) }); err != nil {
 		return nil, nodeError(ctx, err)
 	}
 	return &pb.MemberRemoveResponse{Header: c.s.header(0), Members: c.s.members()}, nil
@@ -152,7 +155,7 @@ func (s *Server) isMember(id uint64) bool {
 }
 
 func (c *clusterServer) MemberPromote(ctx context.Context, r *pb.MemberPromoteRequest) (*pb.MemberPromoteResponse, error) {
-	return onLeader(ctx, c.s, func(ctx context.Context) (*pb.MemberPromoteResponse, error) { return c.memberPromote(ctx, r) },
+	return onLeader(ctx, c.s, false, func(ctx context.Context) (*pb.MemberPromoteResponse, error) { return c.memberPromote(ctx, r) },
 		func(c *grpc.ClientConn, ctx context.Context, o grpc.CallOption) (*pb.MemberPromoteResponse, error) {
 			return pb.NewClusterClient(c).MemberPromote(ctx, r, o)
 		})
@@ -175,7 +178,7 @@ func (c *clusterServer) memberPromote(ctx context.Context, r *pb.MemberPromoteRe
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.s.cfg.RequestTimeout)
 	defer cancel()
-	if err := c.s.cfg.Node.Promote(ctx, raftpb.NodeID(r.ID)); err != nil {
+	if err := c.s.changeConf(ctx, func(ctx context.Context) error { return c.s.cfg.Node.Promote(ctx, raftpb.NodeID(r.ID)) }); err != nil {
 		return nil, nodeError(ctx, err)
 	}
 	return &pb.MemberPromoteResponse{Header: c.s.header(0), Members: c.s.members()}, nil
@@ -191,4 +194,16 @@ func (s *Server) learnerReady(id raftpb.NodeID) bool {
 	st := s.cfg.Node.Status()
 	pr, ok := st.Progress[id]
 	return ok && pr.Match > 0 && float64(pr.Match) >= 0.9*float64(st.Commit)
+}
+
+// changeConf runs a membership change, waiting while another one (this
+// member publishing its address, say) is in progress: that refusal
+// changed nothing.
+func (s *Server) changeConf(ctx context.Context, change func(context.Context) error) error {
+	for {
+		err := change(ctx)
+		if !errors.Is(err, node.ErrChangeInProgress) || !s.pause(ctx) {
+			return err
+		}
+	}
 }

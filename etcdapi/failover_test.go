@@ -4,11 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+
+	pb "github.com/raftkv/raftkv/raftpb"
 )
 
 // TestEtcdFailover kills the leader while the etcd client writes, watches
@@ -142,4 +146,143 @@ func TestEtcdWatchRequiresLeader(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the watch stream outlived its leader by 10s")
 	}
+}
+
+// unknownOutcome reports whether err is how etcd reports a write that may
+// or may not have applied.
+func unknownOutcome(err error) bool {
+	return errors.Is(err, rpctypes.ErrTimeout) || errors.Is(err, rpctypes.ErrTimeoutDueToLeaderFail)
+}
+
+// TestEtcdUnderLeaderChanges moves leadership every 150 ms while the
+// etcd client runs transactions (a compare-and-swap counter), linearizable
+// reads, lease grants, keep-alives and revokes, member lists, statuses,
+// elections and STM transfers. Reads never fail; a write fails only as
+// "outcome unknown"; the counter is at least every acknowledged increment
+// and at most those plus the unknown ones; the STM keeps its total.
+func TestEtcdUnderLeaderChanges(t *testing.T) {
+	c := newECluster(t)
+	cli := c.client()
+	ctx := ctxT(t)
+	stop := make(chan struct{})
+	moved := make(chan int)
+	var moves atomic.Int32
+	go func() {
+		n := 0
+		defer func() { moved <- n }()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(150 * time.Millisecond):
+			}
+			l := c.leader()
+			tctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			if c.servers[l].Node().TransferLeadership(tctx, pb.NodeID((l+1)%3+1)) == nil {
+				n++
+				moves.Add(1)
+			}
+			cancel()
+		}
+	}()
+
+	acked, unknown := 0, 0
+	cli.Put(ctx, "acct/a", "50")
+	cli.Put(ctx, "acct/b", "50")
+	for i := 0; i < 2000 && moves.Load() < 8; i++ {
+		g, err := cli.Get(ctx, "ctr")
+		if err != nil {
+			t.Fatalf("linearizable read: %v", err)
+		}
+		cur, mod := 0, int64(0)
+		if len(g.Kvs) == 1 {
+			fmt.Sscan(string(g.Kvs[0].Value), &cur)
+			mod = g.Kvs[0].ModRevision
+		}
+		if cur < acked {
+			t.Fatalf("read %d after %d acknowledged increments", cur, acked)
+		}
+		acked, unknown = cur, 0 // what is read is now known
+		tr, err := cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision("ctr"), "=", mod)).
+			Then(clientv3.OpPut("ctr", fmt.Sprint(cur+1))).Commit()
+		switch {
+		case unknownOutcome(err):
+			unknown++
+		case err != nil:
+			t.Fatalf("txn: %v", err)
+		case tr.Succeeded:
+			acked++
+		}
+
+		if i%4 == 0 {
+			lg, err := cli.Grant(ctx, 10)
+			if err != nil && !unknownOutcome(err) {
+				t.Fatalf("grant: %v", err)
+			}
+			if err == nil {
+				if _, err := cli.KeepAliveOnce(ctx, lg.ID); err != nil && !unknownOutcome(err) {
+					t.Fatalf("keep-alive: %v", err)
+				}
+				if _, err := cli.Revoke(ctx, lg.ID); err != nil && !unknownOutcome(err) {
+					t.Fatalf("revoke: %v", err)
+				}
+			}
+			if _, err := cli.MemberList(ctx); err != nil {
+				t.Fatalf("member list: %v", err)
+			}
+			if _, err := cli.Status(ctx, c.addrs[i%3]); err != nil {
+				t.Fatalf("status: %v", err)
+			}
+			_, err = concurrency.NewSTM(cli, func(stm concurrency.STM) error {
+				var a, b int
+				fmt.Sscan(stm.Get("acct/a"), &a)
+				fmt.Sscan(stm.Get("acct/b"), &b)
+				stm.Put("acct/a", fmt.Sprint(a-1))
+				stm.Put("acct/b", fmt.Sprint(b+1))
+				return nil
+			}, concurrency.WithAbortContext(ctx))
+			if err != nil && !unknownOutcome(err) {
+				t.Fatalf("stm: %v", err)
+			}
+		}
+	}
+	s, err := concurrency.NewSession(cli, concurrency.WithTTL(10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := concurrency.NewElection(s, "/elect-moving")
+	for i := 0; i < 3; i++ {
+		if err := e.Campaign(ctx, fmt.Sprint(i)); err != nil {
+			t.Fatalf("campaign: %v", err)
+		}
+		if l, err := e.Leader(ctx); err != nil || string(l.Kvs[0].Value) != fmt.Sprint(i) {
+			t.Fatalf("leader: %v %v", l, err)
+		}
+		if err := e.Resign(ctx); err != nil {
+			t.Fatalf("resign: %v", err)
+		}
+	}
+	close(stop)
+	n := <-moved
+	g, err := cli.Get(ctx, "ctr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var final int
+	fmt.Sscan(string(g.Kvs[0].Value), &final)
+	if final < acked || final > acked+unknown {
+		t.Fatalf("counter %d, acknowledged %d, unknown %d", final, acked, unknown)
+	}
+	ra, _ := cli.Get(ctx, "acct/a")
+	rb, _ := cli.Get(ctx, "acct/b")
+	var a, b int
+	fmt.Sscan(string(ra.Kvs[0].Value), &a)
+	fmt.Sscan(string(rb.Kvs[0].Value), &b)
+	if a+b != 100 {
+		t.Fatalf("STM total %d+%d", a, b)
+	}
+	if n < 8 {
+		t.Fatalf("leadership moved only %d times", n)
+	}
+	t.Logf("leadership moved %d times; counter %d", n, final)
 }

@@ -63,7 +63,7 @@ func rangeResponse(h *pb.ResponseHeader, res *kv.RangeResult) *pb.RangeResponse 
 }
 
 func (k *kvServer) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error) {
-	return onLeader(ctx, k.s, func(ctx context.Context) (*pb.PutResponse, error) { return k.put(ctx, r) },
+	return onLeader(ctx, k.s, true, func(ctx context.Context) (*pb.PutResponse, error) { return k.put(ctx, r) },
 		func(c *grpc.ClientConn, ctx context.Context, o grpc.CallOption) (*pb.PutResponse, error) {
 			return pb.NewKVClient(c).Put(ctx, r, o)
 		})
@@ -91,7 +91,7 @@ func deleteOp(r *pb.DeleteRangeRequest) kv.TxnOp {
 }
 
 func (k *kvServer) DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, error) {
-	return onLeader(ctx, k.s, func(ctx context.Context) (*pb.DeleteRangeResponse, error) { return k.deleteRange(ctx, r) },
+	return onLeader(ctx, k.s, true, func(ctx context.Context) (*pb.DeleteRangeResponse, error) { return k.deleteRange(ctx, r) },
 		func(c *grpc.ClientConn, ctx context.Context, o grpc.CallOption) (*pb.DeleteRangeResponse, error) {
 			return pb.NewKVClient(c).DeleteRange(ctx, r, o)
 		})
@@ -110,7 +110,7 @@ func (k *kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, 
 	if _, err := toTxn(r); err != nil {
 		return nil, err
 	}
-	return onLeader(ctx, k.s, func(ctx context.Context) (*pb.TxnResponse, error) { return k.txn(ctx, r) },
+	return onLeader(ctx, k.s, true, func(ctx context.Context) (*pb.TxnResponse, error) { return k.txn(ctx, r) },
 		func(c *grpc.ClientConn, ctx context.Context, o grpc.CallOption) (*pb.TxnResponse, error) {
 			return pb.NewKVClient(c).Txn(ctx, r, o)
 		})
@@ -220,7 +220,7 @@ func toOps(ops []*pb.RequestOp) ([]kv.TxnOp, error) {
 }
 
 func (k *kvServer) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.CompactionResponse, error) {
-	return onLeader(ctx, k.s, func(ctx context.Context) (*pb.CompactionResponse, error) { return k.compact(ctx, r) },
+	return onLeader(ctx, k.s, true, func(ctx context.Context) (*pb.CompactionResponse, error) { return k.compact(ctx, r) },
 		func(c *grpc.ClientConn, ctx context.Context, o grpc.CallOption) (*pb.CompactionResponse, error) {
 			return pb.NewKVClient(c).Compact(ctx, r, o)
 		})

@@ -8,6 +8,8 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/raftkv/raftkv/kv"
 )
@@ -21,7 +23,7 @@ func (l *leaseServer) LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (
 	if r.TTL > kv.MaxLeaseTTL {
 		return nil, rpctypes.ErrGRPCLeaseTTLTooLarge
 	}
-	return onLeader(ctx, l.s, func(ctx context.Context) (*pb.LeaseGrantResponse, error) { return l.grant(ctx, r) },
+	return onLeader(ctx, l.s, true, func(ctx context.Context) (*pb.LeaseGrantResponse, error) { return l.grant(ctx, r) },
 		func(c *grpc.ClientConn, ctx context.Context, o grpc.CallOption) (*pb.LeaseGrantResponse, error) {
 			return pb.NewLeaseClient(c).LeaseGrant(ctx, r, o)
 		})
@@ -39,7 +41,7 @@ func (l *leaseServer) grant(ctx context.Context, r *pb.LeaseGrantRequest) (*pb.L
 }
 
 func (l *leaseServer) LeaseRevoke(ctx context.Context, r *pb.LeaseRevokeRequest) (*pb.LeaseRevokeResponse, error) {
-	return onLeader(ctx, l.s, func(ctx context.Context) (*pb.LeaseRevokeResponse, error) { return l.revoke(ctx, r) },
+	return onLeader(ctx, l.s, true, func(ctx context.Context) (*pb.LeaseRevokeResponse, error) { return l.revoke(ctx, r) },
 		func(c *grpc.ClientConn, ctx context.Context, o grpc.CallOption) (*pb.LeaseRevokeResponse, error) {
 			return pb.NewLeaseClient(c).LeaseRevoke(ctx, r, o)
 		})
@@ -54,7 +56,7 @@ func (l *leaseServer) revoke(ctx context.Context, r *pb.LeaseRevokeRequest) (*pb
 }
 
 func (l *leaseServer) LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveRequest) (*pb.LeaseTimeToLiveResponse, error) {
-	return onLeader(ctx, l.s, func(ctx context.Context) (*pb.LeaseTimeToLiveResponse, error) { return l.timeToLive(ctx, r) },
+	return onLeader(ctx, l.s, true, func(ctx context.Context) (*pb.LeaseTimeToLiveResponse, error) { return l.timeToLive(ctx, r) },
 		func(c *grpc.ClientConn, ctx context.Context, o grpc.CallOption) (*pb.LeaseTimeToLiveResponse, error) {
 			return pb.NewLeaseClient(c).LeaseTimeToLive(ctx, r, o)
 		})
@@ -89,10 +91,14 @@ func (l *leaseServer) LeaseLeases(ctx context.Context, _ *pb.LeaseLeasesRequest)
 	return out, nil
 }
 
-// LeaseKeepAlive renews leases on the leader; a follower relays the whole
-// stream to the leader (the client opens a new stream if it breaks).
+// LeaseKeepAlive renews leases on the leader, one request at a time. A
+// follower relays each request to the leader over one upstream stream,
+// opened again after leadership moves; a keep-alive is idempotent, so a
+// relay that fails is tried again, within the request timeout.
 func (l *leaseServer) LeaseKeepAlive(stream pb.Lease_LeaseKeepAliveServer) error {
 	ctx := stream.Context()
+	r := &keepAliveRelay{}
+	defer r.close()
 	for {
 		req, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
@@ -101,69 +107,106 @@ func (l *leaseServer) LeaseKeepAlive(stream pb.Lease_LeaseKeepAliveServer) error
 		if err != nil {
 			return err
 		}
-		conn, fctx, err := l.s.leader(ctx)
+		resp, err := l.keepAlive(ctx, r, req)
 		if err != nil {
 			return err
-		}
-		if conn != nil {
-			return l.relayKeepAlive(fctx, pb.NewLeaseClient(conn), stream, req)
-		}
-		ttl, ok, err := l.s.cfg.Lessor.RenewLease(ctx, req.ID)
-		if err != nil {
-			return nodeError(ctx, err)
-		}
-		if !ok {
-			if !l.s.isLeader() {
-				continue // lost leadership: the next request is relayed
-			}
-			ttl = 0 // etcd answers an unknown lease with TTL 0
-		}
-		if err := stream.Send(&pb.LeaseKeepAliveResponse{Header: l.s.header(0), ID: req.ID, TTL: ttl}); err != nil {
-			return err
-		}
-	}
-}
-
-func (l *leaseServer) relayKeepAlive(ctx context.Context, c pb.LeaseClient, stream pb.Lease_LeaseKeepAliveServer, first *pb.LeaseKeepAliveRequest) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	up, err := c.LeaseKeepAlive(ctx)
-	if err != nil {
-		return nodeError(ctx, err)
-	}
-	if err := up.Send(first); err != nil {
-		return rpctypes.ErrGRPCLeaderChanged
-	}
-	errc := make(chan error, 1)
-	go func() {
-		for {
-			req, err := stream.Recv()
-			if err != nil {
-				up.CloseSend()
-				errc <- nil
-				return
-			}
-			if err := up.Send(req); err != nil {
-				errc <- rpctypes.ErrGRPCLeaderChanged
-				return
-			}
-		}
-	}()
-	for {
-		resp, err := up.Recv()
-		if err != nil {
-			select {
-			case e := <-errc:
-				return e // the client closed its side, or the leader went away
-			default:
-			}
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			return rpctypes.ErrGRPCLeaderChanged
 		}
 		if err := stream.Send(resp); err != nil {
 			return err
 		}
 	}
+}
+
+// keepAliveRelay is a follower's upstream keep-alive stream to the leader.
+type keepAliveRelay struct {
+	conn   *grpc.ClientConn
+	cancel context.CancelFunc
+	up     pb.Lease_LeaseKeepAliveClient
+}
+
+func (r *keepAliveRelay) close() {
+	if r.cancel != nil {
+		r.cancel()
+	}
+	*r = keepAliveRelay{}
+}
+
+func (l *leaseServer) keepAlive(ctx context.Context, r *keepAliveRelay, req *pb.LeaseKeepAliveRequest) (*pb.LeaseKeepAliveResponse, error) {
+	s := l.s
+	if forwarded(ctx) {
+		return l.renewHere(ctx, req.ID)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	defer cancel()
+	for {
+		conn, fctx, err := s.leader(ctx)
+		var resp *pb.LeaseKeepAliveResponse
+		switch {
+		case err != nil:
+		case conn == nil:
+			r.close()
+			resp, err = l.renewHere(ctx, req.ID)
+		default:
+			resp, err = r.relay(fctx, conn, req)
+			if err == nil {
+				resp.Header.MemberId = s.cfg.ID
+			}
+		}
+		if err == nil {
+			return resp, nil
+		}
+		if !retryable(err) {
+			if status.Code(err) != codes.Unavailable && !errors.Is(err, errRelay) {
+				return nil, err
+			}
+			r.close() // the upstream broke: open another
+		}
+		if !s.pause(ctx) {
+			return nil, err
+		}
+	}
+}
+
+// errRelay marks a failure of the upstream stream itself.
+var errRelay = errors.New("etcdapi: keep-alive relay failed")
+
+func (r *keepAliveRelay) relay(ctx context.Context, conn *grpc.ClientConn, req *pb.LeaseKeepAliveRequest) (*pb.LeaseKeepAliveResponse, error) {
+	if r.conn != conn {
+		r.close()
+		sctx, cancel := context.WithCancel(ctx)
+		up, err := pb.NewLeaseClient(conn).LeaseKeepAlive(sctx)
+		if err != nil {
+			cancel()
+			return nil, errRelay
+		}
+		r.conn, r.cancel, r.up = conn, cancel, up
+	}
+	if err := r.up.Send(req); err != nil {
+		r.close()
+		return nil, errRelay
+	}
+	resp, err := r.up.Recv()
+	if err != nil {
+		r.close()
+		if retryable(err) {
+			return nil, err
+		}
+		return nil, errRelay
+	}
+	return resp, nil
+}
+
+// renewHere renews on this member, which must lead.
+func (l *leaseServer) renewHere(ctx context.Context, id int64) (*pb.LeaseKeepAliveResponse, error) {
+	ttl, ok, err := l.s.cfg.Lessor.RenewLease(ctx, id)
+	if err != nil {
+		return nil, nodeError(ctx, err)
+	}
+	if !ok {
+		if !l.s.isLeader() {
+			return nil, errNotLeader
+		}
+		ttl = 0 // etcd answers an unknown lease with TTL 0
+	}
+	return &pb.LeaseKeepAliveResponse{Header: l.s.header(0), ID: id, TTL: ttl}, nil
 }

@@ -2,7 +2,9 @@ package etcdapi
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -296,8 +298,10 @@ func (s *Server) connTo(addr string) (*grpc.ClientConn, error) {
 	return conn, nil
 }
 
-// propose validates cmd and proposes it on this member, the leader.
+// propose validates cmd and proposes it on this member, the leader, with
+// the request's idempotency key.
 func (s *Server) propose(ctx context.Context, cmd kv.Command) (*kv.Result, error) {
+	cmd.IdempotencyKey = idempotencyKey(ctx)
 	if err := s.cfg.Store.Config().Validate(&cmd); err != nil {
 		return nil, kvError(err)
 	}
@@ -418,7 +422,14 @@ func forwarded(ctx context.Context) bool {
 // tries again, within the request timeout, as an etcd member waits for a
 // leader. A forwarded request that finds no leader here goes back to the
 // member that forwarded it, which tries again.
-func onLeader[T interface{ GetHeader() *pb.ResponseHeader }](ctx context.Context, s *Server,
+//
+// Every attempt of one request proposes its command with the same
+// idempotency key (kv's exactly-once table), so when an attempt's outcome
+// is unknown (the leader lost leadership, or the connection to it broke
+// in flight) an idempotent request is tried again too: the store applies
+// it at most once and the retry answers with the first attempt's result.
+// Membership changes are not idempotent that way and are not retried.
+func onLeader[T interface{ GetHeader() *pb.ResponseHeader }](ctx context.Context, s *Server, idempotent bool,
 	local func(context.Context) (T, error), remote func(*grpc.ClientConn, context.Context, grpc.CallOption) (T, error)) (T, error) {
 	var zero T
 	if forwarded(ctx) {
@@ -429,8 +440,13 @@ func onLeader[T interface{ GetHeader() *pb.ResponseHeader }](ctx context.Context
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 	defer cancel()
+	key := newIdempotencyKey()
+	ctx = context.WithValue(ctx, idempotencyCtxKey{}, key)
 	for {
 		conn, fctx, err := s.leader(ctx)
+		if conn != nil {
+			fctx = metadata.AppendToOutgoingContext(fctx, idempotencyMDKey, key)
+		}
 		var out T
 		switch {
 		case err != nil:
@@ -448,11 +464,37 @@ func onLeader[T interface{ GetHeader() *pb.ResponseHeader }](ctx context.Context
 				out.GetHeader().MemberId = s.cfg.ID
 			}
 		}
-		if err == nil || !retryable(err) {
+		again := retryable(err) || (idempotent && errors.Is(err, rpctypes.ErrGRPCTimeoutDueToLeaderFail))
+		if err == nil || !again {
 			return out, err
 		}
 		if !s.pause(ctx) {
 			return zero, err
 		}
 	}
+}
+
+// idempotencyMDKey carries a forwarded request's idempotency key.
+const idempotencyMDKey = "raftkv-idempotency-key"
+
+type idempotencyCtxKey struct{}
+
+// newIdempotencyKey is 16 random bytes in hex: unique without coordination.
+func newIdempotencyKey() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return "etcd-" + hex.EncodeToString(b[:])
+}
+
+// idempotencyKey is the key of the request ctx belongs to ("" if none).
+func idempotencyKey(ctx context.Context) string {
+	if k, ok := ctx.Value(idempotencyCtxKey{}).(string); ok {
+		return k
+	}
+	if md, ok := metadata.FromIncomingContext(ctx); ok {
+		if v := md.Get(idempotencyMDKey); len(v) == 1 && len(v[0]) <= kv.MaxIdempotencyKeyBytes {
+			return v[0]
+		}
+	}
+	return ""
 }
