@@ -15,10 +15,13 @@
 //
 //   - Every member answers every request. A follower forwards writes,
 //     lease keep-alives and time-to-live requests to the leader's etcd
-//     address, which each leader publishes in the replicated member
-//     table (node.SetEtcdAddr); a forwarded request that meets a member
+//     address. Each member's address is in the replicated member table
+//     (node.SetEtcdAddr): a leader sets its own, a follower asks the
+//     leader to (publish.go). A forwarded request that meets a member
 //     that does not lead either is refused (not leader), never forwarded
-//     twice.
+//     twice; the member that forwarded it tries again.
+//   - Every attempt of one write carries the same idempotency key, so a
+//     write retried after an unknown outcome applies at most once.
 //   - Errors are etcd's (rpctypes): a command that may or may not have
 //     applied is reported as etcd reports it, "request timed out"
 //     (codes.Unavailable), which the etcd client does not retry for
@@ -29,8 +32,9 @@
 // # Concurrency
 //
 // gRPC runs each call on its own goroutine. A watch stream has one
-// receiving goroutine (the handler), one goroutine per watch reading its
+// handler goroutine (requests and the leader check), one goroutine
+// receiving from the stream, one goroutine per watch reading its
 // kv.Watcher, and sends serialized by a mutex. The publish loop, one
 // goroutine per Server, keeps this member's etcd address in the member
-// table while it leads. Server is safe for concurrent use.
+// table. Server is safe for concurrent use.
 package etcdapi

@@ -97,20 +97,24 @@ func (c *ecluster) leader() int {
 	return -1
 }
 
-// waitPublished waits until the leader's etcd address is in the member table.
+// waitPublished waits until every member's etcd address is in the
+// member table.
 func (c *ecluster) waitPublished() {
 	c.t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		l := c.leader()
-		for _, m := range c.servers[l].Node().Status().Members {
-			if int(m.ID) == l+1 && m.EtcdAddr == c.addrs[l] {
-				return
+		n := 0
+		for _, m := range c.servers[c.leader()].Node().Status().Members {
+			if m.EtcdAddr == c.addrs[m.ID-1] {
+				n++
 			}
+		}
+		if n == len(c.servers) {
+			return
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	c.t.Fatal("the leader's etcd address was never published")
+	c.t.Fatal("the members' etcd addresses were never all published")
 }
 
 func (c *ecluster) client(eps ...string) *clientv3.Client {
@@ -382,8 +386,8 @@ func TestEtcdClusterMaintenance(t *testing.T) {
 		if m.IsLearner || len(m.PeerURLs) != 1 {
 			t.Fatalf("member %+v", m)
 		}
-		if int(m.ID) == lead+1 && (len(m.ClientURLs) != 1 || m.ClientURLs[0] != "http://"+c.addrs[lead]) {
-			t.Fatalf("leader's client URLs %v", m.ClientURLs)
+		if len(m.ClientURLs) != 1 || m.ClientURLs[0] != "http://"+c.addrs[m.ID-1] {
+			t.Fatalf("member %d's client URLs %v", m.ID, m.ClientURLs)
 		}
 	}
 	add, err := cli.MemberAddAsLearner(ctx, []string{"http://127.0.0.1:1"})

@@ -132,6 +132,7 @@ func New(cfg Config) (*Server, error) {
 	pb.RegisterClusterServer(s.grpc, &clusterServer{s: s})
 	pb.RegisterMaintenanceServer(s.grpc, &maintenanceServer{s: s})
 	pb.RegisterAuthServer(s.grpc, &authServer{s: s})
+	s.grpc.RegisterService(&publishServiceDesc, s)
 	return s, nil
 }
 
@@ -170,50 +171,6 @@ func (s *Server) Stop() {
 		s.conn = nil
 	}
 	s.mu.Unlock()
-}
-
-// publishLoop publishes this member's etcd address in the member table
-// while it leads and the table does not have it, so followers can forward.
-func (s *Server) publishLoop() {
-	defer s.bg.Done()
-	t := time.NewTicker(50 * time.Millisecond)
-	defer t.Stop()
-	var next time.Time
-	backoff := 50 * time.Millisecond
-	for {
-		select {
-		case <-s.stopc:
-			return
-		case <-s.cfg.Node.Done():
-			return
-		case <-t.C:
-		}
-		if _, _, role := s.cfg.Node.Leader(); role != raft.Leader || time.Now().Before(next) {
-			continue
-		}
-		if s.published(s.cfg.Node.Status()) {
-			continue
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
-		err := s.cfg.Node.SetEtcdAddr(ctx, raftpb.NodeID(s.cfg.ID), s.cfg.Advertise)
-		cancel()
-		if err != nil {
-			s.cfg.Logger.Debug("publishing the etcd address", "err", err)
-			next = time.Now().Add(backoff)
-			backoff = min(2*backoff, time.Second)
-			continue
-		}
-		backoff = 50 * time.Millisecond
-	}
-}
-
-func (s *Server) published(st node.Status) bool {
-	for _, m := range st.Members {
-		if m.ID == raftpb.NodeID(s.cfg.ID) {
-			return m.EtcdAddr == s.cfg.Advertise
-		}
-	}
-	return true // not a member (yet): nothing to publish
 }
 
 func (s *Server) header(rev int64) *pb.ResponseHeader {
