@@ -184,6 +184,13 @@ func TestEtcdKV(t *testing.T) {
 	if err != nil || g.Count != 4 || len(g.Kvs[3].Value) != 0 {
 		t.Fatalf("from key, keys only: %+v %v", g, err)
 	}
+	gs, err := cli.GetStream(ctx, "a/", clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g, err := clientv3.GetStreamToGetResponse(gs); err != nil || g.Count != 3 || len(g.Kvs) != 3 || string(g.Kvs[2].Key) != "a/3" {
+		t.Fatalf("get stream: %+v %v", g, err)
+	}
 	if _, err := cli.Get(ctx, "a/1", clientv3.WithRev(1<<40)); !errors.Is(err, rpctypes.ErrFutureRev) {
 		t.Fatalf("future revision: %v", err)
 	}
@@ -593,6 +600,28 @@ func TestEtcdWatchFragment(t *testing.T) {
 		if i == 0 {
 			first = r.Header.Revision
 		}
+	}
+	rs, err := etcdserverpb.NewKVClient(cli.ActiveConnection()).RangeStream(ctx, &etcdserverpb.RangeRequest{Key: []byte("frag/"), RangeEnd: []byte("frag0")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunks, keys := 0, 0
+	for {
+		r, err := rs.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		chunks++
+		keys += len(r.RangeResponse.Kvs)
+		if r.RangeResponse.Header != nil && r.RangeResponse.Count != 200 {
+			t.Fatalf("range stream's last chunk counts %d", r.RangeResponse.Count)
+		}
+	}
+	if chunks < 4 || keys != 200 {
+		t.Fatalf("range stream: %d keys in %d chunks", keys, chunks)
 	}
 	raw, err := etcdserverpb.NewWatchClient(cli.ActiveConnection()).Watch(ctx)
 	if err != nil {

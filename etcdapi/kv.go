@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/raftkv/raftkv/kv"
 )
@@ -232,4 +233,34 @@ func (k *kvServer) compact(ctx context.Context, r *pb.CompactionRequest) (*pb.Co
 		return nil, err
 	}
 	return &pb.CompactionResponse{Header: k.s.header(res.Revision)}, nil
+}
+
+// rangeStreamChunkBytes bounds the keys and values of one RangeStream
+// chunk (a single larger pair goes alone).
+const rangeStreamChunkBytes = 1 << 20
+
+// RangeStream answers a Range in chunks: the keys in order across the
+// chunks, the header, count and more on the last one (etcd v3.7's rule).
+func (k *kvServer) RangeStream(r *pb.RangeRequest, stream pb.KV_RangeStreamServer) error {
+	resp, err := k.Range(stream.Context(), r)
+	if err != nil {
+		return err
+	}
+	kvs := resp.Kvs
+	for len(kvs) > 0 {
+		n, size := 0, 0
+		for n < len(kvs) && (n == 0 || size+proto.Size(kvs[n]) <= rangeStreamChunkBytes) {
+			size += proto.Size(kvs[n])
+			n++
+		}
+		if n == len(kvs) {
+			break // the last chunk goes with the header
+		}
+		if err := stream.Send(&pb.RangeStreamResponse{RangeResponse: &pb.RangeResponse{Kvs: kvs[:n]}}); err != nil {
+			return err
+		}
+		kvs = kvs[n:]
+	}
+	resp.Kvs = kvs
+	return stream.Send(&pb.RangeStreamResponse{RangeResponse: resp})
 }
