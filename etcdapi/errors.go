@@ -37,6 +37,8 @@ func kvError(err error) error {
 		return rpctypes.ErrGRPCCompacted
 	case kv.CodeNotFound:
 		return rpctypes.ErrGRPCKeyNotFound
+	case kv.CodeNoSpace:
+		return rpctypes.ErrGRPCNoSpace
 	case kv.CodeLeaseNotFound:
 		return rpctypes.ErrGRPCLeaseNotFound
 	case kv.CodeLeaseExists:

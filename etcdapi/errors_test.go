@@ -36,6 +36,7 @@ func TestErrorMapping(t *testing.T) {
 		{"too many ops", kvError(&kv.Error{Code: kv.CodeTooManyOps}), rpctypes.ErrGRPCTooManyOps, false},
 		{"too large", kvError(&kv.Error{Code: kv.CodeTooLarge}), rpctypes.ErrGRPCRequestTooLarge, false},
 		{"ignore_value, no key", kvError(&kv.Error{Code: kv.CodeNotFound}), rpctypes.ErrGRPCKeyNotFound, false},
+		{"quota", kvError(&kv.Error{Code: kv.CodeNoSpace}), rpctypes.ErrGRPCNoSpace, false},
 		{"empty key", kvError(&kv.Error{Code: kv.CodeBadKey, Message: "empty key"}), rpctypes.ErrGRPCEmptyKey, false},
 		{"duplicate put", kvError(&kv.Error{Code: kv.CodeBadRequest, Message: `success operations put key "d" twice`}), rpctypes.ErrGRPCDuplicateKey, false},
 		{"no leader", nodeError(live, &node.NotLeaderError{}), rpctypes.ErrGRPCNoLeader, true},

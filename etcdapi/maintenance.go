@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/raftkv/raftkv/node"
 	"github.com/raftkv/raftkv/raft"
 	raftpb "github.com/raftkv/raftkv/raftpb"
 )
@@ -44,10 +45,17 @@ func (m *maintenanceServer) Status(ctx context.Context, _ *pb.StatusRequest) (*p
 	return out, nil
 }
 
-// Alarm: raftkv raises no alarms (no space quota, no corruption alarm);
-// the answer is the empty list etcd gives when none is raised.
+// Alarm lists the no-space alarms members have raised (a full disk or
+// the state quota; raftkv raises and clears them itself, so activate and
+// deactivate only list them too).
 func (m *maintenanceServer) Alarm(context.Context, *pb.AlarmRequest) (*pb.AlarmResponse, error) {
-	return &pb.AlarmResponse{Header: m.s.header(0)}, nil
+	out := &pb.AlarmResponse{Header: m.s.header(0)}
+	for _, x := range m.s.cfg.Node.Status().Members {
+		if x.Alarm == node.AlarmNoSpace {
+			out.Alarms = append(out.Alarms, &pb.AlarmMember{MemberID: uint64(x.ID), Alarm: pb.AlarmType_NOSPACE})
+		}
+	}
+	return out, nil
 }
 
 func (m *maintenanceServer) Hash(ctx context.Context, _ *pb.HashRequest) (*pb.HashResponse, error) {
