@@ -35,11 +35,17 @@ type ecluster struct {
 	addrs   []string
 }
 
-func newECluster(t *testing.T) *ecluster { return newEClusterTLS(t, nil) }
+func newECluster(t *testing.T) *ecluster { return newEClusterWith(t, nil, nil) }
 
-// newEClusterTLS starts the cluster with tlsCfg (nil: none) for peers,
-// HTTP clients and etcd clients.
+// newEClusterTLS starts the cluster with tlsCfg for peers, HTTP clients
+// and etcd clients.
 func newEClusterTLS(t *testing.T, tlsCfg *tls.Config) *ecluster {
+	return newEClusterWith(t, tlsCfg, nil)
+}
+
+// newEClusterWith starts the cluster with tlsCfg (nil: none), each
+// member's configuration passed through tune (if not nil).
+func newEClusterWith(t *testing.T, tlsCfg *tls.Config, tune func(*server.Config)) *ecluster {
 	t.Helper()
 	const n = 3
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -59,6 +65,9 @@ func newEClusterTLS(t *testing.T, tlsCfg *tls.Config) *ecluster {
 	for i := 0; i < n; i++ {
 		cfg := server.Config{ID: uint64(i + 1), DataDir: t.TempDir(), PeerListener: pls[i], ClientListener: cls[i], Cluster: boot,
 			HeartbeatInterval: 20 * time.Millisecond, ElectionTimeout: 200 * time.Millisecond, Logger: logger, TLS: tlsCfg}
+		if tune != nil {
+			tune(&cfg)
+		}
 		s, err := server.Start(cfg)
 		if err != nil {
 			t.Fatal(err)
@@ -658,5 +667,39 @@ func TestEtcdWatchFragment(t *testing.T) {
 		if n != 200 {
 			t.Fatalf("%d events, want 200", n)
 		}
+	}
+}
+
+// TestEtcdNoSpace fills a small state quota through the etcd client: the
+// write past it fails with etcd's "database space exceeded", and Alarm
+// lists the NOSPACE alarm the members raise.
+func TestEtcdNoSpace(t *testing.T) {
+	c := newEClusterWith(t, nil, func(cfg *server.Config) { cfg.KV.QuotaBytes = 256 << 10 })
+	cli := c.client()
+	ctx := ctxT(t)
+	val := strings.Repeat("v", 16<<10)
+	var err error
+	for i := 0; i < 100 && err == nil; i++ {
+		_, err = cli.Put(ctx, fmt.Sprint("big/", i), val)
+	}
+	if !errors.Is(err, rpctypes.ErrNoSpace) {
+		t.Fatalf("put past the quota: %v", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		al, err := cli.AlarmList(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(al.Alarms) > 0 {
+			if al.Alarms[0].Alarm != etcdserverpb.AlarmType_NOSPACE {
+				t.Fatalf("alarms %v", al.Alarms)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no NOSPACE alarm listed")
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
