@@ -342,6 +342,16 @@ func (n *Node) SetClientAddr(ctx context.Context, id pb.NodeID, addr string) err
 	})
 }
 
+// SetEtcdAddr publishes a member's etcd v3 gRPC address in the
+// configuration, so that the others can forward to it while it leads.
+func (n *Node) SetEtcdAddr(ctx context.Context, id pb.NodeID, addr string) error {
+	return n.changeConf(ctx, func(cur pb.ConfState, meta clusterMeta) (confchange.Target, clusterMeta, error) {
+		m, _ := meta.find(id)
+		m.ID, m.EtcdAddr = id, addr
+		return confchange.Target{Voters: cur.Voters, Learners: cur.Learners}, meta.with(m), nil
+	})
+}
+
 type confPlan func(cur pb.ConfState, meta clusterMeta) (confchange.Target, clusterMeta, error)
 
 // changeConf proposes a configuration change and waits until it has

@@ -18,7 +18,9 @@ type Member struct {
 	ID         pb.NodeID `json:"id"`
 	PeerAddr   string    `json:"peer_addr"`
 	ClientAddr string    `json:"client_addr,omitempty"`
-	Voter      bool      `json:"voter"`
+	// EtcdAddr is the member's etcd v3 gRPC address, if it serves one.
+	EtcdAddr string `json:"etcd_addr,omitempty"`
+	Voter    bool   `json:"voter"`
 	// Alarm is the alarm the member raised (AlarmNoSpace), empty if none;
 	// AlarmCause says why (AlarmCauseDisk, AlarmCauseQuota).
 	Alarm      string `json:"alarm,omitempty"`

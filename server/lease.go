@@ -311,3 +311,44 @@ func (s *Server) listLeases(w http.ResponseWriter, r *http.Request) {
 	}
 	s.writeJSON(w, http.StatusOK, out)
 }
+
+// RenewLease is a keep-alive for callers outside this package (the etcd
+// v3 API): on the leader, it renews lease id and returns its TTL, first
+// clearing a recorded checkpoint through the log as leaseKeepAlive does.
+// ok is false when the lease does not exist or this member does not lead.
+func (s *Server) RenewLease(ctx context.Context, id int64) (ttl int64, ok bool, err error) {
+	ttl, reset, ok := s.renew(id, time.Now())
+	if !ok || !reset {
+		return ttl, ok, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Limits.RequestTimeout)
+	defer cancel()
+	out, err := s.node.Propose(ctx, kv.EncodeCommand(kv.Command{Op: kv.OpLeaseCheckpoint, Checkpoints: []kv.LeaseCheckpoint{{ID: id}}}))
+	if err != nil {
+		return 0, false, err
+	}
+	if res, _ := out.(*kv.Result); res != nil && res.Err() != nil {
+		return 0, false, res.Err()
+	}
+	return ttl, true, nil
+}
+
+// LeaseRemaining returns lease id's remaining TTL on this leader's clock;
+// ok is false when the lease does not exist or this member does not lead.
+func (s *Server) LeaseRemaining(id int64) (ttl int64, ok bool) {
+	if _, _, role := s.node.Leader(); role != raft.Leader {
+		return 0, false
+	}
+	if _, _, exists := s.store.Lease(id, false); !exists {
+		return 0, false
+	}
+	now := time.Now()
+	if rem, ok := s.remaining(id, now); ok {
+		return rem, true
+	}
+	s.renew(id, now)
+	return s.remaining(id, now)
+}
+
+// MinLeaseTTL is the shortest TTL a grant is given (shorter ones are raised).
+func (s *Server) MinLeaseTTL() int64 { return s.minLeaseTTL() }

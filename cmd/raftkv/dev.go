@@ -25,6 +25,7 @@ type devFlags struct {
 	dir                 string
 	clientPort          int
 	peerPort            int
+	etcdPort            int
 	heartbeat, election time.Duration
 	logLevel            string
 }
@@ -56,6 +57,7 @@ or SIGTERM stops it cleanly.`,
 	fl.StringVar(&f.dir, "dir", "", "data directory to use and keep (default: a temporary one, removed on exit)")
 	fl.IntVar(&f.clientPort, "client-port", 8001, "first client port (members use it and the next two); 0 picks free ports")
 	fl.IntVar(&f.peerPort, "peer-port", 7001, "first peer port; 0 picks free ports")
+	fl.IntVar(&f.etcdPort, "etcd-port", 2379, "first etcd v3 API port (members use it, +100 and +200, as etcd's 2379, 2479, 2579); 0 picks free ports, -1 serves none")
 	fl.DurationVar(&f.heartbeat, "heartbeat-interval", 100*time.Millisecond, "heartbeat interval")
 	fl.DurationVar(&f.election, "election-timeout", time.Second, "election timeout")
 	fl.StringVar(&f.logLevel, "log-level", "warn", "slog level")
@@ -151,6 +153,10 @@ func runDev(cmd *cobra.Command, f *devFlags, tmpl server.Config) error {
 		members = append(members, s)
 	}
 	defer stopAll()
+	etcdAddrs, err := startDevEtcd(cmd, f, members, tmpl)
+	if err != nil {
+		return err
+	}
 	waitForLeader(members, 10*time.Second)
 
 	var eps []string
@@ -158,10 +164,17 @@ func runDev(cmd *cobra.Command, f *devFlags, tmpl server.Config) error {
 	fmt.Fprintf(out, "raftkv dev: three members, data in %s\n", dir)
 	for i, s := range members {
 		eps = append(eps, s.ClientAddr())
-		fmt.Fprintf(out, "  member %d  client http://%s  peer %s\n", i+1, s.ClientAddr(), boot[i].PeerAddr)
+		fmt.Fprintf(out, "  member %d  client http://%s  peer %s", i+1, s.ClientAddr(), boot[i].PeerAddr)
+		if len(etcdAddrs) > 0 {
+			fmt.Fprintf(out, "  etcd %s", etcdAddrs[i])
+		}
+		fmt.Fprintln(out)
 	}
 	joined := strings.Join(eps, ",")
 	fmt.Fprintf(out, "Try:\n  export RAFTKV_ENDPOINTS=%s\n  raftkv put hello world && raftkv get hello && raftkv status\n", joined)
+	if len(etcdAddrs) > 0 {
+		fmt.Fprintf(out, "  etcdctl --endpoints=%s put hello world\n", strings.Join(etcdAddrs, ","))
+	}
 	fmt.Fprintf(out, "  curl -L -X PUT --data-binary world http://%s/v1/kv/hello\n", eps[0])
 	fmt.Fprintf(out, "  live view http://%s%s/  Raft playground http://%s%s/", eps[0], server.PathUI, eps[0], server.PathPlayground)
 	if !playground.HasModule() {
@@ -192,4 +205,53 @@ func waitForLeader(ms []*server.Server, d time.Duration) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// startDevEtcd serves etcd's v3 API for each member, on --etcd-port and
+// the ports 100 and 200 above it (free ones if those are taken and the
+// flag was not given). The servers stop with the members' deferred stop.
+func startDevEtcd(cmd *cobra.Command, f *devFlags, members []*server.Server, tmpl server.Config) ([]string, error) {
+	if f.etcdPort < 0 {
+		return nil, nil
+	}
+	listen := func(base int) ([]net.Listener, error) {
+		var ls []net.Listener
+		for i := range members {
+			addr := "127.0.0.1:0"
+			if base != 0 {
+				addr = fmt.Sprintf("127.0.0.1:%d", base+100*i)
+			}
+			l, err := net.Listen("tcp", addr)
+			if err != nil {
+				for _, l := range ls {
+					l.Close()
+				}
+				return nil, err
+			}
+			ls = append(ls, l)
+		}
+		return ls, nil
+	}
+	ls, err := listen(f.etcdPort)
+	if err != nil && !cmd.Flags().Changed("etcd-port") {
+		ls, err = listen(0)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("etcd listeners: %w", err)
+	}
+	var addrs []string
+	for i, s := range members {
+		cfg := tmpl
+		cfg.ID = uint64(i + 1)
+		e, err := startEtcd(s, cfg, ls[i], "")
+		if err != nil {
+			return nil, err
+		}
+		go func() {
+			<-s.Done()
+			e.Stop()
+		}()
+		addrs = append(addrs, e.Addr())
+	}
+	return addrs, nil
 }

@@ -31,6 +31,9 @@ type serverFlags struct {
 	listenClient        string
 	advertisePeer       string
 	advertiseClient     string
+	listenEtcd          string
+	advertiseEtcd       string
+	etcdListener        net.Listener
 	cluster             string
 	join                bool
 	heartbeat           time.Duration
@@ -63,7 +66,7 @@ recovers from its data dir and ignores --cluster. SIGTERM drains and exits 0.`,
 			if err != nil {
 				return err
 			}
-			return failed(runServer(cfg, f.shutdownTimeout))
+			return failed(runServer(cfg, f, f.shutdownTimeout))
 		},
 	}
 	fl := cmd.Flags()
@@ -73,6 +76,8 @@ recovers from its data dir and ignores --cluster. SIGTERM drains and exits 0.`,
 	fl.StringVar(&f.listenClient, "listen-client", "", "address for the HTTP API")
 	fl.StringVar(&f.advertisePeer, "advertise-peer", "", "peer address others should use (default: --listen-peer)")
 	fl.StringVar(&f.advertiseClient, "advertise-client", "", "client address others should use (default: --listen-client)")
+	fl.StringVar(&f.listenEtcd, "listen-etcd", "", "address for etcd's v3 gRPC API (default: not served)")
+	fl.StringVar(&f.advertiseEtcd, "advertise-etcd", "", "etcd API address others should use (default: --listen-etcd)")
 	fl.StringVar(&f.cluster, "cluster", "", "initial voters as id=peerAddr,...; used only to bootstrap an empty data dir")
 	fl.BoolVar(&f.join, "join", false, "start empty as a member already added through the admin API")
 	fl.DurationVar(&f.heartbeat, "heartbeat-interval", 100*time.Millisecond, "heartbeat interval")
@@ -142,6 +147,13 @@ func (f *serverFlags) config(g *globals) (server.Config, error) {
 		pl.Close()
 		return cfg, failed(fmt.Errorf("--listen-client: %w", err))
 	}
+	if f.listenEtcd != "" {
+		if f.etcdListener, err = net.Listen("tcp", f.listenEtcd); err != nil {
+			pl.Close()
+			cl.Close()
+			return cfg, failed(fmt.Errorf("--listen-etcd: %w", err))
+		}
+	}
 	return server.Config{
 		ID: f.id, DataDir: f.dataDir, PeerListener: pl, ClientListener: cl,
 		AdvertisePeer: f.advertisePeer, AdvertiseClient: f.advertiseClient,
@@ -179,10 +191,21 @@ func newLogger(level, format string) (*slog.Logger, error) {
 
 // runServer runs a member until SIGTERM/SIGINT (drain, exit 0) or until
 // its node stops on its own (exit 1).
-func runServer(cfg server.Config, shutdownTimeout time.Duration) error {
+func runServer(cfg server.Config, f *serverFlags, shutdownTimeout time.Duration) error {
 	s, err := server.Start(cfg)
 	if err != nil {
+		if f.etcdListener != nil {
+			f.etcdListener.Close()
+		}
 		return err
+	}
+	e, err := startEtcd(s, cfg, f.etcdListener, f.advertiseEtcd)
+	if err != nil {
+		s.Close()
+		return err
+	}
+	if e != nil {
+		defer e.Stop()
 	}
 	cfg.Logger.Info("member started", "id", cfg.ID, "client", s.ClientAddr(),
 		"cluster_id", server.FormatClusterID(s.ClusterID()))
@@ -192,6 +215,9 @@ func runServer(cfg server.Config, shutdownTimeout time.Duration) error {
 	select {
 	case sig := <-sigs:
 		cfg.Logger.Info("draining", "signal", sig.String())
+		if e != nil {
+			e.Stop()
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 		defer cancel()
 		if err := s.Shutdown(ctx); err != nil {

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -11,6 +12,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 
 	"github.com/raftkv/raftkv/client"
 )
@@ -43,14 +47,18 @@ func TestDevAndCLI(t *testing.T) {
 	}
 	defer dev.Process.Kill()
 	sc := bufio.NewScanner(stdout)
-	var eps []string
+	var eps, etcdEps []string
 	var dir string
 	dirRe := regexp.MustCompile(`data in (\S+)`)
+	etcdRe := regexp.MustCompile(`  etcd (\S+)$`)
 	deadline := time.AfterFunc(20*time.Second, func() { dev.Process.Kill() })
 	for sc.Scan() {
 		line := sc.Text()
 		if m := dirRe.FindStringSubmatch(line); m != nil {
 			dir = m[1]
+		}
+		if m := etcdRe.FindStringSubmatch(line); m != nil {
+			etcdEps = append(etcdEps, m[1])
 		}
 		if _, v, ok := strings.Cut(line, "RAFTKV_ENDPOINTS="); ok {
 			eps = strings.Split(v, ",")
@@ -102,6 +110,7 @@ func TestDevAndCLI(t *testing.T) {
 		t.Fatalf("bench -o json: %+v %v\n%s", r, err, out)
 	}
 	coordinationCLI(t, eps)
+	devEtcd(t, etcdEps)
 	raftkv(t, eps, "transfer-leader")
 
 	dev.Process.Signal(syscall.SIGTERM)
@@ -168,6 +177,34 @@ func coordinationCLI(t *testing.T, eps []string) {
 			}
 		case <-timeout:
 			t.Fatalf("watch did not print %q", w)
+		}
+	}
+}
+
+// devEtcd shows that raftkv dev serves etcd's v3 API on the three
+// addresses it prints: the etcd client writes through one and reads the
+// value back through each of the others.
+func devEtcd(t *testing.T, eps []string) {
+	t.Helper()
+	if len(eps) != 3 {
+		t.Fatalf("dev printed etcd addresses %v", eps)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for i, ep := range eps {
+		cli, err := clientv3.New(clientv3.Config{Endpoints: []string{ep}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cli.Close()
+		if i == 0 {
+			if _, err := cli.Put(ctx, "etcd-key", "etcd-value"); err != nil {
+				t.Fatalf("etcd put through %s: %v", ep, err)
+			}
+		}
+		g, err := cli.Get(ctx, "etcd-key")
+		if err != nil || len(g.Kvs) != 1 || string(g.Kvs[0].Value) != "etcd-value" {
+			t.Fatalf("etcd get through %s: %+v %v", ep, g, err)
 		}
 	}
 }

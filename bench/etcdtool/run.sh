@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Runs etcd's own load generator (tools/benchmark of etcd v3.6.8, pinned
+# in go.mod here) with the same flags against a three-member raftkv
+# cluster (its etcd v3 API) and a three-member etcd v3.7.3 cluster (built
+# from ../go.mod), one after the other, on 127.0.0.1, and prints one line
+# per workload and store. Usage: bench/etcdtool/run.sh [scale]
+# (scale multiplies the request totals; default 1).
+set -euo pipefail
+cd "$(dirname "$0")"
+scale=${1:-1}
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+go build -o "$work/benchmark" go.etcd.io/etcd/v3/tools/benchmark
+(cd ../.. && go build -o "$work/raftkv" ./cmd/raftkv)
+(cd .. && go build -o "$work/etcd" go.etcd.io/etcd/server/v3)
+
+eps=127.0.0.1:32379,127.0.0.1:32479,127.0.0.1:32579
+flags=(--endpoints="$eps" --conns 16 --clients 64)
+workloads=(
+	"put --val-size 256 --key-space-size 10000 --total $((40000 * scale))"
+	"range k --consistency l --total $((40000 * scale))"
+	"txn-put --val-size 256 --key-space-size 10000 --total $((30000 * scale))"
+)
+
+wait_ready() { # url...
+	for u in "$@"; do
+		for _ in $(seq 100); do curl -fs "$u" >/dev/null && break; sleep 0.1; done
+	done
+}
+
+measure() { # store
+	for w in "${workloads[@]}"; do
+		# shellcheck disable=SC2086
+		out=$("$work/benchmark" "${flags[@]}" $w 2>&1)
+		rps=$(grep -m1 'Requests/sec' <<<"$out" | awk '{print $2}')
+		p50=$(grep -m1 '50% in' <<<"$out" | awk '{print $3}')
+		p99=$(grep -m1 '99% in' <<<"$out" | awk '{print $3}')
+		echo "$1 | ${w%% *} | $rps | $p50 | $p99"
+	done
+	out=$("$work/benchmark" --endpoints="$eps" --conns 16 --clients 64 watch-latency --put-total $((1000 * scale)) --put-rate 100 --streams 10 --watchers-per-stream 10 --val-size 256 2>&1)
+	p50=$(grep -m1 '50% in' <<<"$out" | awk '{print $3}')
+	p99=$(grep -m1 '99% in' <<<"$out" | awk '{print $3}')
+	echo "$1 | watch-latency | - | $p50 | $p99"
+}
+
+spec=1=127.0.0.1:32180,2=127.0.0.1:32280,3=127.0.0.1:32380
+pids=()
+for i in 1 2 3; do
+	"$work/raftkv" server --id $i --data-dir "$work/r$i" --listen-peer 127.0.0.1:32${i}80 \
+		--listen-client 127.0.0.1:32${i}81 --listen-etcd 127.0.0.1:32$((i + 2))79 \
+		--cluster "$spec" --log-level warn 2>"$work/r$i.log" &
+	pids+=($!)
+done
+sleep 0.5
+wait_ready http://127.0.0.1:32181/readyz http://127.0.0.1:32281/readyz http://127.0.0.1:32381/readyz
+sleep 1 # the leader publishes its etcd address
+measure raftkv
+kill "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true
+
+pids=()
+cluster=m1=http://127.0.0.1:32180,m2=http://127.0.0.1:32280,m3=http://127.0.0.1:32380
+for i in 1 2 3; do
+	"$work/etcd" --name m$i --data-dir "$work/e$i" \
+		--listen-peer-urls http://127.0.0.1:32${i}80 --initial-advertise-peer-urls http://127.0.0.1:32${i}80 \
+		--listen-client-urls http://127.0.0.1:32$((i + 2))79 --advertise-client-urls http://127.0.0.1:32$((i + 2))79 \
+		--initial-cluster "$cluster" --initial-cluster-state new --initial-cluster-token raftkv-bench \
+		--log-level warn 2>"$work/e$i.log" &
+	pids+=($!)
+done
+sleep 0.5
+wait_ready http://127.0.0.1:32379/health http://127.0.0.1:32479/health http://127.0.0.1:32579/health
+measure etcd
+kill "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true

@@ -1,0 +1,457 @@
+package etcdapi
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/raftkv/raftkv/kv"
+	"github.com/raftkv/raftkv/node"
+	"github.com/raftkv/raftkv/raft"
+	raftpb "github.com/raftkv/raftkv/raftpb"
+)
+
+// Lessor is the leader's lease clock, which lives with the lease expiry
+// loop (server.Server implements it).
+type Lessor interface {
+	// RenewLease renews a lease on the leader and returns its TTL; ok is
+	// false when the lease does not exist or this member does not lead.
+	RenewLease(ctx context.Context, id int64) (ttl int64, ok bool, err error)
+	// LeaseRemaining is a lease's remaining TTL on the leader's clock.
+	LeaseRemaining(id int64) (ttl int64, ok bool)
+	// MinLeaseTTL is the shortest TTL granted.
+	MinLeaseTTL() int64
+}
+
+// Config is what a Server needs. Node, Store and Lessor are required.
+type Config struct {
+	ID     uint64
+	Node   *node.Node
+	Store  *kv.Store
+	Lessor Lessor
+	// Advertise is the etcd address others should use (published in the
+	// member table while this member leads).
+	Advertise string
+	// TLS, if set, is mutual TLS for this listener and for forwarding to
+	// the leader, as for the other listeners.
+	TLS *tls.Config
+	// RequestTimeout bounds a proposal or read barrier. Default 5s.
+	RequestTimeout time.Duration
+	// MaxRequestBytes bounds a request. Default 1.5 MiB plus the store's
+	// largest value.
+	MaxRequestBytes int
+	// ProgressInterval is how often a watch with progress_notify gets a
+	// progress notification while nothing matches. Default 10 minutes, as
+	// etcd's.
+	ProgressInterval time.Duration
+	// ElectionTimeout is the members' (default 1s): a watch stream that
+	// requires a leader ends after three without one.
+	ElectionTimeout time.Duration
+	Logger          *slog.Logger
+}
+
+// indexKey carries, in the leader's answer to a forwarded write, the log
+// index the write applied at, so that the follower answers only once it
+// has applied it too: a client that writes through a member and then
+// reads or watches there locally sees its write, as with etcd.
+const indexKey = "raftkv-applied-index"
+
+// fragmentBytes is the largest watch response a watch that asked for
+// fragments gets (one event may exceed it alone), as etcd uses its
+// request limit.
+func (c Config) fragmentBytes() int { return c.MaxRequestBytes }
+
+// forwardedKey marks a request a follower forwarded to the leader.
+const forwardedKey = "raftkv-forwarded"
+
+// Server is the etcd v3 API of one member.
+type Server struct {
+	cfg  Config
+	grpc *grpc.Server
+
+	mu   sync.Mutex
+	conn *grpc.ClientConn // to connAddr, the leader's etcd address
+	addr string
+
+	stopc chan struct{}
+	bg    sync.WaitGroup
+}
+
+// New builds the server; Serve starts it.
+func New(cfg Config) (*Server, error) {
+	if cfg.Node == nil || cfg.Store == nil || cfg.Lessor == nil {
+		return nil, errors.New("etcdapi: Node, Store and Lessor are required")
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = 5 * time.Second
+	}
+	if cfg.MaxRequestBytes <= 0 {
+		cfg.MaxRequestBytes = 3<<19 + cfg.Store.Config().MaxValueBytes
+	}
+	if cfg.ProgressInterval <= 0 {
+		cfg.ProgressInterval = 10 * time.Minute
+	}
+	if cfg.ElectionTimeout <= 0 {
+		cfg.ElectionTimeout = time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	opts := []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(cfg.MaxRequestBytes + 1<<20),
+		grpc.MaxSendMsgSize(1<<31 - 1),
+		grpc.MaxConcurrentStreams(1 << 16),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+	}
+	if cfg.TLS != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.TLS)))
+	}
+	s := &Server{cfg: cfg, grpc: grpc.NewServer(opts...), stopc: make(chan struct{})}
+	pb.RegisterKVServer(s.grpc, &kvServer{s: s})
+	pb.RegisterWatchServer(s.grpc, &watchServer{s: s})
+	pb.RegisterLeaseServer(s.grpc, &leaseServer{s: s})
+	pb.RegisterClusterServer(s.grpc, &clusterServer{s: s})
+	pb.RegisterMaintenanceServer(s.grpc, &maintenanceServer{s: s})
+	pb.RegisterAuthServer(s.grpc, &authServer{s: s})
+	s.grpc.RegisterService(&publishServiceDesc, s)
+	return s, nil
+}
+
+// Serve serves l until Stop, and keeps this member's address published
+// while it leads.
+func (s *Server) Serve(l net.Listener) {
+	if s.cfg.Advertise == "" {
+		s.cfg.Advertise = l.Addr().String()
+	}
+	s.bg.Add(2)
+	go func() {
+		defer s.bg.Done()
+		if err := s.grpc.Serve(l); err != nil {
+			s.cfg.Logger.Debug("etcd listener stopped", "err", err)
+		}
+	}()
+	go s.publishLoop()
+}
+
+// Addr is the advertised address.
+func (s *Server) Addr() string { return s.cfg.Advertise }
+
+// Stop closes every stream and connection.
+func (s *Server) Stop() {
+	select {
+	case <-s.stopc:
+		return
+	default:
+	}
+	close(s.stopc)
+	s.grpc.Stop()
+	s.bg.Wait()
+	s.mu.Lock()
+	if s.conn != nil {
+		s.conn.Close()
+		s.conn = nil
+	}
+	s.mu.Unlock()
+}
+
+func (s *Server) header(rev int64) *pb.ResponseHeader {
+	_, term, _ := s.cfg.Node.Leader()
+	if rev == 0 {
+		rev, _ = s.cfg.Store.Revision()
+	}
+	return &pb.ResponseHeader{ClusterId: s.cfg.Node.ClusterID(), MemberId: s.cfg.ID, Revision: rev, RaftTerm: uint64(term)}
+}
+
+func (s *Server) hasLeader() bool {
+	lead, _, role := s.cfg.Node.Leader()
+	return lead != raftpb.None && role != raft.Removed
+}
+
+func (s *Server) isLeader() bool {
+	_, _, role := s.cfg.Node.Leader()
+	return role == raft.Leader
+}
+
+// leader returns a connection to the leader to forward ctx's request to,
+// with the context to use; nil when this member leads. A request already
+// forwarded once, or no known leader, is an error.
+func (s *Server) leader(ctx context.Context) (*grpc.ClientConn, context.Context, error) {
+	lead, _, role := s.cfg.Node.Leader()
+	if role == raft.Leader {
+		return nil, ctx, nil
+	}
+	if md, ok := metadata.FromIncomingContext(ctx); ok && len(md.Get(forwardedKey)) > 0 {
+		return nil, ctx, errNotLeader
+	}
+	if lead == raftpb.None {
+		return nil, ctx, errNoLeader
+	}
+	addr := ""
+	for _, m := range s.cfg.Node.Status().Members {
+		if m.ID == lead {
+			addr = m.EtcdAddr
+		}
+	}
+	if addr == "" {
+		return nil, ctx, errNoLeader
+	}
+	conn, err := s.connTo(addr)
+	if err != nil {
+		return nil, ctx, err
+	}
+	out := metadata.AppendToOutgoingContext(ctx, forwardedKey, "1")
+	// Pass the client's own metadata (require-leader and the like) on.
+	if md, ok := metadata.FromIncomingContext(ctx); ok {
+		for k, vs := range md {
+			if k == "hasleader" || k == "client-api-version" {
+				for _, v := range vs {
+					out = metadata.AppendToOutgoingContext(out, k, v)
+				}
+			}
+		}
+	}
+	return conn, out, nil
+}
+
+func (s *Server) connTo(addr string) (*grpc.ClientConn, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn != nil && s.addr == addr {
+		return s.conn, nil
+	}
+	if s.conn != nil {
+		s.conn.Close()
+		s.conn = nil
+	}
+	creds := insecure.NewCredentials()
+	if s.cfg.TLS != nil {
+		creds = credentials.NewTLS(s.cfg.TLS)
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(1<<31-1), grpc.MaxCallSendMsgSize(s.cfg.MaxRequestBytes+1<<20)))
+	if err != nil {
+		return nil, fmt.Errorf("etcdapi: dial leader %s: %w", addr, err)
+	}
+	s.conn, s.addr = conn, addr
+	return conn, nil
+}
+
+// propose validates cmd and proposes it on this member, the leader, with
+// the request's idempotency key.
+func (s *Server) propose(ctx context.Context, cmd kv.Command) (*kv.Result, error) {
+	cmd.IdempotencyKey = idempotencyKey(ctx)
+	if err := s.cfg.Store.Config().Validate(&cmd); err != nil {
+		return nil, kvError(err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	defer cancel()
+	out, err := s.cfg.Node.Propose(ctx, kv.EncodeCommand(cmd))
+	if err != nil {
+		return nil, nodeError(ctx, err)
+	}
+	res, ok := out.(*kv.Result)
+	if !ok {
+		return nil, fmt.Errorf("etcdapi: state machine answered %T", out)
+	}
+	if forwarded(ctx) {
+		grpc.SetHeader(ctx, metadata.Pairs(indexKey, strconv.FormatUint(uint64(res.Index), 10)))
+	}
+	if !res.OK() {
+		return nil, kvError(res.Err())
+	}
+	return res, nil
+}
+
+// barrier runs the read barrier a read asks for, waiting out a leader
+// election (as etcd does) within the request timeout.
+func (s *Server) barrier(ctx context.Context, serializable bool) error {
+	if serializable {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	defer cancel()
+	for {
+		err := s.cfg.Node.ReadIndex(ctx)
+		if err == nil {
+			return nil
+		}
+		var nl *node.NotLeaderError
+		if !errors.As(err, &nl) && !errors.Is(err, node.ErrTransferring) {
+			return nodeError(ctx, err)
+		}
+		if !s.pause(ctx) {
+			return rpctypes.ErrGRPCNoLeader
+		}
+	}
+}
+
+// catchUp waits until this member has applied the index in a leader's
+// answer to a forwarded write.
+func (s *Server) catchUp(ctx context.Context, md metadata.MD) error {
+	v := md.Get(indexKey)
+	if len(v) == 0 {
+		return nil
+	}
+	index, err := strconv.ParseUint(v[0], 10, 64)
+	if err != nil {
+		return nil
+	}
+	for uint64(s.cfg.Store.AppliedIndex()) < index {
+		select {
+		case <-ctx.Done():
+			// Applied on the leader; this member is behind.
+			return rpctypes.ErrGRPCTimeoutWaitAppliedIndex
+		case <-s.stopc:
+			return rpctypes.ErrGRPCStopped
+		case <-time.After(time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// pause waits a moment between attempts; false when ctx ended.
+func (s *Server) pause(ctx context.Context) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-s.stopc:
+		return false
+	case <-time.After(retryInterval):
+		return true
+	}
+}
+
+// retryInterval is the wait before trying a request that was definitely
+// not applied (no leader yet, or the leader moved) again.
+const retryInterval = 10 * time.Millisecond
+
+// retryable reports whether err says the request was definitely not
+// applied because of where leadership is: then it is tried again.
+func retryable(err error) bool {
+	return errors.Is(err, rpctypes.ErrGRPCNoLeader) || errors.Is(err, rpctypes.ErrGRPCNotLeader) ||
+		errors.Is(err, rpctypes.ErrGRPCLeaderChanged)
+}
+
+// forwardError classifies the failure of a forwarded request: one that
+// never reached the leader (no connection) is definitely not applied and
+// is tried again; one whose connection broke in flight may or may not
+// have applied, which etcd reports as a timeout due to leader failure.
+func forwardError(err error) error {
+	st, ok := status.FromError(err)
+	if err == nil || !ok || st.Code() != codes.Unavailable || retryable(err) {
+		return err
+	}
+	if strings.Contains(st.Message(), "connection error") || strings.Contains(st.Message(), "dialing") {
+		return rpctypes.ErrGRPCNoLeader
+	}
+	if strings.HasPrefix(st.Message(), "etcdserver: ") {
+		return err
+	}
+	return rpctypes.ErrGRPCTimeoutDueToLeaderFail
+}
+
+func forwarded(ctx context.Context) bool {
+	md, ok := metadata.FromIncomingContext(ctx)
+	return ok && len(md.Get(forwardedKey)) > 0
+}
+
+// onLeader runs a request on the leader: local if this member leads,
+// remote (forwarding) otherwise. While leadership is unknown or moving it
+// tries again, within the request timeout, as an etcd member waits for a
+// leader. A forwarded request that finds no leader here goes back to the
+// member that forwarded it, which tries again.
+//
+// Every attempt of one request proposes its command with the same
+// idempotency key (kv's exactly-once table), so when an attempt's outcome
+// is unknown (the leader lost leadership, or the connection to it broke
+// in flight) an idempotent request is tried again too: the store applies
+// it at most once and the retry answers with the first attempt's result.
+// Membership changes are not idempotent that way and are not retried.
+func onLeader[T interface{ GetHeader() *pb.ResponseHeader }](ctx context.Context, s *Server, idempotent bool,
+	local func(context.Context) (T, error), remote func(*grpc.ClientConn, context.Context, grpc.CallOption) (T, error)) (T, error) {
+	var zero T
+	if forwarded(ctx) {
+		if !s.isLeader() {
+			return zero, errNotLeader
+		}
+		return local(ctx)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	defer cancel()
+	key := newIdempotencyKey()
+	ctx = context.WithValue(ctx, idempotencyCtxKey{}, key)
+	for {
+		conn, fctx, err := s.leader(ctx)
+		if conn != nil {
+			fctx = metadata.AppendToOutgoingContext(fctx, idempotencyMDKey, key)
+		}
+		var out T
+		switch {
+		case err != nil:
+		case conn == nil:
+			out, err = local(ctx)
+		default:
+			var md metadata.MD
+			out, err = remote(conn, fctx, grpc.Header(&md))
+			err = forwardError(err)
+			if err == nil {
+				err = s.catchUp(ctx, md)
+			}
+			if err == nil && out.GetHeader() != nil {
+				// The answer is this member's, as with etcd's followers.
+				out.GetHeader().MemberId = s.cfg.ID
+			}
+		}
+		again := retryable(err) || (idempotent && errors.Is(err, rpctypes.ErrGRPCTimeoutDueToLeaderFail))
+		if err == nil || !again {
+			return out, err
+		}
+		if !s.pause(ctx) {
+			return zero, err
+		}
+	}
+}
+
+// idempotencyMDKey carries a forwarded request's idempotency key.
+const idempotencyMDKey = "raftkv-idempotency-key"
+
+type idempotencyCtxKey struct{}
+
+// newIdempotencyKey is 16 random bytes in hex: unique without coordination.
+func newIdempotencyKey() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return "etcd-" + hex.EncodeToString(b[:])
+}
+
+// idempotencyKey is the key of the request ctx belongs to ("" if none).
+func idempotencyKey(ctx context.Context) string {
+	if k, ok := ctx.Value(idempotencyCtxKey{}).(string); ok {
+		return k
+	}
+	if md, ok := metadata.FromIncomingContext(ctx); ok {
+		if v := md.Get(idempotencyMDKey); len(v) == 1 && len(v[0]) <= kv.MaxIdempotencyKeyBytes {
+			return v[0]
+		}
+	}
+	return ""
+}
