@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -106,36 +107,7 @@ func saveSnapshot(ctx context.Context, out io.Writer, endpoints []string, tlsCfg
 // backup may come from: the leader first, then the voters that follow it
 // and have applied up to its commit index.
 func snapshotSources(ctx context.Context, hc *http.Client, scheme string, endpoints []string) ([]snapshotSource, error) {
-	var errs []error
-	var lead *api.Cluster
-	var leadAddr string
-	tried := map[string]bool{}
-	for _, ep := range endpoints {
-		v, err := clusterView(ctx, hc, scheme, ep)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", ep, err))
-			continue
-		}
-		addr := ep
-		if v.Self.Role != api.RoleLeader {
-			m, ok := v.Member(v.Leader)
-			if v.Leader == 0 || !ok || m.ClientAddr == "" || tried[m.ClientAddr] {
-				errs = append(errs, fmt.Errorf("%s: knows no leader's client address", ep))
-				continue
-			}
-			tried[m.ClientAddr] = true
-			addr = m.ClientAddr
-			if v, err = clusterView(ctx, hc, scheme, addr); err != nil {
-				errs = append(errs, fmt.Errorf("leader %s: %w", addr, err))
-				continue
-			}
-		}
-		if v.Self.Role == api.RoleLeader {
-			lead, leadAddr = v, addr
-			break
-		}
-		errs = append(errs, fmt.Errorf("%s: member %d does not lead (%s)", addr, v.Self.ID, v.Self.Role))
-	}
+	lead, leadAddr, errs := findLeader(ctx, hc, scheme, endpoints)
 	if lead == nil {
 		return nil, fmt.Errorf("no leader found, and a snapshot from any other member may be stale: %w", errors.Join(errs...))
 	}
@@ -151,6 +123,46 @@ func snapshotSources(ctx context.Context, hc *http.Client, scheme string, endpoi
 		}
 	}
 	return out, nil
+}
+
+// findLeader asks the endpoints, then the members they list, for a member
+// that says it leads. The leader an endpoint names is asked next; an
+// endpoint that names none still lists the others: a member removed from
+// the cluster, once told so, knows no leader, but one of the members its
+// last configuration lists leads. Each address is asked at most once.
+func findLeader(ctx context.Context, hc *http.Client, scheme string, endpoints []string) (*api.Cluster, string, []error) {
+	var errs []error
+	queue := slices.Clone(endpoints)
+	queued := map[string]bool{}
+	for _, ep := range endpoints {
+		queued[ep] = true
+	}
+	for i := 0; i < len(queue); i++ {
+		addr := queue[i]
+		v, err := clusterView(ctx, hc, scheme, addr)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", addr, err))
+			continue
+		}
+		if v.Self.Role == api.RoleLeader {
+			return v, addr, nil
+		}
+		if m, ok := v.Member(v.Leader); v.Leader != 0 && ok && m.ClientAddr != "" {
+			if !queued[m.ClientAddr] {
+				queued[m.ClientAddr] = true
+				queue = slices.Insert(queue, i+1, m.ClientAddr)
+			}
+		} else {
+			errs = append(errs, fmt.Errorf("%s: member %d (%s) knows no leader's client address", addr, v.Self.ID, v.Self.Role))
+		}
+		for _, m := range v.Members {
+			if m.ClientAddr != "" && !queued[m.ClientAddr] {
+				queued[m.ClientAddr] = true
+				queue = append(queue, m.ClientAddr)
+			}
+		}
+	}
+	return nil, "", errs
 }
 
 func clusterView(ctx context.Context, hc *http.Client, scheme, addr string) (*api.Cluster, error) {

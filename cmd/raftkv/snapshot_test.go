@@ -219,8 +219,10 @@ func TestSnapshotSaveRestore(t *testing.T) {
 }
 
 // TestSnapshotSaveSkipsRemovedMember: a member removed from the cluster
-// keeps running and answering, but its state stops moving. Saving a
-// backup through it alone still takes the snapshot from the leader, at an
+// keeps running and answering, but its state stops moving, and once it
+// has noticed the removal it may know no leader (it campaigned and was
+// told it is out). Saving a backup through it alone still takes the
+// snapshot from the leader, found through the members it lists, at an
 // index past everything written after the removal, and says so.
 func TestSnapshotSaveSkipsRemovedMember(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -245,6 +247,7 @@ func TestSnapshotSaveSkipsRemovedMember(t *testing.T) {
 	if got := follower.Node().Status().Applied; uint64(got) >= last {
 		t.Fatalf("removed member applied %d, past the last write at %d", got, last)
 	}
+	waitRemoved(t, follower)
 	backup := filepath.Join(tmp, "backup.snap")
 	code, out, errText := cli(t, "snapshot", "save", backup, "--endpoints", follower.ClientAddr())
 	if code != 0 {
@@ -260,36 +263,84 @@ func TestSnapshotSaveSkipsRemovedMember(t *testing.T) {
 	}
 }
 
-// waitAllApplied waits until every member has applied the leader's
-// commit index, and returns a follower.
-func waitAllApplied(t *testing.T, ss []*server.Server) *server.Server {
+// waitRemoved waits until s has noticed that it was removed, and then a
+// while longer for it to forget its leader: a member whose last committed
+// configuration still counts it campaigns and is told it is out
+// (raft/removed.go), after which it knows no leader, the case a backup
+// through it must handle. One that learned the removal committed keeps
+// its leader; the test then goes on with that case.
+func waitRemoved(t *testing.T, s *server.Server) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	const noticeMax = 30 * time.Second // a few election timeouts, stretched by a loaded machine
+	const forgetMax = 5 * time.Second
+	deadline := time.Now().Add(noticeMax)
+	var removedAt time.Time
 	for time.Now().Before(deadline) {
-		var lead *server.Server
-		for _, s := range ss {
-			if s.Node().Status().Role.String() == "leader" {
-				lead = s
+		st := s.Node().Status()
+		if st.Role.String() == "removed" {
+			if removedAt.IsZero() {
+				removedAt = time.Now()
+			}
+			if st.Lead == 0 || time.Since(removedAt) > forgetMax {
+				t.Logf("removed member %d: role removed, knows leader %d", st.ID, st.Lead)
+				return
 			}
 		}
-		if lead != nil {
-			commit := lead.Node().Status().Commit
-			var follower *server.Server
-			all := true
-			for _, s := range ss {
-				all = all && s.Node().Status().Applied >= commit
-				if s != lead {
-					follower = s
-				}
-			}
-			if all && follower != nil {
-				return follower
-			}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("removed member did not notice its removal within %v", noticeMax)
+}
+
+// waitAllApplied waits until the cluster has settled and returns a
+// follower: every member follows one leader, has applied the leader's
+// commit index, and holds a configuration that lists every member's
+// client address. Members publish their client addresses through
+// configuration changes after start-up (server's publishLoop); until those
+// are in, a membership change may be refused with change_in_progress and
+// a follower may not know where its leader answers clients.
+func waitAllApplied(t *testing.T, ss []*server.Server) *server.Server {
+	t.Helper()
+	const settleMax = 30 * time.Second // generous: a loaded machine elects and publishes slowly
+	deadline := time.Now().Add(settleMax)
+	for time.Now().Before(deadline) {
+		if follower := settledFollower(ss); follower != nil {
+			return follower
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	t.Fatal("members did not catch up within 10s")
+	t.Fatalf("members did not settle (one leader, all applied, all client addresses published) within %v", settleMax)
 	return nil
+}
+
+// settledFollower returns a follower if the members have settled (see
+// waitAllApplied), or nil.
+func settledFollower(ss []*server.Server) *server.Server {
+	var lead *server.Server
+	for _, s := range ss {
+		if s.Node().Status().Role.String() == "leader" {
+			lead = s
+		}
+	}
+	if lead == nil {
+		return nil
+	}
+	lst := lead.Node().Status()
+	var follower *server.Server
+	for _, s := range ss {
+		st := s.Node().Status()
+		if st.Lead != lst.ID || st.Applied < lst.Commit || len(st.Members) != len(ss) {
+			return nil
+		}
+		for _, m := range st.Members {
+			if m.ClientAddr == "" {
+				return nil
+			}
+		}
+		if s != lead {
+			follower = s
+		}
+	}
+	return follower
 }
 
 func flip(b []byte, at int) []byte {
