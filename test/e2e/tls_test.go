@@ -94,12 +94,24 @@ func TestMutualTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	ctx := within(t, 20*time.Second)
+	ctx := within(t, 40*time.Second)
 	if _, err := cl.Put(ctx, "secure", []byte("yes")); err != nil {
 		t.Fatalf("put over mutual TLS: %v", err)
 	}
 	if kv, err := cl.Get(ctx, "secure"); err != nil || string(kv.Value) != "yes" {
 		t.Fatalf("get over mutual TLS: %v %v", kv, err)
+	}
+	// The client maps the leader id an answer names to its address by a
+	// /v1/cluster fetch of its own, in the background, at most every
+	// 500ms and only when an answer arrives; right after start-up the
+	// members may not have published their client addresses yet. Keep
+	// asking until it has learned one.
+	leaderDeadline := time.Now().Add(20 * time.Second)
+	for cl.Leader() == "" && time.Now().Before(leaderDeadline) {
+		if _, err := cl.Get(ctx, "secure"); err != nil {
+			t.Fatalf("get over mutual TLS: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	if !strings.HasPrefix(cl.Leader(), "https://") {
 		t.Fatalf("leader URL %q is not https", cl.Leader())
