@@ -2,10 +2,13 @@ package docs
 
 import (
 	"bytes"
+	"encoding/xml"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -350,6 +353,10 @@ func TestEditionsLinkTheSameTargets(t *testing.T) {
 						p = other[0]
 					}
 				}
+				// So does a localized image (name.zh-CN.svg for name.svg).
+				if dir, base := path.Split(p); strings.Contains(base, ".zh-CN.") {
+					p = dir + strings.Replace(base, ".zh-CN.", ".", 1)
+				}
 				key := p + "#" + frag
 				if symbolRE.MatchString(l.text) {
 					key += " " + l.text
@@ -464,4 +471,162 @@ func TestCheckLinkCatchesMistakes(t *testing.T) {
 			t.Errorf("[%s](%s): got %q, want ok=%v", c.text, c.target, msg, c.ok)
 		}
 	}
+}
+
+// TestImagesAreWellFormed shows that the hand-written SVG diagrams in
+// docs/img parse as XML with an <svg> root that has a viewBox (a browser
+// shows a broken image otherwise), and that each Chinese image
+// (name.zh-CN.svg) has its English original.
+func TestImagesAreWellFormed(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join(repoRoot, "docs", "img", "*.svg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if msg := checkSVG(b); msg != "" {
+			t.Errorf("%s: %s", f, msg)
+		}
+		if base := filepath.Base(f); strings.Contains(base, ".zh-CN.") {
+			en := filepath.Join(filepath.Dir(f), strings.Replace(base, ".zh-CN.", ".", 1))
+			if _, err := os.Stat(en); err != nil {
+				t.Errorf("%s has no English original: %v", f, err)
+			}
+		}
+	}
+	t.Logf("%d SVG images checked", len(files))
+}
+
+// checkSVG reports what is wrong with an SVG document ("" if nothing).
+func checkSVG(b []byte) string {
+	d := xml.NewDecoder(bytes.NewReader(b))
+	root := true
+	for {
+		tok, err := d.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Sprintf("not well-formed XML: %v", err)
+		}
+		if se, ok := tok.(xml.StartElement); ok && root {
+			root = false
+			if se.Name.Local != "svg" {
+				return fmt.Sprintf("root element is <%s>, not <svg>", se.Name.Local)
+			}
+			if !slices.ContainsFunc(se.Attr, func(a xml.Attr) bool { return a.Name.Local == "viewBox" }) {
+				return "the <svg> element has no viewBox"
+			}
+		}
+	}
+	if root {
+		return "no root element"
+	}
+	return ""
+}
+
+// TestCheckSVGCatchesMistakes shows that checkSVG can tell.
+func TestCheckSVGCatchesMistakes(t *testing.T) {
+	for _, c := range []struct{ doc, want string }{
+		{`<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 1 1"><text>a</text></svg>`, ""},
+		{`<svg viewBox="0 0 1 1"><text>a</svg>`, "not well-formed"},
+		{`<svg viewBox="0 0 1 1"><text>a & b</text></svg>`, "not well-formed"},
+		{`<svg width="1"></svg>`, "no viewBox"},
+		{`<html></html>`, "not <svg>"},
+		{``, "no root element"},
+	} {
+		got := checkSVG([]byte(c.doc))
+		if (c.want == "") != (got == "") || !strings.Contains(got, c.want) {
+			t.Errorf("checkSVG(%q) = %q, want %q", c.doc, got, c.want)
+		}
+	}
+}
+
+// TestDiagramsMatchTheirMermaid shows that each SVG diagram drawn above a
+// Mermaid block in the guides carries every participant and message of
+// that block, word for word: the Mermaid text is the source, and a change
+// to it must be drawn too.
+func TestDiagramsMatchTheirMermaid(t *testing.T) {
+	imageRE := regexp.MustCompile(`^!\[[^\]]*\]\(([^)\s]+\.svg)\)$`)
+	for _, rel := range guides {
+		text, _ := readDoc(t, rel, false)
+		lines := strings.Split(text, "\n")
+		image := "" // the last SVG image above, not yet paired
+		n := 0
+		for i := 0; i < len(lines); i++ {
+			if m := imageRE.FindStringSubmatch(strings.TrimSpace(lines[i])); m != nil {
+				image = m[1]
+				continue
+			}
+			if strings.TrimSpace(lines[i]) != "```mermaid" {
+				continue
+			}
+			var labels []string
+			for i++; i < len(lines) && strings.TrimSpace(lines[i]) != "```"; i++ {
+				l := strings.TrimSpace(lines[i])
+				if p, ok := strings.CutPrefix(l, "participant "); ok {
+					_, label, _ := strings.Cut(p, " as ")
+					labels = append(labels, label)
+				} else if _, msg, ok := strings.Cut(l, ": "); ok && strings.Contains(l, "->>") {
+					labels = append(labels, msg)
+				}
+			}
+			if image == "" {
+				continue // a Mermaid block with no drawing
+			}
+			p, _ := resolve(link{file: rel, target: image})
+			b, err := os.ReadFile(filepath.Join(repoRoot, p))
+			if err != nil {
+				t.Errorf("%s:%d: %v", rel, i+1, err)
+				continue
+			}
+			drawn, err := svgText(b)
+			if err != nil {
+				t.Errorf("%s: %v", p, err)
+				continue
+			}
+			for _, l := range labels {
+				if !strings.Contains(drawn, squeeze(l)) {
+					t.Errorf("%s does not draw %q from the Mermaid block in %s", p, l, rel)
+				}
+			}
+			image = ""
+			n++
+		}
+		t.Logf("%s: %d diagrams compared with their Mermaid text", rel, n)
+	}
+}
+
+// svgText returns the text of an SVG's <text> elements in document order,
+// without white space, so a label wrapped over two lines still matches.
+func svgText(b []byte) (string, error) {
+	d := xml.NewDecoder(bytes.NewReader(b))
+	var out strings.Builder
+	in := false
+	for {
+		tok, err := d.Token()
+		if err == io.EOF {
+			return squeeze(out.String()), nil
+		}
+		if err != nil {
+			return "", err
+		}
+		switch tok := tok.(type) {
+		case xml.StartElement:
+			in = tok.Name.Local == "text"
+		case xml.EndElement:
+			in = false
+		case xml.CharData:
+			if in {
+				out.Write(tok)
+			}
+		}
+	}
+}
+
+func squeeze(s string) string {
+	return strings.Join(strings.Fields(s), "")
 }
