@@ -67,7 +67,10 @@
 // written and read through bufio, never held whole in memory, and ends with
 // a CRC32C. Restore builds the new state aside, verifies the checksum and
 // every ordering invariant, and swaps it in only then: a corrupt stream
-// returns an error wrapping ErrCorrupt and leaves the state as it was.
+// returns an error wrapping ErrCorrupt and leaves the state as it was. A
+// stream in format 1 (before revisions) is refused alike, wrapping
+// ErrOldSnapshotFormat: only ConvertSnapshot converts it, for a backup
+// that seeds every member at the same index.
 //
 // # Concurrency
 //

@@ -83,3 +83,13 @@ func withCRC(body []byte) []byte {
 	cw.Write(body)
 	return append(buf.Bytes(), byte(cw.crc), byte(cw.crc>>8), byte(cw.crc>>16), byte(cw.crc>>24))
 }
+
+// convertAndRestore restores b into s through ConvertSnapshot, as a
+// backup is restored: a version 1 stream is converted first.
+func convertAndRestore(s *Store, b []byte) error {
+	var converted bytes.Buffer
+	if _, err := ConvertSnapshot(&converted, bytes.NewReader(b), s.cfg); err != nil {
+		return err
+	}
+	return s.Restore(&converted)
+}

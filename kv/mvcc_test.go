@@ -1,6 +1,7 @@
 package kv
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"strings"
@@ -203,13 +204,51 @@ func TestSnapshotKeepsHistory(t *testing.T) {
 }
 
 func TestRestoreVersion1Snapshot(t *testing.T) {
-	// A snapshot from before revisions restores: each key's old revision
-	// (a log index) becomes its create and mod revision, the store
-	// revision becomes the applied index, and history starts there.
+	// A snapshot from before revisions is refused by Restore with
+	// ErrOldSnapshotFormat, the state untouched: a member converting on
+	// its own would assign revisions the others do not share.
+	// ConvertSnapshot converts it: each key's old revision (a log index)
+	// becomes its create and mod revision, the store revision becomes the
+	// applied index, and history starts there.
 	body := []byte("RKVS\x01\x09")
 	body = append(body, 2, 1, 'a', 1, 'x', 3, 1, 'b', 0, 7, 0)
+	v1 := withCRC(body)
 	s := New(Config{})
-	if err := s.Restore(bytesReader(withCRC(body))); err != nil {
+	s.Apply(1, EncodeCommand(put("k", "v")))
+	before := s.Hash()
+	err := s.Restore(bytesReader(v1))
+	if !errors.Is(err, ErrOldSnapshotFormat) || errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "applied index 9") {
+		t.Fatalf("Restore of a version 1 snapshot: %v; want ErrOldSnapshotFormat naming applied index 9", err)
+	}
+	if s.Hash() != before || s.AppliedIndex() != 1 {
+		t.Fatal("the refused restore changed the state")
+	}
+
+	var converted bytes.Buffer
+	format, err := ConvertSnapshot(&converted, bytesReader(v1), Config{})
+	if err != nil || format != 1 {
+		t.Fatalf("ConvertSnapshot = format %d, %v; want format 1", format, err)
+	}
+	if got := converted.Bytes()[len(snapshotMagic)]; got != SnapshotVersion {
+		t.Fatalf("converted stream is version %d, want %d", got, SnapshotVersion)
+	}
+	// Converting is deterministic: the same backup gives the same bytes.
+	var again bytes.Buffer
+	if _, err := ConvertSnapshot(&again, bytesReader(v1), Config{}); err != nil || !bytes.Equal(again.Bytes(), converted.Bytes()) {
+		t.Fatalf("a second conversion differs (err %v)", err)
+	}
+	// A current stream passes through unchanged.
+	var through bytes.Buffer
+	if format, err := ConvertSnapshot(&through, bytes.NewReader(converted.Bytes()), Config{}); err != nil || format != SnapshotVersion || !bytes.Equal(through.Bytes(), converted.Bytes()) {
+		t.Fatalf("ConvertSnapshot of a version %d stream = format %d, %v; want it copied as it is", SnapshotVersion, format, err)
+	}
+	// A corrupt version 1 stream is refused as corrupt, writing nothing.
+	var none bytes.Buffer
+	if _, err := ConvertSnapshot(&none, bytesReader(withFlippedByte(v1, len(v1)-1)), Config{}); !errors.Is(err, ErrCorrupt) || none.Len() != 0 {
+		t.Fatalf("corrupt version 1 stream: %v, %d bytes written; want ErrCorrupt and none", err, none.Len())
+	}
+
+	if err := s.Restore(&converted); err != nil {
 		t.Fatal(err)
 	}
 	if rev, c := s.Revision(); rev != 9 || c != 9 {
@@ -222,4 +261,10 @@ func TestRestoreVersion1Snapshot(t *testing.T) {
 	if !res.OK() || res.Rev != 10 {
 		t.Fatalf("If-Match with the ETag from before the conversion: %+v", res)
 	}
+}
+
+func withFlippedByte(b []byte, at int) []byte {
+	out := bytes.Clone(b)
+	out[at] ^= 0x20
+	return out
 }

@@ -21,8 +21,14 @@ import (
 // untouched. Errors about the stream's content wrap ErrCorrupt; read errors
 // from r are wrapped as they are. The stream is held to this store's Config
 // (key and value sizes, MaxSessions), which every replica shares.
+//
+// A format 1 stream (from before the store had revisions) is refused with
+// an error wrapping ErrOldSnapshotFormat as soon as its header is read:
+// converting it assigns revisions from the snapshot's index, so a member
+// converting on its own would diverge from the others. ConvertSnapshot
+// converts one backup for every member alike.
 func (s *Store) Restore(r io.Reader) error {
-	v, err := readSnapshot(r, s.cfg)
+	v, err := readSnapshot(r, s.cfg, false)
 	if err != nil {
 		return fmt.Errorf("kv: restore: %w", err)
 	}
@@ -88,12 +94,54 @@ func derive(v *snapshotView) derivedState {
 	return d
 }
 
-func readSnapshot(r io.Reader, cfg Config) (*snapshotView, error) {
+// ErrOldSnapshotFormat is wrapped by Restore's error for a format 1
+// snapshot, written before the store had revisions. Such a snapshot is
+// converted only by ConvertSnapshot, never by Restore: see Restore.
+var ErrOldSnapshotFormat = errors.New("kv: snapshot format 1, written before the store had revisions")
+
+// ConvertSnapshot reads the snapshot stream src and writes it to dst in
+// the current format. A format 1 stream is converted (see readEntriesV1):
+// every member seeded from the one converted stream starts with the same
+// revisions. A current stream is copied as it is, unchecked, as it would be
+// without conversion (Restore checks it). It returns the format src was in.
+func ConvertSnapshot(dst io.Writer, src io.Reader, cfg Config) (format byte, err error) {
+	br := bufio.NewReaderSize(src, snapshotBufferBytes)
+	head, err := br.Peek(len(snapshotMagic) + 1)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return 0, fmt.Errorf("kv: convert snapshot: %w", err)
+	}
+	if len(head) == len(snapshotMagic)+1 && string(head[:len(snapshotMagic)]) == snapshotMagic {
+		format = head[len(snapshotMagic)]
+	}
+	if format != 1 {
+		if _, err := io.Copy(dst, br); err != nil {
+			return format, fmt.Errorf("kv: convert snapshot: %w", err)
+		}
+		return format, nil
+	}
+	v, err := readSnapshot(br, cfg, true)
+	if err != nil {
+		return format, fmt.Errorf("kv: convert snapshot: %w", err)
+	}
+	if err := derive(v).err; err != nil {
+		return format, fmt.Errorf("kv: convert snapshot: %w", err)
+	}
+	if _, err := v.WriteTo(dst); err != nil {
+		return format, fmt.Errorf("kv: convert snapshot: %w", err)
+	}
+	return format, nil
+}
+
+// readSnapshot reads a whole stream; a format 1 stream only if convertV1.
+func readSnapshot(r io.Reader, cfg Config, convertV1 bool) (*snapshotView, error) {
 	sr := &snapReader{br: bufio.NewReaderSize(r, snapshotBufferBytes)}
 	v := &snapshotView{records: newRecordTree(), leases: newLeaseTree(), sessions: newSessionTable()}
 	format, err := sr.header(v)
 	if err != nil {
 		return nil, err
+	}
+	if format == 1 && !convertV1 {
+		return nil, fmt.Errorf("%w: snapshot at applied index %d", ErrOldSnapshotFormat, v.applied)
 	}
 	if format == 1 {
 		err = sr.readEntriesV1(v, cfg)
@@ -236,9 +284,9 @@ func (r *snapReader) header(v *snapshotView) (format byte, err error) {
 // store had revisions: each key's revision was the log index of its last
 // write. They become the keys' create and mod revisions (version 1), the
 // store revision becomes the applied index, and the history starts there,
-// so every ETag handed out before stays valid. A cluster must not mix the
-// two: every member has to convert at the same index (restore the same
-// backup on each), or their revisions differ.
+// so every ETag handed out before stays valid. Every member has to convert
+// at the same index, or their revisions differ: hence only ConvertSnapshot
+// reads this format, for a backup that seeds every member alike.
 func (r *snapReader) readEntriesV1(v *snapshotView, cfg Config) error {
 	v.rev = max(int64(v.applied), firstRevision)
 	v.compacted = v.rev

@@ -27,8 +27,8 @@ import (
 //
 // The change log and the lease-to-keys index are derived from the records
 // and rebuilt by Restore. Version 1 (before revisions: key | value | rev,
-// and results without the fields after message) still restores; see
-// restoreV1. The encoding is canonical (one byte string per state), which
+// and results without the fields after message) is converted by
+// ConvertSnapshot, and refused by Restore; see readEntriesV1. The encoding is canonical (one byte string per state), which
 // is what lets Hash be a hash of it.
 const (
 	snapshotMagic   = "RKVS"

@@ -146,7 +146,7 @@ func TestRestoreRejectsBrokenInvariantsWithValidChecksum(t *testing.T) {
 	// A version 1 stream (before revisions) whose checksum is right but
 	// whose content breaks an invariant (keys out of order, revision past
 	// the applied index, sessions over the bound) is corrupt as well; a
-	// sound one restores.
+	// sound one converts and restores.
 	head := []byte("RKVS\x01\x05")
 	cases := map[string][]byte{
 		"keys out of order": append(bytes.Clone(head), 2, 1, 'b', 0, 1, 1, 'a', 0, 1, 0),
@@ -160,17 +160,17 @@ func TestRestoreRejectsBrokenInvariantsWithValidChecksum(t *testing.T) {
 		"magic":             []byte("RKVX\x01\x00\x00\x00"),
 	}
 	ok := append(bytes.Clone(head), 1, 1, 'a', 1, 'v', 5, 1, 1, 't', 2, 2, 0, 0, 0, 0)
-	if err := New(Config{}).Restore(bytes.NewReader(withCRC(ok))); err != nil {
+	if err := convertAndRestore(New(Config{}), withCRC(ok)); err != nil {
 		t.Fatalf("hand-made valid snapshot: %v", err)
 	}
 	for name, body := range cases {
-		if err := New(Config{}).Restore(bytes.NewReader(withCRC(body))); !errors.Is(err, ErrCorrupt) {
+		if err := convertAndRestore(New(Config{}), withCRC(body)); !errors.Is(err, ErrCorrupt) {
 			t.Errorf("%s: err %v, want ErrCorrupt", name, err)
 		}
 	}
 	small := Config{MaxSessions: 1}
 	two := append(bytes.Clone(head), 0, 2, 1, 't', 2, 2, 0, 0, 0, 0, 1, 'u', 3, 3, 0, 0, 0, 0)
-	if err := New(small).Restore(bytes.NewReader(withCRC(two))); !errors.Is(err, ErrCorrupt) {
+	if err := convertAndRestore(New(small), withCRC(two)); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("sessions over MaxSessions: err %v, want ErrCorrupt", err)
 	}
 }

@@ -151,14 +151,20 @@ func New(c Config) (*Node, error) {
 	}
 	n.rep.notify = make(chan struct{}, 1)
 	n.space.log = spaceOf(cfg.Log)
-	meta, ok, err := driver.Recover(cfg.Log, cfg.Snapshots.Latest)
-	if err != nil {
-		return nil, fmt.Errorf("node: %w", err)
-	}
+	// The state machine reads the snapshot before Recover may write the
+	// log: a snapshot it refuses (a format it will not convert in place)
+	// then leaves the data directory as it was.
+	meta, ok := cfg.Snapshots.Latest()
 	if ok {
 		if err := n.restoreSnapshot(meta); err != nil {
 			return nil, err
 		}
+	}
+	meta, ok, err = driver.Recover(cfg.Log, func() (pb.SnapshotMeta, bool) { return meta, ok })
+	if err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	if ok {
 		n.ap.lastApplied = pb.Entry{Index: meta.Index, Term: meta.Term}
 		n.ap.snap = meta
 	} else if n.cfg.Log.LastIndex() == 0 {

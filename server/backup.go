@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/raftkv/raftkv/api"
+	"github.com/raftkv/raftkv/kv"
 	"github.com/raftkv/raftkv/node"
 	pb "github.com/raftkv/raftkv/raftpb"
 	"github.com/raftkv/raftkv/storage"
@@ -115,6 +116,9 @@ type RestoreInfo struct {
 	Index     uint64
 	Term      uint64
 	ClusterID uint64
+	// Converted is set when the backup's data was in kv snapshot format 1
+	// (from before revisions) and was converted as it was written.
+	Converted bool
 }
 
 // RestoreSnapshot seeds the empty data directory dataDir of member id of
@@ -127,6 +131,11 @@ type RestoreInfo struct {
 // cluster, then started: each recovers the state from the snapshot, and
 // they elect a leader as after any restart. On failure nothing is left in
 // dataDir.
+//
+// A backup in kv snapshot format 1 (from before revisions), which a member
+// refuses to start from, is converted to the current format as it is
+// written: every member restored from the same backup converts at the same
+// index and so starts from the identical state.
 func RestoreSnapshot(backup, dataDir string, id uint64, cluster []node.Member) (RestoreInfo, error) {
 	if !slices.ContainsFunc(cluster, func(m node.Member) bool { return uint64(m.ID) == id }) {
 		return RestoreInfo{}, fmt.Errorf("restore: member %d is not in the cluster given", id)
@@ -144,47 +153,53 @@ func RestoreSnapshot(backup, dataDir string, id uint64, cluster []node.Member) (
 		return RestoreInfo{}, fmt.Errorf("restore: %w", err)
 	}
 	info := RestoreInfo{Index: uint64(old.Index), Term: uint64(old.Term), ClusterID: restoredClusterID(cluster, old)}
-	if err := seed(f, backup, dataDir, old, info.ClusterID, cluster); err != nil {
+	format, err := seed(f, backup, dataDir, old, info.ClusterID, cluster)
+	if err != nil {
 		clearDir(dataDir)
 		return RestoreInfo{}, fmt.Errorf("restore: %w", err)
 	}
+	info.Converted = format == 1
 	return info, nil
 }
 
-func seed(f vfs.File, backup, dataDir string, old pb.SnapshotMeta, clusterID uint64, cluster []node.Member) error {
+// seed writes the data dir and returns the kv snapshot format the backup
+// was in.
+func seed(f vfs.File, backup, dataDir string, old pb.SnapshotMeta, clusterID uint64, cluster []node.Member) (format byte, err error) {
 	log, snaps, err := node.OpenStorage(vfs.OS(), dataDir)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer log.Close()
 	meta := pb.SnapshotMeta{Index: old.Index, Term: old.Term, Conf: node.SeedConf(clusterID, cluster)}
 	_, data, err := storage.OpenSnapshotFile(f, backup)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	sink, err := snaps.Create(meta)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	// The data is checked against its checksum again as it is copied: the
-	// file could change between the check and the copy.
-	if _, err := io.Copy(sink, data); err != nil {
+	// file could change between the check and the copy. The kv limits
+	// that bound a format 1 stream's keys and values are the defaults, as
+	// `raftkv server` runs with.
+	if format, err = kv.ConvertSnapshot(sink, data, kv.Config{}); err != nil {
 		sink.Abort()
-		return err
+		return 0, err
 	}
 	if err := sink.Commit(); err != nil {
-		return err
+		return 0, err
 	}
 	// Install the snapshot in the log too, as a follower does on
 	// InstallSnapshot: the log then starts after it at its term.
 	if err := log.Save(pb.HardState{Term: meta.Term, Commit: meta.Index}, &meta, nil); err != nil {
-		return err
+		return 0, err
 	}
 	if err := log.Sync(); err != nil {
-		return err
+		return 0, err
 	}
 	// Last: a data directory with a cluster id is a bootstrapped member.
-	return storeClusterID(dataDir, clusterID)
+	return format, storeClusterID(dataDir, clusterID)
 }
 
 // restoredClusterID derives the new cluster's id from its members and the

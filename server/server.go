@@ -128,6 +128,9 @@ func open(cfg Config) (*Server, error) {
 	})
 	if err != nil {
 		log.Close()
+		if errors.Is(err, kv.ErrOldSnapshotFormat) {
+			return nil, oldSnapshotError(cfg.DataDir, snaps, err)
+		}
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	if err := n.Start(); err != nil {
@@ -169,6 +172,19 @@ func open(cfg Config) (*Server, error) {
 		s.http.Protocols.SetUnencryptedHTTP2(true)
 	}
 	return s, nil
+}
+
+// oldSnapshotError explains a refused start over a snapshot from before
+// store revisions. Converting it here, at this member's own snapshot
+// index, would give it revisions the other members do not share; one
+// backup restored on every member converts them all at one index.
+func oldSnapshotError(dataDir string, snaps node.SnapshotStore, err error) error {
+	meta, _ := snaps.Latest()
+	return fmt.Errorf("server: refusing to start: data dir %s holds snapshot %d in kv snapshot format 1, "+
+		"written by a build from before store revisions, and converting it on one member would make its revisions differ from the others'; "+
+		"nothing in the data dir was changed. Upgrade by taking one backup with the old build (raftkv snapshot save) "+
+		"and restoring that one backup into an empty data dir on every member (raftkv snapshot restore), "+
+		"as docs/operations.md (Backup and restore, Data from before revisions) describes: %w", dataDir, meta.Index, err)
 }
 
 // resolveClusterID reads the persisted id, or derives and persists it at

@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/raftkv/raftkv/api"
+	"github.com/raftkv/raftkv/kv"
 	"github.com/raftkv/raftkv/server"
 	"github.com/raftkv/raftkv/storage"
 	"github.com/raftkv/raftkv/storage/vfs"
@@ -266,7 +267,11 @@ func newSnapshotRestoreCmd() *cobra.Command {
 new cluster whose voters are --cluster, into the empty --data-dir. Do this for
 every member of the new cluster, with the same FILE and --cluster, then start
 each with 'raftkv server' on the same --data-dir (--cluster is not needed
-then). A damaged FILE is refused and nothing is written.
+then). A damaged FILE is refused and nothing is written. A FILE saved by a
+build from before store revisions (kv snapshot format 1) is converted to
+the current format as it is written, at the backup's index on every member:
+this is how such a cluster moves to this build, since its members refuse to
+start from their old data dirs.
 
   raftkv snapshot restore backup.snap --id 1 --data-dir ./data/1 \
     --cluster 1=10.0.0.1:7001,2=10.0.0.2:7001,3=10.0.0.3:7001`,
@@ -288,8 +293,12 @@ then). A damaged FILE is refused and nothing is written.
 			if err != nil {
 				return failed(err)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "restored snapshot at index %d (term %d) into %s as member %d of cluster %s\n",
-				info.Index, info.Term, dataDir, id, server.FormatClusterID(info.ClusterID))
+			converted := ""
+			if info.Converted {
+				converted = fmt.Sprintf(", converted from kv snapshot format 1 to %d", kv.SnapshotVersion)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "restored snapshot at index %d (term %d) into %s as member %d of cluster %s%s\n",
+				info.Index, info.Term, dataDir, id, server.FormatClusterID(info.ClusterID), converted)
 			return nil
 		},
 	}
