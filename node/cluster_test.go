@@ -502,11 +502,9 @@ func TestIsolatedLeaderIsReplaced(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	c.proposeAvoiding(old, 1, 10*time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := c.members[lead].n.Propose(ctx, cmd(1)); err != nil {
-		t.Fatalf("propose through the new leader %d: %v", lead, err)
-	}
 	for c.members[old].n.Status().Role.String() == "leader" {
 		if ctx.Err() != nil {
 			t.Fatal("the isolated leader never stepped down")
