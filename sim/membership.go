@@ -23,7 +23,7 @@ type confPlan struct {
 	what     string
 }
 
-// randomConfChange starts one of the membership changes of issue 3 on the
+// randomConfChange starts one of the membership changes (§6) on the
 // current leader: add a learner, promote one, remove a member, or a planned
 // replace / grow / shrink of the voter set.
 func (s *Sim) randomConfChange() {

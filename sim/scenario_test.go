@@ -9,7 +9,7 @@ import (
 	pb "github.com/raftkv/raftkv/raftpb"
 )
 
-// Membership scenarios of issue 3 (joint consensus, §6 and dissertation
+// Membership scenarios (joint consensus, §6 and dissertation
 // chapter 4), scripted on a quiet network with every checker running.
 
 // TestRemovedServerDoesNotDisrupt shows that a server removed from the

@@ -44,7 +44,7 @@ const (
 	modeIndependent = "independent"
 )
 
-// allWorkloads are the rows: issue 6's comparison through the shared
+// allWorkloads are the rows: the comparison through the shared
 // (batching) Go client, then independent clients. etcd has no lease
 // read; its serializable read (a member's local state, no leader
 // contact) is shown beside raftkv's lease read for context only.

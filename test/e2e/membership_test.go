@@ -12,10 +12,8 @@ import (
 // its process with --join, waits for it to catch up, promotes it, removes
 // an original follower, and keeps writing throughout.
 //
-// It needs the transport to accept a joining member that starts without
-// the cluster id or its peers (another engineer's change); until that
-// lands, the joiner never receives the log and the test fails at
-// "joined member caught up".
+// It relies on the transport accepting a joining member that starts
+// without the cluster id or its peers.
 func TestMembershipChanges(t *testing.T) {
 	c := newCluster(t, 3)
 	lead := c.leader()
