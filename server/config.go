@@ -54,6 +54,11 @@ type Config struct {
 	// HistoryRetention, if positive, has the leader compact the history
 	// older than this on its clock, through the log (retention.go).
 	HistoryRetention time.Duration
+	// LeaseCheckpointInterval is how often the leader records, through
+	// the log, the remaining TTL of leases longer than it, so that a new
+	// leader or a restarted cluster does not grant them their whole TTL
+	// again. Default 30s.
+	LeaseCheckpointInterval time.Duration
 	// Limits bound what one client can hold.
 	Limits Limits
 	// FS is the file system under DataDir's WAL and snapshots; default
@@ -126,6 +131,7 @@ func (c Config) withDefaults() (Config, error) {
 	setDefault(&c.HeartbeatInterval, node.DefaultTickInterval)
 	setDefault(&c.ElectionTimeout, node.DefaultElectionTimeout)
 	setDefault(&c.SnapshotEntries, node.DefaultSnapshotEntries)
+	setDefault(&c.LeaseCheckpointInterval, DefaultLeaseCheckpointInterval)
 	switch {
 	case c.SnapshotSizeFactor == 0:
 		c.SnapshotSizeFactor = DefaultSnapshotSizeFactor

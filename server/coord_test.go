@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"strings"
 	"testing"
@@ -209,4 +210,68 @@ func TestHistoryRetentionByTime(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestLeaseCheckpointSurvivesLeaderChangeAndRestart: the remaining TTL of
+// a long lease is checkpointed through the log, so neither a new leader
+// nor a cluster restarted from its logs grants the lease its whole TTL
+// again; and neither expires it earlier than its TTL after the grant.
+func TestLeaseCheckpointSurvivesLeaderChangeAndRestart(t *testing.T) {
+	c := newCluster(t, 3, func(cfg *Config) { cfg.LeaseCheckpointInterval = 300 * time.Millisecond })
+	lead := c.leader()
+	const ttl = 60
+	granted := time.Now()
+	g := decode[api.LeaseResponse](t, expect(t, postJSON(c, lead, api.PathLease+"grant", api.LeaseGrantRequest{TTL: ttl}), 200, ""))
+	// The checkpointed remaining TTL as every running member has applied
+	// it (the largest, should one lag); 0 while some has none.
+	checkpointed := func() int64 {
+		var most int64
+		for _, s := range c.servers {
+			info, _, ok := s.store.Lease(g.ID, false)
+			if !ok || info.Remaining == 0 {
+				return 0
+			}
+			most = max(most, info.Remaining)
+		}
+		return most
+	}
+	// remaining asks the leader and checks the bounds: not above the last
+	// checkpoint plus the election timeout a new leader adds (plus one
+	// second of rounding), and not below the TTL less the time since the
+	// grant (the guarantee in docs/api.md).
+	remaining := func(what string, lead *Server, cp int64) {
+		t.Helper()
+		r := decode[api.LeaseResponse](t, expect(t, c.do(http.MethodGet, url(lead, fmt.Sprintf("%s%d", api.PathLease, g.ID)), nil), 200, ""))
+		since := int64(math.Ceil(time.Since(granted).Seconds()))
+		et := int64(math.Ceil(lead.cfg.ElectionTimeout.Seconds()))
+		if r.TTL > cp+et+1 {
+			t.Fatalf("%s: remaining TTL %d s, checkpointed %d s (TTL %d s): the checkpoint was not used", what, r.TTL, cp, ttl)
+		}
+		if r.TTL < ttl-since {
+			t.Fatalf("%s: remaining TTL %d s only %d s after the grant of %d s", what, r.TTL, since, ttl)
+		}
+		t.Logf("%s: remaining %d s, checkpointed %d s, %d s after the grant", what, r.TTL, cp, since)
+	}
+	waitUntil(t, 10*time.Second, "a checkpoint 3 s below the TTL on every member", func() bool {
+		cp := checkpointed()
+		return cp > 0 && cp <= ttl-3
+	})
+	cp := checkpointed()
+	c.kill(lead.cfg.ID)
+	remaining("after a leader change", c.leader(), cp)
+
+	// The new leader checkpoints too; then the whole cluster restarts
+	// and replays its logs.
+	waitUntil(t, 10*time.Second, "a checkpoint by the new leader", func() bool {
+		n := checkpointed()
+		return n > 0 && n < cp
+	})
+	cp = checkpointed()
+	for id := range c.servers {
+		c.kill(id)
+	}
+	for id := uint64(1); id <= 3; id++ {
+		c.restart(id)
+	}
+	remaining("after restarting every member", c.leader(), cp)
 }

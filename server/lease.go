@@ -21,10 +21,9 @@ import (
 const (
 	// leaseTick is how often the leader looks for expired leases.
 	leaseTick = 100 * time.Millisecond
-	// LeaseCheckpointInterval is how often the leader records the
-	// remaining TTL of leases longer than it through the log, so that a
-	// new leader does not grant them their whole TTL again.
-	LeaseCheckpointInterval = 30 * time.Second
+	// DefaultLeaseCheckpointInterval is Config.LeaseCheckpointInterval's
+	// default.
+	DefaultLeaseCheckpointInterval = 30 * time.Second
 	// maxRevokesPerTick bounds the expiry revokes proposed at once.
 	maxRevokesPerTick = 64
 )
@@ -96,10 +95,10 @@ func (s *Server) leaseTickOnce(now time.Time) (expired []int64, checkpoints []kv
 			l.deadline[ls.ID] = now.Add(s.cfg.Limits.RequestTimeout)
 		}
 	}
-	if now.Sub(l.lastCheckpoint) >= LeaseCheckpointInterval {
+	if every := s.cfg.LeaseCheckpointInterval; now.Sub(l.lastCheckpoint) >= every {
 		l.lastCheckpoint = now
 		for _, ls := range leases {
-			if time.Duration(ls.TTL)*time.Second <= LeaseCheckpointInterval || len(checkpoints) == kv.MaxCheckpoints {
+			if time.Duration(ls.TTL)*time.Second <= every || len(checkpoints) == kv.MaxCheckpoints {
 				continue
 			}
 			rem := int64(math.Ceil(l.deadline[ls.ID].Sub(now).Seconds()))
@@ -192,12 +191,24 @@ func (s *Server) renew(id int64, now time.Time) (ttl int64, reset, ok bool) {
 	return info.TTL, info.Remaining != 0, true
 }
 
-// remaining returns a lease's remaining TTL on this leader's clock.
+// remaining returns a lease's remaining TTL on this leader's clock; ok is
+// false when the lease does not exist or this member does not lead. It
+// brings the deadlines up to date first (a leader that has just taken
+// over, or a lease granted since the lease loop last ran) without
+// renewing anything: a query must not give a lease its whole TTL again.
 func (s *Server) remaining(id int64, now time.Time) (int64, bool) {
+	_, term, role := s.node.Leader()
+	if role != raft.Leader {
+		return 0, false
+	}
 	l := &s.lessor
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	d, ok := l.deadline[id]
+	if !ok || l.term != term {
+		s.syncDeadlinesLocked(term, s.store.Leases(), now)
+		d, ok = l.deadline[id]
+	}
 	if !ok {
 		return 0, false
 	}
@@ -291,12 +302,15 @@ func (s *Server) leaseTimeToLive(w http.ResponseWriter, r *http.Request, id int6
 		s.fail(w, api.CodeLeaseNotFound, fmt.Sprintf("lease %d not found", id))
 		return
 	}
-	now := time.Now()
-	rem, ok := s.remaining(id, now)
+	rem, ok := s.remaining(id, time.Now())
 	if !ok {
-		// Granted since the lease loop last ran: its deadline is set now.
-		s.renew(id, now)
-		rem, _ = s.remaining(id, now)
+		// Revoked or leadership lost since the checks above.
+		if !s.isLeader() {
+			s.redirect(w, r)
+			return
+		}
+		s.fail(w, api.CodeLeaseNotFound, fmt.Sprintf("lease %d not found", id))
+		return
 	}
 	s.writeJSON(w, http.StatusOK, api.LeaseResponse{Header: s.header(rev, 0), ID: id, TTL: rem, GrantedTTL: info.TTL, Keys: keys})
 }
@@ -336,18 +350,7 @@ func (s *Server) RenewLease(ctx context.Context, id int64) (ttl int64, ok bool, 
 // LeaseRemaining returns lease id's remaining TTL on this leader's clock;
 // ok is false when the lease does not exist or this member does not lead.
 func (s *Server) LeaseRemaining(id int64) (ttl int64, ok bool) {
-	if _, _, role := s.node.Leader(); role != raft.Leader {
-		return 0, false
-	}
-	if _, _, exists := s.store.Lease(id, false); !exists {
-		return 0, false
-	}
-	now := time.Now()
-	if rem, ok := s.remaining(id, now); ok {
-		return rem, true
-	}
-	s.renew(id, now)
-	return s.remaining(id, now)
+	return s.remaining(id, time.Now())
 }
 
 // MinLeaseTTL is the shortest TTL a grant is given (shorter ones are raised).

@@ -4,7 +4,8 @@
 # cluster (its etcd v3 API) and a three-member etcd v3.7.3 cluster (built
 # from ../go.mod), one after the other, on 127.0.0.1, and prints one line
 # per workload and store. Usage: bench/etcdtool/run.sh [scale]
-# (scale multiplies the request totals; default 1).
+# (scale multiplies the request totals; default 1). ONLY=<workload>
+# (put, range, txn-put, lease-keepalive or watch-latency) runs just that one.
 set -euo pipefail
 cd "$(dirname "$0")"
 scale=${1:-1}
@@ -20,7 +21,9 @@ workloads=(
 	"put --val-size 256 --key-space-size 10000 --total $((40000 * scale))"
 	"range k --consistency l --total $((40000 * scale))"
 	"txn-put --val-size 256 --key-space-size 10000 --total $((30000 * scale))"
+	"lease-keepalive --total $((40000 * scale))"
 )
+only=${ONLY:-}
 
 wait_ready() { # url...
 	for u in "$@"; do
@@ -30,13 +33,17 @@ wait_ready() { # url...
 
 measure() { # store
 	for w in "${workloads[@]}"; do
+		[[ -z $only || ${w%% *} == "$only" ]] || continue
 		# shellcheck disable=SC2086
 		out=$("$work/benchmark" "${flags[@]}" $w 2>&1)
 		rps=$(grep -m1 'Requests/sec' <<<"$out" | awk '{print $2}')
 		p50=$(grep -m1 '50% in' <<<"$out" | awk '{print $3}')
 		p99=$(grep -m1 '99% in' <<<"$out" | awk '{print $3}')
 		echo "$1 | ${w%% *} | $rps | $p50 | $p99"
+		# Failed requests are not in the figures; show them.
+		grep -A5 'Error distribution' <<<"$out" || true
 	done
+	[[ -z $only || $only == watch-latency ]] || return 0
 	out=$("$work/benchmark" --endpoints="$eps" --conns 16 --clients 64 watch-latency --put-total $((1000 * scale)) --put-rate 100 --streams 10 --watchers-per-stream 10 --val-size 256 2>&1)
 	p50=$(grep -m1 '50% in' <<<"$out" | awk '{print $3}')
 	p99=$(grep -m1 '99% in' <<<"$out" | awk '{print $3}')
