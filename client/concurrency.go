@@ -90,7 +90,7 @@ type Mutex struct {
 // NewMutex returns a mutex on prefix pfx for the session.
 func NewMutex(s *Session, pfx string) *Mutex { return &Mutex{s: s, pfx: pfx + "/"} }
 
-// Lock waits until this session holds the lock (or ctx ends; the queued
+// Lock waits until the Session holds the lock (or ctx ends; the queued
 // key is then removed).
 func (m *Mutex) Lock(ctx context.Context) error {
 	key, rev, err := queue(ctx, m.s, m.pfx, nil)
@@ -151,7 +151,7 @@ func (m *Mutex) Key() string {
 	return m.key
 }
 
-// queue puts this session's key under pfx (once: a retry finds it) and
+// queue puts the Session's key under pfx (once: a retry finds it) and
 // returns it with its create revision.
 func queue(ctx context.Context, s *Session, pfx string, value []byte) (string, int64, error) {
 	select {
@@ -229,7 +229,7 @@ type Election struct {
 // NewElection returns an election on prefix pfx for the session.
 func NewElection(s *Session, pfx string) *Election { return &Election{s: s, pfx: pfx + "/"} }
 
-// Campaign waits until this session leads, with value as its proclamation.
+// Campaign waits until the Session leads, with value as its proclamation.
 func (e *Election) Campaign(ctx context.Context, value []byte) error {
 	key, rev, err := queue(ctx, e.s, e.pfx, value)
 	if err != nil {
@@ -246,7 +246,7 @@ func (e *Election) Campaign(ctx context.Context, value []byte) error {
 	return nil
 }
 
-// Proclaim changes the leader's value, only while this session leads.
+// Proclaim changes the leader's value, only while the Session leads.
 func (e *Election) Proclaim(ctx context.Context, value []byte) error {
 	if e.key == "" {
 		return errors.New("client: proclaim without leading")
@@ -271,7 +271,7 @@ func (e *Election) Resign(ctx context.Context) error {
 	return err
 }
 
-// Token is the fencing token of this session's leadership (its key's
+// Token is the fencing token of the Session's leadership (its key's
 // create revision), 0 if it has not won.
 func (e *Election) Token() int64 { return e.rev }
 
