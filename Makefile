@@ -27,9 +27,10 @@ playground:
 	rm -rf $(PLAYGROUND_DIR) && mkdir -p $(PLAYGROUND_DIR) && cp playground/web/* $(PLAYGROUND_DIR)/
 	@ls -l $(PLAYGROUND_DIR)/raftkv.wasm $(PLAYGROUND_DIR)/raftkv.wasm.gz
 
-# playground-shots renews the playground screenshots in docs/img.
+# playground-shots renews the playground screenshots in docs/img, the
+# Chinese one too (it needs a CJK font: apt-get install fonts-noto-cjk).
 playground-shots:
-	RAFTKV_PLAYGROUND_SHOTS=$(CURDIR)/docs/img $(GO) test -count=1 -run TestPlaygroundInBrowser -v ./playground
+	RAFTKV_PLAYGROUND_SHOTS=$(CURDIR)/docs/img $(GO) test -count=1 -run 'TestPlaygroundInBrowser|TestPlaygroundChinese' -v ./playground
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1)

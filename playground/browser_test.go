@@ -450,5 +450,5 @@ func TestPlaygroundChinese(t *testing.T) {
 			t.Errorf("the Chinese page lacks %q", want)
 		}
 	}
-	b.screenshot(filepath.Join(shotDir(t), "playground-figure8-zh.png"))
+	b.screenshot(filepath.Join(shotDir(t), "playground-figure8.zh-CN.png"))
 }
