@@ -1,11 +1,8 @@
 package server
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"time"
 
@@ -119,7 +116,6 @@ func (s *Server) requestAlarm(cause string) error {
 	if alarm == "" {
 		req.Action = api.AlarmDisarm
 	}
-	body, _ := json.Marshal(req)
 	// The leader's address first; a member whose disk is full may have
 	// missed the entry that published it, so then any member it knows,
 	// which redirects to the leader.
@@ -127,7 +123,7 @@ func (s *Server) requestAlarm(cause string) error {
 	for _, addr := range s.alarmTargets() {
 		url := s.scheme + "://" + addr + api.PathAlarms
 		for hop := 0; hop < 2 && url != ""; hop++ {
-			url, last = s.postAlarm(ctx, url, body)
+			url, last = s.postAlarm(ctx, url, req)
 			if last == nil && url == "" {
 				return nil
 			}
@@ -158,25 +154,12 @@ func (s *Server) alarmTargets() []string {
 }
 
 // postAlarm posts an alarm request; on a redirect it returns where to.
-func (s *Server) postAlarm(ctx context.Context, url string, body []byte) (string, error) {
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-	if err != nil {
-		return "", err
-	}
-	hreq.Header.Set("Content-Type", "application/json")
-	resp, err := s.peerHTTP.Do(hreq)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
-	switch {
-	case resp.StatusCode == http.StatusOK:
-		return "", nil
-	case resp.StatusCode == http.StatusTemporaryRedirect && resp.Header.Get("Location") != "":
+func (s *Server) postAlarm(ctx context.Context, url string, req api.AlarmRequest) (string, error) {
+	resp, err := s.peerCall(ctx, http.MethodPost, url, req)
+	if resp != nil && resp.StatusCode == http.StatusTemporaryRedirect && resp.Header.Get("Location") != "" {
 		return resp.Header.Get("Location"), fmt.Errorf("%s redirected", url)
 	}
-	return "", fmt.Errorf("%s answered %s", url, resp.Status)
+	return "", err
 }
 
 // refuseForAlarm answers 507 no_space, before anything is proposed, to a

@@ -1,11 +1,9 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
@@ -106,28 +104,13 @@ func (s *Server) askLeaderToPublish(st node.Status) error {
 	if st.Lead == pb.None || addr == "" {
 		return fmt.Errorf("no leader client address known yet")
 	}
-	body, err := json.Marshal(api.ClientAddrRequest{ClientAddr: s.cfg.AdvertiseClient})
-	if err != nil {
-		return err
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Limits.RequestTimeout)
 	defer cancel()
 	u := fmt.Sprintf("%s://%s%s/%d/client-addr", s.scheme, addr, api.PathMembers, s.cfg.ID)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, u, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	// peerHTTP follows no redirect: a leader change shows in the next
-	// status instead.
-	resp, err := s.peerHTTP.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return fmt.Errorf("leader %d answered %s: %s", st.Lead, resp.Status, bytes.TrimSpace(b))
+	// A redirect (a leader change) is an error here: the next status
+	// shows the new leader.
+	if _, err := s.peerCall(ctx, http.MethodPut, u, api.ClientAddrRequest{ClientAddr: s.cfg.AdvertiseClient}); err != nil {
+		return fmt.Errorf("leader %d: %w", st.Lead, err)
 	}
 	s.log.Info("client address published by the leader", "addr", s.cfg.AdvertiseClient, "leader", uint64(st.Lead))
 	return nil

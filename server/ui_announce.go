@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -75,24 +74,10 @@ func (s *Server) announceLoop() {
 }
 
 func (s *Server) announceTo(addr string) error {
-	body, _ := json.Marshal(announceRequest{ID: s.cfg.ID, ClientAddr: s.cfg.AdvertiseClient})
 	ctx, cancel := context.WithTimeout(context.Background(), viewFetchTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.scheme+"://"+addr+PathDebugAnnounce, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := s.peerHTTP.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("answered %s", resp.Status)
-	}
-	return nil
+	_, err := s.peerCall(ctx, http.MethodPost, s.scheme+"://"+addr+PathDebugAnnounce, announceRequest{ID: s.cfg.ID, ClientAddr: s.cfg.AdvertiseClient})
+	return err
 }
 
 // announce answers POST /v1/debug/announce: it remembers a member's
