@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -361,34 +359,9 @@ func fetchProfile(ctx context.Context, endpoints []string, w workload, o options
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = fetchOneProfile(ctx, addr, filepath.Join(o.profileDir, name), o.duration)
+			errs[i] = cluster.FetchProfile(ctx, addr, filepath.Join(o.profileDir, name), o.duration)
 		}()
 	}
 	wg.Wait()
 	return errors.Join(errs...)
-}
-
-func fetchOneProfile(ctx context.Context, addr, path string, d time.Duration) error {
-	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, max(1, int(d.Seconds())))
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %s", url, resp.Status)
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(f, resp.Body); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }
