@@ -9,6 +9,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/raftkv/raftkv/kv"
@@ -97,7 +98,7 @@ func (l *leaseServer) LeaseLeases(ctx context.Context, _ *pb.LeaseLeasesRequest)
 // relay that fails is tried again, within the request timeout.
 func (l *leaseServer) LeaseKeepAlive(stream pb.Lease_LeaseKeepAliveServer) error {
 	ctx := stream.Context()
-	r := &keepAliveRelay{}
+	r := &keepAliveRelay{parent: ctx}
 	defer r.close()
 	for {
 		req, err := stream.Recv()
@@ -118,7 +119,10 @@ func (l *leaseServer) LeaseKeepAlive(stream pb.Lease_LeaseKeepAliveServer) error
 }
 
 // keepAliveRelay is a follower's upstream keep-alive stream to the leader.
+// It lives as long as the client's stream (parent), not one request, so
+// that one upstream stream carries every renewal of the client's.
 type keepAliveRelay struct {
+	parent context.Context
 	conn   *grpc.ClientConn
 	cancel context.CancelFunc
 	up     pb.Lease_LeaseKeepAliveClient
@@ -128,7 +132,7 @@ func (r *keepAliveRelay) close() {
 	if r.cancel != nil {
 		r.cancel()
 	}
-	*r = keepAliveRelay{}
+	r.conn, r.cancel, r.up = nil, nil, nil
 }
 
 func (l *leaseServer) keepAlive(ctx context.Context, r *keepAliveRelay, req *pb.LeaseKeepAliveRequest) (*pb.LeaseKeepAliveResponse, error) {
@@ -170,10 +174,13 @@ func (l *leaseServer) keepAlive(ctx context.Context, r *keepAliveRelay, req *pb.
 // errRelay marks a failure of the upstream stream itself.
 var errRelay = errors.New("etcdapi: keep-alive relay failed")
 
+// relay sends req upstream on conn and waits for its answer, within
+// ctx (one request's deadline, carrying the metadata to forward).
 func (r *keepAliveRelay) relay(ctx context.Context, conn *grpc.ClientConn, req *pb.LeaseKeepAliveRequest) (*pb.LeaseKeepAliveResponse, error) {
 	if r.conn != conn {
 		r.close()
-		sctx, cancel := context.WithCancel(ctx)
+		md, _ := metadata.FromOutgoingContext(ctx)
+		sctx, cancel := context.WithCancel(metadata.NewOutgoingContext(r.parent, md))
 		up, err := pb.NewLeaseClient(conn).LeaseKeepAlive(sctx)
 		if err != nil {
 			cancel()
@@ -181,11 +188,20 @@ func (r *keepAliveRelay) relay(ctx context.Context, conn *grpc.ClientConn, req *
 		}
 		r.conn, r.cancel, r.up = conn, cancel, up
 	}
+	// A request that outlives ctx ends the upstream stream, which
+	// unblocks Recv; the next request opens another.
+	stop := context.AfterFunc(ctx, r.cancel)
 	if err := r.up.Send(req); err != nil {
+		stop()
 		r.close()
 		return nil, errRelay
 	}
 	resp, err := r.up.Recv()
+	if !stop() {
+		// ctx ended and cancelled the stream (an answer that came first
+		// still counts).
+		r.close()
+	}
 	if err != nil {
 		r.close()
 		if retryable(err) {
