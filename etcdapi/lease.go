@@ -100,6 +100,9 @@ func (l *leaseServer) LeaseKeepAlive(stream pb.Lease_LeaseKeepAliveServer) error
 	ctx := stream.Context()
 	r := &keepAliveRelay{parent: ctx}
 	defer r.close()
+	// Whether the stream came from a follower is fixed for its life; the
+	// metadata lookup costs more than a renewal.
+	fwd := forwarded(ctx)
 	for {
 		req, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
@@ -108,7 +111,7 @@ func (l *leaseServer) LeaseKeepAlive(stream pb.Lease_LeaseKeepAliveServer) error
 		if err != nil {
 			return err
 		}
-		resp, err := l.keepAlive(ctx, r, req)
+		resp, err := l.keepAlive(ctx, fwd, r, req)
 		if err != nil {
 			return err
 		}
@@ -135,10 +138,23 @@ func (r *keepAliveRelay) close() {
 	r.conn, r.cancel, r.up = nil, nil, nil
 }
 
-func (l *leaseServer) keepAlive(ctx context.Context, r *keepAliveRelay, req *pb.LeaseKeepAliveRequest) (*pb.LeaseKeepAliveResponse, error) {
+// keepAlive answers one keep-alive: renewed here on the leader, relayed
+// to it by a follower. fwd says the stream is a follower's relay.
+func (l *leaseServer) keepAlive(ctx context.Context, fwd bool, r *keepAliveRelay, req *pb.LeaseKeepAliveRequest) (*pb.LeaseKeepAliveResponse, error) {
 	s := l.s
-	if forwarded(ctx) {
+	if fwd {
 		return l.renewHere(ctx, req.ID)
+	}
+	// The leader renews from its clock without waiting (RenewLease bounds
+	// the proposal it may need), so it skips the request's own timeout.
+	if s.isLeader() {
+		r.close()
+		resp, err := l.renewHere(ctx, req.ID)
+		if err == nil || !(retryable(err) || status.Code(err) == codes.Unavailable) {
+			return resp, err
+		}
+		// Leadership moved meanwhile, or the outcome is unknown: try
+		// again below, as any failed attempt is.
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 	defer cancel()

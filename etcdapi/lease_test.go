@@ -125,3 +125,16 @@ func TestKeepAliveRelayDeadline(t *testing.T) {
 		t.Fatalf("upstream streams: %d, want 2 (one abandoned at the deadline)", got)
 	}
 }
+
+// TestForwarded: a request is taken as relayed by a follower exactly when
+// its incoming metadata carries the marker.
+func TestForwarded(t *testing.T) {
+	plain := metadata.NewIncomingContext(context.Background(), metadata.Pairs("hasleader", "true"))
+	marked := metadata.NewIncomingContext(context.Background(), metadata.Pairs("hasleader", "true", forwardedKey, "1"))
+	if forwarded(context.Background()) || forwarded(plain) {
+		t.Fatal("a request without the marker taken as forwarded")
+	}
+	if !forwarded(marked) {
+		t.Fatal("a request with the marker not taken as forwarded")
+	}
+}

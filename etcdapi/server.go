@@ -199,7 +199,7 @@ func (s *Server) leader(ctx context.Context) (*grpc.ClientConn, context.Context,
 	if role == raft.Leader {
 		return nil, ctx, nil
 	}
-	if md, ok := metadata.FromIncomingContext(ctx); ok && len(md.Get(forwardedKey)) > 0 {
+	if forwarded(ctx) {
 		return nil, ctx, errNotLeader
 	}
 	if lead == raftpb.None {
@@ -370,8 +370,7 @@ func forwardError(err error) error {
 }
 
 func forwarded(ctx context.Context) bool {
-	md, ok := metadata.FromIncomingContext(ctx)
-	return ok && len(md.Get(forwardedKey)) > 0
+	return len(metadata.ValueFromIncomingContext(ctx, forwardedKey)) > 0
 }
 
 // onLeader runs a request on the leader: local if this member leads,
