@@ -120,10 +120,10 @@ func (s *Server) syncDeadlinesLocked(term pb.Term, leases []kv.LeaseInfo, now ti
 	if promoted {
 		l.term, l.deadline, l.lastCheckpoint = term, map[int64]time.Time{}, now
 	}
-	seen := make(map[int64]bool, len(leases))
+	had, kept := len(l.deadline), 0
 	for _, ls := range leases {
-		seen[ls.ID] = true
 		if _, ok := l.deadline[ls.ID]; ok {
+			kept++
 			continue
 		}
 		rem := ls.TTL
@@ -135,6 +135,16 @@ func (s *Server) syncDeadlinesLocked(term pb.Term, leases []kv.LeaseInfo, now ti
 			d = d.Add(s.cfg.ElectionTimeout)
 		}
 		l.deadline[ls.ID] = d
+	}
+	// Lease ids are distinct, so when every deadline there was is some
+	// lease's, none is stale: the usual tick, which then builds no set of
+	// all the leases.
+	if kept == had {
+		return
+	}
+	seen := make(map[int64]bool, len(leases))
+	for _, ls := range leases {
+		seen[ls.ID] = true
 	}
 	for id := range l.deadline {
 		if !seen[id] {
