@@ -703,3 +703,60 @@ func TestEtcdNoSpace(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestEtcdKeepAliveStreamFollowsLeader keeps one keep-alive stream open
+// on a follower while leadership moves to the third member and then to
+// that follower: every renewal is answered with the lease's TTL, and the
+// leader of the moment renewed it (its time to live is back near the TTL
+// after the lease has aged).
+func TestEtcdKeepAliveStreamFollowsLeader(t *testing.T) {
+	c := newECluster(t)
+	ctx := ctxT(t)
+	lead := c.leader()
+	f := (lead + 1) % 3
+	other := (lead + 2) % 3
+	cli := c.client(c.addrs[f])
+	const ttl = 5
+	g, err := cli.Grant(ctx, ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := etcdserverpb.NewLeaseClient(cli.ActiveConnection()).LeaseKeepAlive(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	renew := func(when string) {
+		t.Helper()
+		for i := range 5 {
+			if err := st.Send(&etcdserverpb.LeaseKeepAliveRequest{ID: int64(g.ID)}); err != nil {
+				t.Fatalf("%s: send %d: %v", when, i, err)
+			}
+			r, err := st.Recv()
+			if err != nil || r.ID != int64(g.ID) || r.TTL != ttl {
+				t.Fatalf("%s: keep-alive %d: %+v %v", when, i, r, err)
+			}
+		}
+	}
+	aged := func(when string) {
+		t.Helper()
+		time.Sleep(2200 * time.Millisecond) // the lease ages below its TTL
+		renew(when)
+		r, err := cli.TimeToLive(ctx, g.ID)
+		if err != nil || r.TTL < ttl-1 {
+			t.Fatalf("%s: time to live after renewing an aged lease: %+v %v", when, r, err)
+		}
+	}
+	renew("follower of the first leader")
+	for _, to := range []int{other, f} {
+		tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := c.servers[c.leader()].Node().TransferLeadership(tctx, pb.NodeID(to+1))
+		cancel()
+		if err != nil {
+			t.Fatalf("transfer to member %d: %v", to+1, err)
+		}
+		aged(fmt.Sprintf("leader now member %d", to+1))
+	}
+	if err := st.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+}

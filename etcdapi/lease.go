@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/raftkv/raftkv/kv"
+	raftpb "github.com/raftkv/raftkv/raftpb"
 )
 
 type leaseServer struct {
@@ -129,13 +130,16 @@ type keepAliveRelay struct {
 	conn   *grpc.ClientConn
 	cancel context.CancelFunc
 	up     pb.Lease_LeaseKeepAliveClient
+	// lead is the leader conn was found for: while it leads, the next
+	// renewal goes up the same stream without looking its address up.
+	lead raftpb.NodeID
 }
 
 func (r *keepAliveRelay) close() {
 	if r.cancel != nil {
 		r.cancel()
 	}
-	r.conn, r.cancel, r.up = nil, nil, nil
+	r.conn, r.cancel, r.up, r.lead = nil, nil, nil, raftpb.None
 }
 
 // keepAlive answers one keep-alive: renewed here on the leader, relayed
@@ -159,7 +163,15 @@ func (l *leaseServer) keepAlive(ctx context.Context, fwd bool, r *keepAliveRelay
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 	defer cancel()
 	for {
-		conn, fctx, err := s.leader(ctx)
+		lead, _, _ := s.cfg.Node.Leader()
+		var conn *grpc.ClientConn
+		var fctx context.Context
+		var err error
+		if r.up != nil && lead == r.lead && lead != raftpb.NodeID(s.cfg.ID) {
+			conn, fctx = r.conn, ctx
+		} else {
+			conn, fctx, err = s.leader(ctx)
+		}
 		var resp *pb.LeaseKeepAliveResponse
 		switch {
 		case err != nil:
@@ -169,6 +181,7 @@ func (l *leaseServer) keepAlive(ctx context.Context, fwd bool, r *keepAliveRelay
 		default:
 			resp, err = r.relay(fctx, conn, req)
 			if err == nil {
+				r.lead = lead
 				resp.Header.MemberId = s.cfg.ID
 			}
 		}
