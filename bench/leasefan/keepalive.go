@@ -170,11 +170,13 @@ send:
 		}
 		idx := mine[k%len(mine)]
 		p := sent{idx: idx, at: time.Now()}
-		pending <- p
 		if err := st.Send(&pb.LeaseKeepAliveRequest{ID: ids[idx]}); err != nil {
 			res.fail(fmt.Errorf("stream %d: sending: %w", w, err))
 			break
 		}
+		// Queued after the send, so the receiver waits only for answers
+		// to requests that went out; it takes them in this same order.
+		pending <- p
 	}
 	close(pending)
 	<-recvDone
