@@ -37,8 +37,9 @@ func (l *leaseServer) grant(ctx context.Context, r *pb.LeaseGrantRequest) (*pb.L
 	if err != nil {
 		return nil, err
 	}
-	// Start the lease's clock now rather than at the expiry loop's next tick.
-	l.s.cfg.Lessor.LeaseRemaining(res.Lease)
+	// Start the lease's clock now rather than at the expiry loop's next
+	// tick, replacing any deadline a revoked lease of this id left.
+	l.s.cfg.Lessor.StartLease(res.Lease)
 	return &pb.LeaseGrantResponse{Header: l.s.header(res.Revision), ID: res.Lease, TTL: res.TTL}, nil
 }
 

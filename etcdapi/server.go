@@ -38,6 +38,8 @@ type Lessor interface {
 	RenewLease(ctx context.Context, id int64) (ttl int64, ok bool, err error)
 	// LeaseRemaining is a lease's remaining TTL on the leader's clock.
 	LeaseRemaining(id int64) (ttl int64, ok bool)
+	// StartLease gives a lease just granted its whole TTL from now.
+	StartLease(id int64)
 	// MinLeaseTTL is the shortest TTL granted.
 	MinLeaseTTL() int64
 }
