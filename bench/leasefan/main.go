@@ -119,6 +119,9 @@ func run(ctx context.Context, o options) error {
 	}
 	printReport(os.Stdout, o, start, loadBefore, cluster.LoadAverage(), rows)
 	for _, r := range rows {
+		if r.check.late > 0 {
+			fmt.Fprintf(os.Stderr, "warning: %s %s: %d leases were last renewed too long before the check to tell whether they lived their TTL; use a longer -ttl\n", r.store, r.path, r.check.late)
+		}
 		if r.failures() > 0 {
 			return fmt.Errorf("%s %s: %d errors, %d leases not renewed or expired", r.store, r.path, r.errors, r.check.bad)
 		}

@@ -87,8 +87,8 @@ func measure(ctx context.Context, c *cluster.Cluster, o options, ids []int64, pa
 	if r.check, err = checkLeases(ctx, c.EtcdAddrs[leader], ids, o.ttl, a); err != nil {
 		return row{}, err
 	}
-	fmt.Fprintf(os.Stderr, "%-6s %-36s %8.0f keep-alives/s  p50 %-9v p99 %-9v errors %d  leases bad %d of %d (min TTL left %d s)  members %.2f cores, %v/keep-alive  loadgen %.2f  other %.2f cores\n",
-		r.store, r.path, r.perSec, r.p50, r.p99, r.errors, r.check.bad, r.check.checked, r.check.minLeft,
+	fmt.Fprintf(os.Stderr, "%-6s %-36s %8.0f keep-alives/s  p50 %-9v p99 %-9v errors %d  leases bad %d of %d, too late to tell %d (min TTL left %d s)  members %.2f cores, %v/keep-alive  loadgen %.2f  other %.2f cores\n",
+		r.store, r.path, r.perSec, r.p50, r.p99, r.errors, r.check.bad, r.check.checked, r.check.late, r.check.minLeft,
 		r.memberCores, r.memberCPUPerKA, r.loadgenCores, r.otherCores)
 	if r.firstErr != nil {
 		fmt.Fprintf(os.Stderr, "       first error: %v\n", r.firstErr)
@@ -158,9 +158,13 @@ func printReport(w io.Writer, o options, start time.Time, loadBefore, loadAfter 
 	fmt.Fprintln(w, "| store | path | keep-alives/s | p50 | p99 | errors | leases checked after (bad, least TTL left) | members' CPU (cores) | members' CPU per keep-alive | load generator (cores) | other processes (cores) |")
 	fmt.Fprintln(w, "| --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |")
 	for _, r := range rows {
-		fmt.Fprintf(w, "| %s | %s | %.0f | %v | %v | %d | %d (%d bad, %d s) | %.2f | %v | %.2f | %.2f |\n",
+		late := ""
+		if r.check.late > 0 {
+			late = fmt.Sprintf(", %d too late to tell", r.check.late)
+		}
+		fmt.Fprintf(w, "| %s | %s | %.0f | %v | %v | %d | %d (%d bad%s, %d s) | %.2f | %v | %.2f | %.2f |\n",
 			r.store, r.path, r.perSec, roundLatency(r.p50), roundLatency(r.p99), r.errors,
-			r.check.checked, r.check.bad, r.check.minLeft, r.memberCores, r.memberCPUPerKA.Round(100*time.Nanosecond), r.loadgenCores, r.otherCores)
+			r.check.checked, r.check.bad, late, r.check.minLeft, r.memberCores, r.memberCPUPerKA.Round(100*time.Nanosecond), r.loadgenCores, r.otherCores)
 	}
 	var ratios []string
 	for _, a := range rows {
