@@ -48,7 +48,7 @@ func main() {
 	flag.Int64Var(&o.ttl, "ttl", 60, "TTL of each lease, seconds")
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "measured time of each row")
 	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured run before each row")
-	flag.IntVar(&o.conns, "conns", 4, "gRPC connections")
+	flag.IntVar(&o.conns, "conns", 6, "gRPC connections (spread over the members: connection i to member leader+i mod 3)")
 	flag.IntVar(&o.streams, "streams", 4, "LeaseKeepAlive streams per gRPC connection; the leases are spread over all streams")
 	flag.IntVar(&o.window, "window", 8, "keep-alives in flight on each stream (each next one is sent when an answer comes back)")
 	flag.IntVar(&o.httpClients, "http-clients", 64, "concurrent callers of raftkv's HTTP keep-alive (0: no HTTP row)")
@@ -171,7 +171,10 @@ func runStore(ctx context.Context, store, bin, dir string, o options) (_ []row, 
 	for _, t := range o.targets {
 		addrs := []string{c.EtcdAddrs[leader]}
 		if t == targetAll {
-			addrs = c.EtcdAddrs
+			// Leader first, so that connection i goes to member
+			// leader+i (mod 3) and each store gets the same share of
+			// its streams on its leader whichever member leads.
+			addrs = append(c.EtcdAddrs[leader:len(c.EtcdAddrs):len(c.EtcdAddrs)], c.EtcdAddrs[:leader]...)
 		}
 		r, err := measure(ctx, c, o, ids, fmt.Sprintf("gRPC, %s", targetLabel[t]), func(ctx context.Context, a *acks, win window) (func() *result, error) {
 			return keepAliveGRPC(ctx, addrs, ids, o, a, win)
