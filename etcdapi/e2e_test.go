@@ -10,6 +10,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -758,5 +759,66 @@ func TestEtcdKeepAliveStreamFollowsLeader(t *testing.T) {
 	}
 	if err := st.CloseSend(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// lateLessor answers the first renewal of lease hide as unknown, as a
+// leader that has not yet applied the lease's grant would.
+type lateLessor struct {
+	*server.Server
+	hide  int64
+	calls atomic.Int32
+}
+
+func (l *lateLessor) RenewLease(ctx context.Context, id int64) (int64, bool, error) {
+	if id == l.hide && l.calls.Add(1) == 1 {
+		return 0, false, nil
+	}
+	return l.Server.RenewLease(ctx, id)
+}
+
+// TestEtcdKeepAliveLooksAgainAfterBarrier: a keep-alive the leader finds
+// no lease for is looked up again after a read barrier, so a lease whose
+// grant the leader has yet to apply is renewed, not reported gone.
+func TestEtcdKeepAliveLooksAgainAfterBarrier(t *testing.T) {
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	pl, _ := net.Listen("tcp", "127.0.0.1:0")
+	cl, _ := net.Listen("tcp", "127.0.0.1:0")
+	el, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := server.Config{ID: 1, DataDir: t.TempDir(), PeerListener: pl, ClientListener: cl,
+		Cluster:           []node.Member{{ID: 1, PeerAddr: pl.Addr().String()}},
+		HeartbeatInterval: 20 * time.Millisecond, ElectionTimeout: 200 * time.Millisecond, Logger: logger}
+	s, err := server.Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lessor := &lateLessor{Server: s}
+	e, err := etcdapi.New(etcdapi.Config{ID: 1, Node: s.Node(), Store: s.Store(), Lessor: lessor, Logger: logger,
+		RequestTimeout: 3 * time.Second, ElectionTimeout: cfg.ElectionTimeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Serve(el)
+	t.Cleanup(func() { e.Stop(); s.Close() })
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{e.Addr()}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ctx := ctxT(t)
+	g, err := cli.Grant(ctx, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lessor.hide = int64(g.ID)
+	ka, err := cli.KeepAliveOnce(ctx, g.ID)
+	if err != nil || ka.TTL != 5 {
+		t.Fatalf("keep-alive of a lease the leader first did not find: %+v %v", ka, err)
+	}
+	if n := lessor.calls.Load(); n != 2 {
+		t.Fatalf("renewals asked of the lessor: %d, want 2", n)
 	}
 }

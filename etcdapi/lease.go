@@ -245,6 +245,15 @@ func (r *keepAliveRelay) relay(ctx context.Context, conn *grpc.ClientConn, req *
 // renewHere renews on this member, which must lead.
 func (l *leaseServer) renewHere(ctx context.Context, id int64) (*pb.LeaseKeepAliveResponse, error) {
 	ttl, ok, err := l.s.cfg.Lessor.RenewLease(ctx, id)
+	if err == nil && !ok && l.s.isLeader() {
+		// A leader that has just taken over may not have applied a grant
+		// that completed before (etcd's leader waits likewise): look
+		// again once it has applied all it knows to be committed.
+		if err := l.s.barrier(ctx, false); err != nil {
+			return nil, err
+		}
+		ttl, ok, err = l.s.cfg.Lessor.RenewLease(ctx, id)
+	}
 	if err != nil {
 		return nil, nodeError(ctx, err)
 	}
