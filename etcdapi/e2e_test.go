@@ -10,6 +10,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -701,5 +702,123 @@ func TestEtcdNoSpace(t *testing.T) {
 			t.Fatal("no NOSPACE alarm listed")
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestEtcdKeepAliveStreamFollowsLeader keeps one keep-alive stream open
+// on a follower while leadership moves to the third member and then to
+// that follower: every renewal is answered with the lease's TTL, and the
+// leader of the moment renewed it (its time to live is back near the TTL
+// after the lease has aged).
+func TestEtcdKeepAliveStreamFollowsLeader(t *testing.T) {
+	c := newECluster(t)
+	ctx := ctxT(t)
+	lead := c.leader()
+	f := (lead + 1) % 3
+	other := (lead + 2) % 3
+	cli := c.client(c.addrs[f])
+	const ttl = 5
+	g, err := cli.Grant(ctx, ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := etcdserverpb.NewLeaseClient(cli.ActiveConnection()).LeaseKeepAlive(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	renew := func(when string) {
+		t.Helper()
+		for i := range 5 {
+			if err := st.Send(&etcdserverpb.LeaseKeepAliveRequest{ID: int64(g.ID)}); err != nil {
+				t.Fatalf("%s: send %d: %v", when, i, err)
+			}
+			r, err := st.Recv()
+			if err != nil || r.ID != int64(g.ID) || r.TTL != ttl {
+				t.Fatalf("%s: keep-alive %d: %+v %v", when, i, r, err)
+			}
+		}
+	}
+	aged := func(when string) {
+		t.Helper()
+		time.Sleep(2200 * time.Millisecond) // the lease ages below its TTL
+		renew(when)
+		r, err := cli.TimeToLive(ctx, g.ID)
+		if err != nil || r.TTL < ttl-1 {
+			t.Fatalf("%s: time to live after renewing an aged lease: %+v %v", when, r, err)
+		}
+	}
+	renew("follower of the first leader")
+	for _, to := range []int{other, f} {
+		tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := c.servers[c.leader()].Node().TransferLeadership(tctx, pb.NodeID(to+1))
+		cancel()
+		if err != nil {
+			t.Fatalf("transfer to member %d: %v", to+1, err)
+		}
+		aged(fmt.Sprintf("leader now member %d", to+1))
+	}
+	if err := st.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// lateLessor answers the first renewal of lease hide as unknown, as a
+// leader that has not yet applied the lease's grant would.
+type lateLessor struct {
+	*server.Server
+	hide  int64
+	calls atomic.Int32
+}
+
+func (l *lateLessor) RenewLease(ctx context.Context, id int64) (int64, bool, error) {
+	if id == l.hide && l.calls.Add(1) == 1 {
+		return 0, false, nil
+	}
+	return l.Server.RenewLease(ctx, id)
+}
+
+// TestEtcdKeepAliveLooksAgainAfterBarrier: a keep-alive the leader finds
+// no lease for is looked up again after a read barrier, so a lease whose
+// grant the leader has yet to apply is renewed, not reported gone.
+func TestEtcdKeepAliveLooksAgainAfterBarrier(t *testing.T) {
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	pl, _ := net.Listen("tcp", "127.0.0.1:0")
+	cl, _ := net.Listen("tcp", "127.0.0.1:0")
+	el, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := server.Config{ID: 1, DataDir: t.TempDir(), PeerListener: pl, ClientListener: cl,
+		Cluster:           []node.Member{{ID: 1, PeerAddr: pl.Addr().String()}},
+		HeartbeatInterval: 20 * time.Millisecond, ElectionTimeout: 200 * time.Millisecond, Logger: logger}
+	s, err := server.Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lessor := &lateLessor{Server: s}
+	e, err := etcdapi.New(etcdapi.Config{ID: 1, Node: s.Node(), Store: s.Store(), Lessor: lessor, Logger: logger,
+		RequestTimeout: 3 * time.Second, ElectionTimeout: cfg.ElectionTimeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Serve(el)
+	t.Cleanup(func() { e.Stop(); s.Close() })
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{e.Addr()}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ctx := ctxT(t)
+	g, err := cli.Grant(ctx, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lessor.hide = int64(g.ID)
+	ka, err := cli.KeepAliveOnce(ctx, g.ID)
+	if err != nil || ka.TTL != 5 {
+		t.Fatalf("keep-alive of a lease the leader first did not find: %+v %v", ka, err)
+	}
+	if n := lessor.calls.Load(); n != 2 {
+		t.Fatalf("renewals asked of the lessor: %d, want 2", n)
 	}
 }

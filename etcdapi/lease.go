@@ -9,9 +9,11 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/raftkv/raftkv/kv"
+	raftpb "github.com/raftkv/raftkv/raftpb"
 )
 
 type leaseServer struct {
@@ -35,8 +37,9 @@ func (l *leaseServer) grant(ctx context.Context, r *pb.LeaseGrantRequest) (*pb.L
 	if err != nil {
 		return nil, err
 	}
-	// Start the lease's clock now rather than at the expiry loop's next tick.
-	l.s.cfg.Lessor.LeaseRemaining(res.Lease)
+	// Start the lease's clock now rather than at the expiry loop's next
+	// tick, replacing any deadline a revoked lease of this id left.
+	l.s.cfg.Lessor.StartLease(res.Lease)
 	return &pb.LeaseGrantResponse{Header: l.s.header(res.Revision), ID: res.Lease, TTL: res.TTL}, nil
 }
 
@@ -97,8 +100,11 @@ func (l *leaseServer) LeaseLeases(ctx context.Context, _ *pb.LeaseLeasesRequest)
 // relay that fails is tried again, within the request timeout.
 func (l *leaseServer) LeaseKeepAlive(stream pb.Lease_LeaseKeepAliveServer) error {
 	ctx := stream.Context()
-	r := &keepAliveRelay{}
+	r := &keepAliveRelay{parent: ctx}
 	defer r.close()
+	// Whether the stream came from a follower is fixed for its life; the
+	// metadata lookup costs more than a renewal.
+	fwd := forwarded(ctx)
 	for {
 		req, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
@@ -107,7 +113,7 @@ func (l *leaseServer) LeaseKeepAlive(stream pb.Lease_LeaseKeepAliveServer) error
 		if err != nil {
 			return err
 		}
-		resp, err := l.keepAlive(ctx, r, req)
+		resp, err := l.keepAlive(ctx, fwd, r, req)
 		if err != nil {
 			return err
 		}
@@ -118,28 +124,55 @@ func (l *leaseServer) LeaseKeepAlive(stream pb.Lease_LeaseKeepAliveServer) error
 }
 
 // keepAliveRelay is a follower's upstream keep-alive stream to the leader.
+// It lives as long as the client's stream (parent), not one request, so
+// that one upstream stream carries every renewal of the client's.
 type keepAliveRelay struct {
+	parent context.Context
 	conn   *grpc.ClientConn
 	cancel context.CancelFunc
 	up     pb.Lease_LeaseKeepAliveClient
+	// lead is the leader conn was found for: while it leads, the next
+	// renewal goes up the same stream without looking its address up.
+	lead raftpb.NodeID
 }
 
 func (r *keepAliveRelay) close() {
 	if r.cancel != nil {
 		r.cancel()
 	}
-	*r = keepAliveRelay{}
+	r.conn, r.cancel, r.up, r.lead = nil, nil, nil, raftpb.None
 }
 
-func (l *leaseServer) keepAlive(ctx context.Context, r *keepAliveRelay, req *pb.LeaseKeepAliveRequest) (*pb.LeaseKeepAliveResponse, error) {
+// keepAlive answers one keep-alive: renewed here on the leader, relayed
+// to it by a follower. fwd says the stream is a follower's relay.
+func (l *leaseServer) keepAlive(ctx context.Context, fwd bool, r *keepAliveRelay, req *pb.LeaseKeepAliveRequest) (*pb.LeaseKeepAliveResponse, error) {
 	s := l.s
-	if forwarded(ctx) {
+	if fwd {
 		return l.renewHere(ctx, req.ID)
+	}
+	// The leader renews from its clock without waiting (RenewLease bounds
+	// the proposal it may need), so it skips the request's own timeout.
+	if s.isLeader() {
+		r.close()
+		resp, err := l.renewHere(ctx, req.ID)
+		if err == nil || !(retryable(err) || status.Code(err) == codes.Unavailable) {
+			return resp, err
+		}
+		// Leadership moved meanwhile, or the outcome is unknown: try
+		// again below, as any failed attempt is.
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 	defer cancel()
 	for {
-		conn, fctx, err := s.leader(ctx)
+		lead, _, _ := s.cfg.Node.Leader()
+		var conn *grpc.ClientConn
+		var fctx context.Context
+		var err error
+		if r.up != nil && lead == r.lead && lead != raftpb.NodeID(s.cfg.ID) {
+			conn, fctx = r.conn, ctx
+		} else {
+			conn, fctx, err = s.leader(ctx)
+		}
 		var resp *pb.LeaseKeepAliveResponse
 		switch {
 		case err != nil:
@@ -149,6 +182,7 @@ func (l *leaseServer) keepAlive(ctx context.Context, r *keepAliveRelay, req *pb.
 		default:
 			resp, err = r.relay(fctx, conn, req)
 			if err == nil {
+				r.lead = lead
 				resp.Header.MemberId = s.cfg.ID
 			}
 		}
@@ -170,10 +204,13 @@ func (l *leaseServer) keepAlive(ctx context.Context, r *keepAliveRelay, req *pb.
 // errRelay marks a failure of the upstream stream itself.
 var errRelay = errors.New("etcdapi: keep-alive relay failed")
 
+// relay sends req upstream on conn and waits for its answer, within
+// ctx (one request's deadline, carrying the metadata to forward).
 func (r *keepAliveRelay) relay(ctx context.Context, conn *grpc.ClientConn, req *pb.LeaseKeepAliveRequest) (*pb.LeaseKeepAliveResponse, error) {
 	if r.conn != conn {
 		r.close()
-		sctx, cancel := context.WithCancel(ctx)
+		md, _ := metadata.FromOutgoingContext(ctx)
+		sctx, cancel := context.WithCancel(metadata.NewOutgoingContext(r.parent, md))
 		up, err := pb.NewLeaseClient(conn).LeaseKeepAlive(sctx)
 		if err != nil {
 			cancel()
@@ -181,11 +218,20 @@ func (r *keepAliveRelay) relay(ctx context.Context, conn *grpc.ClientConn, req *
 		}
 		r.conn, r.cancel, r.up = conn, cancel, up
 	}
+	// A request that outlives ctx ends the upstream stream, which
+	// unblocks Recv; the next request opens another.
+	stop := context.AfterFunc(ctx, r.cancel)
 	if err := r.up.Send(req); err != nil {
+		stop()
 		r.close()
 		return nil, errRelay
 	}
 	resp, err := r.up.Recv()
+	if !stop() {
+		// ctx ended and cancelled the stream (an answer that came first
+		// still counts).
+		r.close()
+	}
 	if err != nil {
 		r.close()
 		if retryable(err) {
@@ -199,6 +245,15 @@ func (r *keepAliveRelay) relay(ctx context.Context, conn *grpc.ClientConn, req *
 // renewHere renews on this member, which must lead.
 func (l *leaseServer) renewHere(ctx context.Context, id int64) (*pb.LeaseKeepAliveResponse, error) {
 	ttl, ok, err := l.s.cfg.Lessor.RenewLease(ctx, id)
+	if err == nil && !ok && l.s.isLeader() {
+		// A leader that has just taken over may not have applied a grant
+		// that completed before (etcd's leader waits likewise): look
+		// again once it has applied all it knows to be committed.
+		if err := l.s.barrier(ctx, false); err != nil {
+			return nil, err
+		}
+		ttl, ok, err = l.s.cfg.Lessor.RenewLease(ctx, id)
+	}
 	if err != nil {
 		return nil, nodeError(ctx, err)
 	}

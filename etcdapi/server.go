@@ -38,6 +38,8 @@ type Lessor interface {
 	RenewLease(ctx context.Context, id int64) (ttl int64, ok bool, err error)
 	// LeaseRemaining is a lease's remaining TTL on the leader's clock.
 	LeaseRemaining(id int64) (ttl int64, ok bool)
+	// StartLease gives a lease just granted its whole TTL from now.
+	StartLease(id int64)
 	// MinLeaseTTL is the shortest TTL granted.
 	MinLeaseTTL() int64
 }
@@ -199,7 +201,7 @@ func (s *Server) leader(ctx context.Context) (*grpc.ClientConn, context.Context,
 	if role == raft.Leader {
 		return nil, ctx, nil
 	}
-	if md, ok := metadata.FromIncomingContext(ctx); ok && len(md.Get(forwardedKey)) > 0 {
+	if forwarded(ctx) {
 		return nil, ctx, errNotLeader
 	}
 	if lead == raftpb.None {
@@ -370,8 +372,7 @@ func forwardError(err error) error {
 }
 
 func forwarded(ctx context.Context) bool {
-	md, ok := metadata.FromIncomingContext(ctx)
-	return ok && len(md.Get(forwardedKey)) > 0
+	return len(metadata.ValueFromIncomingContext(ctx, forwardedKey)) > 0
 }
 
 // onLeader runs a request on the leader: local if this member leads,

@@ -42,6 +42,9 @@ type lessor struct {
 	// term is the term these deadlines were set in; 0 when not leading.
 	term     pb.Term
 	deadline map[int64]time.Time
+	// revoking holds the leases past their deadline whose revoke has been
+	// proposed, with when to propose it again if it has not applied.
+	revoking map[int64]time.Time
 	// lastCheckpoint is when the leader last checkpointed.
 	lastCheckpoint time.Time
 }
@@ -83,17 +86,22 @@ func (s *Server) leaseTickOnce(now time.Time) (expired []int64, checkpoints []kv
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if role != raft.Leader {
-		l.term, l.deadline = 0, nil
+		l.term, l.deadline, l.revoking = 0, nil, nil
 		return nil, nil
 	}
 	leases := s.store.Leases()
 	s.syncDeadlinesLocked(term, leases, now)
 	for _, ls := range leases {
-		if d := l.deadline[ls.ID]; !now.Before(d) && len(expired) < maxRevokesPerTick {
-			expired = append(expired, ls.ID)
-			// Retried after a request's time if the revoke does not apply.
-			l.deadline[ls.ID] = now.Add(s.cfg.Limits.RequestTimeout)
+		if d := l.deadline[ls.ID]; now.Before(d) || len(expired) == maxRevokesPerTick {
+			continue
 		}
+		if again, ok := l.revoking[ls.ID]; ok && now.Before(again) {
+			continue
+		}
+		expired = append(expired, ls.ID)
+		// Proposed again after a request's time if the revoke does not
+		// apply; the deadline stays passed, so no keep-alive renews it.
+		l.revoking[ls.ID] = now.Add(s.cfg.Limits.RequestTimeout)
 	}
 	if every := s.cfg.LeaseCheckpointInterval; now.Sub(l.lastCheckpoint) >= every {
 		l.lastCheckpoint = now
@@ -118,12 +126,12 @@ func (s *Server) syncDeadlinesLocked(term pb.Term, leases []kv.LeaseInfo, now ti
 	l := &s.lessor
 	promoted := l.term != term
 	if promoted {
-		l.term, l.deadline, l.lastCheckpoint = term, map[int64]time.Time{}, now
+		l.term, l.deadline, l.revoking, l.lastCheckpoint = term, map[int64]time.Time{}, map[int64]time.Time{}, now
 	}
-	seen := make(map[int64]bool, len(leases))
+	had, kept := len(l.deadline), 0
 	for _, ls := range leases {
-		seen[ls.ID] = true
 		if _, ok := l.deadline[ls.ID]; ok {
+			kept++
 			continue
 		}
 		rem := ls.TTL
@@ -136,9 +144,20 @@ func (s *Server) syncDeadlinesLocked(term pb.Term, leases []kv.LeaseInfo, now ti
 		}
 		l.deadline[ls.ID] = d
 	}
+	// Lease ids are distinct, so when every deadline there was is some
+	// lease's, none is stale: the usual tick, which then builds no set of
+	// all the leases.
+	if kept == had {
+		return
+	}
+	seen := make(map[int64]bool, len(leases))
+	for _, ls := range leases {
+		seen[ls.ID] = true
+	}
 	for id := range l.deadline {
 		if !seen[id] {
 			delete(l.deadline, id)
+			delete(l.revoking, id)
 		}
 	}
 }
@@ -173,8 +192,10 @@ func (s *Server) proposeLease(c kv.Command) (*kv.Result, error) {
 }
 
 // renew resets a lease's deadline to its TTL from now and returns the TTL;
-// ok false when the lease does not exist or this member does not lead.
-// reset says the replicated checkpoint must be cleared first.
+// ok false when the lease does not exist, has expired on this leader's
+// clock (its revoke is under way, or soon will be, and would undo the
+// renewal), or this member does not lead. reset says the replicated
+// checkpoint must be cleared first.
 func (s *Server) renew(id int64, now time.Time) (ttl int64, reset, ok bool) {
 	info, _, exists := s.store.Lease(id, false)
 	_, term, role := s.node.Leader()
@@ -187,8 +208,30 @@ func (s *Server) renew(id int64, now time.Time) (ttl int64, reset, ok bool) {
 	if l.term != term {
 		s.syncDeadlinesLocked(term, s.store.Leases(), now)
 	}
+	if d, known := l.deadline[id]; known && !now.Before(d) {
+		return 0, false, false
+	}
 	l.deadline[id] = now.Add(time.Duration(info.TTL) * time.Second)
 	return info.TTL, info.Remaining != 0, true
+}
+
+// startLease gives a lease just granted its whole TTL from now, replacing
+// what this leader held under its id: a lease of that id expired and
+// revoked since the lease loop last looked.
+func (s *Server) startLease(id int64, now time.Time) {
+	info, _, exists := s.store.Lease(id, false)
+	_, term, role := s.node.Leader()
+	if !exists || role != raft.Leader {
+		return
+	}
+	l := &s.lessor
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.term != term {
+		s.syncDeadlinesLocked(term, s.store.Leases(), now)
+	}
+	l.deadline[id] = now.Add(time.Duration(info.TTL) * time.Second)
+	delete(l.revoking, id)
 }
 
 // remaining returns a lease's remaining TTL on this leader's clock; ok is
@@ -247,7 +290,7 @@ func (s *Server) leaseGrant(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	s.renew(res.Lease, time.Now())
+	s.startLease(res.Lease, time.Now())
 	s.writeJSON(w, http.StatusOK, api.LeaseResponse{Header: s.header(res.Revision, uint64(res.Index)), ID: res.Lease, TTL: res.TTL, GrantedTTL: res.TTL})
 }
 
@@ -329,7 +372,8 @@ func (s *Server) listLeases(w http.ResponseWriter, r *http.Request) {
 // RenewLease is a keep-alive for callers outside this package (the etcd
 // v3 API): on the leader, it renews lease id and returns its TTL, first
 // clearing a recorded checkpoint through the log as leaseKeepAlive does.
-// ok is false when the lease does not exist or this member does not lead.
+// ok is false when the lease does not exist, has expired on this leader's
+// clock, or this member does not lead.
 func (s *Server) RenewLease(ctx context.Context, id int64) (ttl int64, ok bool, err error) {
 	ttl, reset, ok := s.renew(id, time.Now())
 	if !ok || !reset {
@@ -346,6 +390,10 @@ func (s *Server) RenewLease(ctx context.Context, id int64) (ttl int64, ok bool, 
 	}
 	return ttl, true, nil
 }
+
+// StartLease starts the clock of lease id, just granted, on the leader:
+// its whole TTL from now.
+func (s *Server) StartLease(id int64) { s.startLease(id, time.Now()) }
 
 // LeaseRemaining returns lease id's remaining TTL on this leader's clock;
 // ok is false when the lease does not exist or this member does not lead.

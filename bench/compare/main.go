@@ -24,6 +24,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/raftkv/raftkv/bench/cluster"
 	"github.com/raftkv/raftkv/bench/loadgen"
 )
 
@@ -78,7 +79,7 @@ func main() {
 }
 
 func run(ctx context.Context, o options) error {
-	benchDir, err := benchModuleDir()
+	benchDir, err := cluster.ModuleDir()
 	if err != nil {
 		return err
 	}
@@ -95,7 +96,7 @@ func run(ctx context.Context, o options) error {
 	}
 	env := environment(o)
 	fmt.Fprint(os.Stderr, env)
-	bins, err := build(ctx, benchDir, tmp, o.only)
+	bins, err := cluster.Build(ctx, benchDir, tmp, o.only)
 	if err != nil {
 		return err
 	}
@@ -111,48 +112,10 @@ func run(ctx context.Context, o options) error {
 		}
 	}
 	fmt.Print(env)
-	fmt.Printf("- load average at the end: %s\n\n", loadAverage())
+	fmt.Printf("- load average at the end: %s\n\n", cluster.LoadAverage())
 	printTable(os.Stdout, res, o.rows)
 	printTools(os.Stdout)
 	return nil
-}
-
-// benchModuleDir finds bench/ from the go.mod of the current directory.
-func benchModuleDir() (string, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	gomod := strings.TrimSpace(string(out))
-	data, err := os.ReadFile(gomod)
-	if err != nil || !strings.Contains(string(data), "module github.com/raftkv/raftkv/bench\n") {
-		return "", fmt.Errorf("run this from raftkv's bench directory (go.mod here: %q)", gomod)
-	}
-	return filepath.Dir(gomod), nil
-}
-
-// build compiles raftkv from the parent module and etcd from the module
-// proxy into dir (or only the one store named), and returns the binaries
-// by store name.
-func build(ctx context.Context, benchDir, dir, only string) (map[string]string, error) {
-	bins := map[string]string{"raftkv": filepath.Join(dir, "bin", "raftkv"), "etcd": filepath.Join(dir, "bin", "etcd")}
-	steps := []struct{ what, moduleDir, pkg string }{
-		{"raftkv", filepath.Dir(benchDir), "./cmd/raftkv"},
-		{"etcd", benchDir, "go.etcd.io/etcd/server/v3"},
-	}
-	for _, s := range steps {
-		if only != "" && only != s.what {
-			continue
-		}
-		fmt.Fprintf(os.Stderr, "building %s (%s)\n", s.what, s.pkg)
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", bins[s.what], s.pkg)
-		cmd.Dir = s.moduleDir
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		if err := cmd.Run(); err != nil {
-			return nil, fmt.Errorf("building %s: %w", s.what, err)
-		}
-	}
-	return bins, nil
 }
 
 // environment describes the machine and settings, to print with the table.
@@ -163,32 +126,20 @@ func environment(o options) string {
 		"- %d-byte values, %d keys, %v warm-up + %v measured per workload, load generator in the same machine\n"+
 		"- load average at the start: %s\n",
 		time.Now().UTC().Format(time.RFC3339), host, strings.TrimSpace(string(goVersion)), numCPU(),
-		o.valueSize, o.keys, o.warmup, o.duration, loadAverage())
-}
-
-func loadAverage() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "unknown"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "unknown"
-	}
-	return strings.Join(f[:3], " ")
+		o.valueSize, o.keys, o.warmup, o.duration, cluster.LoadAverage())
 }
 
 // stopCluster stops c and, if the run failed, shows the members' logs.
-func stopCluster(c *cluster, runErr *error) {
+func stopCluster(c *cluster.Cluster, runErr *error) {
 	if c == nil {
 		return
 	}
-	fmt.Fprintf(os.Stderr, "stopping %s\n", c.name)
-	if err := c.stop(); err != nil && *runErr == nil {
+	fmt.Fprintf(os.Stderr, "stopping %s\n", c.Name)
+	if err := c.Stop(); err != nil && *runErr == nil {
 		fmt.Fprintln(os.Stderr, "warning:", err)
 	}
 	if *runErr != nil && !errors.Is(*runErr, context.Canceled) {
-		c.printLogTails()
+		c.PrintLogTails()
 	}
 }
 

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/raftkv/raftkv/bench/cluster"
 )
 
 // Load generators nobody here wrote, run against each cluster's leader
@@ -43,7 +45,7 @@ var toolRows []toolRow
 
 // runTools runs the external load generators against leader ("host:port")
 // of cluster c.
-func runTools(ctx context.Context, c *cluster, leader string, o options) {
+func runTools(ctx context.Context, c *cluster.Cluster, leader string, o options) {
 	dur := fmt.Sprintf("%ds", max(1, int(o.duration.Seconds())))
 	url := "http://" + leader
 	type run struct {
@@ -53,19 +55,19 @@ func runTools(ctx context.Context, c *cluster, leader string, o options) {
 	}
 	var runs []run
 	var h2dir string // h2load's input files, named DIR in the printed commands
-	putScript, getScript := luaDir+"/"+c.name+"-put.lua", luaDir+"/"+c.name+"-get.lua"
+	putScript, getScript := luaDir+"/"+c.Name+"-put.lua", luaDir+"/"+c.Name+"-get.lua"
 	for _, n := range []int{1, 64, 256} {
 		runs = append(runs, run{fmt.Sprintf("put, %d connections", n),
 			[]string{"-t", fmt.Sprint(min(2, n)), "-c", fmt.Sprint(n), "-d", dur, "--latency", "-s", putScript, url}, true})
 	}
 	runs = append(runs, run{"get linearizable, 64 connections",
 		[]string{"-t", "2", "-c", "64", "-d", dur, "--latency", "-s", getScript, url}, true})
-	if c.name == "raftkv" {
+	if c.Name == "raftkv" {
 		// h2load takes its URIs from a file and cycles through them: puts
 		// to distinct keys, gets of the filled keys.
 		dir, err := os.MkdirTemp("", "raftkv-h2load-")
 		if err != nil {
-			toolRows = append(toolRows, toolRow{store: c.name, what: "h2load", err: err})
+			toolRows = append(toolRows, toolRow{store: c.Name, what: "h2load", err: err})
 			return
 		}
 		defer os.RemoveAll(dir)
@@ -80,7 +82,7 @@ func runTools(ctx context.Context, c *cluster, leader string, o options) {
 			{value, strings.Repeat("v", o.valueSize)}, {puts, pu.String()}, {gets, gu.String()},
 		} {
 			if err := os.WriteFile(f.path, []byte(f.body), 0o644); err != nil {
-				toolRows = append(toolRows, toolRow{store: c.name, what: "h2load", err: err})
+				toolRows = append(toolRows, toolRow{store: c.Name, what: "h2load", err: err})
 				return
 			}
 		}
@@ -100,17 +102,17 @@ func runTools(ctx context.Context, c *cluster, leader string, o options) {
 			tool = "wrk"
 		}
 		if _, err := exec.LookPath(tool); err != nil {
-			toolRows = append(toolRows, toolRow{store: c.name, what: r.what, err: fmt.Errorf("%s not installed", tool)})
+			toolRows = append(toolRows, toolRow{store: c.Name, what: r.what, err: fmt.Errorf("%s not installed", tool)})
 			continue
 		}
 		if err := waitQuiet(ctx, c, o.quietWait); err != nil {
 			return
 		}
-		before := c.cpuTime()
+		before := c.CPUTime()
 		cmd := exec.CommandContext(ctx, tool, r.args...)
 		cmd.Dir = o.benchDir
 		out, err := cmd.CombinedOutput()
-		cpu := c.cpuTime() - before
+		cpu := c.CPUTime() - before
 		quoted := make([]string, len(r.args))
 		for i, a := range r.args {
 			quoted[i] = a
@@ -122,7 +124,7 @@ func runTools(ctx context.Context, c *cluster, leader string, o options) {
 		if h2dir != "" {
 			command = strings.ReplaceAll(command, h2dir, "DIR")
 		}
-		row := toolRow{store: c.name, what: r.what, command: command, err: err}
+		row := toolRow{store: c.Name, what: r.what, command: command, err: err}
 		if err == nil {
 			if r.wrk {
 				row.err = parseWrk(string(out), &row)
@@ -145,7 +147,7 @@ func runTools(ctx context.Context, c *cluster, leader string, o options) {
 			row.serverCPUPerOp = time.Duration(float64(cpu) / (row.opsPerSec * secs))
 		}
 		fmt.Fprintf(os.Stderr, "%-6s %-55s %8.0f ops/s  p50 %v p99 %v mean %v failed %d  CPU/op members %v\n",
-			c.name, r.what, row.opsPerSec, row.p50, row.p99, row.mean, row.failed, row.serverCPUPerOp)
+			c.Name, r.what, row.opsPerSec, row.p50, row.p99, row.mean, row.failed, row.serverCPUPerOp)
 		toolRows = append(toolRows, row)
 	}
 }

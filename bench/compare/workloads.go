@@ -4,17 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
-
+	"github.com/raftkv/raftkv/bench/cluster"
 	"github.com/raftkv/raftkv/bench/loadgen"
 	"github.com/raftkv/raftkv/client"
 )
@@ -111,7 +107,7 @@ func runRaftkv(ctx context.Context, bin, dir string, o options) (_ []*measuremen
 	for _, part := range []struct {
 		members int
 		rows    []int
-	}{{members, multi}, {1, single}} {
+	}{{cluster.Members, multi}, {1, single}} {
 		if len(part.rows) == 0 {
 			continue
 		}
@@ -127,20 +123,21 @@ func runRaftkvCluster(ctx context.Context, bin, dir string, n int, rows []int, o
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "starting %d raftkv members\n", n)
-	c, err := startRaftkv(ctx, bin, dir, n, o.profileDir != "")
+	c, err := cluster.StartRaftkv(ctx, bin, dir, n, cluster.RaftkvOptions{Pprof: o.profileDir != ""})
 	defer stopCluster(c, &err)
 	if err != nil {
 		return err
 	}
-	leader, err := raftkvLeader(ctx, c.clientAddrs)
+	li, err := c.Leader(ctx)
 	if err != nil {
 		return err
 	}
+	leader := c.ClientAddrs[li]
 	ms, err := runAll(ctx, c, o, rows, func(w workload) (loadgen.Store, error) {
 		if w.independent {
 			return loadgen.NewRaftkvPlain(leader, w.raftkvRead), nil
 		}
-		return loadgen.NewRaftkv(c.clientAddrs, w.clients, w.raftkvRead, o.raftkvBatchOps)
+		return loadgen.NewRaftkv(c.ClientAddrs, w.clients, w.raftkvRead, o.raftkvBatchOps)
 	})
 	if err != nil {
 		return err
@@ -148,7 +145,7 @@ func runRaftkvCluster(ctx context.Context, bin, dir string, n int, rows []int, o
 	for k, i := range rows {
 		out[i] = ms[k]
 	}
-	if o.tools && n == members {
+	if o.tools && n == cluster.Members {
 		runTools(ctx, c, leader, o)
 	}
 	return nil
@@ -165,20 +162,21 @@ func runEtcd(ctx context.Context, bin, dir string, o options) (_ []*measurement,
 		}
 	}
 	fmt.Fprintln(os.Stderr, "starting 3 etcd members")
-	c, err := startEtcd(ctx, bin, dir)
+	c, err := cluster.StartEtcd(ctx, bin, dir)
 	defer stopCluster(c, &err)
 	if err != nil {
 		return nil, err
 	}
-	leader, err := etcdLeader(ctx, c.clientAddrs)
+	li, err := c.Leader(ctx)
 	if err != nil {
 		return nil, err
 	}
+	leader := c.ClientAddrs[li]
 	ms, err := runAll(ctx, c, o, rows, func(w workload) (loadgen.Store, error) {
 		if w.independent {
 			return loadgen.NewEtcdPlain(leader, w.etcdSerializable), nil
 		}
-		return loadgen.NewEtcd(c.clientAddrs, w.clients, w.etcdSerializable)
+		return loadgen.NewEtcd(c.ClientAddrs, w.clients, w.etcdSerializable)
 	})
 	if err != nil {
 		return nil, err
@@ -193,46 +191,9 @@ func runEtcd(ctx context.Context, bin, dir string, o options) (_ []*measurement,
 	return out, nil
 }
 
-// raftkvLeader returns the client address of the raftkv leader. Member
-// i+1 listens on endpoints[i] (startRaftkv).
-func raftkvLeader(ctx context.Context, endpoints []string) (string, error) {
-	c, err := client.New(client.Config{Endpoints: endpoints})
-	if err != nil {
-		return "", err
-	}
-	defer c.Close()
-	cl, err := c.Cluster(ctx)
-	if err != nil {
-		return "", err
-	}
-	if cl.Leader < 1 || cl.Leader > uint64(len(endpoints)) {
-		return "", fmt.Errorf("raftkv: no leader known (leader %d)", cl.Leader)
-	}
-	return endpoints[cl.Leader-1], nil
-}
-
-// etcdLeader returns the client address of the etcd leader.
-func etcdLeader(ctx context.Context, endpoints []string) (string, error) {
-	c, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		return "", err
-	}
-	defer c.Close()
-	for _, ep := range endpoints {
-		st, err := c.Status(ctx, ep)
-		if err != nil {
-			return "", fmt.Errorf("etcd status of %s: %w", ep, err)
-		}
-		if st.Leader == st.Header.MemberId {
-			return ep, nil
-		}
-	}
-	return "", errors.New("etcd: no member says it leads")
-}
-
 // runAll runs every workload on cluster c, filling the key space before
 // the first get.
-func runAll(ctx context.Context, c *cluster, o options, rows []int, open func(workload) (loadgen.Store, error)) ([]*measurement, error) {
+func runAll(ctx context.Context, c *cluster.Cluster, o options, rows []int, open func(workload) (loadgen.Store, error)) ([]*measurement, error) {
 	var out []*measurement
 	filled := false
 	for _, i := range rows {
@@ -243,20 +204,20 @@ func runAll(ctx context.Context, c *cluster, o options, rows []int, open func(wo
 		}
 		cfg := config(o, w)
 		if w.op == loadgen.OpGet && !filled {
-			fmt.Fprintf(os.Stderr, "%s: writing %d keys for the gets\n", c.name, cfg.Keys)
+			fmt.Fprintf(os.Stderr, "%s: writing %d keys for the gets\n", c.Name, cfg.Keys)
 			if err := loadgen.Fill(ctx, s, cfg); err != nil {
 				s.Close()
-				return nil, fmt.Errorf("%s: filling: %w", c.name, err)
+				return nil, fmt.Errorf("%s: filling: %w", c.Name, err)
 			}
 			filled = true
 		}
 		m, err := measureQuiet(ctx, c, s, w, o)
 		s.Close()
 		if err != nil {
-			return nil, fmt.Errorf("%s %s: %w", c.name, w.name, err)
+			return nil, fmt.Errorf("%s %s: %w", c.Name, w.name, err)
 		}
 		fmt.Fprintf(os.Stderr, "%-6s %-42s %3d clients  %8.0f ops/s  p50 %-8v p99 %-8v errors %d  CPU/op members %v loadgen %v  other load %.2f cores\n",
-			c.name, w.name, w.clients, m.OpsPerSec, m.P50, m.P99, m.Errors, m.serverCPUPerOp, m.clientCPUPerOp, m.otherCores)
+			c.Name, w.name, w.clients, m.OpsPerSec, m.P50, m.P99, m.Errors, m.serverCPUPerOp, m.clientCPUPerOp, m.otherCores)
 		if m.FirstErr != nil {
 			fmt.Fprintf(os.Stderr, "       first error: %v\n", m.FirstErr)
 		}
@@ -268,7 +229,7 @@ func runAll(ctx context.Context, c *cluster, o options, rows []int, open func(wo
 // measureQuiet waits until other processes leave the CPU alone (at most
 // o.quietWait), measures w, and measures again up to o.retries times while
 // other processes competed for the CPU; it keeps the quietest run.
-func measureQuiet(ctx context.Context, c *cluster, s loadgen.Store, w workload, o options) (measurement, error) {
+func measureQuiet(ctx context.Context, c *cluster.Cluster, s loadgen.Store, w workload, o options) (measurement, error) {
 	var best measurement
 	for attempt := 0; ; attempt++ {
 		if err := waitQuiet(ctx, c, o.quietWait); err != nil {
@@ -285,7 +246,7 @@ func measureQuiet(ctx context.Context, c *cluster, s loadgen.Store, w workload, 
 			return best, nil
 		}
 		fmt.Fprintf(os.Stderr, "%s %s %d clients: other processes used %.2f cores; measuring again\n",
-			c.name, w.name, w.clients, m.otherCores)
+			c.Name, w.name, w.clients, m.otherCores)
 	}
 }
 
@@ -294,16 +255,16 @@ const quietWindow = 3 * time.Second
 
 // waitQuiet returns once other processes used at most otherCoresQuiet over
 // a quietWindow, or after limit.
-func waitQuiet(ctx context.Context, c *cluster, limit time.Duration) error {
+func waitQuiet(ctx context.Context, c *cluster.Cluster, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	for said := false; ; said = true {
-		ours, sys := c.cpuTime()+selfCPU(), systemBusy()
+		ours, sys := c.CPUTime()+cluster.SelfCPU(), cluster.SystemBusy()
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(quietWindow):
 		}
-		other := (systemBusy() - sys - (c.cpuTime() + selfCPU() - ours)).Seconds() / quietWindow.Seconds()
+		other := (cluster.SystemBusy() - sys - (c.CPUTime() + cluster.SelfCPU() - ours)).Seconds() / quietWindow.Seconds()
 		if other <= otherCoresQuiet {
 			return nil
 		}
@@ -319,7 +280,7 @@ func waitQuiet(ctx context.Context, c *cluster, limit time.Duration) error {
 
 // measure runs one workload, sampling CPU times when the warm-up ends and
 // when the run does, and profiling the raftkv leader if asked.
-func measure(ctx context.Context, c *cluster, s loadgen.Store, w workload, o options) (measurement, error) {
+func measure(ctx context.Context, c *cluster.Cluster, s loadgen.Store, w workload, o options) (measurement, error) {
 	type sample struct{ server, client, system time.Duration }
 	started := make(chan sample, 1)
 	go func() {
@@ -327,14 +288,14 @@ func measure(ctx context.Context, c *cluster, s loadgen.Store, w workload, o opt
 		case <-ctx.Done():
 		case <-time.After(o.warmup):
 		}
-		started <- sample{c.cpuTime(), selfCPU(), systemBusy()}
+		started <- sample{c.CPUTime(), cluster.SelfCPU(), cluster.SystemBusy()}
 	}()
 	wait := func() {}
-	if c.name == "raftkv" {
-		wait = profileLeader(ctx, c.clientAddrs, w, o)
+	if c.Name == "raftkv" {
+		wait = profileLeader(ctx, c.ClientAddrs, w, o)
 	}
 	r, err := loadgen.Run(ctx, s, config(o, w))
-	end := sample{c.cpuTime(), selfCPU(), systemBusy()}
+	end := sample{c.CPUTime(), cluster.SelfCPU(), cluster.SystemBusy()}
 	wait()
 	begin := <-started
 	if err != nil {
@@ -398,34 +359,9 @@ func fetchProfile(ctx context.Context, endpoints []string, w workload, o options
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = fetchOneProfile(ctx, addr, filepath.Join(o.profileDir, name), o.duration)
+			errs[i] = cluster.FetchProfile(ctx, addr, filepath.Join(o.profileDir, name), o.duration)
 		}()
 	}
 	wg.Wait()
 	return errors.Join(errs...)
-}
-
-func fetchOneProfile(ctx context.Context, addr, path string, d time.Duration) error {
-	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, max(1, int(d.Seconds())))
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %s", url, resp.Status)
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(f, resp.Body); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }

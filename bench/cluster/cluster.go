@@ -1,4 +1,7 @@
-package main
+// Package cluster starts 3-member raftkv and etcd clusters on loopback
+// ports for the benchmark programs, builds their binaries, and accounts
+// for the CPU time their processes use.
+package cluster
 
 import (
 	"bufio"
@@ -15,8 +18,8 @@ import (
 	"time"
 )
 
-// members is the cluster size of both stores.
-const members = 3
+// Members is the cluster size of both stores.
+const Members = 3
 
 // Bounds on waiting for a cluster.
 const (
@@ -25,14 +28,19 @@ const (
 	logTailLines = 15
 )
 
-// cluster is three server processes on 127.0.0.1, each with its own data
+// Cluster is the server processes on 127.0.0.1, each with its own data
 // directory and log file under dir.
-type cluster struct {
-	name        string
-	dir         string
-	procs       []*exec.Cmd
-	logs        []string
-	clientAddrs []string // host:port of each member's client API
+type Cluster struct {
+	Name  string // "raftkv" or "etcd"
+	Dir   string
+	procs []*exec.Cmd
+	logs  []string
+	// ClientAddrs is host:port of each member's client API, member i+1's
+	// at index i.
+	ClientAddrs []string
+	// EtcdAddrs is host:port of each member's etcd v3 gRPC API (etcd's
+	// client address, or raftkv's --listen-etcd when asked for).
+	EtcdAddrs []string
 }
 
 // freePorts reserves n loopback ports by listening on them all at once,
@@ -56,25 +64,35 @@ func freePorts(n int) ([]string, error) {
 	return addrs, nil
 }
 
-// startRaftkv starts n `raftkv server` members (fsync is always on).
-func startRaftkv(ctx context.Context, bin, dir string, n int, pprof bool) (*cluster, error) {
-	addrs, err := freePorts(2 * n)
+// RaftkvOptions are the optional parts of a raftkv member's command line.
+type RaftkvOptions struct {
+	Pprof   bool // serve /debug/pprof/ on the client address
+	EtcdAPI bool // serve etcd's v3 gRPC API (--listen-etcd) too
+}
+
+// StartRaftkv starts n `raftkv server` members (fsync is always on).
+func StartRaftkv(ctx context.Context, bin, dir string, n int, opt RaftkvOptions) (*Cluster, error) {
+	addrs, err := freePorts(3 * n)
 	if err != nil {
 		return nil, err
 	}
-	peers, clients := addrs[:n], addrs[n:]
+	peers, clients, etcds := addrs[:n], addrs[n:2*n], addrs[2*n:]
 	var spec []string
 	for i, p := range peers {
 		spec = append(spec, fmt.Sprintf("%d=%s", i+1, p))
 	}
-	c := &cluster{name: "raftkv", dir: dir, clientAddrs: clients}
+	c := &Cluster{Name: "raftkv", Dir: dir, ClientAddrs: clients}
 	for i := range n {
 		args := []string{"server", "--id", fmt.Sprint(i + 1),
 			"--data-dir", filepath.Join(dir, fmt.Sprintf("data%d", i+1)),
 			"--listen-peer", peers[i], "--listen-client", clients[i],
 			"--cluster", strings.Join(spec, ","), "--log-level", "warn"}
-		if pprof {
+		if opt.Pprof {
 			args = append(args, "--enable-pprof")
+		}
+		if opt.EtcdAPI {
+			args = append(args, "--listen-etcd", etcds[i])
+			c.EtcdAddrs = append(c.EtcdAddrs, etcds[i])
 		}
 		if err := c.start(bin, args); err != nil {
 			return c, err
@@ -83,20 +101,20 @@ func startRaftkv(ctx context.Context, bin, dir string, n int, pprof bool) (*clus
 	return c, c.waitReady(ctx, "/readyz")
 }
 
-// startEtcd starts three etcd members with etcd's defaults (fsync on,
+// StartEtcd starts three etcd members with etcd's defaults (fsync on,
 // 100 ms heartbeat, 1 s election timeout, as raftkv's).
-func startEtcd(ctx context.Context, bin, dir string) (*cluster, error) {
-	addrs, err := freePorts(2 * members)
+func StartEtcd(ctx context.Context, bin, dir string) (*Cluster, error) {
+	addrs, err := freePorts(2 * Members)
 	if err != nil {
 		return nil, err
 	}
-	peers, clients := addrs[:members], addrs[members:]
+	peers, clients := addrs[:Members], addrs[Members:]
 	var spec []string
 	for i, p := range peers {
 		spec = append(spec, fmt.Sprintf("m%d=http://%s", i+1, p))
 	}
-	c := &cluster{name: "etcd", dir: dir, clientAddrs: clients}
-	for i := range members {
+	c := &Cluster{Name: "etcd", Dir: dir, ClientAddrs: clients, EtcdAddrs: clients}
+	for i := range Members {
 		args := []string{"--name", fmt.Sprintf("m%d", i+1),
 			"--data-dir", filepath.Join(dir, fmt.Sprintf("data%d", i+1)),
 			"--listen-peer-urls", "http://" + peers[i], "--initial-advertise-peer-urls", "http://" + peers[i],
@@ -113,8 +131,8 @@ func startEtcd(ctx context.Context, bin, dir string) (*cluster, error) {
 // start runs one member with its output in a log file. The member gets
 // its own process group, so a Ctrl-C reaches only the driver, which then
 // stops the members in order; it is killed if the driver dies first.
-func (c *cluster) start(bin string, args []string) error {
-	logPath := filepath.Join(c.dir, fmt.Sprintf("member%d.log", len(c.procs)+1))
+func (c *Cluster) start(bin string, args []string) error {
+	logPath := filepath.Join(c.Dir, fmt.Sprintf("member%d.log", len(c.procs)+1))
 	f, err := os.Create(logPath)
 	if err != nil {
 		return err
@@ -124,7 +142,7 @@ func (c *cluster) start(bin string, args []string) error {
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("starting %s member %d: %w", c.name, len(c.procs)+1, err)
+		return fmt.Errorf("starting %s member %d: %w", c.Name, len(c.procs)+1, err)
 	}
 	c.procs = append(c.procs, cmd)
 	c.logs = append(c.logs, logPath)
@@ -132,11 +150,11 @@ func (c *cluster) start(bin string, args []string) error {
 }
 
 // waitReady polls path on every member until each answers 200.
-func (c *cluster) waitReady(ctx context.Context, path string) error {
+func (c *Cluster) waitReady(ctx context.Context, path string) error {
 	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
 	hc := &http.Client{Timeout: time.Second}
-	for _, addr := range c.clientAddrs {
+	for _, addr := range c.ClientAddrs {
 		for {
 			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
 			resp, err := hc.Do(req)
@@ -148,7 +166,7 @@ func (c *cluster) waitReady(ctx context.Context, path string) error {
 			}
 			select {
 			case <-ctx.Done():
-				return fmt.Errorf("%s member at %s not ready after %v (last error %v)", c.name, addr, readyTimeout, err)
+				return fmt.Errorf("%s member at %s not ready after %v (last error %v)", c.Name, addr, readyTimeout, err)
 			case <-time.After(100 * time.Millisecond):
 			}
 		}
@@ -156,9 +174,9 @@ func (c *cluster) waitReady(ctx context.Context, path string) error {
 	return nil
 }
 
-// stop sends SIGTERM to every member, waits, and kills those still
+// Stop sends SIGTERM to every member, waits, and kills those still
 // running after stopTimeout. It reports members that did not exit cleanly.
-func (c *cluster) stop() error {
+func (c *Cluster) Stop() error {
 	var errs []error
 	for _, p := range c.procs {
 		_ = p.Process.Signal(syscall.SIGTERM)
@@ -170,12 +188,12 @@ func (c *cluster) stop() error {
 		select {
 		case err := <-done:
 			if err != nil && !killedBy(err, syscall.SIGTERM) {
-				errs = append(errs, fmt.Errorf("%s member %d: %w", c.name, i+1, err))
+				errs = append(errs, fmt.Errorf("%s member %d: %w", c.Name, i+1, err))
 			}
 		case <-time.After(time.Until(deadline)):
 			_ = p.Process.Kill()
 			<-done
-			errs = append(errs, fmt.Errorf("%s member %d: killed after %v", c.name, i+1, stopTimeout))
+			errs = append(errs, fmt.Errorf("%s member %d: killed after %v", c.Name, i+1, stopTimeout))
 		}
 	}
 	c.procs = nil
@@ -193,8 +211,8 @@ func killedBy(err error, sig syscall.Signal) bool {
 	return ok && ws.Signaled() && ws.Signal() == sig
 }
 
-// printLogTails shows the end of every member's log, for a failed run.
-func (c *cluster) printLogTails() {
+// PrintLogTails shows the end of every member's log, for a failed run.
+func (c *Cluster) PrintLogTails() {
 	for i, path := range c.logs {
 		f, err := os.Open(path)
 		if err != nil {
@@ -206,7 +224,7 @@ func (c *cluster) printLogTails() {
 			lines = append(lines, sc.Text())
 		}
 		f.Close()
-		fmt.Fprintf(os.Stderr, "--- %s member %d log (last %d lines)\n", c.name, i+1, logTailLines)
+		fmt.Fprintf(os.Stderr, "--- %s member %d log (last %d lines)\n", c.Name, i+1, logTailLines)
 		for _, l := range lines[max(0, len(lines)-logTailLines):] {
 			fmt.Fprintln(os.Stderr, l)
 		}
@@ -217,17 +235,17 @@ func (c *cluster) printLogTails() {
 // 100 on every Linux this runs on.
 const clockTicksPerSecond = 100
 
-// cpuTime is the user plus system CPU time the members have used so far.
-func (c *cluster) cpuTime() time.Duration {
+// CPUTime is the user plus system CPU time the members have used so far.
+func (c *Cluster) CPUTime() time.Duration {
 	var total time.Duration
 	for _, p := range c.procs {
-		total += procCPU(p.Process.Pid)
+		total += ProcCPU(p.Process.Pid)
 	}
 	return total
 }
 
-// procCPU reads utime and stime of pid from /proc; 0 if it cannot.
-func procCPU(pid int) time.Duration {
+// ProcCPU reads utime and stime of pid from /proc; 0 if it cannot.
+func ProcCPU(pid int) time.Duration {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0
@@ -245,8 +263,8 @@ func procCPU(pid int) time.Duration {
 	return time.Duration(utime+stime) * time.Second / clockTicksPerSecond
 }
 
-// selfCPU is the CPU time of this process: the load generator.
-func selfCPU() time.Duration {
+// SelfCPU is the CPU time of this process: the load generator.
+func SelfCPU() time.Duration {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		return 0
@@ -254,9 +272,9 @@ func selfCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// systemBusy is the CPU time all processes on the machine have used
+// SystemBusy is the CPU time all processes on the machine have used
 // (user, nice, system, irq, softirq and steal of /proc/stat's cpu line).
-func systemBusy() time.Duration {
+func SystemBusy() time.Duration {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
 		return 0
