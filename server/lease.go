@@ -47,6 +47,9 @@ type lessor struct {
 	revoking map[int64]time.Time
 	// lastCheckpoint is when the leader last checkpointed.
 	lastCheckpoint time.Time
+	// hideOnce, set by a test, makes renew miss that lease once, as a
+	// leader that has yet to apply the lease's grant would.
+	hideOnce int64
 }
 
 // minLeaseTTL is the shortest TTL granted: a lease shorter than an
@@ -205,6 +208,10 @@ func (s *Server) renew(id int64, now time.Time) (ttl int64, reset, ok bool) {
 	l := &s.lessor
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.hideOnce == id && id != 0 {
+		l.hideOnce = 0
+		return 0, false, false
+	}
 	if l.term != term {
 		s.syncDeadlinesLocked(term, s.store.Leases(), now)
 	}
@@ -319,6 +326,16 @@ func (s *Server) leaseKeepAlive(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ttl, reset, ok := s.renew(req.ID, time.Now())
+	if !ok && s.isLeader() {
+		// A leader that has just taken over may not have applied a grant
+		// that completed before: look again once it has applied all it
+		// knows to be committed.
+		if err := s.linearizableReads.wait(r.Context()); err != nil {
+			s.readBarrierError(w, r, err)
+			return
+		}
+		ttl, reset, ok = s.renew(req.ID, time.Now())
+	}
 	if !ok {
 		s.fail(w, api.CodeLeaseNotFound, fmt.Sprintf("lease %d not found", req.ID))
 		return

@@ -87,3 +87,27 @@ func TestExpiredLeaseIsNotRenewed(t *testing.T) {
 		t.Fatal("a lease granted again was revoked for its predecessor's deadline")
 	}
 }
+
+// TestKeepAliveLooksAgainAfterBarrier: a leader that does not find a
+// lease (as one that has yet to apply its grant would not) looks again
+// after a read barrier instead of answering lease_not_found; a lease that
+// does not exist is still not found.
+func TestKeepAliveLooksAgainAfterBarrier(t *testing.T) {
+	c := newCluster(t, 1, nil)
+	s := c.leader()
+	g := decode[api.LeaseResponse](t, expect(t, postJSON(c, s, api.PathLease+"grant", api.LeaseGrantRequest{ID: 78, TTL: 5}), 200, ""))
+	s.lessor.mu.Lock()
+	s.lessor.hideOnce = g.ID
+	s.lessor.mu.Unlock()
+	ka := decode[api.LeaseResponse](t, expect(t, postJSON(c, s, api.PathLease+"keepalive", api.LeaseRequest{ID: g.ID}), 200, ""))
+	if ka.TTL != 5 {
+		t.Fatalf("keep-alive after looking again: TTL %d, want 5", ka.TTL)
+	}
+	s.lessor.mu.Lock()
+	hidden := s.lessor.hideOnce
+	s.lessor.mu.Unlock()
+	if hidden != 0 {
+		t.Fatal("the first lookup did not miss the lease: the test shows nothing")
+	}
+	expect(t, postJSON(c, s, api.PathLease+"keepalive", api.LeaseRequest{ID: 79}), 404, api.CodeLeaseNotFound)
+}
