@@ -26,6 +26,17 @@ type Config struct {
 	// election timeout. Both drive the disk-stall hand-over and the lease
 	// guard; the core itself counts ticks.
 	TickInterval, ElectionTimeout time.Duration
+	// TickSlack is how far the ticks may fall behind the clock and still be
+	// trusted to time a lease (see closed.go): a lease read falls back to
+	// ReadIndex unless the last LeaseTicks ticks took at most LeaseTicks
+	// intervals plus TickSlack, and a gap between ticks longer than an
+	// interval plus TickSlack makes ReportClosed ignored for an election
+	// timeout. Default 0: ticks exactly on time, as in the simulator.
+	TickSlack time.Duration
+	// LeaseGap is the gap between ticks (a paused process) after which
+	// lease reads fall back to ReadIndex for an election timeout. Default
+	// two tick intervals.
+	LeaseGap time.Duration
 	// MaxOutstandingReadys bounds Readys handed out and not yet persisted
 	// and advanced. Default DefaultMaxOutstandingReadys.
 	MaxOutstandingReadys int
@@ -113,6 +124,13 @@ type Runtime struct {
 	lastTick time.Time
 	// leaseBlockedUntil: no lease reads before it (see Tick).
 	leaseBlockedUntil time.Time
+	// tickTimes holds the clock at the last LeaseTicks ticks, the tick
+	// numbered n at n mod LeaseTicks (the start counts as tick 0); ticks
+	// counts the Ticks.
+	tickTimes []time.Time
+	ticks     uint64
+	// closedBlockedUntil: ReportClosed is ignored before it (closed.go).
+	closedBlockedUntil time.Time
 
 	// outstanding are the Readys handed out, oldest first; the first
 	// persisted of them are durable and wait for apply room to be advanced.
@@ -182,6 +200,19 @@ func New(cfg Config) (*Runtime, error) {
 	if cfg.SnapshotSizeFactor < 0 {
 		return nil, fmt.Errorf("driver: config: SnapshotSizeFactor %v is negative", cfg.SnapshotSizeFactor)
 	}
+	if cfg.TickSlack < 0 {
+		return nil, fmt.Errorf("driver: config: TickSlack %v is negative", cfg.TickSlack)
+	}
+	if cfg.LeaseGap <= 0 {
+		cfg.LeaseGap = 2 * cfg.TickInterval
+	}
+	lease := cfg.Core.LeaseTicks()
+	if cp := cfg.Core.ClosedPromiseTicks(); cp != 0 {
+		if want := ClosedPromiseTicks(lease, cfg.TickInterval, cfg.TickSlack); cp < want {
+			return nil, fmt.Errorf("driver: config: the core's closed-connection promise of %d ticks does not outlast a lease of %d ticks with %v of tick slack (want at least %d)",
+				cp, lease, cfg.TickSlack, want)
+		}
+	}
 	logger := cfg.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -190,6 +221,10 @@ func New(cfg Config) (*Runtime, error) {
 		handed: cfg.Snapshot.Index, lastSnap: cfg.Snapshot.Index, durableSnap: cfg.Snapshot.Index}
 	if cfg.Snapshot.Index > 0 {
 		rt.behind = []pb.SnapshotMeta{cfg.Snapshot}
+	}
+	rt.tickTimes = make([]time.Time, lease)
+	for i := range rt.tickTimes {
+		rt.tickTimes[i] = cfg.Now
 	}
 	return rt, nil
 }
@@ -229,7 +264,12 @@ func (rt *Runtime) Tick(now time.Time) error {
 		// Time nobody watched does not count against the disk either.
 		rt.persistWait = time.Time{}
 	}
+	if now.Sub(rt.lastTick) > rt.cfg.TickInterval+rt.cfg.TickSlack {
+		rt.closedBlockedUntil = now.Add(rt.cfg.ElectionTimeout)
+	}
 	rt.lastTick, rt.now = now, now
+	rt.ticks++
+	rt.tickTimes[rt.ticks%uint64(len(rt.tickTimes))] = now
 	if err := rt.core.Tick(); err != nil {
 		return err
 	}
@@ -245,7 +285,7 @@ func (rt *Runtime) Err() error { return rt.core.Err() }
 // noteGap blocks lease reads when the ticks stopped for more than two
 // intervals before now, and reports whether they did.
 func (rt *Runtime) noteGap(now time.Time) bool {
-	if now.Sub(rt.lastTick) <= 2*rt.cfg.TickInterval {
+	if now.Sub(rt.lastTick) <= rt.cfg.LeaseGap {
 		return false
 	}
 	if !now.Before(rt.leaseBlockedUntil) {
@@ -256,10 +296,16 @@ func (rt *Runtime) noteGap(now time.Time) bool {
 }
 
 // LeaseTrusted reports whether the tick clock has run without a gap long
-// enough for a lease read at now to rely on it.
+// enough for a lease read at now to rely on it, and kept pace with the
+// clock over the lease window: a lease held at tick c rests on a round sent
+// at tick c-LeaseTicks+1 or later, so if that tick was at most LeaseTicks
+// intervals plus TickSlack ago, the lease ends no later than that long
+// after the round's send by the clock, whatever ticks were late or lost.
 func (rt *Runtime) LeaseTrusted(now time.Time) bool {
 	rt.noteGap(now)
-	return now.After(rt.leaseBlockedUntil)
+	oldest := rt.tickTimes[(rt.ticks+1)%uint64(len(rt.tickTimes))]
+	window := time.Duration(len(rt.tickTimes))*rt.cfg.TickInterval + rt.cfg.TickSlack
+	return now.After(rt.leaseBlockedUntil) && now.Sub(oldest) <= window
 }
 
 // Step feeds a message received from a peer.
@@ -280,6 +326,19 @@ func (rt *Runtime) LeaseRead(ctx []byte, now time.Time) error {
 		return rt.core.ReadIndex(ctx)
 	}
 	return rt.core.LeaseRead(ctx)
+}
+
+// ReportClosed passes on that the connection to id was closed by the
+// other end or refused, unless a tick was late by more than TickSlack within
+// an election timeout before now (closed.go).
+func (rt *Runtime) ReportClosed(id pb.NodeID, now time.Time) {
+	if now.Sub(rt.lastTick) > rt.cfg.TickInterval+rt.cfg.TickSlack {
+		rt.closedBlockedUntil = now.Add(rt.cfg.ElectionTimeout)
+	}
+	if now.Before(rt.closedBlockedUntil) {
+		return
+	}
+	rt.core.ReportClosed(id)
 }
 
 // ReportUnreachable and ReportSnapshot pass on what the transport learnt.

@@ -30,12 +30,21 @@ import pb "github.com/raftkv/raftkv/raftpb"
 // A partition closes nothing, so it still costs an election timeout. A
 // message from the leader after the signal cancels it: the leader lives.
 
+// ClosedPromiseTicks is Config.ClosedPromiseTicks (0: the signal is
+// ignored), for the runtime to check it against its own timing.
+func (r *Raft) ClosedPromiseTicks() int {
+	if r.cfg.DisablePreVote || r.cfg.DisableCheckQuorum {
+		return 0
+	}
+	return r.cfg.ClosedPromiseTicks
+}
+
 // ReportClosed tells the core that the runtime's connection to id was
 // closed by the other end, or a new one refused. A follower of id (with
 // ClosedPromiseTicks set, PreVote and CheckQuorum on) cuts its vote
 // refusal as above and campaigns, with PreVote, soon after it ends.
 func (r *Raft) ReportClosed(id pb.NodeID) {
-	if r.log.err != nil || r.cfg.ClosedPromiseTicks == 0 || r.cfg.DisablePreVote || r.cfg.DisableCheckQuorum {
+	if r.log.err != nil || r.ClosedPromiseTicks() == 0 {
 		return
 	}
 	if r.role != Follower || id == pb.None || id != r.lead || r.heardAt == 0 || !r.promotable() {
