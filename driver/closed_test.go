@@ -36,49 +36,20 @@ func closedFollower(t *testing.T, slack time.Duration) *Runtime {
 }
 
 // TestRuntimeClosedReport shows that a closed connection to the leader
-// reaches the core (its election timer jumps forward) while the ticks run
-// on time, and is ignored for an election timeout after a tick came later
-// than an interval plus TickSlack: the core's tick count may then lag the
-// moment it answered the leader by more than the promise allows for.
+// reaches the core: its election timer jumps forward.
 func TestRuntimeClosedReport(t *testing.T) {
-	const slack = tick / 2
 	now := t0
-	onTime := closedFollower(t, slack)
+	rt := closedFollower(t, tick/2)
 	for range 3 {
 		now = now.Add(tick)
-		if err := onTime.Tick(now); err != nil {
+		if err := rt.Tick(now); err != nil {
 			t.Fatal(err)
 		}
 	}
-	before := onTime.Core().Status().ElectionElapsed
-	onTime.ReportClosed(2, now)
-	if after := onTime.Core().Status().ElectionElapsed; after <= before {
+	before := rt.Core().Status().ElectionElapsed
+	rt.ReportClosed(2)
+	if after := rt.Core().Status().ElectionElapsed; after <= before {
 		t.Fatalf("election timer %d -> %d: the report did not reach the core", before, after)
-	}
-
-	now = t0
-	late := closedFollower(t, slack)
-	now = now.Add(tick + slack + time.Millisecond) // one late tick
-	if err := late.Tick(now); err != nil {
-		t.Fatal(err)
-	}
-	for range 18 {
-		now = now.Add(tick)
-		if err := late.Tick(now); err != nil {
-			t.Fatal(err)
-		}
-		before := late.Core().Status().ElectionElapsed
-		late.ReportClosed(2, now)
-		if after := late.Core().Status().ElectionElapsed; after != before {
-			t.Fatalf("%v after a late tick: the report reached the core (timer %d -> %d)", now.Sub(t0), before, after)
-		}
-	}
-	// Waiting for the next tick longer than allowed counts too.
-	onTime = closedFollower(t, slack)
-	before = onTime.Core().Status().ElectionElapsed
-	onTime.ReportClosed(2, t0.Add(tick+slack+time.Millisecond))
-	if after := onTime.Core().Status().ElectionElapsed; after != before {
-		t.Fatalf("the report reached the core while a tick was overdue (timer %d -> %d)", before, after)
 	}
 }
 

@@ -29,9 +29,8 @@ type Config struct {
 	// TickSlack is how far the ticks may fall behind the clock and still be
 	// trusted to time a lease (see closed.go): a lease read falls back to
 	// ReadIndex unless the last LeaseTicks ticks took at most LeaseTicks
-	// intervals plus TickSlack, and a gap between ticks longer than an
-	// interval plus TickSlack makes ReportClosed ignored for an election
-	// timeout. Default 0: ticks exactly on time, as in the simulator.
+	// intervals plus TickSlack. Default 0: ticks exactly on time, as in
+	// the simulator.
 	TickSlack time.Duration
 	// LeaseGap is the gap between ticks (a paused process) after which
 	// lease reads fall back to ReadIndex for an election timeout. Default
@@ -129,8 +128,6 @@ type Runtime struct {
 	// counts the Ticks.
 	tickTimes []time.Time
 	ticks     uint64
-	// closedBlockedUntil: ReportClosed is ignored before it (closed.go).
-	closedBlockedUntil time.Time
 
 	// outstanding are the Readys handed out, oldest first; the first
 	// persisted of them are durable and wait for apply room to be advanced.
@@ -264,9 +261,6 @@ func (rt *Runtime) Tick(now time.Time) error {
 		// Time nobody watched does not count against the disk either.
 		rt.persistWait = time.Time{}
 	}
-	if now.Sub(rt.lastTick) > rt.cfg.TickInterval+rt.cfg.TickSlack {
-		rt.closedBlockedUntil = now.Add(rt.cfg.ElectionTimeout)
-	}
 	rt.lastTick, rt.now = now, now
 	rt.ticks++
 	rt.tickTimes[rt.ticks%uint64(len(rt.tickTimes))] = now
@@ -329,17 +323,8 @@ func (rt *Runtime) LeaseRead(ctx []byte, now time.Time) error {
 }
 
 // ReportClosed passes on that the connection to id was closed by the
-// other end or refused, unless a tick was late by more than TickSlack within
-// an election timeout before now (closed.go).
-func (rt *Runtime) ReportClosed(id pb.NodeID, now time.Time) {
-	if now.Sub(rt.lastTick) > rt.cfg.TickInterval+rt.cfg.TickSlack {
-		rt.closedBlockedUntil = now.Add(rt.cfg.ElectionTimeout)
-	}
-	if now.Before(rt.closedBlockedUntil) {
-		return
-	}
-	rt.core.ReportClosed(id)
-}
+// other end or refused (see closed.go).
+func (rt *Runtime) ReportClosed(id pb.NodeID) { rt.core.ReportClosed(id) }
 
 // ReportUnreachable and ReportSnapshot pass on what the transport learnt.
 func (rt *Runtime) ReportUnreachable(id pb.NodeID) { rt.core.ReportUnreachable(id) }

@@ -29,6 +29,12 @@ import pb "github.com/raftkv/raftkv/raftpb"
 // voters that still hear the leader refuse it for a full election timeout.
 // A partition closes nothing, so it still costs an election timeout. A
 // message from the leader after the signal cancels it: the leader lives.
+//
+// The same bound shortens the promise a start keeps (New): any answer a
+// restarted voter gave was given before the start, so ClosedPromiseTicks
+// from the start outlast its lease as well; a voter restarted just before
+// the leader died then does not hold up the election for a full election
+// timeout.
 
 // ClosedPromiseTicks is Config.ClosedPromiseTicks (0: the signal is
 // ignored), for the runtime to check it against its own timing.
@@ -54,9 +60,8 @@ func (r *Raft) ReportClosed(id pb.NodeID) {
 	if mutated(MutationClosedDropsPromise) {
 		end = r.ticks
 	}
-	// Never later than the full promise, and never below what a start
-	// promised for answers this server may have given before it.
-	r.voteLeaseEnd = max(min(r.voteLeaseEnd, end), r.restartLeaseEnd)
+	// Never later than the full promise.
+	r.voteLeaseEnd = min(r.voteLeaseEnd, end)
 	r.earlyCampaigns = maxEarlyCampaigns
 	r.campaignEarly(1)
 }

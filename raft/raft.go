@@ -48,10 +48,6 @@ type Raft struct {
 	// have answered one before it started refuses for its first election
 	// timeout too.
 	voteLeaseEnd uint64
-	// restartLeaseEnd is the promise a start keeps (ElectionTicks, or 0 for
-	// a server that cannot have answered a leader); a closed connection
-	// never cuts below it (closed.go).
-	restartLeaseEnd uint64
 	// heardAt is 1 + the tick of the last message this server answered
 	// the leader of its term (0: none since it started).
 	heardAt uint64
@@ -137,9 +133,13 @@ func New(c Config) (*Raft, error) {
 	if hs.Term > bootstrapTerm && !mutated(MutationRestartForgetsLease) {
 		// Only a server at a later term can have answered a leader (the
 		// answer leaves once that term is durable); one that did may be
-		// backing a lease still.
+		// backing a lease still. Every such answer was given before this
+		// start, so the shorter promise of a closed connection, counted
+		// from the start, outlasts its lease too (closed.go).
 		r.voteLeaseEnd = uint64(cfg.ElectionTicks)
-		r.restartLeaseEnd = r.voteLeaseEnd
+		if r.ClosedPromiseTicks() != 0 {
+			r.voteLeaseEnd = uint64(cfg.ClosedPromiseTicks)
+		}
 	}
 	if cfg.Applied > 0 {
 		if cfg.Applied > lg.lastIndex() {
