@@ -114,6 +114,7 @@ func New(opt Options) *Sim {
 	return newSim(opt, func(rng *rand.Rand) params {
 		p := randomParams(rng)
 		slowMessages(&p, rand.New(rand.NewPCG(opt.Seed, 0x510e)))
+		closedSignals(&p, rand.New(rand.NewPCG(opt.Seed, 0xc105ed)))
 		return p
 	})
 }
