@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 
+	"github.com/raftkv/raftkv/raft"
 	pb "github.com/raftkv/raftkv/raftpb"
 )
 
@@ -58,6 +59,10 @@ func (n *network) deliverClosed(s *Sim, env *envelope) {
 		return
 	}
 	s.trace.add(event{kind: evNote, node: to.id, text: fmt.Sprintf("connection to %d closed", env.m.From)})
+	s.stats.ClosedReports++
+	if to.core.Role() == raft.Follower && to.core.Lead() == env.m.From {
+		s.stats.ClosedLeader++
+	}
 	to.rt.ReportClosed(env.m.From)
 	s.drain(to)
 }

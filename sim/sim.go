@@ -67,6 +67,10 @@ type Stats struct {
 	// What the runtimes' policy did (driver.Counters), summed over
 	// replicas and incarnations.
 	GroupCommits, PipelineFull, StallHandOvers, LeaseGaps uint64
+	// ClosedReports counts closed-connection reports delivered, and
+	// ClosedLeader those about the leader the replica was following, which
+	// shorten its vote refusal (closed.go).
+	ClosedReports, ClosedLeader uint64
 }
 
 // Result is the outcome of a run.
