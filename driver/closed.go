@@ -10,10 +10,11 @@ import "time"
 // voter refuses them after its start.
 //
 // The leader's side: a lease read is answered only while the lease rests
-// on a round sent at most leaseTicks ticks ago and LeaseTrusted holds, so
-// the last leaseTicks ticks took at most leaseTicks intervals plus the
-// slack: the lease ends at most leaseTicks*tick + slack after the send,
-// by the clock, whatever ticks were late or lost.
+// on a round sent at most leaseTicks ticks ago and LeaseTrusted holds: the
+// tick in which that round was sent was counted, by the clock, at most
+// leaseTicks intervals plus the slack ago, and the round left after it. So
+// the lease ends at most leaseTicks*tick + slack after the send, by the
+// clock, whatever ticks were late or lost.
 //
 // The voter's side: it answered the heartbeat at some moment x no earlier
 // than the send, while its core counted tick r; it refuses until its core

@@ -71,31 +71,49 @@ func TestRuntimeRejectsShortClosedPromise(t *testing.T) {
 
 // TestRuntimeLeaseKeepsPace shows the lease guard against ticks that fall
 // behind the clock without any one gap long enough to count as a pause:
-// ticks every 1.5 intervals (the run loop too slow for its ticker) would
-// stretch a lease of LeaseTicks ticks by half, so lease reads fall back
-// to ReadIndex once the ticks of the lease window took longer than it
-// plus TickSlack.
+// once the followers stop answering, the leader's core holds the lease for
+// LeaseTicks ticks after the last round they answered was sent, but with
+// ticks every 1.5 intervals (the run loop too slow for its ticker) that
+// would stretch it by half, so lease reads fall back to ReadIndex as soon
+// as that round was sent more than LeaseTicks intervals plus TickSlack ago
+// by the clock.
 func TestRuntimeLeaseKeepsPace(t *testing.T) {
-	c := newTCluster(t, 3, func(cfg *Config) { cfg.TickSlack = tick / 2 })
+	const slack = tick / 2
+	c := newTCluster(t, 3, func(cfg *Config) { cfg.TickSlack = slack })
 	lead := c.elect()
+	c.tick() // a round every follower answers
 	if !lead.rt.LeaseTrusted(c.now) {
 		t.Fatal("lease not trusted with regular ticks")
 	}
-	lease := lead.rt.Core().LeaseTicks()
-	for i := 0; i < lease; i++ {
-		c.now = c.now.Add(tick / 2) // each tick half an interval late, below the gap guard
-		c.tick()
+	core := lead.rt.Core()
+	since, ok := core.LeaseSince()
+	if !ok {
+		t.Fatal("no lease after a round every follower answered")
+	}
+	sent := c.now // the round left in the tick just counted
+	window := time.Duration(core.LeaseTicks())*tick + slack
+	fellBack := false
+	for i := 0; i < core.LeaseTicks(); i++ {
+		c.now = c.now.Add(tick + tick/2) // each tick half an interval late: below the gap guard
+		if err := lead.rt.Tick(c.now); err != nil {
+			t.Fatal(err)
+		}
+		lead.rt.Work() // the followers hear nothing more
+		if s, ok := core.LeaseSince(); ok && s != since {
+			t.Fatalf("the lease moved to the round of tick %d with nobody answering", s)
+		}
+		trusted := lead.rt.LeaseTrusted(c.now)
+		if trusted && core.LeaseValid() && c.now.Sub(sent) > window {
+			t.Fatalf("lease trusted %v after the round it rests on was sent, past %v", c.now.Sub(sent), window)
+		}
+		if !trusted && core.LeaseValid() {
+			fellBack = true
+		}
 	}
 	if lead.rt.Counters().LeaseGaps != 0 {
 		t.Fatal("the gap guard fired: the test shows nothing")
 	}
-	if lead.rt.LeaseTrusted(c.now) {
-		t.Fatalf("lease trusted after its %d ticks each came half an interval late", lease)
-	}
-	for i := 0; i < lease; i++ {
-		c.tick()
-	}
-	if !lead.rt.LeaseTrusted(c.now) {
-		t.Fatal("lease still not trusted after a lease window of regular ticks")
+	if !fellBack {
+		t.Fatal("lease reads never fell back while the core still held a lease stretched by late ticks")
 	}
 }

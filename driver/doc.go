@@ -32,8 +32,9 @@
 //     steps down after one more.
 //   - the lease guard: a gap between ticks longer than LeaseGap (a paused
 //     process) makes lease reads fall back to ReadIndex for one election
-//     timeout, and so do ticks that fell behind the clock over the lease
-//     window by more than TickSlack; ClosedPromiseTicks is the shortest
+//     timeout, and so does a lease whose heartbeat round was sent, by the
+//     clock, longer than LeaseTicks intervals plus TickSlack ago (late
+//     ticks stretch a lease counted in ticks); ClosedPromiseTicks is the shortest
 //     vote refusal after a closed connection to the leader that this
 //     keeps safe (closed.go), and New rejects a core with a shorter one.
 //

@@ -28,9 +28,9 @@ type Config struct {
 	TickInterval, ElectionTimeout time.Duration
 	// TickSlack is how far the ticks may fall behind the clock and still be
 	// trusted to time a lease (see closed.go): a lease read falls back to
-	// ReadIndex unless the last LeaseTicks ticks took at most LeaseTicks
-	// intervals plus TickSlack. Default 0: ticks exactly on time, as in
-	// the simulator.
+	// ReadIndex unless the heartbeat round the lease rests on was sent at
+	// most LeaseTicks intervals plus TickSlack ago by the clock. Default 0:
+	// ticks exactly on time, as in the simulator.
 	TickSlack time.Duration
 	// LeaseGap is the gap between ticks (a paused process) after which
 	// lease reads fall back to ReadIndex for an election timeout. Default
@@ -124,8 +124,9 @@ type Runtime struct {
 	// leaseBlockedUntil: no lease reads before it (see Tick).
 	leaseBlockedUntil time.Time
 	// tickTimes holds the clock at the last LeaseTicks ticks, the tick
-	// numbered n at n mod LeaseTicks (the start counts as tick 0); ticks
-	// counts the Ticks.
+	// numbered n at n mod LeaseTicks (the start counts as tick 0), so that
+	// LeaseTrusted can date the round a lease rests on; ticks counts the
+	// Ticks.
 	tickTimes []time.Time
 	ticks     uint64
 
@@ -290,16 +291,27 @@ func (rt *Runtime) noteGap(now time.Time) bool {
 }
 
 // LeaseTrusted reports whether the tick clock has run without a gap long
-// enough for a lease read at now to rely on it, and kept pace with the
-// clock over the lease window: a lease held at tick c rests on a round sent
-// at tick c-LeaseTicks+1 or later, so if that tick was at most LeaseTicks
-// intervals plus TickSlack ago, the lease ends no later than that long
-// after the round's send by the clock, whatever ticks were late or lost.
+// enough for a lease read at now to rely on it, and whether the lease, if
+// the core holds one, rests on a heartbeat round sent at most LeaseTicks
+// intervals plus TickSlack ago by the clock: the round left at or after
+// the tick the core names (raft.Raft.LeaseSince) was counted, so the
+// lease then ends no later than that long after the send, whatever ticks
+// were late or lost.
 func (rt *Runtime) LeaseTrusted(now time.Time) bool {
 	rt.noteGap(now)
-	oldest := rt.tickTimes[(rt.ticks+1)%uint64(len(rt.tickTimes))]
+	if !now.After(rt.leaseBlockedUntil) {
+		return false
+	}
+	since, ok := rt.core.LeaseSince()
+	if !ok {
+		return true // no lease: the core confirms with a round anyway
+	}
+	if since+uint64(len(rt.tickTimes)) <= rt.ticks {
+		return false // not in the window the times are kept for
+	}
+	sent := rt.tickTimes[since%uint64(len(rt.tickTimes))]
 	window := time.Duration(len(rt.tickTimes))*rt.cfg.TickInterval + rt.cfg.TickSlack
-	return now.After(rt.leaseBlockedUntil) && now.Sub(oldest) <= window
+	return now.Sub(sent) <= window
 }
 
 // Step feeds a message received from a peer.

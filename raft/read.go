@@ -2,6 +2,7 @@ package raft
 
 import (
 	"encoding/binary"
+	"slices"
 
 	pb "github.com/raftkv/raftkv/raftpb"
 )
@@ -157,6 +158,33 @@ func (r *Raft) LeaseValid() bool {
 func (r *Raft) LeaseTicks() int { return r.cfg.LeaseTicks }
 
 func (r *Raft) leaseTicks() uint64 { return uint64(r.cfg.LeaseTicks) }
+
+// LeaseSince returns the tick at which the newest heartbeat round that a
+// quorum answered (or a later one) was sent, if the lease is held: the
+// lease rests on that send, and the runtime checks by its clock that the
+// tick was less than the lease ago (a core's ticks may lag the clock).
+func (r *Raft) LeaseSince() (tick uint64, ok bool) {
+	if r.role != Leader || !r.leaseHeld() {
+		return 0, false
+	}
+	// The lease ends of the answers that still count, newest first: the
+	// newest one that a quorum reached is the round the lease rests on.
+	var ends []uint64
+	for _, a := range r.reads.acked {
+		if a.leaseEnd > r.ticks && !slices.Contains(ends, a.leaseEnd) {
+			ends = append(ends, a.leaseEnd)
+		}
+	}
+	slices.Sort(ends)
+	for i := len(ends) - 1; i >= 0; i-- {
+		e := ends[i]
+		if r.trk.Voters.Active(func(id pb.NodeID) bool { return id == r.id || r.reads.acked[id].leaseEnd >= e }) {
+			return e - r.leaseTicks(), true
+		}
+	}
+	// A leader that is a quorum by itself needs no answer.
+	return r.ticks, true
+}
 
 func (r *Raft) leaseHeld() bool {
 	return r.trk.Voters.Active(func(id pb.NodeID) bool {
