@@ -32,8 +32,8 @@ func TestTimingLeaderlessBackoff(t *testing.T) {
 	if _, err := c.Put(ctx(t, 5*time.Second), "k", []byte("v")); err != nil {
 		t.Fatal(err)
 	}
-	// Retries at ~10, 30, 70, 150, 250, ... 650, 750ms: the first after
-	// 700ms comes at most LeaderlessBackoffMax (100ms) later. With the
+	// Retries at ~10, 30, 70, 120, 170, ... 670, 720ms: the first after
+	// 700ms comes at most LeaderlessBackoffMax (50ms) later. With the
 	// old doubling up to 500ms it came at ~1130ms.
 	if lag := time.Since(start) - leaderless; lag > 300*time.Millisecond {
 		t.Fatalf("write acknowledged %v after the leader arrived, want within ~100ms", lag)

@@ -37,8 +37,9 @@ type Config struct {
 	// LeaderlessBackoffMax bounds the pause instead of BackoffMax while
 	// the cluster has no leader (an answer no_leader or shutting_down, or
 	// an endpoint refusing connections): an election takes a few hundred
-	// milliseconds, and a longer pause would delay the first write after
-	// it by up to BackoffMax. Default 100ms; never above BackoffMax.
+	// milliseconds (about 0.3 s after a leader's process dies), and a
+	// longer pause would delay the first write after it by up to
+	// BackoffMax. Default 50ms; never above BackoffMax.
 	LeaderlessBackoffMax time.Duration
 	// MaxConnsPerHost bounds idle connections kept per member. Default 256.
 	MaxConnsPerHost int
@@ -87,7 +88,7 @@ func New(cfg Config) (*Client, error) {
 	def(&cfg.AttemptTimeout, 10*time.Second)
 	def(&cfg.BackoffMin, 10*time.Millisecond)
 	def(&cfg.BackoffMax, 500*time.Millisecond)
-	def(&cfg.LeaderlessBackoffMax, 100*time.Millisecond)
+	def(&cfg.LeaderlessBackoffMax, 50*time.Millisecond)
 	cfg.LeaderlessBackoffMax = min(cfg.LeaderlessBackoffMax, cfg.BackoffMax)
 	if cfg.MaxConnsPerHost <= 0 {
 		cfg.MaxConnsPerHost = 256

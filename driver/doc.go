@@ -30,9 +30,13 @@
 //   - the disk-stall hand-over: a leader whose fsync has made no progress
 //     for an election timeout hands leadership to MostCaughtUpVoter, and
 //     steps down after one more.
-//   - the lease guard: a gap between ticks longer than two tick intervals
-//     (a paused process) makes lease reads fall back to ReadIndex for one
-//     election timeout.
+//   - the lease guard: a gap between ticks longer than LeaseGap (a paused
+//     process) makes lease reads fall back to ReadIndex for one election
+//     timeout, and so does a lease whose heartbeat round was sent, by the
+//     clock, longer than LeaseTicks intervals plus TickSlack ago (late
+//     ticks stretch a lease counted in ticks); ClosedPromiseTicks is the shortest
+//     vote refusal after a closed connection to the leader that this
+//     keeps safe (closed.go), and New rejects a core with a shorter one.
 //
 // Recover is the policy of a start: restore from the newest snapshot, and
 // install it in the log when the crash lost the record that did.

@@ -26,6 +26,16 @@ type Config struct {
 	// election timeout. Both drive the disk-stall hand-over and the lease
 	// guard; the core itself counts ticks.
 	TickInterval, ElectionTimeout time.Duration
+	// TickSlack is how far the ticks may fall behind the clock and still be
+	// trusted to time a lease (see closed.go): a lease read falls back to
+	// ReadIndex unless the heartbeat round the lease rests on was sent at
+	// most LeaseTicks intervals plus TickSlack ago by the clock. Default 0:
+	// ticks exactly on time, as in the simulator.
+	TickSlack time.Duration
+	// LeaseGap is the gap between ticks (a paused process) after which
+	// lease reads fall back to ReadIndex for an election timeout. Default
+	// two tick intervals.
+	LeaseGap time.Duration
 	// MaxOutstandingReadys bounds Readys handed out and not yet persisted
 	// and advanced. Default DefaultMaxOutstandingReadys.
 	MaxOutstandingReadys int
@@ -113,6 +123,12 @@ type Runtime struct {
 	lastTick time.Time
 	// leaseBlockedUntil: no lease reads before it (see Tick).
 	leaseBlockedUntil time.Time
+	// tickTimes holds the clock at the last LeaseTicks ticks, the tick
+	// numbered n at n mod LeaseTicks (the start counts as tick 0), so that
+	// LeaseTrusted can date the round a lease rests on; ticks counts the
+	// Ticks.
+	tickTimes []time.Time
+	ticks     uint64
 
 	// outstanding are the Readys handed out, oldest first; the first
 	// persisted of them are durable and wait for apply room to be advanced.
@@ -182,6 +198,19 @@ func New(cfg Config) (*Runtime, error) {
 	if cfg.SnapshotSizeFactor < 0 {
 		return nil, fmt.Errorf("driver: config: SnapshotSizeFactor %v is negative", cfg.SnapshotSizeFactor)
 	}
+	if cfg.TickSlack < 0 {
+		return nil, fmt.Errorf("driver: config: TickSlack %v is negative", cfg.TickSlack)
+	}
+	if cfg.LeaseGap <= 0 {
+		cfg.LeaseGap = 2 * cfg.TickInterval
+	}
+	lease := cfg.Core.LeaseTicks()
+	if cp := cfg.Core.ClosedPromiseTicks(); cp != 0 {
+		if want := ClosedPromiseTicks(lease, cfg.TickInterval, cfg.TickSlack); cp < want {
+			return nil, fmt.Errorf("driver: config: the core's closed-connection promise of %d ticks does not outlast a lease of %d ticks with %v of tick slack (want at least %d)",
+				cp, lease, cfg.TickSlack, want)
+		}
+	}
 	logger := cfg.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -190,6 +219,10 @@ func New(cfg Config) (*Runtime, error) {
 		handed: cfg.Snapshot.Index, lastSnap: cfg.Snapshot.Index, durableSnap: cfg.Snapshot.Index}
 	if cfg.Snapshot.Index > 0 {
 		rt.behind = []pb.SnapshotMeta{cfg.Snapshot}
+	}
+	rt.tickTimes = make([]time.Time, lease)
+	for i := range rt.tickTimes {
+		rt.tickTimes[i] = cfg.Now
 	}
 	return rt, nil
 }
@@ -230,6 +263,8 @@ func (rt *Runtime) Tick(now time.Time) error {
 		rt.persistWait = time.Time{}
 	}
 	rt.lastTick, rt.now = now, now
+	rt.ticks++
+	rt.tickTimes[rt.ticks%uint64(len(rt.tickTimes))] = now
 	if err := rt.core.Tick(); err != nil {
 		return err
 	}
@@ -245,7 +280,7 @@ func (rt *Runtime) Err() error { return rt.core.Err() }
 // noteGap blocks lease reads when the ticks stopped for more than two
 // intervals before now, and reports whether they did.
 func (rt *Runtime) noteGap(now time.Time) bool {
-	if now.Sub(rt.lastTick) <= 2*rt.cfg.TickInterval {
+	if now.Sub(rt.lastTick) <= rt.cfg.LeaseGap {
 		return false
 	}
 	if !now.Before(rt.leaseBlockedUntil) {
@@ -256,10 +291,27 @@ func (rt *Runtime) noteGap(now time.Time) bool {
 }
 
 // LeaseTrusted reports whether the tick clock has run without a gap long
-// enough for a lease read at now to rely on it.
+// enough for a lease read at now to rely on it, and whether the lease, if
+// the core holds one, rests on a heartbeat round sent at most LeaseTicks
+// intervals plus TickSlack ago by the clock: the round left at or after
+// the tick the core names (raft.Raft.LeaseSince) was counted, so the
+// lease then ends no later than that long after the send, whatever ticks
+// were late or lost.
 func (rt *Runtime) LeaseTrusted(now time.Time) bool {
 	rt.noteGap(now)
-	return now.After(rt.leaseBlockedUntil)
+	if !now.After(rt.leaseBlockedUntil) {
+		return false
+	}
+	since, ok := rt.core.LeaseSince()
+	if !ok {
+		return true // no lease: the core confirms with a round anyway
+	}
+	if since+uint64(len(rt.tickTimes)) <= rt.ticks {
+		return false // not in the window the times are kept for
+	}
+	sent := rt.tickTimes[since%uint64(len(rt.tickTimes))]
+	window := time.Duration(len(rt.tickTimes))*rt.cfg.TickInterval + rt.cfg.TickSlack
+	return now.Sub(sent) <= window
 }
 
 // Step feeds a message received from a peer.
@@ -281,6 +333,10 @@ func (rt *Runtime) LeaseRead(ctx []byte, now time.Time) error {
 	}
 	return rt.core.LeaseRead(ctx)
 }
+
+// ReportClosed passes on that the connection to id was closed by the
+// other end or refused (see closed.go).
+func (rt *Runtime) ReportClosed(id pb.NodeID) { rt.core.ReportClosed(id) }
 
 // ReportUnreachable and ReportSnapshot pass on what the transport learnt.
 func (rt *Runtime) ReportUnreachable(id pb.NodeID) { rt.core.ReportUnreachable(id) }

@@ -13,7 +13,11 @@ import (
 // is encoded and decoded as on the wire and handed straight to the
 // receiver's queue, so messages between two members arrive in the order
 // sent and never depend on loopback timing. Links can be cut (both ways or
-// one way) to make partitions. A member uses it through
+// one way) to make partitions, which close nothing, or reset (Reset), which
+// closes the connections at both ends and reconnects at once. A member
+// whose transport stops (a crash) closes its connections: every other
+// member hears ReportClosed for it, and again whenever it sends to it
+// while it is gone (a refused redial). A member uses it through
 // Config.NewTransport = net.Transport(id).
 //
 // It calls the receiver's handler on the sender's goroutine (the node's
@@ -69,6 +73,20 @@ func (nw *MemNetwork) Isolate(id pb.NodeID) {
 	}
 }
 
+// Reset reports the connections between a and b closed at both ends, as a
+// reset link does; messages keep flowing (the transport reconnects).
+func (nw *MemNetwork) Reset(a, b pb.NodeID) {
+	nw.mu.Lock()
+	ta, tb := nw.members[a], nw.members[b]
+	nw.mu.Unlock()
+	if ta != nil {
+		ta.report(func() { ta.h.ReportClosed(b) })
+	}
+	if tb != nil {
+		tb.report(func() { tb.h.ReportClosed(a) })
+	}
+}
+
 // Heal restores every link.
 func (nw *MemNetwork) Heal() {
 	nw.mu.Lock()
@@ -76,14 +94,15 @@ func (nw *MemNetwork) Heal() {
 	clear(nw.cut)
 }
 
-// route returns the live transport of to, if from can reach it.
-func (nw *MemNetwork) route(from, to pb.NodeID) *memTransport {
+// route returns the live transport of to, if from can reach it, and
+// whether the link is cut.
+func (nw *MemNetwork) route(from, to pb.NodeID) (*memTransport, bool) {
 	nw.mu.Lock()
 	defer nw.mu.Unlock()
 	if nw.cut[[2]pb.NodeID{from, to}] {
-		return nil
+		return nil, true
 	}
-	return nw.members[to]
+	return nw.members[to], false
 }
 
 // memTransport is one member's end of a MemNetwork.
@@ -110,17 +129,22 @@ func wire(m pb.Message) (pb.Message, error) {
 
 func (t *memTransport) Send(msgs []pb.Message) {
 	for _, m := range msgs {
-		if !t.deliver(m) {
+		if ok, refused := t.deliver(m); !ok {
 			t.report(func() { t.h.ReportUnreachable(m.To) })
+			if refused {
+				t.report(func() { t.h.ReportClosed(m.To) })
+			}
 		}
 	}
 }
 
-// deliver hands m to its receiver; false if it cannot be reached.
-func (t *memTransport) deliver(m pb.Message) bool {
-	to := t.nw.route(t.id, m.To)
+// deliver hands m to its receiver. It reports whether it did, and if not,
+// whether the receiver refused it as a stopped process's port does, rather
+// than a cut link swallowing it.
+func (t *memTransport) deliver(m pb.Message) (ok, refused bool) {
+	to, cut := t.nw.route(t.id, m.To)
 	if to == nil {
-		return false
+		return false, !cut
 	}
 	cp, err := wire(m)
 	if err != nil {
@@ -131,18 +155,18 @@ func (t *memTransport) deliver(m pb.Message) bool {
 	if to.clusterID == 0 {
 		to.clusterID = cid // a joining member learns it from the first peer
 	}
-	ok := !to.stopped && to.clusterID == cid
+	stopped, ok := to.stopped, !to.stopped && to.clusterID == cid
 	to.mu.Unlock()
 	if !ok {
-		return false
+		return false, stopped
 	}
 	to.mu.RLock()
 	defer to.mu.RUnlock()
 	if to.stopped {
-		return false
+		return false, true
 	}
 	to.h.HandleMessage(cp)
-	return true
+	return true, false
 }
 
 // report runs a handler report unless the transport has stopped.
@@ -171,7 +195,7 @@ func (t *memTransport) SendSnapshot(m pb.Message, data io.ReadCloser) {
 		defer t.wg.Done()
 		defer data.Close()
 		ok := false
-		if to := t.nw.route(t.id, m.To); to != nil {
+		if to, _ := t.nw.route(t.id, m.To); to != nil {
 			to.mu.RLock()
 			if !to.stopped {
 				ok = to.h.HandleSnapshot(m, data) == nil
@@ -203,6 +227,16 @@ func (t *memTransport) Stop() {
 	if t.nw.members[t.id] == t {
 		delete(t.nw.members, t.id)
 	}
+	var peers []*memTransport
+	for id, p := range t.nw.members {
+		// The connections close at both ends, unless the link is cut.
+		if !t.nw.cut[[2]pb.NodeID{t.id, id}] {
+			peers = append(peers, p)
+		}
+	}
 	t.nw.mu.Unlock()
 	t.wg.Wait()
+	for _, p := range peers {
+		p.report(func() { p.h.ReportClosed(t.id) })
+	}
 }

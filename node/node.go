@@ -172,10 +172,13 @@ func New(c Config) (*Node, error) {
 			return nil, err
 		}
 	}
+	tm := timingOf(cfg.TickInterval, cfg.ElectionTimeout)
 	core, err := raft.New(raft.Config{
 		ID: cfg.ID, Storage: storageView{n}, Applied: meta.Index,
-		ElectionTicks:       int(cfg.ElectionTimeout / cfg.TickInterval),
-		HeartbeatTicks:      1,
+		ElectionTicks:       tm.election,
+		HeartbeatTicks:      tm.heartbeat,
+		LeaseTicks:          tm.lease,
+		ClosedPromiseTicks:  tm.closedPromise,
 		Seed:                cfg.Seed,
 		MaxUncommittedBytes: cfg.MaxUncommittedBytes,
 	})
@@ -216,9 +219,11 @@ func (n *Node) bootstrap() error {
 
 // Start starts the node's goroutines and its peer transport.
 func (n *Node) Start() error {
+	tm := timingOf(n.cfg.TickInterval, n.cfg.ElectionTimeout)
 	rt, err := driver.New(driver.Config{
 		Core: n.core, Snapshot: n.ap.snap, Now: time.Now(),
-		TickInterval: n.cfg.TickInterval, ElectionTimeout: n.cfg.ElectionTimeout,
+		TickInterval: tm.tick, ElectionTimeout: n.cfg.ElectionTimeout,
+		TickSlack: tm.slack, LeaseGap: 2 * n.cfg.TickInterval,
 		MaxOutstandingReadys:    n.cfg.MaxOutstandingReadys,
 		MaxApplyJobs:            n.cfg.ApplyQueueLen,
 		SnapshotEntries:         n.cfg.SnapshotEntries,
@@ -273,7 +278,7 @@ func (n *Node) fatal(err error) {
 // call into it, and the work it then asks for is handed out.
 func (n *Node) runLoop() {
 	defer n.shutdown()
-	ticker := time.NewTicker(n.cfg.TickInterval)
+	ticker := time.NewTicker(timingOf(n.cfg.TickInterval, n.cfg.ElectionTimeout).tick)
 	defer ticker.Stop()
 	rt := n.run.rt
 	for {

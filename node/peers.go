@@ -158,6 +158,7 @@ func (n *Node) updatePeers() {
 type reportQueue struct {
 	mu          sync.Mutex
 	unreachable []pb.NodeID
+	closed      []pb.NodeID
 	snapshots   map[pb.NodeID]bool
 	abandoned   []uint64
 	notify      chan struct{}
@@ -174,6 +175,15 @@ func (q *reportQueue) unreachableTo(id pb.NodeID) {
 	q.mu.Lock()
 	if !slices.Contains(q.unreachable, id) {
 		q.unreachable = append(q.unreachable, id)
+	}
+	q.mu.Unlock()
+	q.wake()
+}
+
+func (q *reportQueue) closedBy(id pb.NodeID) {
+	q.mu.Lock()
+	if !slices.Contains(q.closed, id) {
+		q.closed = append(q.closed, id)
 	}
 	q.mu.Unlock()
 	q.wake()
@@ -202,11 +212,14 @@ func (q *reportQueue) abandonRead(id uint64) {
 func (n *Node) takeReports() {
 	q := &n.rep
 	q.mu.Lock()
-	unreachable, snaps, abandoned := q.unreachable, q.snapshots, q.abandoned
-	q.unreachable, q.snapshots, q.abandoned = nil, nil, nil
+	unreachable, closed, snaps, abandoned := q.unreachable, q.closed, q.snapshots, q.abandoned
+	q.unreachable, q.closed, q.snapshots, q.abandoned = nil, nil, nil, nil
 	q.mu.Unlock()
 	for _, id := range unreachable {
 		n.run.rt.ReportUnreachable(id)
+	}
+	for _, id := range closed {
+		n.run.rt.ReportClosed(id)
 	}
 	ids := make([]pb.NodeID, 0, len(snaps))
 	for id := range snaps {
@@ -257,6 +270,8 @@ func (h handler) HandleSnapshot(m pb.Message, data io.Reader) error {
 }
 
 func (h handler) ReportUnreachable(id pb.NodeID) { h.n.rep.unreachableTo(id) }
+
+func (h handler) ReportClosed(id pb.NodeID) { h.n.rep.closedBy(id) }
 
 func (h handler) ReportSnapshot(id pb.NodeID, ok bool) {
 	if ok {

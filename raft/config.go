@@ -46,6 +46,23 @@ type Config struct {
 	// be and still be promoted. Default 1000 entries.
 	MaxLearnerLag pb.Index
 
+	// LeaseTicks is how long, counted on the leader from its send, an
+	// answered heartbeat round backs the leader's read lease. Default (and
+	// at most) ElectionTicks/2: a voter refuses votes for ElectionTicks
+	// after the heartbeat it answered, and the other half is room for
+	// the clocks' disagreement.
+	LeaseTicks int
+	// ClosedPromiseTicks, when not zero, lets a follower that the runtime
+	// tells its connection to the leader was closed or refused
+	// (ReportClosed) cut its refusal of votes to this many ticks after the
+	// last message it answered the leader, and campaign then (closed.go).
+	// Lease reads stay safe only if these ticks of any voter outlast
+	// LeaseTicks of the leader's however the clocks and the runtime's tick
+	// delays disagree; the runtime chooses it (driver.ClosedPromiseTicks).
+	// It must exceed LeaseTicks and not exceed ElectionTicks. Default 0:
+	// the report is ignored.
+	ClosedPromiseTicks int
+
 	// DisablePreVote turns off the PreVote phase (dissertation §9.6).
 	DisablePreVote bool
 	// DisableCheckQuorum turns off CheckQuorum and the vote lease that
@@ -84,6 +101,15 @@ func (c *Config) withDefaults() (Config, error) {
 	if d.HeartbeatTicks >= d.ElectionTicks {
 		return d, fmt.Errorf("raft: config: heartbeat ticks %d must be below election ticks %d",
 			d.HeartbeatTicks, d.ElectionTicks)
+	}
+	setDefault(&d.LeaseTicks, d.ElectionTicks/2)
+	if d.LeaseTicks < 1 || d.LeaseTicks > d.ElectionTicks/2 {
+		return d, fmt.Errorf("raft: config: lease ticks %d must be in [1, election ticks/2 = %d]",
+			d.LeaseTicks, d.ElectionTicks/2)
+	}
+	if d.ClosedPromiseTicks != 0 && (d.ClosedPromiseTicks <= d.LeaseTicks || d.ClosedPromiseTicks > d.ElectionTicks) {
+		return d, fmt.Errorf("raft: config: closed-promise ticks %d must be above lease ticks %d and at most election ticks %d",
+			d.ClosedPromiseTicks, d.LeaseTicks, d.ElectionTicks)
 	}
 	return d, nil
 }

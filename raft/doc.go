@@ -25,6 +25,7 @@
 //	confs.go        membership by joint consensus (§6, Figures 10–11)
 //	read.go         ReadIndex and lease reads (§8, dissertation §6.4)
 //	transfer.go     leadership transfer (dissertation §3.10)
+//	closed.go       the early election after a closed connection to the leader
 //	node.go         Ready and Advance: the persistence contract of Figure 2
 //
 // docs/guide.md walks through the paper section by section with links to

@@ -22,6 +22,7 @@ func (r *Raft) campaign(transfer bool) {
 	if !transfer && !r.cfg.DisablePreVote {
 		r.becomePreCandidate()
 		r.requestVotes(pb.MsgPreVote, r.term+1, nil)
+		r.retryEarly()
 		return
 	}
 	r.startElection(transfer)
@@ -35,6 +36,9 @@ func (r *Raft) startElection(transfer bool) {
 		ctx = campaignTransfer
 	}
 	r.requestVotes(pb.MsgRequestVote, r.term, ctx)
+	if !transfer {
+		r.retryEarly()
+	}
 }
 
 func (r *Raft) requestVotes(t pb.MessageType, term pb.Term, ctx []byte) {
@@ -70,5 +74,8 @@ func (r *Raft) handleVoteResponse(m pb.Message) {
 		r.electionWon()
 	case quorum.VoteLost:
 		r.becomeFollower(r.term, pb.None)
+		// After a signal that the leader's connection closed, try again
+		// soon (closed.go).
+		r.retryEarly()
 	}
 }

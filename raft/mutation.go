@@ -39,12 +39,17 @@ const (
 	// answer arrives instead of from when the round it answers was sent
 	// (§6.4.1): a late answer then backs the lease past the voter's refusal.
 	MutationLeaseFromArrival
+	// MutationClosedDropsPromise lets a follower told its connection to
+	// the leader closed grant votes at once, as if the signal proved the
+	// leader dead, though its answers may still back the leader's lease.
+	MutationClosedDropsPromise
 )
 
 // Mutations lists every mutation but MutationNone.
 var Mutations = []Mutation{
 	MutationCommitOlderTerm, MutationDoubleVote, MutationSendBeforePersist, MutationSkipLogMatching,
 	MutationApplyTwice, MutationLeaseWithoutLease, MutationRestartForgetsLease, MutationLeaseFromArrival,
+	MutationClosedDropsPromise,
 }
 
 func (m Mutation) String() string {
@@ -67,6 +72,8 @@ func (m Mutation) String() string {
 		return "restart-forgets-lease"
 	case MutationLeaseFromArrival:
 		return "lease-from-arrival"
+	case MutationClosedDropsPromise:
+		return "closed-drops-promise"
 	}
 	return "unknown"
 }

@@ -85,6 +85,7 @@ func TestMutation(t *testing.T) {
 		{raft.MutationApplyTwice, chaos},
 		{raft.MutationRestartForgetsLease, func(uint64) func(testing.TB) { return leaseReadAfterVoterRestart }},
 		{raft.MutationLeaseFromArrival, func(uint64) func(testing.TB) { return leaseTimedFromLateAnswer }},
+		{raft.MutationClosedDropsPromise, func(uint64) func(testing.TB) { return closedSignalKeepsLeaseReadsSafe }},
 	} {
 		t.Run(c.m.String(), func(t *testing.T) {
 			raft.SetMutation(c.m)

@@ -48,6 +48,13 @@ type Raft struct {
 	// have answered one before it started refuses for its first election
 	// timeout too.
 	voteLeaseEnd uint64
+	// heardAt is 1 + the tick of the last message this server answered
+	// the leader of its term (0: none since it started).
+	heardAt uint64
+	// earlyCampaigns is how many early campaigns are left since the runtime
+	// reported the connection to the leader closed, with nothing heard
+	// from a leader since (closed.go).
+	earlyCampaigns int
 
 	// Leader state.
 	leadTransferee pb.NodeID
@@ -126,8 +133,13 @@ func New(c Config) (*Raft, error) {
 	if hs.Term > bootstrapTerm && !mutated(MutationRestartForgetsLease) {
 		// Only a server at a later term can have answered a leader (the
 		// answer leaves once that term is durable); one that did may be
-		// backing a lease still.
+		// backing a lease still. Every such answer was given before this
+		// start, so the shorter promise of a closed connection, counted
+		// from the start, outlasts its lease too (closed.go).
 		r.voteLeaseEnd = uint64(cfg.ElectionTicks)
+		if r.ClosedPromiseTicks() != 0 {
+			r.voteLeaseEnd = uint64(cfg.ClosedPromiseTicks)
+		}
 	}
 	if cfg.Applied > 0 {
 		if cfg.Applied > lg.lastIndex() {
@@ -287,6 +299,7 @@ func (r *Raft) becomeCandidate() {
 
 func (r *Raft) becomeLeader() {
 	r.reset(r.term)
+	r.earlyCampaigns = 0
 	r.lead = r.id
 	r.role = Leader
 	// A leader outside its latest configuration has no progress of its own
@@ -448,9 +461,11 @@ func (r *Raft) stepTerm(m pb.Message) bool {
 // answered a leader within the minimum election timeout (or may have, just
 // before it started). The rule protects both the cluster from disruptive
 // servers (§6, §9.6) and the leader's read lease (§6.4.1): a leader counts
-// an answer toward its lease for half an election timeout from when it
-// sent the heartbeat answered, and the voter that received that heartbeat
-// votes for nobody else for a full one from receiving it.
+// an answer toward its lease for LeaseTicks (at most half an election
+// timeout) from when it sent the heartbeat answered, and the voter that
+// received that heartbeat votes for nobody else for a full election
+// timeout from receiving it, or, once its connection to the leader closed,
+// for ClosedPromiseTicks (closed.go).
 func (r *Raft) inLease() bool {
 	if r.cfg.DisableCheckQuorum {
 		return false
@@ -464,6 +479,9 @@ func (r *Raft) heardLeader(from pb.NodeID) {
 	r.electionElapsed = 0
 	r.lead = from
 	r.voteLeaseEnd = r.ticks + uint64(r.cfg.ElectionTicks)
+	r.heardAt = r.ticks + 1
+	// The leader is heard: whatever closed, it lives (a reset link).
+	r.earlyCampaigns = 0
 }
 
 var campaignTransfer = []byte("transfer")

@@ -2,6 +2,7 @@ package raft
 
 import (
 	"encoding/binary"
+	"slices"
 
 	pb "github.com/raftkv/raftkv/raftpb"
 )
@@ -113,7 +114,8 @@ func (r *Raft) ReadIndex(ctx []byte) error {
 
 // LeaseRead answers at once, without a heartbeat round, when the leader
 // holds a lease (dissertation §6.4.1): CheckQuorum is on and a quorum
-// answered a heartbeat round sent less than half an election timeout ago,
+// answered a heartbeat round sent less than LeaseTicks (at most half an
+// election timeout) ago,
 // so no other leader can have been elected: a voter refuses campaigns for a
 // full election timeout after it received a leader's message (and for its
 // first election timeout after it starts), and it received the round no
@@ -134,18 +136,55 @@ func (r *Raft) LeaseRead(ctx []byte) error {
 	// the lease no longer excludes a new leader, so confirm with a round.
 	// Once TimeoutNow is sent that stays so for the term, even if the
 	// transfer is abandoned: the campaign may start late.
-	lease := r.leaseHeld() || mutated(MutationLeaseWithoutLease)
-	if r.cfg.DisableCheckQuorum || !r.committedInTerm() || !lease ||
-		r.leadTransferee != pb.None || r.leaseForfeited {
+	if !r.LeaseValid() {
 		return r.leaderReadIndex(readRequest{ctx: ctx, from: r.id})
 	}
 	r.readStates = append(r.readStates, ReadState{Index: r.log.committed, Context: ctx})
 	return nil
 }
 
-// leaseTicks is how long, from its send, an answered heartbeat round backs
-// the lease: half the voters' refusal, leaving the rest for clock drift.
-func (r *Raft) leaseTicks() uint64 { return uint64(r.cfg.ElectionTicks / 2) }
+// LeaseValid reports whether LeaseRead would answer at once: this server
+// leads, CheckQuorum is on, an entry of its term is committed, no transfer
+// is under way or was begun in the term, and the lease is held.
+func (r *Raft) LeaseValid() bool {
+	lease := r.leaseHeld() || mutated(MutationLeaseWithoutLease)
+	return r.role == Leader && !r.cfg.DisableCheckQuorum && r.committedInTerm() && lease &&
+		r.leadTransferee == pb.None && !r.leaseForfeited
+}
+
+// LeaseTicks is Config.LeaseTicks: how long, from its send, an answered
+// heartbeat round backs the lease. The runtime needs it to check that its
+// ticks kept pace with the clock over that span.
+func (r *Raft) LeaseTicks() int { return r.cfg.LeaseTicks }
+
+func (r *Raft) leaseTicks() uint64 { return uint64(r.cfg.LeaseTicks) }
+
+// LeaseSince returns the tick at which the newest heartbeat round that a
+// quorum answered (or a later one) was sent, if the lease is held: the
+// lease rests on that send, and the runtime checks by its clock that the
+// tick was less than the lease ago (a core's ticks may lag the clock).
+func (r *Raft) LeaseSince() (tick uint64, ok bool) {
+	if r.role != Leader || !r.leaseHeld() {
+		return 0, false
+	}
+	// The lease ends of the answers that still count, newest first: the
+	// newest one that a quorum reached is the round the lease rests on.
+	var ends []uint64
+	for _, a := range r.reads.acked {
+		if a.leaseEnd > r.ticks && !slices.Contains(ends, a.leaseEnd) {
+			ends = append(ends, a.leaseEnd)
+		}
+	}
+	slices.Sort(ends)
+	for i := len(ends) - 1; i >= 0; i-- {
+		e := ends[i]
+		if r.trk.Voters.Active(func(id pb.NodeID) bool { return id == r.id || r.reads.acked[id].leaseEnd >= e }) {
+			return e - r.leaseTicks(), true
+		}
+	}
+	// A leader that is a quorum by itself needs no answer.
+	return r.ticks, true
+}
 
 func (r *Raft) leaseHeld() bool {
 	return r.trk.Voters.Active(func(id pb.NodeID) bool {

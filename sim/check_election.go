@@ -10,6 +10,8 @@ import (
 // configurations: a term's leader, once seen, is its only leader.
 type electionHistory struct {
 	leaders map[pb.Term]pb.NodeID
+	// newest is the latest term a leader was seen in.
+	newest pb.Term
 }
 
 func (c *checker) checkElection(id pb.NodeID, role raft.Role, term pb.Term) {
@@ -19,6 +21,7 @@ func (c *checker) checkElection(id pb.NodeID, role raft.Role, term pb.Term) {
 	prev, ok := c.election.leaders[term]
 	if !ok {
 		c.election.leaders[term] = id
+		c.election.newest = max(c.election.newest, term)
 		c.s.stats.Leaders++
 		return
 	}

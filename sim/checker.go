@@ -210,4 +210,7 @@ func (c *checker) sweep() {
 			c.observe(r)
 		}
 	}
+	if c.s.err == nil {
+		c.checkLeases()
+	}
 }

@@ -40,6 +40,8 @@
 //   - linearizable reads (§6.4, lease reads §6.4.1: an answer reaches
 //     every index committed anywhere before the read was asked)
 //     check_reads.go
+//   - leases (§6.4.1: no leader would answer a lease read once a later
+//     term elected a leader)  closed.go
 //
 // and that no replica's durable commit index passes its durable log (the
 // core's own commit index may run ahead of the durable log while Readys
@@ -56,6 +58,10 @@
 // election timeout (the lease margin); where both nemeses meet, the
 // bridge's link to the leader is slow and the bridge may instead stop
 // hearing the leader while its late answers are still on their way.
+// On two thirds of the seeds the network reports closed connections as a
+// kernel would (a crashed replica's, a refused send to one that is down),
+// and falsely too (links reset at random, partitions answering with RST),
+// and the replicas elect early on them (closed.go).
 //
 // In the liveness phase every fault heals and every crashed replica
 // restarts; a leader must then commit a fresh proposal within

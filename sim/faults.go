@@ -80,6 +80,16 @@ type params struct {
 	// the runtime's lease guard must turn into a ReadIndex.
 	pauseRate     float64
 	pauseTicksMax int
+
+	// leaseTicks is the cores' LeaseTicks (0: the default). closedSignal
+	// turns on closed-connection reports and the early election they
+	// allow; resetRate resets a link between running replicas, and
+	// rstPartitions makes every partition report its cut links closed
+	// (closed.go).
+	leaseTicks    int
+	closedSignal  bool
+	resetRate     float64
+	rstPartitions bool
 }
 
 func randomParams(rng *rand.Rand) params {
@@ -233,6 +243,10 @@ func (s *Sim) randomEvents() {
 	}
 	if s.now >= s.stillUntil && s.chance(p.partitionRate) {
 		s.partition()
+		s.rstPartition()
+	}
+	if s.chance(p.resetRate) {
+		s.resetLink()
 	}
 	if s.chance(p.proposeRate) {
 		s.proposeRandom()

@@ -17,17 +17,19 @@ import (
 // first seed that catches each (seeds 1 and up, the default store and
 // state machine) was, once the simulator drove the node's runtime
 // (driver.Runtime, with I/O completing late and in any order the node's
-// goroutines allow), the lease ran from the heartbeat's send and some
-// seeds had slow messages:
+// goroutines allow), the lease ran from the heartbeat's send, some seeds
+// had slow messages, and most had closed-connection reports with the
+// direct lease check (closed.go):
 //
-//	commit-older-term       6    commitment rule (§5.4.2, Figure 8)
+//	commit-older-term       1    commitment rule (§5.4.2, Figure 8)
 //	double-vote             1    the core's invariants (one vote per term)
 //	send-before-persist     1    persistence (Figure 2)
 //	skip-log-matching      16    Log Matching (§5.3)
 //	apply-twice             1    the runtime's in-order hand-out check
-//	lease-without-lease    20    linearizable reads (§6.4.1)
-//	restart-forgets-lease 370    linearizable reads (§6.4.1), lease nemesis
-//	lease-from-arrival     56    linearizable reads (§6.4.1), slow messages
+//	lease-without-lease    26    the lease check (§6.4.1)
+//	restart-forgets-lease 418    the lease check (§6.4.1), lease nemesis
+//	lease-from-arrival     35    the lease check (§6.4.1), slow messages
+//	closed-drops-promise  245    the lease check (§6.4.1), closed connections
 const mutationSeeds = 1000
 
 // TestMutation shows that the checkers have teeth: with the core built with

@@ -30,6 +30,10 @@ type envelope struct {
 	// never inside the sender's Ready loop (the transport's reporter runs
 	// apart from the node).
 	lost bool
+	// closed marks a notification too: m.To's connection to m.From closed
+	// (closed.go), meant for m.To's incarnation toInc.
+	closed bool
+	toInc  uint64
 }
 
 type envHeap []*envelope
@@ -142,6 +146,10 @@ func (n *network) deliverDue(s *Sim) {
 
 func (n *network) deliver(s *Sim, env *envelope) {
 	m := env.m
+	if env.closed {
+		n.deliverClosed(s, env)
+		return
+	}
 	if env.lost {
 		n.undeliverable(s, env.fromInc, m)
 		return
@@ -157,6 +165,9 @@ func (n *network) deliver(s *Sim, env *envelope) {
 	case !to.up():
 		s.trace.add(event{kind: evDrop, msg: m, text: "receiver down"})
 		n.undeliverable(s, env.fromInc, m)
+		if !n.isCut(m.From, m.To) {
+			s.refused(m, env.fromInc)
+		}
 		return
 	case n.isCut(m.From, m.To):
 		s.trace.add(event{kind: evDrop, msg: m, text: "partitioned"})

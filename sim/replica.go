@@ -295,6 +295,7 @@ func (s *Sim) crash(r *replica, why string) {
 		s.stats.TornCrashes++
 	}
 	s.trace.add(event{kind: evCrash, node: r.id, text: why})
+	s.closedByCrash(r.id)
 }
 
 // countRuntime adds what r's runtime did to the run's stats (at a crash,
@@ -349,6 +350,14 @@ func (s *Sim) start(r *replica) {
 		Seed:           mix64(s.seed ^ uint64(r.id)<<32 ^ r.incarnation),
 		MaxMsgBytes:    s.p.maxMsgBytes,
 		MaxLearnerLag:  s.p.maxLearnerLag,
+		LeaseTicks:     s.p.leaseTicks,
+	}
+	if s.p.closedSignal {
+		lease := cfg.LeaseTicks
+		if lease == 0 {
+			lease = cfg.ElectionTicks / 2
+		}
+		cfg.ClosedPromiseTicks = driver.ClosedPromiseTicks(lease, tickDuration, 0)
 	}
 	cfg.DisablePreVote, cfg.DisableCheckQuorum = s.p.disablePreVote, s.p.disableCheckQuorum
 	core, err := raft.New(cfg)

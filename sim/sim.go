@@ -67,6 +67,10 @@ type Stats struct {
 	// What the runtimes' policy did (driver.Counters), summed over
 	// replicas and incarnations.
 	GroupCommits, PipelineFull, StallHandOvers, LeaseGaps uint64
+	// ClosedReports counts closed-connection reports delivered, and
+	// ClosedLeader those about the leader the replica was following, which
+	// shorten its vote refusal (closed.go).
+	ClosedReports, ClosedLeader uint64
 }
 
 // Result is the outcome of a run.
@@ -114,6 +118,7 @@ func New(opt Options) *Sim {
 	return newSim(opt, func(rng *rand.Rand) params {
 		p := randomParams(rng)
 		slowMessages(&p, rand.New(rand.NewPCG(opt.Seed, 0x510e)))
+		closedSignals(&p, rand.New(rand.NewPCG(opt.Seed, 0xc105ed)))
 		return p
 	})
 }

@@ -26,6 +26,7 @@ func (h *countingHandler) HandleMessage(m raftpb.Message) {
 }
 func (h *countingHandler) HandleSnapshot(raftpb.Message, io.Reader) error { return nil }
 func (h *countingHandler) ReportUnreachable(raftpb.NodeID)                {}
+func (h *countingHandler) ReportClosed(raftpb.NodeID)                     {}
 func (h *countingHandler) ReportSnapshot(raftpb.NodeID, bool)             {}
 
 // BenchmarkSendThroughput measures one peer stream over loopback: Send is

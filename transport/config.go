@@ -61,6 +61,11 @@ type Handler interface {
 	// ReportUnreachable says that messages to id were dropped: its queue
 	// was full, or its connection is down.
 	ReportUnreachable(id raftpb.NodeID)
+	// ReportClosed says that the connection to id was closed by the other
+	// end (end of stream, reset) or a new one refused: what a member
+	// whose process died leaves behind. A partition (timeouts) never
+	// reports it; a reset link or a firewall answering with RST may.
+	ReportClosed(id raftpb.NodeID)
 	// ReportSnapshot says whether a snapshot sent with SendSnapshot was
 	// fully received and accepted by id.
 	ReportSnapshot(id raftpb.NodeID, ok bool)

@@ -6,7 +6,9 @@
 // Send never blocks: each message goes to a bounded queue of its peer and is
 // written by that peer's writer goroutine; when a queue is full, or the peer
 // cannot be reached, messages are dropped, counted, and the Handler hears
-// ReportUnreachable (Raft resends). SendSnapshot streams a snapshot over a
+// ReportUnreachable (Raft resends); when the peer closed the connection or
+// refused a new one, as a dead process's kernel does, it also hears
+// ReportClosed (a timeout never counts). SendSnapshot streams a snapshot over a
 // connection of its own, chunk by chunk, and reports the outcome with
 // ReportSnapshot. Arriving messages go to Handler.HandleMessage; arriving
 // snapshots to Handler.HandleSnapshot as an io.Reader.
@@ -34,8 +36,8 @@
 //     writer before it redials.
 //   - snapshot sender (at most one per peer, while a transfer runs): owns
 //     the snapshot connection and the caller's data; calls ReportSnapshot.
-//   - reporter (one): delivers ReportUnreachable and refused-snapshot
-//     reports, so that no Handler method runs on a goroutine that is inside
+//   - reporter (one): delivers ReportUnreachable, ReportClosed and
+//     refused-snapshot reports, so that no Handler method runs on a goroutine that is inside
 //     a Transport method.
 //
 // All but the watcher are counted in Transport.wg, which Stop waits for; a

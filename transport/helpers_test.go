@@ -76,6 +76,7 @@ type snapReport struct {
 type recorder struct {
 	msgs        chan raftpb.Message
 	unreachable chan raftpb.NodeID
+	closed      chan raftpb.NodeID
 	snapReports chan snapReport
 	// onSnapshot handles HandleSnapshot; by default the data is drained.
 	onSnapshot func(m raftpb.Message, data io.Reader) error
@@ -85,6 +86,7 @@ func newRecorder() *recorder {
 	return &recorder{
 		msgs:        make(chan raftpb.Message, 1<<16),
 		unreachable: make(chan raftpb.NodeID, 1<<10),
+		closed:      make(chan raftpb.NodeID, 1<<10),
 		snapReports: make(chan snapReport, 64),
 	}
 }
@@ -103,6 +105,13 @@ func (r *recorder) ReportUnreachable(id raftpb.NodeID) {
 	select {
 	case r.unreachable <- id:
 	default: // the test only needs to know it happened
+	}
+}
+
+func (r *recorder) ReportClosed(id raftpb.NodeID) {
+	select {
+	case r.closed <- id:
+	default:
 	}
 }
 

@@ -5,11 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/raftkv/raftkv/raftpb"
@@ -117,10 +119,21 @@ func (p *peer) run() {
 		p.t.warnLimited("transport: peer unreachable", slog.Uint64("peer", uint64(p.id)), slog.Any("err", err))
 		p.dropQueued()
 		p.t.reports.reportUnreachable(p.id)
+		if closedByPeer(err) {
+			p.t.reports.reportClosed(p.id)
+		}
 		if !p.waitBackoff(bo.next()) {
 			return
 		}
 	}
+}
+
+// closedByPeer reports whether err says the other end closed the
+// connection (end of stream, reset, a broken pipe) or refused a new one,
+// as the kernel does for a process that died; a timeout does not.
+func closedByPeer(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EPIPE)
 }
 
 // connect dials the peer and completes the transport handshake.

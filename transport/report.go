@@ -10,7 +10,7 @@ import (
 	"github.com/raftkv/raftkv/raftpb"
 )
 
-// reporter delivers ReportUnreachable and refused-snapshot reports from its
+// reporter delivers ReportUnreachable, ReportClosed and refused-snapshot reports from its
 // own goroutine. Send and SendSnapshot run on the caller's goroutine (often
 // the node's), and a Handler that queues into that same node could
 // deadlock if called synchronously there. Reports for one id coalesce while
@@ -19,6 +19,7 @@ import (
 type reporter struct {
 	mu          sync.Mutex
 	unreachable map[raftpb.NodeID]struct{}
+	closed      map[raftpb.NodeID]struct{}
 	snapFailed  map[raftpb.NodeID]struct{}
 	wake        chan struct{} // capacity 1: a pending wake-up
 }
@@ -26,12 +27,15 @@ type reporter struct {
 func newReporter() *reporter {
 	return &reporter{
 		unreachable: make(map[raftpb.NodeID]struct{}),
+		closed:      make(map[raftpb.NodeID]struct{}),
 		snapFailed:  make(map[raftpb.NodeID]struct{}),
 		wake:        make(chan struct{}, 1),
 	}
 }
 
 func (r *reporter) reportUnreachable(id raftpb.NodeID) { r.add(r.unreachable, id) }
+
+func (r *reporter) reportClosed(id raftpb.NodeID) { r.add(r.closed, id) }
 
 func (r *reporter) reportSnapshotFailed(id raftpb.NodeID) { r.add(r.snapFailed, id) }
 
@@ -54,9 +58,12 @@ func (r *reporter) run(ctx context.Context, h Handler) {
 			return
 		case <-r.wake:
 		}
-		unreachable, snapFailed := r.take()
+		unreachable, closed, snapFailed := r.take()
 		for _, id := range unreachable {
 			h.ReportUnreachable(id)
+		}
+		for _, id := range closed {
+			h.ReportClosed(id)
 		}
 		for _, id := range snapFailed {
 			h.ReportSnapshot(id, false)
@@ -64,10 +71,10 @@ func (r *reporter) run(ctx context.Context, h Handler) {
 	}
 }
 
-func (r *reporter) take() (unreachable, snapFailed []raftpb.NodeID) {
+func (r *reporter) take() (unreachable, closed, snapFailed []raftpb.NodeID) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return drainSorted(r.unreachable), drainSorted(r.snapFailed)
+	return drainSorted(r.unreachable), drainSorted(r.closed), drainSorted(r.snapFailed)
 }
 
 func drainSorted(set map[raftpb.NodeID]struct{}) []raftpb.NodeID {

@@ -1,0 +1,35 @@
+package driver
+
+import "time"
+
+// ClosedPromiseTicks is the smallest raft.Config.ClosedPromiseTicks that
+// keeps lease reads safe with ticks of the given interval, a lease of
+// leaseTicks, and the given TickSlack: the number of ticks a voter told
+// its connection to the leader closed still refuses votes after the tick
+// at which it last answered the leader (raft/closed.go), and a restarted
+// voter refuses them after its start.
+//
+// The leader's side: a lease read is answered only while the lease rests
+// on a round sent at most leaseTicks ticks ago and LeaseTrusted holds: the
+// tick in which that round was sent was counted, by the clock, at most
+// leaseTicks intervals plus the slack ago, and the round left after it. So
+// the lease ends at most leaseTicks*tick + slack after the send, by the
+// clock, whatever ticks were late or lost.
+//
+// The voter's side: it answered the heartbeat at some moment x no earlier
+// than the send, while its core counted tick r; it refuses until its core
+// counts tick r+k. Ticks are counted one at a time by the goroutine that
+// answered, so tick r+1 is counted after x, however late; a ticker holds at
+// most one tick pending and drops the ones due meanwhile, so tick r+2 is
+// due after tick r+1 was taken, and every later one at least an interval
+// after the one before. Tick r+k thus comes at least (k-2) intervals after
+// x, and a late tick only makes it later. A start counts as the tick of
+// every answer given before it.
+//
+// So (k-2)*tick >= leaseTicks*tick + slack, with one tick more for the two
+// clocks' rate difference (parts per million over well under a second):
+// k = leaseTicks + 3 + ceil(slack/tick).
+func ClosedPromiseTicks(leaseTicks int, tick, slack time.Duration) int {
+	slackTicks := int((slack + tick - 1) / tick)
+	return leaseTicks + 3 + slackTicks
+}

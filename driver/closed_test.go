@@ -1,0 +1,119 @@
+package driver
+
+import (
+	"testing"
+	"time"
+
+	"github.com/raftkv/raftkv/raft"
+	pb "github.com/raftkv/raftkv/raftpb"
+)
+
+// closedFollower is member 1 of three, following member 2 in term 2, with
+// the closed-connection promise the runtime's timing needs.
+func closedFollower(t *testing.T, slack time.Duration) *Runtime {
+	t.Helper()
+	hs, ents, err := raft.Bootstrap([]pb.NodeID{1, 2, 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := &memLog{MemoryStorage: raft.NewMemoryStorage()}
+	if err := log.Save(hs, nil, ents); err != nil {
+		t.Fatal(err)
+	}
+	core, err := raft.New(raft.Config{ID: 1, Storage: log, ElectionTicks: 20, HeartbeatTicks: 2, Seed: 1,
+		LeaseTicks: 4, ClosedPromiseTicks: ClosedPromiseTicks(4, tick, slack)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, err := New(Config{Core: core, Now: t0, TickInterval: tick, ElectionTimeout: 20 * tick, TickSlack: slack})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rt.Step(pb.Message{Type: pb.MsgHeartbeat, From: 2, To: 1, Term: 2}); err != nil {
+		t.Fatal(err)
+	}
+	return rt
+}
+
+// TestRuntimeClosedReport shows that a closed connection to the leader
+// reaches the core: its election timer jumps forward.
+func TestRuntimeClosedReport(t *testing.T) {
+	now := t0
+	rt := closedFollower(t, tick/2)
+	for range 3 {
+		now = now.Add(tick)
+		if err := rt.Tick(now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := rt.Core().Status().ElectionElapsed
+	rt.ReportClosed(2)
+	if after := rt.Core().Status().ElectionElapsed; after <= before {
+		t.Fatalf("election timer %d -> %d: the report did not reach the core", before, after)
+	}
+}
+
+// TestRuntimeRejectsShortClosedPromise shows that the runtime refuses a
+// core whose closed-connection promise would not outlast the lease given
+// its tick slack.
+func TestRuntimeRejectsShortClosedPromise(t *testing.T) {
+	log := &memLog{MemoryStorage: raft.NewMemoryStorage()}
+	want := ClosedPromiseTicks(4, tick, 2*tick)
+	core, err := raft.New(raft.Config{ID: 1, Storage: log, ElectionTicks: 20, HeartbeatTicks: 2,
+		LeaseTicks: 4, ClosedPromiseTicks: want - 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(Config{Core: core, Now: t0, TickInterval: tick, ElectionTimeout: 20 * tick, TickSlack: 2 * tick}); err == nil {
+		t.Fatalf("a promise of %d ticks accepted, want at least %d", want-1, want)
+	}
+}
+
+// TestRuntimeLeaseKeepsPace shows the lease guard against ticks that fall
+// behind the clock without any one gap long enough to count as a pause:
+// once the followers stop answering, the leader's core holds the lease for
+// LeaseTicks ticks after the last round they answered was sent, but with
+// ticks every 1.5 intervals (the run loop too slow for its ticker) that
+// would stretch it by half, so lease reads fall back to ReadIndex as soon
+// as that round was sent more than LeaseTicks intervals plus TickSlack ago
+// by the clock.
+func TestRuntimeLeaseKeepsPace(t *testing.T) {
+	const slack = tick / 2
+	c := newTCluster(t, 3, func(cfg *Config) { cfg.TickSlack = slack })
+	lead := c.elect()
+	c.tick() // a round every follower answers
+	if !lead.rt.LeaseTrusted(c.now) {
+		t.Fatal("lease not trusted with regular ticks")
+	}
+	core := lead.rt.Core()
+	since, ok := core.LeaseSince()
+	if !ok {
+		t.Fatal("no lease after a round every follower answered")
+	}
+	sent := c.now // the round left in the tick just counted
+	window := time.Duration(core.LeaseTicks())*tick + slack
+	fellBack := false
+	for i := 0; i < core.LeaseTicks(); i++ {
+		c.now = c.now.Add(tick + tick/2) // each tick half an interval late: below the gap guard
+		if err := lead.rt.Tick(c.now); err != nil {
+			t.Fatal(err)
+		}
+		lead.rt.Work() // the followers hear nothing more
+		if s, ok := core.LeaseSince(); ok && s != since {
+			t.Fatalf("the lease moved to the round of tick %d with nobody answering", s)
+		}
+		trusted := lead.rt.LeaseTrusted(c.now)
+		if trusted && core.LeaseValid() && c.now.Sub(sent) > window {
+			t.Fatalf("lease trusted %v after the round it rests on was sent, past %v", c.now.Sub(sent), window)
+		}
+		if !trusted && core.LeaseValid() {
+			fellBack = true
+		}
+	}
+	if lead.rt.Counters().LeaseGaps != 0 {
+		t.Fatal("the gap guard fired: the test shows nothing")
+	}
+	if !fellBack {
+		t.Fatal("lease reads never fell back while the core still held a lease stretched by late ticks")
+	}
+}
