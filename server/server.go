@@ -45,6 +45,8 @@ type Server struct {
 	raftHeaders atomic.Pointer[raftHeaderValues] // responseWriter's cache
 	// Concurrent reads share barriers (readbarrier.go).
 	linearizableReads, leaseReads *readCoalescer
+	// writeExpiries times out single-key writes (RequestTimeout).
+	writeExpiries *expiries
 
 	metrics   *metrics     // metrics.go
 	peerHTTP  *http.Client // ui.go: fetches other members' views
@@ -148,6 +150,7 @@ func open(cfg Config) (*Server, error) {
 	s.watches.stop = make(chan struct{})
 	s.linearizableReads = newReadCoalescer(n.ReadIndex, cfg.Limits.RequestTimeout)
 	s.leaseReads = newReadCoalescer(n.LeaseRead, cfg.Limits.RequestTimeout)
+	s.writeExpiries = newExpiries(cfg.Limits.RequestTimeout)
 	m.bind(s)
 	s.clusterID.Store(clusterID)
 	if cfg.TLS != nil {
