@@ -271,6 +271,38 @@ func (n *Node) Leader() (lead pb.NodeID, term pb.Term, role raft.Role) {
 	return pb.NodeID(n.pub.lead.Load()), pb.Term(n.pub.term.Load()), raft.Role(n.pub.role.Load())
 }
 
+// Member returns member id as the configuration in force lists it,
+// without a trip to the run goroutine (unlike Status): for hot paths that
+// need one member's addresses.
+func (n *Node) Member(id pb.NodeID) (Member, bool) {
+	n.shared.mu.Lock()
+	defer n.shared.mu.Unlock()
+	for _, m := range n.shared.members {
+		if m.ID == id {
+			return m, true
+		}
+	}
+	return Member{}, false
+}
+
+// WaitApplied returns nil once this member has applied index, or ctx's
+// error, or ErrStopped.
+func (n *Node) WaitApplied(ctx context.Context, index pb.Index) error {
+	if pb.Index(n.pub.applied.Load()) >= index {
+		return nil
+	}
+	done := make(chan error, 1)
+	n.whenApplied(index, done)
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-n.life.stopc:
+		return ErrStopped
+	}
+}
+
 // ClusterID returns the cluster id in force: configured, derived at
 // bootstrap, or learned from the leader when joining (0 until then).
 func (n *Node) ClusterID() uint64 {

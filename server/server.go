@@ -228,6 +228,13 @@ func (s *Server) serve() {
 // Node returns the member's node (for tests and embedding).
 func (s *Server) Node() *node.Node { return s.node }
 
+// LinearizableBarrier is a linearizable read barrier (the node's
+// ReadIndex) shared with the other reads that arrive meanwhile, as the
+// member's own linearizable reads share theirs.
+func (s *Server) LinearizableBarrier(ctx context.Context) error {
+	return s.linearizableReads.wait(ctx)
+}
+
 // Store returns the member's state machine.
 func (s *Server) Store() *kv.Store { return s.store }
 
