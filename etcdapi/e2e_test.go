@@ -73,7 +73,7 @@ func newEClusterWith(t *testing.T, tlsCfg *tls.Config, tune func(*server.Config)
 		if err != nil {
 			t.Fatal(err)
 		}
-		e, err := etcdapi.New(etcdapi.Config{ID: cfg.ID, Node: s.Node(), Store: s.Store(), Lessor: s, Logger: logger, TLS: tlsCfg,
+		e, err := etcdapi.New(etcdapi.Config{ID: cfg.ID, Node: s.Node(), Store: s.Store(), Lessor: s, ReadBarrier: s.LinearizableBarrier, Logger: logger, TLS: tlsCfg,
 			RequestTimeout: 3 * time.Second, ProgressInterval: 200 * time.Millisecond, ElectionTimeout: cfg.ElectionTimeout})
 		if err != nil {
 			t.Fatal(err)

@@ -58,6 +58,10 @@ type Config struct {
 	TLS *tls.Config
 	// RequestTimeout bounds a proposal or read barrier. Default 5s.
 	RequestTimeout time.Duration
+	// ReadBarrier, if set, is the linearizable read barrier, in place of
+	// Node.ReadIndex: the raftkv server's, which shares one barrier among
+	// the reads that arrive together.
+	ReadBarrier func(context.Context) error
 	// MaxRequestBytes bounds a request. Default 1.5 MiB plus the store's
 	// largest value.
 	MaxRequestBytes int
@@ -207,12 +211,8 @@ func (s *Server) leader(ctx context.Context) (*grpc.ClientConn, context.Context,
 	if lead == raftpb.None {
 		return nil, ctx, errNoLeader
 	}
-	addr := ""
-	for _, m := range s.cfg.Node.Status().Members {
-		if m.ID == lead {
-			addr = m.EtcdAddr
-		}
-	}
+	m, _ := s.cfg.Node.Member(lead)
+	addr := m.EtcdAddr
 	if addr == "" {
 		return nil, ctx, errNoLeader
 	}
@@ -291,8 +291,12 @@ func (s *Server) barrier(ctx context.Context, serializable bool) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 	defer cancel()
+	barrier := s.cfg.ReadBarrier
+	if barrier == nil {
+		barrier = s.cfg.Node.ReadIndex
+	}
 	for {
-		err := s.cfg.Node.ReadIndex(ctx)
+		err := barrier(ctx)
 		if err == nil {
 			return nil
 		}
@@ -317,17 +321,15 @@ func (s *Server) catchUp(ctx context.Context, md metadata.MD) error {
 	if err != nil {
 		return nil
 	}
-	for uint64(s.cfg.Store.AppliedIndex()) < index {
-		select {
-		case <-ctx.Done():
-			// Applied on the leader; this member is behind.
-			return rpctypes.ErrGRPCTimeoutWaitAppliedIndex
-		case <-s.stopc:
-			return rpctypes.ErrGRPCStopped
-		case <-time.After(time.Millisecond):
-		}
+	switch err := s.cfg.Node.WaitApplied(ctx, raftpb.Index(index)); {
+	case err == nil:
+		return nil
+	case ctx.Err() != nil:
+		// Applied on the leader; this member is behind.
+		return rpctypes.ErrGRPCTimeoutWaitAppliedIndex
+	default:
+		return rpctypes.ErrGRPCStopped
 	}
-	return nil
 }
 
 // pause waits a moment between attempts; false when ctx ended.

@@ -18,11 +18,20 @@ import (
 // ErrNoSpace, ErrStopped (none of these applied anything) or
 // ErrUnknownOutcome.
 func (n *Node) Propose(ctx context.Context, cmd []byte) (any, error) {
+	return n.ProposeUntil(ctx, cmd, nil)
+}
+
+// ProposeUntil is Propose that also gives up when expired is closed, as
+// it would when ctx's deadline passed (the error wraps
+// context.DeadlineExceeded). It lets a server share one coarse timer
+// among many requests instead of deriving a context with its own timer
+// for each; a nil expired never closes.
+func (n *Node) ProposeUntil(ctx context.Context, cmd []byte, expired <-chan struct{}) (any, error) {
 	p := &proposal{data: cmd, done: make(chan outcome, 1)}
 	if err := n.submit(p); err != nil {
 		return nil, err
 	}
-	return n.wait(ctx, p)
+	return n.wait(ctx, p, expired)
 }
 
 // ProposeBatch proposes cmds in order, as consecutive entries when the
@@ -41,7 +50,7 @@ func (n *Node) ProposeBatch(ctx context.Context, cmds [][]byte) (out []any, errs
 	}
 	for i, p := range ps {
 		if p != nil {
-			out[i], errs[i] = n.wait(ctx, p)
+			out[i], errs[i] = n.wait(ctx, p, nil)
 		}
 	}
 	return out, errs
@@ -59,10 +68,11 @@ func (n *Node) submit(p *proposal) error {
 	}
 }
 
-// wait returns p's outcome. When ctx ends or the node stops first, a
-// proposal the run goroutine has not taken is withdrawn (it will never
-// apply); one it took may still apply, so the outcome is unknown.
-func (n *Node) wait(ctx context.Context, p *proposal) (any, error) {
+// wait returns p's outcome. When ctx ends, expired closes or the node
+// stops first, a proposal the run goroutine has not taken is withdrawn (it
+// will never apply); one it took may still apply, so the outcome is
+// unknown.
+func (n *Node) wait(ctx context.Context, p *proposal, expired <-chan struct{}) (any, error) {
 	select {
 	case o := <-p.done:
 		return o.val, o.err
@@ -82,11 +92,19 @@ func (n *Node) wait(ctx context.Context, p *proposal) (any, error) {
 		}
 		return nil, ErrUnknownOutcome
 	case <-ctx.Done():
-		if p.state.CompareAndSwap(proposalWaiting, proposalAbandoned) {
-			return nil, fmt.Errorf("node: proposal not sent: %w", ctx.Err())
-		}
-		return nil, fmt.Errorf("%w: %w", ErrUnknownOutcome, ctx.Err())
+		return nil, p.abandon(ctx.Err())
+	case <-expired:
+		return nil, p.abandon(context.DeadlineExceeded)
 	}
+}
+
+// abandon ends the caller's wait for p because of cause: withdrawn if the
+// run goroutine has not taken it, of unknown outcome if it has.
+func (p *proposal) abandon(cause error) error {
+	if p.state.CompareAndSwap(proposalWaiting, proposalAbandoned) {
+		return fmt.Errorf("node: proposal not sent: %w", cause)
+	}
+	return fmt.Errorf("%w: %w", ErrUnknownOutcome, cause)
 }
 
 // propose runs in the run goroutine: it takes p and whatever else is
@@ -251,6 +269,38 @@ type Status struct {
 // copying the full status.
 func (n *Node) Leader() (lead pb.NodeID, term pb.Term, role raft.Role) {
 	return pb.NodeID(n.pub.lead.Load()), pb.Term(n.pub.term.Load()), raft.Role(n.pub.role.Load())
+}
+
+// Member returns member id as the configuration in force lists it,
+// without a trip to the run goroutine (unlike Status): for hot paths that
+// need one member's addresses.
+func (n *Node) Member(id pb.NodeID) (Member, bool) {
+	n.shared.mu.Lock()
+	defer n.shared.mu.Unlock()
+	for _, m := range n.shared.members {
+		if m.ID == id {
+			return m, true
+		}
+	}
+	return Member{}, false
+}
+
+// WaitApplied returns nil once this member has applied index, or ctx's
+// error, or ErrStopped.
+func (n *Node) WaitApplied(ctx context.Context, index pb.Index) error {
+	if pb.Index(n.pub.applied.Load()) >= index {
+		return nil
+	}
+	done := make(chan error, 1)
+	n.whenApplied(index, done)
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-n.life.stopc:
+		return ErrStopped
+	}
 }
 
 // ClusterID returns the cluster id in force: configured, derived at

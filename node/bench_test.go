@@ -4,9 +4,13 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -33,7 +37,7 @@ func BenchmarkPropose(b *testing.B) {
 			var next atomic.Int64
 			var wg sync.WaitGroup
 			b.ResetTimer()
-			start := time.Now()
+			start, cpu0, io0, msgs0 := time.Now(), processCPU(b), processIO(b), c.messagesReceived()
 			for range p {
 				wg.Add(1)
 				go func() {
@@ -54,11 +58,15 @@ func BenchmarkPropose(b *testing.B) {
 			}
 			wg.Wait()
 			elapsed := time.Since(start)
+			cpu, io, msgs := processCPU(b)-cpu0, processIO(b).minus(io0), c.messagesReceived()-msgs0
 			b.StopTimer()
 			slices.Sort(lat)
 			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "proposals/s")
 			b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
 			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/op")
+			io.report(b)
+			b.ReportMetric(float64(msgs)/float64(b.N), "messages/op")
 		})
 	}
 }
@@ -90,6 +98,19 @@ func newBenchClusterAt(b *testing.B, heartbeat, election time.Duration) benchClu
 
 func (c benchCluster) leaderOf() pb.NodeID { return c.leader() }
 
+// messagesReceived counts the Raft messages the members have received so far
+// (the transport may join several sent into one).
+func (c benchCluster) messagesReceived() uint64 {
+	var n uint64
+	for _, m := range c.members {
+		st, _ := m.n.TransportStats()
+		for _, p := range st.Peers {
+			n += p.Received
+		}
+	}
+	return n
+}
+
 // BenchmarkReadIndex measures linearizable read barriers on the leader of
 // a 3-member cluster over loopback TCP, with 64 concurrent readers.
 func BenchmarkReadIndex(b *testing.B) {
@@ -101,7 +122,7 @@ func BenchmarkReadIndex(b *testing.B) {
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	b.ResetTimer()
-	start := time.Now()
+	start, cpu0, io0, msgs0 := time.Now(), processCPU(b), processIO(b), c.messagesReceived()
 	for range 64 {
 		wg.Add(1)
 		go func() {
@@ -115,7 +136,55 @@ func BenchmarkReadIndex(b *testing.B) {
 		}()
 	}
 	wg.Wait()
+	cpu, io, msgs := processCPU(b)-cpu0, processIO(b).minus(io0), c.messagesReceived()-msgs0
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "reads/s")
+	b.ReportMetric(float64(msgs)/float64(b.N), "messages/op")
+	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/op")
+	io.report(b)
+}
+
+// processCPU is the CPU time (user and system) the process has used: the
+// three members together, which on a machine shared with other work is a
+// steadier figure than proposals/s.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// ioCounts are the process's read and write system calls (all files and
+// sockets), from /proc/self/io: how many a proposal costs is a figure that
+// the machine's other load does not move.
+type ioCounts struct{ reads, writes int64 }
+
+func processIO(b *testing.B) ioCounts {
+	data, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		b.Skipf("no /proc/self/io: %v", err)
+	}
+	var c ioCounts
+	for _, line := range strings.Split(string(data), "\n") {
+		k, v, _ := strings.Cut(line, ": ")
+		n, _ := strconv.ParseInt(v, 10, 64)
+		switch k {
+		case "syscr":
+			c.reads = n
+		case "syscw":
+			c.writes = n
+		}
+	}
+	return c
+}
+
+func (c ioCounts) minus(o ioCounts) ioCounts {
+	return ioCounts{reads: c.reads - o.reads, writes: c.writes - o.writes}
+}
+
+func (c ioCounts) report(b *testing.B) {
+	b.ReportMetric(float64(c.reads)/float64(b.N), "read-syscalls/op")
+	b.ReportMetric(float64(c.writes)/float64(b.N), "write-syscalls/op")
 }
 
 // BenchmarkLeaseRead measures lease reads on the leader of a 3-member

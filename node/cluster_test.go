@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -513,4 +514,36 @@ func TestIsolatedLeaderIsReplaced(t *testing.T) {
 	}
 	c.net.Heal()
 	c.waitConverged(2)
+}
+
+// TestProposeUntilExpires shows ProposeUntil giving up when its expiry
+// channel closes, as Propose does at its context's deadline: a proposal a
+// leader without a quorum took ends with an unknown outcome wrapping
+// context.DeadlineExceeded.
+func TestProposeUntilExpires(t *testing.T) {
+	// A long election timeout: the leader keeps leading (check quorum
+	// would make it step down and fail the proposal) until the expiry.
+	c := newTClusterWith(t, 3, 0, func(c *tcluster) {
+		c.tweak = func(cfg *node.Config) { cfg.ElectionTimeout = 2 * time.Second }
+	})
+	lead := c.leader()
+	c.propose(1)
+	for id := range c.members {
+		if id != lead {
+			c.stop(id)
+		}
+	}
+	expired := make(chan struct{})
+	time.AfterFunc(200*time.Millisecond, func() { close(expired) })
+	start := time.Now()
+	_, err := c.members[lead].n.ProposeUntil(context.Background(), cmd(2), expired)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("ProposeUntil without a quorum: %v, want an error wrapping context.DeadlineExceeded", err)
+	}
+	if !errors.Is(err, node.ErrUnknownOutcome) && !strings.Contains(err.Error(), "not sent") {
+		t.Fatalf("ProposeUntil without a quorum: %v, want an unknown outcome or not sent", err)
+	}
+	if waited := time.Since(start); waited < 200*time.Millisecond {
+		t.Fatalf("ProposeUntil gave up after %v, before the channel closed", waited)
+	}
 }

@@ -75,7 +75,8 @@ type Limits struct {
 	// it requests are answered 429 busy at once. Default 1024.
 	MaxConcurrentRequests int
 	// RequestTimeout bounds a proposal or read barrier. A proposal still
-	// unapplied then answers 504 unknown_outcome. Default 5s.
+	// unapplied then answers 504 unknown_outcome. Single-key writes share
+	// coarse timers and may time out up to 1/32 of it later. Default 5s.
 	RequestTimeout time.Duration
 	// MaxHeaderBytes bounds the request line and headers; it must leave
 	// room for a 4096-byte key percent-encoded. Default 64 KiB.

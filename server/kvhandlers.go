@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -78,10 +77,10 @@ func (s *Server) write(w http.ResponseWriter, r *http.Request, op kv.Op, key str
 	if !s.refuseForAlarm(w, op) {
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Limits.RequestTimeout)
-	defer cancel()
+	// RequestTimeout from a shared timer (expiries), not a context of its
+	// own: the timeout may run up to 1/32 longer.
 	start := time.Now()
-	out, err := s.node.Propose(ctx, kv.EncodeCommand(cmd))
+	out, err := s.node.ProposeUntil(r.Context(), kv.EncodeCommand(cmd), s.writeExpiries.after(s.cfg.Limits.RequestTimeout))
 	s.metrics.proposed(start, err)
 	if err != nil {
 		s.nodeError(w, r, err)

@@ -45,6 +45,8 @@ type Server struct {
 	raftHeaders atomic.Pointer[raftHeaderValues] // responseWriter's cache
 	// Concurrent reads share barriers (readbarrier.go).
 	linearizableReads, leaseReads *readCoalescer
+	// writeExpiries times out single-key writes (RequestTimeout).
+	writeExpiries *expiries
 
 	metrics   *metrics     // metrics.go
 	peerHTTP  *http.Client // ui.go: fetches other members' views
@@ -148,6 +150,7 @@ func open(cfg Config) (*Server, error) {
 	s.watches.stop = make(chan struct{})
 	s.linearizableReads = newReadCoalescer(n.ReadIndex, cfg.Limits.RequestTimeout)
 	s.leaseReads = newReadCoalescer(n.LeaseRead, cfg.Limits.RequestTimeout)
+	s.writeExpiries = newExpiries(cfg.Limits.RequestTimeout)
 	m.bind(s)
 	s.clusterID.Store(clusterID)
 	if cfg.TLS != nil {
@@ -224,6 +227,13 @@ func (s *Server) serve() {
 
 // Node returns the member's node (for tests and embedding).
 func (s *Server) Node() *node.Node { return s.node }
+
+// LinearizableBarrier is a linearizable read barrier (the node's
+// ReadIndex) shared with the other reads that arrive meanwhile, as the
+// member's own linearizable reads share theirs.
+func (s *Server) LinearizableBarrier(ctx context.Context) error {
+	return s.linearizableReads.wait(ctx)
+}
 
 // Store returns the member's state machine.
 func (s *Server) Store() *kv.Store { return s.store }

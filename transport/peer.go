@@ -230,9 +230,10 @@ func watch(conn net.Conn) error {
 	return errUnexpectedData
 }
 
-// writeBatch encodes batch into the buffered writer and flushes once. On
-// error every message of the batch counts as dropped: which of them
-// reached the peer is unknowable.
+// writeBatch coalesces batch (coalesce), encodes it into the buffered
+// writer and flushes once. On error every message of the batch counts as
+// dropped: which of them reached the peer is unknowable. A message joined
+// into another counts as sent or dropped with it.
 func (p *peer) writeBatch(conn net.Conn, bw *bufio.Writer, batch []raftpb.Message) error {
 	if len(batch) == 0 {
 		return nil
@@ -241,6 +242,9 @@ func (p *peer) writeBatch(conn net.Conn, bw *bufio.Writer, batch []raftpb.Messag
 		p.dropped.Add(uint64(len(batch)))
 		return err
 	}
+	n := len(batch)
+	batch = coalesce(batch)
+	joined := n - len(batch)
 	written := 0
 	for i := range batch {
 		p.scratch = appendMessageFrame(p.scratch[:0], &batch[i])
@@ -251,7 +255,7 @@ func (p *peer) writeBatch(conn net.Conn, bw *bufio.Writer, batch []raftpb.Messag
 			continue
 		}
 		if _, err := bw.Write(p.scratch); err != nil {
-			p.dropped.Add(uint64(len(batch) - i + written))
+			p.dropped.Add(uint64(len(batch) - i + written + joined))
 			return err
 		}
 		written++
@@ -260,10 +264,10 @@ func (p *peer) writeBatch(conn net.Conn, bw *bufio.Writer, batch []raftpb.Messag
 		p.scratch = nil
 	}
 	if err := bw.Flush(); err != nil {
-		p.dropped.Add(uint64(written))
+		p.dropped.Add(uint64(written + joined))
 		return err
 	}
-	p.sent.Add(uint64(written))
+	p.sent.Add(uint64(written + joined))
 	return nil
 }
 

@@ -244,6 +244,33 @@ func (c *Cluster) CPUTime() time.Duration {
 	return total
 }
 
+// IOCounts are read and write system calls (syscr and syscw of
+// /proc/<pid>/io).
+type IOCounts struct{ Reads, Writes int64 }
+
+// IOCounts sums the members' system calls so far.
+func (c *Cluster) IOCounts() IOCounts {
+	var total IOCounts
+	for _, p := range c.procs {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", p.Process.Pid))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			k, v, _ := strings.Cut(line, ": ")
+			var n int64
+			fmt.Sscan(v, &n)
+			switch k {
+			case "syscr":
+				total.Reads += n
+			case "syscw":
+				total.Writes += n
+			}
+		}
+	}
+	return total
+}
+
 // ProcCPU reads utime and stime of pid from /proc; 0 if it cannot.
 func ProcCPU(pid int) time.Duration {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))

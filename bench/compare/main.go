@@ -41,7 +41,8 @@ type options struct {
 	// raftkvBatchOps is the raftkv client's MaxBatchOps (1: no batching).
 	raftkvBatchOps int
 	modes          string
-	rows           []workload // the workloads of modes
+	rowIDs         string     // -rows: ids of the rows to run, or all
+	rows           []workload // the workloads of modes (and -rows)
 	tools          bool       // also run wrk and h2load
 	benchDir       string     // the bench module's directory
 }
@@ -58,10 +59,11 @@ func main() {
 	flag.StringVar(&o.profileDir, "profile", "", "save a CPU profile of the raftkv leader for each workload in this directory")
 	flag.IntVar(&o.raftkvBatchOps, "raftkv-batch-ops", 0, "raftkv client's MaxBatchOps: 0 the default, 1 no batching (every call its own HTTP request)")
 	flag.StringVar(&o.modes, "modes", modeBatched+","+modeIndependent, "client modes to run: batched (one shared Go client, coalescing into /v1/batch), independent (a connection per client, plain requests), or both")
+	flag.StringVar(&o.rowIDs, "rows", "", "run only these rows of the selected modes, by id (comma-separated; a row's id is its profile name, like ind-put-64); all if empty")
 	flag.BoolVar(&o.tools, "tools", false, "after the loadgen rows, also run wrk (and h2load against raftkv) on each cluster's leader")
 	flag.Parse()
 	var err error
-	if o.rows, err = selectWorkloads(o.modes); err != nil {
+	if o.rows, err = selectWorkloads(o.modes, o.rowIDs); err != nil {
 		fmt.Fprintln(os.Stderr, "compare:", err)
 		os.Exit(2)
 	}

@@ -60,8 +60,12 @@ var allWorkloads = []workload{
 	{name: "put, independent, 1-member raftkv", slug: "single-put", op: loadgen.OpPut, clients: 1, independent: true, single: true},
 }
 
-// selectWorkloads returns the rows of the modes named (comma-separated).
-func selectWorkloads(modes string) ([]workload, error) {
+// id names a row for -rows, as its profile file does: slug-clients.
+func (w workload) id() string { return fmt.Sprintf("%s-%d", w.slug, w.clients) }
+
+// selectWorkloads returns the rows of the modes named (comma-separated),
+// and of those only the rows whose ids ids names, unless it is empty.
+func selectWorkloads(modes, ids string) ([]workload, error) {
 	want := map[string]bool{}
 	for _, m := range strings.Split(modes, ",") {
 		m = strings.TrimSpace(m)
@@ -70,10 +74,24 @@ func selectWorkloads(modes string) ([]workload, error) {
 		}
 		want[m] = true
 	}
+	pick := map[string]bool{}
+	for _, id := range strings.Split(ids, ",") {
+		if id = strings.TrimSpace(id); id != "" {
+			pick[id] = false
+		}
+	}
 	var out []workload
 	for _, w := range allWorkloads {
 		if (w.independent && want[modeIndependent]) || (!w.independent && want[modeBatched]) {
-			out = append(out, w)
+			if _, ok := pick[w.id()]; ok || len(pick) == 0 {
+				pick[w.id()] = true
+				out = append(out, w)
+			}
+		}
+	}
+	for id, found := range pick {
+		if !found {
+			return nil, fmt.Errorf("-rows: no row %q in modes %s", id, modes)
 		}
 	}
 	return out, nil
@@ -85,6 +103,10 @@ func selectWorkloads(modes string) ([]workload, error) {
 type measurement struct {
 	loadgen.Result
 	serverCPUPerOp, clientCPUPerOp time.Duration
+	// serverReadsPerOp and serverWritesPerOp are the members' read and
+	// write system calls per operation (sockets and files; fsyncs are not
+	// counted): a cost the machine's other load does not move.
+	serverReadsPerOp, serverWritesPerOp float64
 	// otherCores is the CPU the rest of the machine used meanwhile, in
 	// cores: above about 0.1, another job was competing.
 	otherCores float64
@@ -216,8 +238,8 @@ func runAll(ctx context.Context, c *cluster.Cluster, o options, rows []int, open
 		if err != nil {
 			return nil, fmt.Errorf("%s %s: %w", c.Name, w.name, err)
 		}
-		fmt.Fprintf(os.Stderr, "%-6s %-42s %3d clients  %8.0f ops/s  p50 %-8v p99 %-8v errors %d  CPU/op members %v loadgen %v  other load %.2f cores\n",
-			c.Name, w.name, w.clients, m.OpsPerSec, m.P50, m.P99, m.Errors, m.serverCPUPerOp, m.clientCPUPerOp, m.otherCores)
+		fmt.Fprintf(os.Stderr, "%-6s %-42s %3d clients  %8.0f ops/s  p50 %-8v p99 %-8v errors %d  CPU/op members %v loadgen %v  syscalls/op members %.2f read %.2f write  other load %.2f cores\n",
+			c.Name, w.name, w.clients, m.OpsPerSec, m.P50, m.P99, m.Errors, m.serverCPUPerOp, m.clientCPUPerOp, m.serverReadsPerOp, m.serverWritesPerOp, m.otherCores)
 		if m.FirstErr != nil {
 			fmt.Fprintf(os.Stderr, "       first error: %v\n", m.FirstErr)
 		}
@@ -281,21 +303,24 @@ func waitQuiet(ctx context.Context, c *cluster.Cluster, limit time.Duration) err
 // measure runs one workload, sampling CPU times when the warm-up ends and
 // when the run does, and profiling the raftkv leader if asked.
 func measure(ctx context.Context, c *cluster.Cluster, s loadgen.Store, w workload, o options) (measurement, error) {
-	type sample struct{ server, client, system time.Duration }
+	type sample struct {
+		server, client, system time.Duration
+		io                     cluster.IOCounts
+	}
 	started := make(chan sample, 1)
 	go func() {
 		select {
 		case <-ctx.Done():
 		case <-time.After(o.warmup):
 		}
-		started <- sample{c.CPUTime(), cluster.SelfCPU(), cluster.SystemBusy()}
+		started <- sample{c.CPUTime(), cluster.SelfCPU(), cluster.SystemBusy(), c.IOCounts()}
 	}()
 	wait := func() {}
 	if c.Name == "raftkv" {
 		wait = profileLeader(ctx, c.ClientAddrs, w, o)
 	}
 	r, err := loadgen.Run(ctx, s, config(o, w))
-	end := sample{c.CPUTime(), cluster.SelfCPU(), cluster.SystemBusy()}
+	end := sample{c.CPUTime(), cluster.SelfCPU(), cluster.SystemBusy(), c.IOCounts()}
 	wait()
 	begin := <-started
 	if err != nil {
@@ -307,6 +332,8 @@ func measure(ctx context.Context, c *cluster.Cluster, s loadgen.Store, w workloa
 	if r.Ops > 0 {
 		m.serverCPUPerOp = (end.server - begin.server) / time.Duration(r.Ops)
 		m.clientCPUPerOp = (end.client - begin.client) / time.Duration(r.Ops)
+		m.serverReadsPerOp = float64(end.io.Reads-begin.io.Reads) / float64(r.Ops)
+		m.serverWritesPerOp = float64(end.io.Writes-begin.io.Writes) / float64(r.Ops)
 	}
 	return m, nil
 }

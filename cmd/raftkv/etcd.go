@@ -14,7 +14,8 @@ func startEtcd(s *server.Server, cfg server.Config, l net.Listener, advertise st
 		return nil, nil
 	}
 	e, err := etcdapi.New(etcdapi.Config{ID: cfg.ID, Node: s.Node(), Store: s.Store(), Lessor: s,
-		Advertise: advertise, TLS: cfg.TLS, RequestTimeout: cfg.Limits.RequestTimeout, ElectionTimeout: cfg.ElectionTimeout, Logger: cfg.Logger})
+		Advertise: advertise, TLS: cfg.TLS, RequestTimeout: cfg.Limits.RequestTimeout, ReadBarrier: s.LinearizableBarrier,
+		ElectionTimeout: cfg.ElectionTimeout, Logger: cfg.Logger})
 	if err != nil {
 		return nil, err
 	}
