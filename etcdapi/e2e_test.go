@@ -34,6 +34,7 @@ type ecluster struct {
 	servers []*server.Server
 	etcds   []*etcdapi.Server
 	addrs   []string
+	cfgs    []server.Config // each member's, for a restart
 }
 
 func newECluster(t *testing.T) *ecluster { return newEClusterWith(t, nil, nil) }
@@ -73,13 +74,8 @@ func newEClusterWith(t *testing.T, tlsCfg *tls.Config, tune func(*server.Config)
 		if err != nil {
 			t.Fatal(err)
 		}
-		e, err := etcdapi.New(etcdapi.Config{ID: cfg.ID, Node: s.Node(), Store: s.Store(), Lessor: s, ReadBarrier: s.LinearizableBarrier, Logger: logger, TLS: tlsCfg,
-			RequestTimeout: 3 * time.Second, ProgressInterval: 200 * time.Millisecond, ElectionTimeout: cfg.ElectionTimeout})
-		if err != nil {
-			t.Fatal(err)
-		}
-		e.Serve(els[i])
-		c.servers, c.etcds, c.addrs = append(c.servers, s), append(c.etcds, e), append(c.addrs, e.Addr())
+		e := startEtcd(t, s, cfg, els[i])
+		c.servers, c.etcds, c.addrs, c.cfgs = append(c.servers, s), append(c.etcds, e), append(c.addrs, e.Addr()), append(c.cfgs, cfg)
 	}
 	t.Cleanup(func() {
 		for i := range c.servers {
@@ -89,6 +85,42 @@ func newEClusterWith(t *testing.T, tlsCfg *tls.Config, tune func(*server.Config)
 	})
 	c.waitPublished()
 	return c
+}
+
+// startEtcd serves etcd's API for member s on l.
+func startEtcd(t *testing.T, s *server.Server, cfg server.Config, l net.Listener) *etcdapi.Server {
+	t.Helper()
+	e, err := etcdapi.New(etcdapi.Config{ID: cfg.ID, Node: s.Node(), Store: s.Store(), Lessor: s, ReadBarrier: s.LinearizableBarrier, Logger: cfg.Logger, TLS: cfg.TLS,
+		RequestTimeout: 3 * time.Second, ProgressInterval: 200 * time.Millisecond, ElectionTimeout: cfg.ElectionTimeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Serve(l)
+	return e
+}
+
+// restart stops member i and starts it again from its data directory,
+// listening for peers on peer and for clients on fresh ports.
+func (c *ecluster) restart(i int, peer net.Listener) {
+	c.t.Helper()
+	c.etcds[i].Stop()
+	c.servers[i].Close()
+	cl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	el, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	cfg := c.cfgs[i]
+	cfg.PeerListener, cfg.ClientListener, cfg.AdvertisePeer, cfg.AdvertiseClient = peer, cl, "", ""
+	s, err := server.Start(cfg)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	e := startEtcd(c.t, s, cfg, el)
+	c.servers[i], c.etcds[i], c.addrs[i], c.cfgs[i] = s, e, e.Addr(), cfg
 }
 
 // leader returns the index of the leading member.
@@ -821,4 +853,88 @@ func TestEtcdKeepAliveLooksAgainAfterBarrier(t *testing.T) {
 	if n := lessor.calls.Load(); n != 2 {
 		t.Fatalf("renewals asked of the lessor: %d, want 2", n)
 	}
+}
+
+// TestEtcdMemberUpdate changes a follower's peer URL through another
+// follower (forwarded to the leader): MemberList shows the new URL on
+// the others, an unknown member, another member's URL and two URLs are
+// refused with etcd's errors, and the member restarted to listen on the
+// new address is reached there (its old one is gone) and catches up.
+func TestEtcdMemberUpdate(t *testing.T) {
+	c := newECluster(t)
+	lead := c.leader()
+	target, via := (lead+1)%3, (lead+2)%3
+	cli := c.client(c.addrs[via])
+	ctx := ctxT(t)
+	id := uint64(target + 1)
+	other := c.servers[lead].Node().Status().Members[lead].PeerAddr
+	for _, tc := range []struct {
+		id   uint64
+		urls []string
+		want error
+	}{
+		{99, []string{"http://127.0.0.1:1"}, rpctypes.ErrMemberNotFound},
+		{id, []string{"http://" + other}, rpctypes.ErrPeerURLExist},
+		{id, []string{"http://127.0.0.1:1", "http://127.0.0.1:2"}, rpctypes.ErrMemberBadURLs},
+	} {
+		if _, err := cli.MemberUpdate(ctx, tc.id, tc.urls); !errors.Is(err, tc.want) {
+			t.Fatalf("update of %d to %v: %v, want %v", tc.id, tc.urls, err, tc.want)
+		}
+	}
+	nl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + nl.Addr().String()
+	up, err := cli.MemberUpdate(ctx, id, []string{url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	peerURL := func(ms []*etcdserverpb.Member) string {
+		for _, m := range ms {
+			if m.ID == id && len(m.PeerURLs) == 1 {
+				return m.PeerURLs[0]
+			}
+		}
+		return ""
+	}
+	if got := peerURL(up.Members); got != url {
+		t.Fatalf("the update's answer shows member %d at %q, want %q", id, got, url)
+	}
+	// The others apply it; the member itself hears of it once it is
+	// reachable at the new address.
+	listShows := func(a string) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			ml, err := c.client(a).MemberList(ctx, clientv3.WithSerializable())
+			if err == nil && peerURL(ml.Members) == url {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("member list from %s: %v %v, want member %d at %s", a, ml, err, id, url)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	listShows(c.addrs[lead])
+	listShows(c.addrs[via])
+	c.restart(target, nl)
+	put, err := c.client(c.addrs[lead]).Put(ctx, "after-move", "v")
+	if err != nil {
+		t.Fatal(err)
+	}
+	moved := c.client(c.addrs[target])
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		g, err := moved.Get(ctx, "after-move", clientv3.WithSerializable())
+		if err == nil && len(g.Kvs) == 1 && g.Kvs[0].ModRevision == put.Header.Revision {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the member restarted at its new peer address never got the put: %v %v", g, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	listShows(c.addrs[target])
 }
