@@ -296,6 +296,7 @@ func watchProblems(watchers [][]*wSegment, acked []ackedWrite, notApplied map[st
 			where := fmt.Sprintf("watcher %d segment %d (listed at %d)", wi, si, s.ListRev)
 			st := maps.Clone(s.List)
 			var prevID eventID
+			atRev := map[string]bool{} // keys changed at prevID.rev
 			var progress int64
 			for _, e := range s.Entries {
 				if e.Progress > 0 {
@@ -308,9 +309,13 @@ func watchProblems(watchers [][]*wSegment, acked []ackedWrite, notApplied map[st
 					report("%s: event %v at or below the list's revision", where, e)
 				case id.rev <= progress:
 					report("%s: event %v delivered after a progress notification at %d", where, e, progress)
-				case prevID.rev != 0 && (id.rev < prevID.rev || (id.rev == prevID.rev && id.key <= prevID.key)):
+				case id.rev < prevID.rev || (id.rev == prevID.rev && atRev[id.key]):
 					report("%s: event %v repeated or out of order after %d %s", where, e, prevID.rev, prevID.key)
 				}
+				if id.rev != prevID.rev {
+					clear(atRev)
+				}
+				atRev[id.key] = true // one revision may change several keys, in any order
 				prevID = id
 				cur, present := st[e.KV.Key]
 				switch {

@@ -189,6 +189,18 @@ func (f *fakeStore) del(key string) {
 	f.at[f.rev] = maps.Clone(f.state)
 }
 
+// revoke deletes keys in one revision, in the order given, as a lease's
+// expiry does.
+func (f *fakeStore) revoke(keys ...string) {
+	f.rev++
+	for _, key := range keys {
+		cur := f.state[key]
+		f.events = append(f.events, wEntry{Delete: true, KV: wkv{Key: key, Mod: f.rev}, HasPrev: true, Prev: cur})
+		delete(f.state, key)
+	}
+	f.at[f.rev] = maps.Clone(f.state)
+}
+
 // segment is what a correct watcher sees listing at from and watching up
 // to to, with a progress notification at progress (0: none).
 func (f *fakeStore) segment(from, to, progress int64) *wSegment {
@@ -214,14 +226,17 @@ func (f *fakeStore) segment(from, to, progress int64) *wSegment {
 // revision, a refused write that shows up, and a watcher that stopped short.
 func TestWatchCheck(t *testing.T) {
 	f := newFakeStore()
-	f.put("k8s/pods/0", "a")    // 2
-	f.put("k8s/pods/1", "b")    // 3
-	f.put("k8s/events/0", "e0") // 4
-	f.put("k8s/pods/0", "a2")   // 5
-	f.del("k8s/pods/1")         // 6
-	f.del("k8s/events/0")       // 7: the lease expired
-	f.put("k8s/pods/1", "b2")   // 8
-	f.put("k8s/pods/0", "a3")   // 9
+	f.put("k8s/pods/0", "a")                 // 2
+	f.put("k8s/pods/1", "b")                 // 3
+	f.put("k8s/events/0", "e0")              // 4
+	f.put("k8s/pods/0", "a2")                // 5
+	f.del("k8s/pods/1")                      // 6
+	f.del("k8s/events/0")                    // 7: the lease expired
+	f.put("k8s/pods/1", "b2")                // 8
+	f.put("k8s/pods/0", "a3")                // 9
+	f.put("k8s/events/1", "e1")              // 10
+	f.put("k8s/events/2", "e2")              // 11
+	f.revoke("k8s/events/2", "k8s/events/1") // 12: one lease, two keys
 	final, finalList := f.rev, maps.Clone(f.state)
 	watchers := func() [][]*wSegment {
 		return [][]*wSegment{
