@@ -41,9 +41,11 @@ import (
 //     lease among the events of half a second as the API server does;
 //   - a compactor records the revision it saw under a compare on the
 //     version of a key of its own, and compacts at the revision it saw on
-//     its previous round, every second (never above what the coordination
-//     watchers of coordclients.go have seen, which follow shared/ from
-//     revision 1).
+//     its previous round, every half second (never above what the
+//     coordination watchers of coordclients.go have seen, which follow
+//     shared/ from revision 1);
+//   - at the end of the run, checkCompacted shows that a page and a watch
+//     at a compacted revision are refused as compacted.
 
 const (
 	etcdPort         = 2379 // a member's --listen-etcd
@@ -363,9 +365,9 @@ func (k *k8sClients) eventWriter() {
 	}
 }
 
-// compactor compacts every half second at the revision it saw a round before,
-// recording it first under a compare on its key's version, as the API
-// servers agree on who compacts.
+// compactor compacts every half second at the revision it saw a round
+// before, recording each revision under a compare on its key's version, as
+// the API servers agree on who compacts.
 func (k *k8sClients) compactor() {
 	w := k.w
 	defer w.wg.Done()
