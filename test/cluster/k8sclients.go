@@ -527,7 +527,7 @@ func (w *workload) checkK8s() []string {
 	k.mu.Unlock()
 	cli := w.etcdClient(nil)
 	defer cli.Close()
-	problems = append(problems, k.checkCompacted(cli)...)
+	problems = append(problems, k.checkCompacted()...)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
@@ -605,11 +605,17 @@ func (w *workload) checkK8s() []string {
 // reflectors and the lister expect: it reads a first page at R, writes
 // twice, compacts at the second write, and asks for the next page at R and
 // for a watch from R+1.
-func (k *k8sClients) checkCompacted(cli *clientv3.Client) []string {
+//
+// Every request goes to one member: it answers the compaction once it has
+// applied it, while another member may not have yet and may still serve
+// the old revisions, as an etcd member may.
+func (k *k8sClients) checkCompacted() []string {
 	for try := 0; try < 20; try++ {
+		cli := k.w.etcdClient(k.w.someMember())
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		problems, err := k.compactedOnce(ctx, cli)
 		cancel()
+		cli.Close()
 		if err == nil {
 			return problems
 		}
