@@ -33,7 +33,7 @@ import (
 //     revision, sometimes slowly enough for compaction to overtake it,
 //     and then lists again from the start;
 //   - reflectors list k8s/ and watch it from the list's revision with
-//     prev_kv and progress notifications (progress requested every 300ms),
+//     prev_kv and progress notifications (progress requested every 500ms),
 //     resuming from the last revision after errors and on a schedule, on
 //     another member, sometimes after a stall; a compacted revision makes
 //     them list again;
@@ -188,7 +188,7 @@ func (k *k8sClients) writer(id int) {
 	defer cli.Close()
 	cache := map[int]txnCell{}
 	for seq := 0; !w.stopped(); seq++ {
-		time.Sleep(25 * time.Millisecond)
+		time.Sleep(40 * time.Millisecond)
 		obj := rand.IntN(k8sObjects)
 		key := k8sObjKey(obj)
 		c, known := cache[obj]
@@ -271,7 +271,13 @@ func (k *k8sClients) list(cli *clientv3.Client, client int, from, end string, pa
 		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(k8sPageLimit)}
 		if rev != 0 {
 			opts = append(opts, clientv3.WithRev(rev))
-			time.Sleep(pause)
+			if pause > 0 {
+				select {
+				case <-w.stop:
+					return 0, nil, errors.New("the workload stopped")
+				case <-time.After(pause):
+				}
+			}
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), w.cfg.timeout/2)
 		c := w.now()
@@ -311,7 +317,7 @@ func (k *k8sClients) lister(id int) {
 	cli := w.etcdClient(nil)
 	defer cli.Close()
 	for !w.stopped() {
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond)
 		var pause time.Duration
 		if rand.IntN(4) == 0 {
 			pause = 1200 * time.Millisecond // a slow client: compaction may overtake it
@@ -335,7 +341,7 @@ func (k *k8sClients) eventWriter() {
 	var lease clientv3.LeaseID
 	var granted time.Time
 	for seq := 0; !w.stopped(); seq++ {
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(200 * time.Millisecond)
 		ctx, cancel := context.WithTimeout(context.Background(), w.cfg.timeout)
 		if lease == 0 || time.Since(granted) > 500*time.Millisecond {
 			g, err := cli.Grant(ctx, k8sEventTTL)
@@ -470,7 +476,7 @@ func (k *k8sClients) watch(ctx context.Context, cli *clientv3.Client, r *reflect
 	r.mu.Unlock()
 	wch := cli.Watch(wctx, k8sPrefix, clientv3.WithPrefix(), clientv3.WithRev(from), clientv3.WithPrevKV(), clientv3.WithProgressNotify())
 	rotate := time.After(time.Second + rand.N(2*time.Second))
-	tick := time.NewTicker(300 * time.Millisecond)
+	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		select {
