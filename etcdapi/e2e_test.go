@@ -19,6 +19,9 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/raftkv/raftkv/etcdapi"
 	"github.com/raftkv/raftkv/node"
@@ -937,4 +940,57 @@ func TestEtcdMemberUpdate(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	listShows(c.addrs[target])
+}
+
+// TestEtcdTxnRetryAfterCompaction sends one transaction twice with the
+// same idempotency key, as a member forwarding a retry does: the second is
+// answered from the exactly-once table with the first's read, and once
+// compaction has removed the revision that read saw, it is refused as
+// compacted rather than answered with an empty range.
+func TestEtcdTxnRetryAfterCompaction(t *testing.T) {
+	c := newECluster(t)
+	cli := c.client()
+	ctx := ctxT(t)
+	if _, err := cli.Put(ctx, "k", "v1"); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(c.addrs[c.leader()], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	kvc := etcdserverpb.NewKVClient(conn)
+	req := &etcdserverpb.TxnRequest{
+		Compare: []*etcdserverpb.Compare{{Key: []byte("k"), Target: etcdserverpb.Compare_MOD, Result: etcdserverpb.Compare_EQUAL,
+			TargetUnion: &etcdserverpb.Compare_ModRevision{ModRevision: 999}}},
+		Success: []*etcdserverpb.RequestOp{{Request: &etcdserverpb.RequestOp_RequestPut{RequestPut: &etcdserverpb.PutRequest{Key: []byte("k"), Value: []byte("x")}}}},
+		Failure: []*etcdserverpb.RequestOp{{Request: &etcdserverpb.RequestOp_RequestRange{RequestRange: &etcdserverpb.RangeRequest{Key: []byte("k")}}}},
+	}
+	fctx := metadata.AppendToOutgoingContext(ctx, "raftkv-forwarded", "1", "raftkv-idempotency-key", "retry-after-compaction")
+	read := func() (string, error) {
+		r, err := kvc.Txn(fctx, req)
+		if err != nil {
+			return "", err
+		}
+		kvs := r.Responses[0].GetResponseRange().Kvs
+		if r.Succeeded || len(kvs) != 1 {
+			return "", fmt.Errorf("answer %v", r)
+		}
+		return string(kvs[0].Value), nil
+	}
+	for try := range 2 {
+		if v, err := read(); err != nil || v != "v1" {
+			t.Fatalf("attempt %d: %q %v, want the failure branch's read of v1", try, v, err)
+		}
+	}
+	p, err := cli.Put(ctx, "k", "v2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Compact(ctx, p.Header.Revision); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := read(); !errors.Is(rpctypes.Error(err), rpctypes.ErrCompacted) {
+		t.Fatalf("a retry after compaction: %q %v, want %v", v, err, rpctypes.ErrCompacted)
+	}
 }
