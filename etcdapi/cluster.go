@@ -13,8 +13,6 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/raftkv/raftkv/node"
 	raftpb "github.com/raftkv/raftkv/raftpb"
@@ -70,6 +68,9 @@ func peerAddr(urls []string) (string, error) {
 			return "", rpctypes.ErrGRPCMemberBadURLs
 		}
 		u = p.Host
+	}
+	if u == "" {
+		return "", rpctypes.ErrGRPCMemberBadURLs
 	}
 	return u, nil
 }
@@ -184,8 +185,41 @@ func (c *clusterServer) memberPromote(ctx context.Context, r *pb.MemberPromoteRe
 	return &pb.MemberPromoteResponse{Header: c.s.header(0), Members: c.s.members()}, nil
 }
 
-func (c *clusterServer) MemberUpdate(context.Context, *pb.MemberUpdateRequest) (*pb.MemberUpdateResponse, error) {
-	return nil, status.Error(codes.Unimplemented, "etcdserver: raftkv does not change a member's peer address; remove and add it")
+func (c *clusterServer) MemberUpdate(ctx context.Context, r *pb.MemberUpdateRequest) (*pb.MemberUpdateResponse, error) {
+	if _, err := peerAddr(r.PeerURLs); err != nil {
+		return nil, err
+	}
+	return onLeader(ctx, c.s, false, func(ctx context.Context) (*pb.MemberUpdateResponse, error) { return c.memberUpdate(ctx, r) },
+		func(c *grpc.ClientConn, ctx context.Context, o grpc.CallOption) (*pb.MemberUpdateResponse, error) {
+			return pb.NewClusterClient(c).MemberUpdate(ctx, r, o)
+		})
+}
+
+// memberUpdate changes a member's peer address in the replicated member
+// table; every member's transport then dials the new one.
+func (c *clusterServer) memberUpdate(ctx context.Context, r *pb.MemberUpdateRequest) (*pb.MemberUpdateResponse, error) {
+	addr, err := peerAddr(r.PeerURLs)
+	if err != nil {
+		return nil, err
+	}
+	if !c.s.isMember(r.ID) {
+		return nil, rpctypes.ErrGRPCMemberNotFound
+	}
+	for _, m := range c.s.cfg.Node.Status().Members {
+		if m.PeerAddr == addr && uint64(m.ID) != r.ID {
+			return nil, rpctypes.ErrGRPCPeerURLExist
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.s.cfg.RequestTimeout)
+	defer cancel()
+	err = c.s.changeConf(ctx, func(ctx context.Context) error { return c.s.cfg.Node.SetPeerAddr(ctx, raftpb.NodeID(r.ID), addr) })
+	if errors.Is(err, node.ErrInvalidChange) {
+		return nil, rpctypes.ErrGRPCPeerURLExist // another member took the address meanwhile
+	}
+	if err != nil {
+		return nil, nodeError(ctx, err)
+	}
+	return &pb.MemberUpdateResponse{Header: c.s.header(0), Members: c.s.members()}, nil
 }
 
 // learnerReady is etcd's rule for a promotion: the learner holds at least

@@ -19,6 +19,9 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/raftkv/raftkv/etcdapi"
 	"github.com/raftkv/raftkv/node"
@@ -34,6 +37,7 @@ type ecluster struct {
 	servers []*server.Server
 	etcds   []*etcdapi.Server
 	addrs   []string
+	cfgs    []server.Config // each member's, for a restart
 }
 
 func newECluster(t *testing.T) *ecluster { return newEClusterWith(t, nil, nil) }
@@ -73,13 +77,8 @@ func newEClusterWith(t *testing.T, tlsCfg *tls.Config, tune func(*server.Config)
 		if err != nil {
 			t.Fatal(err)
 		}
-		e, err := etcdapi.New(etcdapi.Config{ID: cfg.ID, Node: s.Node(), Store: s.Store(), Lessor: s, ReadBarrier: s.LinearizableBarrier, Logger: logger, TLS: tlsCfg,
-			RequestTimeout: 3 * time.Second, ProgressInterval: 200 * time.Millisecond, ElectionTimeout: cfg.ElectionTimeout})
-		if err != nil {
-			t.Fatal(err)
-		}
-		e.Serve(els[i])
-		c.servers, c.etcds, c.addrs = append(c.servers, s), append(c.etcds, e), append(c.addrs, e.Addr())
+		e := startEtcd(t, s, cfg, els[i])
+		c.servers, c.etcds, c.addrs, c.cfgs = append(c.servers, s), append(c.etcds, e), append(c.addrs, e.Addr()), append(c.cfgs, cfg)
 	}
 	t.Cleanup(func() {
 		for i := range c.servers {
@@ -89,6 +88,42 @@ func newEClusterWith(t *testing.T, tlsCfg *tls.Config, tune func(*server.Config)
 	})
 	c.waitPublished()
 	return c
+}
+
+// startEtcd serves etcd's API for member s on l.
+func startEtcd(t *testing.T, s *server.Server, cfg server.Config, l net.Listener) *etcdapi.Server {
+	t.Helper()
+	e, err := etcdapi.New(etcdapi.Config{ID: cfg.ID, Node: s.Node(), Store: s.Store(), Lessor: s, ReadBarrier: s.LinearizableBarrier, Logger: cfg.Logger, TLS: cfg.TLS,
+		RequestTimeout: 3 * time.Second, ProgressInterval: 200 * time.Millisecond, ElectionTimeout: cfg.ElectionTimeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Serve(l)
+	return e
+}
+
+// restart stops member i and starts it again from its data directory,
+// listening for peers on peer and for clients on fresh ports.
+func (c *ecluster) restart(i int, peer net.Listener) {
+	c.t.Helper()
+	c.etcds[i].Stop()
+	c.servers[i].Close()
+	cl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	el, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	cfg := c.cfgs[i]
+	cfg.PeerListener, cfg.ClientListener, cfg.AdvertisePeer, cfg.AdvertiseClient = peer, cl, "", ""
+	s, err := server.Start(cfg)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	e := startEtcd(c.t, s, cfg, el)
+	c.servers[i], c.etcds[i], c.addrs[i], c.cfgs[i] = s, e, e.Addr(), cfg
 }
 
 // leader returns the index of the leading member.
@@ -820,5 +855,142 @@ func TestEtcdKeepAliveLooksAgainAfterBarrier(t *testing.T) {
 	}
 	if n := lessor.calls.Load(); n != 2 {
 		t.Fatalf("renewals asked of the lessor: %d, want 2", n)
+	}
+}
+
+// TestEtcdMemberUpdate changes a follower's peer URL through another
+// follower (forwarded to the leader): MemberList shows the new URL on
+// the others, an unknown member, another member's URL and two URLs are
+// refused with etcd's errors, and the member restarted to listen on the
+// new address is reached there (its old one is gone) and catches up.
+func TestEtcdMemberUpdate(t *testing.T) {
+	c := newECluster(t)
+	lead := c.leader()
+	target, via := (lead+1)%3, (lead+2)%3
+	cli := c.client(c.addrs[via])
+	ctx := ctxT(t)
+	id := uint64(target + 1)
+	other := c.servers[lead].Node().Status().Members[lead].PeerAddr
+	for _, tc := range []struct {
+		id   uint64
+		urls []string
+		want error
+	}{
+		{99, []string{"http://127.0.0.1:1"}, rpctypes.ErrMemberNotFound},
+		{id, []string{"http://" + other}, rpctypes.ErrPeerURLExist},
+		{id, []string{"http://127.0.0.1:1", "http://127.0.0.1:2"}, rpctypes.ErrMemberBadURLs},
+	} {
+		if _, err := cli.MemberUpdate(ctx, tc.id, tc.urls); !errors.Is(err, tc.want) {
+			t.Fatalf("update of %d to %v: %v, want %v", tc.id, tc.urls, err, tc.want)
+		}
+	}
+	nl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + nl.Addr().String()
+	up, err := cli.MemberUpdate(ctx, id, []string{url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	peerURL := func(ms []*etcdserverpb.Member) string {
+		for _, m := range ms {
+			if m.ID == id && len(m.PeerURLs) == 1 {
+				return m.PeerURLs[0]
+			}
+		}
+		return ""
+	}
+	if got := peerURL(up.Members); got != url {
+		t.Fatalf("the update's answer shows member %d at %q, want %q", id, got, url)
+	}
+	// The others apply it; the member itself hears of it once it is
+	// reachable at the new address.
+	listShows := func(a string) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			ml, err := c.client(a).MemberList(ctx, clientv3.WithSerializable())
+			if err == nil && peerURL(ml.Members) == url {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("member list from %s: %v %v, want member %d at %s", a, ml, err, id, url)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	listShows(c.addrs[lead])
+	listShows(c.addrs[via])
+	c.restart(target, nl)
+	put, err := c.client(c.addrs[lead]).Put(ctx, "after-move", "v")
+	if err != nil {
+		t.Fatal(err)
+	}
+	moved := c.client(c.addrs[target])
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		g, err := moved.Get(ctx, "after-move", clientv3.WithSerializable())
+		if err == nil && len(g.Kvs) == 1 && g.Kvs[0].ModRevision == put.Header.Revision {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the member restarted at its new peer address never got the put: %v %v", g, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	listShows(c.addrs[target])
+}
+
+// TestEtcdTxnRetryAfterCompaction sends one transaction twice with the
+// same idempotency key, as a member forwarding a retry does: the second is
+// answered from the exactly-once table with the first's read, and once
+// compaction has removed the revision that read saw, it is refused as
+// compacted rather than answered with an empty range.
+func TestEtcdTxnRetryAfterCompaction(t *testing.T) {
+	c := newECluster(t)
+	cli := c.client()
+	ctx := ctxT(t)
+	if _, err := cli.Put(ctx, "k", "v1"); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(c.addrs[c.leader()], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	kvc := etcdserverpb.NewKVClient(conn)
+	req := &etcdserverpb.TxnRequest{
+		Compare: []*etcdserverpb.Compare{{Key: []byte("k"), Target: etcdserverpb.Compare_MOD, Result: etcdserverpb.Compare_EQUAL,
+			TargetUnion: &etcdserverpb.Compare_ModRevision{ModRevision: 999}}},
+		Success: []*etcdserverpb.RequestOp{{Request: &etcdserverpb.RequestOp_RequestPut{RequestPut: &etcdserverpb.PutRequest{Key: []byte("k"), Value: []byte("x")}}}},
+		Failure: []*etcdserverpb.RequestOp{{Request: &etcdserverpb.RequestOp_RequestRange{RequestRange: &etcdserverpb.RangeRequest{Key: []byte("k")}}}},
+	}
+	fctx := metadata.AppendToOutgoingContext(ctx, "raftkv-forwarded", "1", "raftkv-idempotency-key", "retry-after-compaction")
+	read := func() (string, error) {
+		r, err := kvc.Txn(fctx, req)
+		if err != nil {
+			return "", err
+		}
+		kvs := r.Responses[0].GetResponseRange().Kvs
+		if r.Succeeded || len(kvs) != 1 {
+			return "", fmt.Errorf("answer %v", r)
+		}
+		return string(kvs[0].Value), nil
+	}
+	for try := range 2 {
+		if v, err := read(); err != nil || v != "v1" {
+			t.Fatalf("attempt %d: %q %v, want the failure branch's read of v1", try, v, err)
+		}
+	}
+	p, err := cli.Put(ctx, "k", "v2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Compact(ctx, p.Header.Revision); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := read(); !errors.Is(rpctypes.Error(err), rpctypes.ErrCompacted) {
+		t.Fatalf("a retry after compaction: %q %v, want %v", v, err, rpctypes.ErrCompacted)
 	}
 }

@@ -51,6 +51,8 @@ func TestErrorMapping(t *testing.T) {
 		{"forward to a leader that says no leader", forwardError(rpctypes.ErrGRPCNoLeader), rpctypes.ErrGRPCNoLeader, true},
 		{"forward never connected", forwardError(status.Error(codes.Unavailable, `connection error: desc = "transport: Error while dialing: connection refused"`)), rpctypes.ErrGRPCNoLeader, true},
 		{"forward cut in flight", forwardError(status.Error(codes.Unavailable, "error reading from server: EOF")), rpctypes.ErrGRPCTimeoutDueToLeaderFail, false},
+		{"forward's connection closed", forwardError(status.Error(codes.Canceled, "grpc: the client connection is closing")), rpctypes.ErrGRPCTimeoutDueToLeaderFail, false},
+		{"forward past its deadline", forwardError(status.Error(codes.DeadlineExceeded, "context deadline exceeded")), rpctypes.ErrGRPCTimeoutDueToLeaderFail, false},
 	} {
 		if !errors.Is(c.got, c.want) {
 			t.Errorf("%s: got %v, want %v", c.name, c.got, c.want)

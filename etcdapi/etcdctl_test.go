@@ -183,7 +183,7 @@ func TestEtcdctl(t *testing.T) {
 	e.expect(e.run("", false, "lease", "revoke", id), fmt.Sprintf("lease %s revoked\n", id))
 	e.expect(e.run("", false, "get", "lk"), "")
 
-	// member list, add (learner), promote (refused), remove.
+	// member list, add (learner), update, promote (refused), remove.
 	out = e.run("", false, "member", "list")
 	if n := strings.Count(out, "started"); n != 3 {
 		t.Fatalf("member list:\n%s", out)
@@ -195,6 +195,9 @@ func TestEtcdctl(t *testing.T) {
 		`Member +([0-9a-f]+) added as learner to cluster +([0-9a-f]+)`)
 	newID := m[1]
 	e.match(e.run("", false, "member", "list"), fmt.Sprintf(`(?m)^%s, started, %d, http://127\.0\.0\.1:1, , true$`, newID, mustHex(t, newID)))
+	e.match(e.run("", false, "member", "update", newID, "--peer-urls=http://127.0.0.1:2"), fmt.Sprintf(`Member +%s updated in cluster +[0-9a-f]+`, newID))
+	e.match(e.run("", false, "member", "list"), fmt.Sprintf(`(?m)^%s, started, %d, http://127\.0\.0\.1:2, , true$`, newID, mustHex(t, newID)))
+	e.match(e.run("", true, "member", "update", "abcdef", "--peer-urls=http://127.0.0.1:3"), `member not found`)
 	e.match(e.run("", true, "member", "promote", newID), `can only promote a learner member which is in sync with leader`)
 	e.match(e.run("", false, "member", "remove", newID), fmt.Sprintf(`Member +%s removed from cluster`, newID))
 

@@ -5,6 +5,7 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -129,6 +130,12 @@ func (k *kvServer) txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, 
 	h := k.s.header(res.Revision)
 	out := &pb.TxnResponse{Header: h, Succeeded: res.Txn.Succeeded, Responses: make([]*pb.ResponseOp, len(res.Txn.Results))}
 	for i := range res.Txn.Results {
+		if r := res.Txn.Results[i].Range; r != nil && r.Revision < 0 {
+			// A retry answered from the exactly-once table whose first
+			// attempt read a revision compacted since: an empty range
+			// would be a false answer, so the read's loss is reported.
+			return nil, rpctypes.ErrGRPCCompacted
+		}
 		out.Responses[i] = responseOp(h, &res.Txn.Results[i])
 	}
 	return out, nil

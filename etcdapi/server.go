@@ -359,8 +359,17 @@ func retryable(err error) bool {
 // never reached the leader (no connection) is definitely not applied and
 // is tried again; one whose connection broke in flight may or may not
 // have applied, which etcd reports as a timeout due to leader failure.
+//
+// A forward ended as canceled or past its deadline (its connection closed
+// because the leader moved, say) may have applied too, and must not reach
+// the client with those codes: the etcd client takes them for its own
+// call's timeout and, its context still alive, sends the write again as a
+// new request, which the exactly-once table cannot tell from another.
 func forwardError(err error) error {
 	st, ok := status.FromError(err)
+	if ok && (st.Code() == codes.Canceled || st.Code() == codes.DeadlineExceeded) {
+		return rpctypes.ErrGRPCTimeoutDueToLeaderFail
+	}
 	if err == nil || !ok || st.Code() != codes.Unavailable || retryable(err) {
 		return err
 	}

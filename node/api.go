@@ -402,6 +402,29 @@ func (n *Node) SetEtcdAddr(ctx context.Context, id pb.NodeID, addr string) error
 	})
 }
 
+// SetPeerAddr changes the peer address of a member in the
+// configuration: once the change applies, every member's transport dials
+// the new address (the member itself must be listening there by then, or
+// be restarted to). An address another member has is refused.
+func (n *Node) SetPeerAddr(ctx context.Context, id pb.NodeID, addr string) error {
+	return n.changeConf(ctx, func(cur pb.ConfState, meta clusterMeta) (confchange.Target, clusterMeta, error) {
+		if !cur.Contains(id) {
+			return confchange.Target{}, meta, ErrUnknownMember
+		}
+		if addr == "" {
+			return confchange.Target{}, meta, fmt.Errorf("%w: empty peer address", ErrInvalidChange)
+		}
+		for _, o := range meta.Members {
+			if o.ID != id && o.PeerAddr == addr {
+				return confchange.Target{}, meta, fmt.Errorf("%w: peer address %s is member %d's", ErrInvalidChange, addr, o.ID)
+			}
+		}
+		m, _ := meta.find(id)
+		m.ID, m.PeerAddr = id, addr
+		return confchange.Target{Voters: cur.Voters, Learners: cur.Learners}, meta.with(m), nil
+	})
+}
+
 type confPlan func(cur pb.ConfState, meta clusterMeta) (confchange.Target, clusterMeta, error)
 
 // changeConf proposes a configuration change and waits until it has

@@ -377,6 +377,50 @@ func TestMembershipEndToEnd(t *testing.T) {
 	}
 }
 
+// TestSetPeerAddr moves a follower to a new peer address over TCP: an
+// unknown member, an empty address and another member's address are
+// refused; once the change applies, the member restarted on the new
+// address (its old one closed) is reached there and catches up.
+func TestSetPeerAddr(t *testing.T) {
+	c := newTCPCluster(t, 3, 0)
+	c.propose(5)
+	lead := c.leader()
+	f := lead%3 + 1
+	ln := c.members[lead].n
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, tc := range []struct {
+		id   pb.NodeID
+		addr string
+		want error
+	}{
+		{9, "127.0.0.1:1", node.ErrUnknownMember},
+		{f, "", node.ErrInvalidChange},
+		{f, c.members[lead].addr, node.ErrInvalidChange},
+	} {
+		if err := ln.SetPeerAddr(ctx, tc.id, tc.addr); !errors.Is(err, tc.want) {
+			t.Fatalf("SetPeerAddr(%d, %q): %v, want %v", tc.id, tc.addr, err, tc.want)
+		}
+	}
+	c.stop(f)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ln.SetPeerAddr(ctx, f, l.Addr().String()); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ln.Status().Members {
+		if m.ID == f && m.PeerAddr != l.Addr().String() {
+			t.Fatalf("member %d at %s after the change, want %s", f, m.PeerAddr, l.Addr())
+		}
+	}
+	c.members[f].addr, c.members[f].l = l.Addr().String(), l
+	c.start(f, false)
+	c.propose(5)
+	c.waitConverged(10)
+}
+
 // TestTransferLeadership hands leadership to a chosen follower.
 func TestTransferLeadership(t *testing.T) {
 	c := newTCluster(t, 3, 0)

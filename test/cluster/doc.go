@@ -11,7 +11,11 @@
 // coordination clients (coordclients.go): transactions over two keys
 // checked by porcupine with range reads, watchers of the shared keys held
 // to each other and to every acknowledged write across their reconnects,
-// and mutex holders whose fenced writes show whether two holds overlapped.
+// and mutex holders whose fenced writes show whether two holds overlapped;
+// and the Kubernetes-pattern clients (k8sclients.go), which speak etcd's
+// gRPC API through the etcd Go client as the Kubernetes API server does,
+// their transactions and paginated lists checked by porcupine and their
+// watches by a watch checker (k8smodel.go).
 //
 // The tests need root, iproute2 and iptables, and are built only with the
 // cluster tag:

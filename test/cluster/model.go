@@ -36,6 +36,7 @@ type kvInput struct {
 	Consistency string // get
 	Rev2        uint64 // txn: txn/1's expected mod revision
 	Value2      string // txn: txn/1's new value
+	Object      int    // k8s ops: the object's index (k8smodel.go)
 }
 
 // kvOutput is what came back. Exactly one of the flags is set for a
@@ -48,6 +49,7 @@ type kvOutput struct {
 	Index        uint64   // write: the key's new revision; read: the ETag revision
 	Value        string   // read: the value
 	Pair         pairRead // range, and a failed txn: both keys as read
+	Objects      objSet   // k8s ops: what a list, a get or a failed compare read
 }
 
 type kvState struct {
@@ -61,8 +63,11 @@ func revMatches(known, got uint64) bool { return known == 0 || known == got }
 // kvStep is the sequential specification of one key.
 func kvStep(state, input, output any) (bool, any) {
 	in, out := input.(kvInput), output.(kvOutput)
-	if in.Key == txnKeys {
+	switch in.Key {
+	case txnKeys:
 		return txnStep(state, in, out)
+	case k8sObjPrefix:
+		return k8sStep(state, in, out)
 	}
 	s := state.(kvState)
 	written := func(v string) kvState {
@@ -142,8 +147,11 @@ var kvModel = porcupine.Model{
 	},
 	DescribeOperation: func(input, output any) string {
 		in, out := input.(kvInput), output.(kvOutput)
-		if in.Key == txnKeys {
+		switch in.Key {
+		case txnKeys:
 			return describeTxn(in, out)
+		case k8sObjPrefix:
+			return describeK8s(in, out)
 		}
 		var res string
 		switch {
@@ -169,8 +177,9 @@ var kvModel = porcupine.Model{
 		return fmt.Sprintf("%s(%s,%q) -> %s", in.Op, in.Key, short(in.Value), res)
 	},
 	DescribeState: func(state any) string {
-		if ts, ok := state.(txnState); ok {
-			return fmt.Sprintf("%+v", ts)
+		switch st := state.(type) {
+		case txnState, objSet:
+			return fmt.Sprintf("%+v", st)
 		}
 		s := state.(kvState)
 		if !s.Exists {

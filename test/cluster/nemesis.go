@@ -238,6 +238,9 @@ func (r *run) splitLeaderMinority() func() {
 		if res.err == nil && (res.status == http.StatusOK || res.status == http.StatusNotFound) {
 			r.fail("a linearizable read sent to member %d in the minority %v answered %d", m.id, minority, res.status)
 		}
+		// Paced: a minority that refuses at once would otherwise take
+		// hundreds of writes, each completed one by one after healing.
+		time.Sleep(100 * time.Millisecond)
 	}
 	return func() {
 		r.healNetwork()

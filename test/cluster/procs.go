@@ -212,7 +212,7 @@ func (m *member) start(extra ...string) {
 	args := append([]string{"netns", "exec", string(m.ns), bin, "server",
 		"--id", fmt.Sprint(m.id), "--data-dir", m.dataDir,
 		"--listen-peer", fmt.Sprintf("127.0.0.1:%d", peerPort), "--advertise-peer", m.peerAddr(),
-		"--listen-client", m.clientAddr(),
+		"--listen-client", m.clientAddr(), "--listen-etcd", m.etcdAddr(),
 		"--heartbeat-interval", heartbeat, "--election-timeout", electionTimeout,
 		"--snapshot-entries", fmt.Sprint(m.c.opts.snapshotEntries),
 		"--log-level", "info",

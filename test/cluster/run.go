@@ -322,6 +322,7 @@ func (r *run) check() string {
 	problems = append(problems, bad...)
 	problems = append(problems, w.checkStale()...)
 	problems = append(problems, w.checkCoord()...)
+	problems = append(problems, w.checkK8s()...)
 	for _, oc := range w.own {
 		problems = append(problems, oc.mismatches...)
 	}

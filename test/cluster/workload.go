@@ -66,7 +66,8 @@ type workload struct {
 	own       []*ownClient
 	appenders []*appendClient
 	stats     workloadStats
-	coord     *coord // coordclients.go
+	coord     *coord      // coordclients.go
+	k8s       *k8sClients // k8sclients.go
 }
 
 type workloadStats struct {
@@ -106,6 +107,7 @@ func (c *cluster) startWorkload(cfg workloadConfig) *workload {
 	}
 	w.startBatchClients()
 	w.startCoordClients()
+	w.startK8sClients()
 	return w
 }
 
