@@ -246,6 +246,19 @@ func (s *Server) txn(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	for _, x := range res.Txn.Results {
+		if x.Range != nil && x.Range.Revision < 0 {
+			// A retry answered from the exactly-once table whose first
+			// attempt read a revision compacted since: an empty range
+			// would be a false answer, so the read's loss is reported.
+			_, compacted := s.store.Revision()
+			s.writeJSON(w, http.StatusGone, api.CompactedBody{
+				Error: fmt.Sprintf("the transaction applied at revision %d, but what it read there has been compacted since",
+					res.Revision),
+				Code: api.CodeCompacted, CompactRevision: compacted})
+			return
+		}
+	}
 	s.writeJSON(w, http.StatusOK, txnResponse(s.header(res.Revision, uint64(res.Index)), res.Txn))
 }
 

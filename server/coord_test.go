@@ -73,6 +73,36 @@ func TestTxnRangeCompactOverHTTP(t *testing.T) {
 	expect(t, postJSON(c, lead, api.PathLease+"keepalive", api.LeaseRequest{ID: 5}), 404, api.CodeLeaseNotFound)
 }
 
+// TestTxnRetryAfterCompaction: a transaction repeated under its
+// Idempotency-Key is answered from the exactly-once table, reading its
+// ranges again at the first attempt's revision; once that revision is
+// compacted the retry gets 410 compacted, not an empty range.
+func TestTxnRetryAfterCompaction(t *testing.T) {
+	c := newCluster(t, 1, nil)
+	lead := c.leader()
+	expect(t, put(c, lead, "k", "v1"), 200, "")
+	body, _ := json.Marshal(api.TxnRequest{
+		Compare: []api.Compare{{Key: "k", Target: "mod", Op: "=", Number: 999}},
+		Success: []api.TxnOp{{Op: "put", Key: "k", Value: "x"}},
+		Failure: []api.TxnOp{{Op: "range", Key: "k"}},
+	})
+	txn := func() *http.Response {
+		return c.do(http.MethodPost, url(lead, api.PathTxn), body, api.HeaderIdempotencyKey, "txn-retry")
+	}
+	for try := range 2 {
+		r := decode[api.TxnResponse](t, expect(t, txn(), 200, ""))
+		if r.Succeeded || r.Results[0].Range == nil || len(r.Results[0].Range.KVs) != 1 || r.Results[0].Range.KVs[0].Value != "v1" {
+			t.Fatalf("attempt %d: %+v, want the failure branch reading v1", try, r)
+		}
+	}
+	w := decode[api.WriteResponse](t, expect(t, put(c, lead, "k", "v2"), 200, ""))
+	expect(t, postJSON(c, lead, api.PathCompact, api.CompactRequest{Revision: int64(w.Revision)}), 200, "")
+	b := expect(t, txn(), http.StatusGone, api.CodeCompacted)
+	if cb := decode[api.CompactedBody](t, b); cb.CompactRevision != int64(w.Revision) {
+		t.Fatalf("compacted answer %s, want compact_revision %d", b, w.Revision)
+	}
+}
+
 // TestLeaseExpiresOnlyWithoutKeepAlive grants a short lease, keeps it
 // alive past its TTL, then stops: its keys are deleted by the leader's
 // revoke, and a watch on a follower sees the delete.

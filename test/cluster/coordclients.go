@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/raftkv/raftkv/api"
 	"github.com/raftkv/raftkv/client"
 )
 
@@ -144,7 +145,10 @@ func (w *workload) txnClient(c *client.Client, id int) {
 		cancel()
 		var out kvOutput
 		switch {
-		case client.IsUnknownOutcome(err):
+		case client.IsUnknownOutcome(err), client.Code(err) == api.CodeCompacted:
+			// compacted: a retry answered from the exactly-once table
+			// after the first attempt's read was compacted away; that
+			// attempt applied, on one branch or the other.
 			out.Unknown = true
 		case err != nil:
 			w.failed()
@@ -154,12 +158,6 @@ func (w *workload) txnClient(c *client.Client, id int) {
 			w.coord.mu.Lock()
 			w.coord.txnOK++
 			w.coord.mu.Unlock()
-		case len(tr.Results[0].Range.KVs) == 0:
-			// A retry answered from the exactly-once table after the
-			// history was compacted reads its ranges back empty
-			// (docs/api.md): this read tells nothing, so the attempt is
-			// checked as one whose outcome is unknown.
-			out.Unknown = true
 		default:
 			out.Precondition, out.Pair = true, pairOf(tr.Results[0].Range.KVs)
 		}
