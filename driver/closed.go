@@ -21,16 +21,16 @@ import "time"
 // counts tick r+k. Ticks are counted one at a time by the goroutine that
 // answered, so tick r+1 is counted after x, however late. A ticker holds
 // at most one tick pending and drops the ones due meanwhile, so tick r+2
-// was sent after tick r+1 was taken, after x; but a ticker's ticks are due
-// on a grid an interval apart, and one sent late (the receiver was busy
-// when it fell due) makes the next due at the grid's next point, which
-// may come at once. So tick r+3 is due after x, each later one at least an
-// interval after the one before was due, and tick r+k comes more than
-// (k-3) intervals after x: a run loop that took a tick's send and then
-// spent nearly two intervals on other events, answering the heartbeat at
-// their end, counts three ticks within moments of the answer. A late tick
-// only makes the rest later. A start counts as the tick of every answer
-// given before it.
+// was sent after tick r+1 was taken, after x. Its ticks fall due on a
+// grid an interval apart, but its timer may run late (a busy scheduler);
+// a tick it sends late dates the next at the grid's next point, which may
+// come at once. So tick r+2 can be a late one and tick r+3 follow it
+// within moments of the answer (seen with GODEBUG=asynctimerchan=1 and one
+// CPU: a run loop busy for nearly two intervals before answering); tick
+// r+3 falls due after x, and each later one at least an interval after
+// the one before fell due: tick r+k comes more than (k-3) intervals after
+// x. A late tick only makes the rest later. A start counts as the tick of
+// every answer given before it.
 //
 // So (k-3)*tick >= leaseTicks*tick + slack, with one tick more for the two
 // clocks' rate difference (parts per million over well under a second):

@@ -120,18 +120,17 @@ func TestRuntimeLeaseKeepsPace(t *testing.T) {
 
 // TestClosedPromiseOutlastsLeaseWithBunchedTicks shows the promise
 // outlasting the lease when the voter's ticks come in the worst order a
-// ticker allows. Its run loop polled the ticker, which sent the tick due
-// then (it waits in the ticker's one slot) while the loop took a message
-// instead and spent nearly two intervals on the events after it,
-// answering the leader's heartbeat at their end, at x. It then takes the
-// pending tick, at once the one that fell due while it was busy (sent
-// late, which dates the ticker's next tick at the grid's next point), and
-// that next one a moment later: three ticks within 10 µs of the answer,
-// then one per interval. The leader sent the round at x at the latest and
-// may serve lease reads until LeaseTicks intervals plus the slack after
-// its send; the voter must refuse votes (a PreVote first) until then,
-// with room for clocks
-// whose rates differ by up to 0.1% (NTP slews a clock by at most 500 ppm).
+// ticker allows (closed.go): its run loop was busy for nearly two
+// intervals, with a tick pending, and answered the leader's heartbeat at
+// their end, at x; it then takes the pending tick, the one that fell due
+// while it was busy (its timer ran late, after the pending one was taken,
+// so it was sent), and the next one, due at the grid's next point a
+// moment later: three ticks within 10 µs of the answer, then one per
+// interval. The leader sent the round at x at the latest and may serve
+// lease reads until LeaseTicks intervals plus the slack after its send;
+// the voter must refuse votes (a PreVote first) until then, with room for
+// clocks whose rates differ by up to 0.1% (NTP slews a clock by at most
+// 500 ppm).
 func TestClosedPromiseOutlastsLeaseWithBunchedTicks(t *testing.T) {
 	const (
 		slack = 2 * tick
