@@ -117,3 +117,58 @@ func TestRuntimeLeaseKeepsPace(t *testing.T) {
 		t.Fatal("lease reads never fell back while the core still held a lease stretched by late ticks")
 	}
 }
+
+// TestClosedPromiseOutlastsLeaseWithBunchedTicks shows the promise
+// outlasting the lease when the voter's ticks come in the worst order a
+// ticker allows (closed.go): its run loop was busy for nearly two
+// intervals, with a tick pending, and answered the leader's heartbeat at
+// their end, at x; it then takes the pending tick, the one that fell due
+// while it was busy (its timer ran late, after the pending one was taken,
+// so it was sent), and the next one, due at the grid's next point a
+// moment later: three ticks within 10 µs of the answer, then one per
+// interval. The leader sent the round at x at the latest and may serve
+// lease reads until LeaseTicks intervals plus the slack after its send;
+// the voter must refuse votes (a PreVote first) until then, with room for
+// clocks whose rates differ by up to 0.1% (NTP slews a clock by at most
+// 500 ppm).
+func TestClosedPromiseOutlastsLeaseWithBunchedTicks(t *testing.T) {
+	const (
+		slack = 2 * tick
+		lease = 4 // closedFollower's LeaseTicks
+		eps   = 10 * time.Microsecond
+		rate  = 1e-3
+	)
+	rt := closedFollower(t, slack) // answered the heartbeat at t0 = x, before any tick
+	rt.Work()
+	rt.ReportClosed(2)
+	at := []time.Duration{eps / 3, 2 * eps / 3, eps}
+	for len(at) < 40 {
+		at = append(at, at[len(at)-1]+tick)
+	}
+	window := float64(lease*tick+slack) * (1 + rate) / (1 - rate)
+	for i, d := range at {
+		if err := rt.Tick(t0.Add(d)); err != nil {
+			t.Fatal(err)
+		}
+		rt.Work()
+		vote := pb.Message{Type: pb.MsgPreVote, From: 3, To: 1, Term: 3, Index: 100, LogTerm: 2}
+		if err := rt.Step(vote); err != nil {
+			t.Fatal(err)
+		}
+		w := rt.Work()
+		out := w.Send
+		for _, rd := range w.Persist {
+			out = append(out, rd.MessagesAfterPersist...) // votes leave once durable
+		}
+		for _, m := range out {
+			if m.Type != pb.MsgPreVoteResp || m.Reject {
+				continue
+			}
+			if float64(d) <= window {
+				t.Fatalf("vote granted %v after the answer (tick %d), inside the lease of %v", d, i+1, time.Duration(window))
+			}
+			return
+		}
+	}
+	t.Fatalf("no vote granted within %v of the answer", at[len(at)-1])
+}

@@ -10,7 +10,7 @@ import (
 
 // failoverTimers are the timers of the failover tests: long enough that a
 // loaded machine's scheduling does not decide them, short enough to run
-// quickly. The closed-connection promise is then 28 ticks of 5 ms
+// quickly. The closed-connection promise is then 29 ticks of 5 ms
 // (node/timing.go).
 func failoverTimers(cfg *node.Config) {
 	cfg.TickInterval, cfg.ElectionTimeout = 50*time.Millisecond, 500*time.Millisecond

@@ -9,7 +9,7 @@ import (
 
 // TestTimingOf shows the core's view of the timers: ten ticks per
 // heartbeat interval at the defaults, a lease of two heartbeat intervals,
-// the closed-connection promise the driver derives for them (28 ticks,
+// the closed-connection promise the driver derives for them (29 ticks,
 // well inside the election timeout), a lease of half the election timeout
 // where that is shorter, ticks no shorter than minCoreTick for short
 // timers, and the promise off where it would not be shorter than an
@@ -21,8 +21,8 @@ func TestTimingOf(t *testing.T) {
 	if d != want {
 		t.Fatalf("defaults: %+v, want %+v", d, want)
 	}
-	if d.closedPromise != 28 {
-		t.Fatalf("closed-connection promise at the defaults %d ticks, want 28", d.closedPromise)
+	if d.closedPromise != 29 {
+		t.Fatalf("closed-connection promise at the defaults %d ticks, want 29", d.closedPromise)
 	}
 	short := timingOf(10*time.Millisecond, 100*time.Millisecond)
 	if short.tick < minCoreTick || short.heartbeat*int(short.tick) != int(10*time.Millisecond) {
