@@ -33,7 +33,7 @@ import (
 // ecluster is a three-member raftkv cluster in this process, each member
 // serving etcd's v3 API on its own loopback port.
 type ecluster struct {
-	t       *testing.T
+	t       testing.TB
 	servers []*server.Server
 	etcds   []*etcdapi.Server
 	addrs   []string
@@ -50,7 +50,7 @@ func newEClusterTLS(t *testing.T, tlsCfg *tls.Config) *ecluster {
 
 // newEClusterWith starts the cluster with tlsCfg (nil: none), each
 // member's configuration passed through tune (if not nil).
-func newEClusterWith(t *testing.T, tlsCfg *tls.Config, tune func(*server.Config)) *ecluster {
+func newEClusterWith(t testing.TB, tlsCfg *tls.Config, tune func(*server.Config)) *ecluster {
 	t.Helper()
 	const n = 3
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -91,7 +91,7 @@ func newEClusterWith(t *testing.T, tlsCfg *tls.Config, tune func(*server.Config)
 }
 
 // startEtcd serves etcd's API for member s on l.
-func startEtcd(t *testing.T, s *server.Server, cfg server.Config, l net.Listener) *etcdapi.Server {
+func startEtcd(t testing.TB, s *server.Server, cfg server.Config, l net.Listener) *etcdapi.Server {
 	t.Helper()
 	e, err := etcdapi.New(etcdapi.Config{ID: cfg.ID, Node: s.Node(), Store: s.Store(), Lessor: s, ReadBarrier: s.LinearizableBarrier, Logger: cfg.Logger, TLS: cfg.TLS,
 		RequestTimeout: 3 * time.Second, ProgressInterval: 200 * time.Millisecond, ElectionTimeout: cfg.ElectionTimeout})
