@@ -994,3 +994,34 @@ func TestEtcdTxnRetryAfterCompaction(t *testing.T) {
 		t.Fatalf("a retry after compaction: %q %v, want %v", v, err, rpctypes.ErrCompacted)
 	}
 }
+
+// TestEtcdIdempotencyKeyOnlyWhenForwarded checks which writes take an
+// entry in the store's exactly-once table: one forwarded by a follower
+// does (its retries after an unknown outcome must apply at most once), one
+// the leader serves itself does not (at most once, as etcd).
+func TestEtcdIdempotencyKeyOnlyWhenForwarded(t *testing.T) {
+	c := newECluster(t)
+	ctx := ctxT(t)
+	l := c.leader()
+	store := c.servers[l].Store()
+	direct, viaFollower := c.client(c.addrs[l]), c.client(c.addrs[c.follower()])
+	before := store.Sessions()
+	if _, err := direct.Put(ctx, "a", "1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := direct.Txn(ctx).Then(clientv3.OpPut("b", "1")).Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if got := store.Sessions(); got != before {
+		t.Fatalf("writes served by the leader took %d exactly-once entries, want none", got-before)
+	}
+	if _, err := viaFollower.Put(ctx, "a", "2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := viaFollower.Txn(ctx).Then(clientv3.OpPut("b", "2")).Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if got := store.Sessions(); got != before+2 {
+		t.Fatalf("forwarded writes took %d exactly-once entries, want 2", got-before)
+	}
+}

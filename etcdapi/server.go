@@ -402,12 +402,16 @@ func forwarded(ctx context.Context) bool {
 // leader. A forwarded request that finds no leader here goes back to the
 // member that forwarded it, which tries again.
 //
-// Every attempt of one request proposes its command with the same
-// idempotency key (kv's exactly-once table), so when an attempt's outcome
-// is unknown (the leader lost leadership, or the connection to it broke
-// in flight) an idempotent request is tried again too: the store applies
-// it at most once and the retry answers with the first attempt's result.
-// Membership changes are not idempotent that way and are not retried.
+// A request forwarded to the leader carries an idempotency key (kv's
+// exactly-once table), the same on every later attempt, so when such an
+// attempt's outcome is unknown (the connection to the leader broke in
+// flight, or the leader lost leadership) an idempotent request is tried
+// again too: the store applies it at most once and the retry answers with
+// the first attempt's result. A request this member serves as leader
+// from the start carries no key, as with etcd: its command stays short and
+// takes no entry in the table, and an unknown outcome of it is the
+// client's answer (at most once). Membership changes are not idempotent
+// that way and are not retried.
 func onLeader[T interface{ GetHeader() *pb.ResponseHeader }](ctx context.Context, s *Server, idempotent bool,
 	local func(context.Context) (T, error), remote func(*grpc.ClientConn, context.Context, grpc.CallOption) (T, error)) (T, error) {
 	var zero T
@@ -419,11 +423,14 @@ func onLeader[T interface{ GetHeader() *pb.ResponseHeader }](ctx context.Context
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 	defer cancel()
-	key := newIdempotencyKey()
-	ctx = context.WithValue(ctx, idempotencyCtxKey{}, key)
+	key := "" // made for the first forwarded attempt, kept for the rest
 	for {
 		conn, fctx, err := s.leader(ctx)
 		if conn != nil {
+			if key == "" {
+				key = newIdempotencyKey()
+				ctx = context.WithValue(ctx, idempotencyCtxKey{}, key)
+			}
 			fctx = metadata.AppendToOutgoingContext(fctx, idempotencyMDKey, key)
 		}
 		var out T
@@ -443,7 +450,7 @@ func onLeader[T interface{ GetHeader() *pb.ResponseHeader }](ctx context.Context
 				out.GetHeader().MemberId = s.cfg.ID
 			}
 		}
-		again := retryable(err) || (idempotent && errors.Is(err, rpctypes.ErrGRPCTimeoutDueToLeaderFail))
+		again := retryable(err) || (idempotent && key != "" && errors.Is(err, rpctypes.ErrGRPCTimeoutDueToLeaderFail))
 		if err == nil || !again {
 			return out, err
 		}
