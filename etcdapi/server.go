@@ -230,19 +230,26 @@ func (s *Server) leader(ctx context.Context) (*grpc.ClientConn, context.Context,
 	if err != nil {
 		return nil, ctx, err
 	}
-	out := metadata.AppendToOutgoingContext(ctx, forwardedKey, "1")
-	// Pass the client's own metadata (require-leader and the like) on.
-	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		for k, vs := range md {
-			if k == "hasleader" || k == "client-api-version" {
-				for _, v := range vs {
-					out = metadata.AppendToOutgoingContext(out, k, v)
-				}
-			}
+	return conn, forwardContext(ctx), nil
+}
+
+// forwardContext is ctx with the outgoing metadata of its request
+// forwarded: marked so, with the client's own metadata (require-leader
+// and the like) passed on, in one addition to the context; the client's
+// other metadata is neither needed nor copied.
+func forwardContext(ctx context.Context) context.Context {
+	pairs := make([]string, 0, 6)
+	pairs = append(pairs, forwardedKey, "1")
+	for _, k := range passedOn {
+		for _, v := range metadata.ValueFromIncomingContext(ctx, k) {
+			pairs = append(pairs, k, v)
 		}
 	}
-	return conn, out, nil
+	return metadata.AppendToOutgoingContext(ctx, pairs...)
 }
+
+// passedOn are the client metadata keys a forwarded request keeps.
+var passedOn = [...]string{rpctypes.MetadataRequireLeaderKey, "client-api-version"}
 
 func (s *Server) connTo(addr string) (*grpc.ClientConn, error) {
 	s.mu.Lock()
@@ -477,10 +484,8 @@ func idempotencyKey(ctx context.Context) string {
 	if k, ok := ctx.Value(idempotencyCtxKey{}).(string); ok {
 		return k
 	}
-	if md, ok := metadata.FromIncomingContext(ctx); ok {
-		if v := md.Get(idempotencyMDKey); len(v) == 1 && len(v[0]) <= kv.MaxIdempotencyKeyBytes {
-			return v[0]
-		}
+	if v := metadata.ValueFromIncomingContext(ctx, idempotencyMDKey); len(v) == 1 && len(v[0]) <= kv.MaxIdempotencyKeyBytes {
+		return v[0]
 	}
 	return ""
 }
