@@ -281,8 +281,12 @@ func (s *Server) propose(ctx context.Context, cmd kv.Command) (*kv.Result, error
 	if err := s.cfg.Store.Config().Validate(&cmd); err != nil {
 		return nil, kvError(err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
-	defer cancel()
+	// A request that onLeader already bounds needs no second timer.
+	if d, ok := ctx.Deadline(); !ok || time.Until(d) > s.cfg.RequestTimeout {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.cfg.RequestTimeout)
+		defer cancel()
+	}
 	out, err := s.cfg.Node.Propose(ctx, kv.EncodeCommand(cmd))
 	if err != nil {
 		return nil, nodeError(ctx, err)
