@@ -20,8 +20,10 @@
 //     leader to (publish.go). A forwarded request that meets a member
 //     that does not lead either is refused (not leader), never forwarded
 //     twice; the member that forwarded it tries again.
-//   - Every attempt of one write carries the same idempotency key, so a
-//     write retried after an unknown outcome applies at most once.
+//   - A write forwarded to the leader carries an idempotency key, the
+//     same on every attempt, so a write retried after an unknown outcome
+//     applies at most once. A write served by the leader it reached
+//     carries none and is not retried after an unknown outcome, as etcd.
 //   - Errors are etcd's (rpctypes): a command that may or may not have
 //     applied is reported as etcd reports it, "request timed out"
 //     (codes.Unavailable), which the etcd client does not retry for

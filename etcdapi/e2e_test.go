@@ -33,7 +33,7 @@ import (
 // ecluster is a three-member raftkv cluster in this process, each member
 // serving etcd's v3 API on its own loopback port.
 type ecluster struct {
-	t       *testing.T
+	t       testing.TB
 	servers []*server.Server
 	etcds   []*etcdapi.Server
 	addrs   []string
@@ -50,7 +50,7 @@ func newEClusterTLS(t *testing.T, tlsCfg *tls.Config) *ecluster {
 
 // newEClusterWith starts the cluster with tlsCfg (nil: none), each
 // member's configuration passed through tune (if not nil).
-func newEClusterWith(t *testing.T, tlsCfg *tls.Config, tune func(*server.Config)) *ecluster {
+func newEClusterWith(t testing.TB, tlsCfg *tls.Config, tune func(*server.Config)) *ecluster {
 	t.Helper()
 	const n = 3
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -91,7 +91,7 @@ func newEClusterWith(t *testing.T, tlsCfg *tls.Config, tune func(*server.Config)
 }
 
 // startEtcd serves etcd's API for member s on l.
-func startEtcd(t *testing.T, s *server.Server, cfg server.Config, l net.Listener) *etcdapi.Server {
+func startEtcd(t testing.TB, s *server.Server, cfg server.Config, l net.Listener) *etcdapi.Server {
 	t.Helper()
 	e, err := etcdapi.New(etcdapi.Config{ID: cfg.ID, Node: s.Node(), Store: s.Store(), Lessor: s, ReadBarrier: s.LinearizableBarrier, Logger: cfg.Logger, TLS: cfg.TLS,
 		RequestTimeout: 3 * time.Second, ProgressInterval: 200 * time.Millisecond, ElectionTimeout: cfg.ElectionTimeout})
@@ -992,5 +992,36 @@ func TestEtcdTxnRetryAfterCompaction(t *testing.T) {
 	}
 	if v, err := read(); !errors.Is(rpctypes.Error(err), rpctypes.ErrCompacted) {
 		t.Fatalf("a retry after compaction: %q %v, want %v", v, err, rpctypes.ErrCompacted)
+	}
+}
+
+// TestEtcdIdempotencyKeyOnlyWhenForwarded checks which writes take an
+// entry in the store's exactly-once table: one forwarded by a follower
+// does (its retries after an unknown outcome must apply at most once), one
+// the leader serves itself does not (at most once, as etcd).
+func TestEtcdIdempotencyKeyOnlyWhenForwarded(t *testing.T) {
+	c := newECluster(t)
+	ctx := ctxT(t)
+	l := c.leader()
+	store := c.servers[l].Store()
+	direct, viaFollower := c.client(c.addrs[l]), c.client(c.addrs[c.follower()])
+	before := store.Sessions()
+	if _, err := direct.Put(ctx, "a", "1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := direct.Txn(ctx).Then(clientv3.OpPut("b", "1")).Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if got := store.Sessions(); got != before {
+		t.Fatalf("writes served by the leader took %d exactly-once entries, want none", got-before)
+	}
+	if _, err := viaFollower.Put(ctx, "a", "2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := viaFollower.Txn(ctx).Then(clientv3.OpPut("b", "2")).Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if got := store.Sessions(); got != before+2 {
+		t.Fatalf("forwarded writes took %d exactly-once entries, want 2", got-before)
 	}
 }

@@ -109,20 +109,19 @@ func (k *kvServer) deleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*
 }
 
 func (k *kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error) {
-	if _, err := toTxn(r); err != nil {
+	// Converted once, before any forwarding: a request that is malformed
+	// fails here, and every local attempt proposes the same transaction.
+	t, err := toTxn(r)
+	if err != nil {
 		return nil, err
 	}
-	return onLeader(ctx, k.s, true, func(ctx context.Context) (*pb.TxnResponse, error) { return k.txn(ctx, r) },
+	return onLeader(ctx, k.s, true, func(ctx context.Context) (*pb.TxnResponse, error) { return k.txn(ctx, t) },
 		func(c *grpc.ClientConn, ctx context.Context, o grpc.CallOption) (*pb.TxnResponse, error) {
 			return pb.NewKVClient(c).Txn(ctx, r, o)
 		})
 }
 
-func (k *kvServer) txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error) {
-	t, err := toTxn(r)
-	if err != nil {
-		return nil, err
-	}
+func (k *kvServer) txn(ctx context.Context, t *kv.Txn) (*pb.TxnResponse, error) {
 	res, err := k.s.propose(ctx, kv.Command{Op: kv.OpTxn, Txn: t})
 	if err != nil {
 		return nil, err

@@ -138,3 +138,28 @@ func TestForwarded(t *testing.T) {
 		t.Fatal("a request with the marker not taken as forwarded")
 	}
 }
+
+// TestForwardContext: a forwarded request carries the marker and the
+// client's require-leader and API version metadata, and nothing else of
+// the client's.
+func TestForwardContext(t *testing.T) {
+	in := metadata.NewIncomingContext(context.Background(), metadata.Pairs(
+		"hasleader", "true", "client-api-version", "3.6", "token", "secret", "user-agent", "x"))
+	out, ok := metadata.FromOutgoingContext(forwardContext(in))
+	if !ok {
+		t.Fatal("no outgoing metadata")
+	}
+	want := metadata.Pairs(forwardedKey, "1", "hasleader", "true", "client-api-version", "3.6")
+	if len(out) != len(want) {
+		t.Fatalf("outgoing metadata %v, want %v", out, want)
+	}
+	for k, v := range want {
+		if got := out.Get(k); len(got) != 1 || got[0] != v[0] {
+			t.Fatalf("outgoing %s = %v, want %v", k, got, v)
+		}
+	}
+	plain, _ := metadata.FromOutgoingContext(forwardContext(context.Background()))
+	if len(plain) != 1 || plain.Get(forwardedKey)[0] != "1" {
+		t.Fatalf("outgoing metadata of a request without any: %v", plain)
+	}
+}

@@ -6,6 +6,9 @@
 # per workload and store. Usage: bench/etcdtool/run.sh [scale]
 # (scale multiplies the request totals; default 1). ONLY=<workload>
 # (put, range, txn-put, lease-keepalive or watch-latency) runs just that one.
+# Each line: store | workload | requests/s | p50 s | p99 s | the three
+# members' CPU time (user and system, from /proc) per request in µs, which
+# the machine's other load moves much less than the rates.
 set -euo pipefail
 cd "$(dirname "$0")"
 scale=${1:-1}
@@ -31,15 +34,29 @@ wait_ready() { # url...
 	done
 }
 
+cpu_ticks() { # the members' (pids) CPU time in clock ticks
+	local t=0 p f
+	for p in "${pids[@]}"; do
+		read -r -a f <"/proc/$p/stat"
+		t=$((t + f[13] + f[14]))
+	done
+	echo "$t"
+}
+
 measure() { # store
+	local hz
+	hz=$(getconf CLK_TCK)
 	for w in "${workloads[@]}"; do
 		[[ -z $only || ${w%% *} == "$only" ]] || continue
+		total=$(grep -o -- '--total [0-9]*' <<<"$w" | awk '{print $2}')
+		before=$(cpu_ticks)
 		# shellcheck disable=SC2086
 		out=$("$work/benchmark" "${flags[@]}" $w 2>&1)
+		cpu=$(( ($(cpu_ticks) - before) * 1000000 / hz / total ))
 		rps=$(grep -m1 'Requests/sec' <<<"$out" | awk '{print $2}')
 		p50=$(grep -m1 '50% in' <<<"$out" | awk '{print $3}')
 		p99=$(grep -m1 '99% in' <<<"$out" | awk '{print $3}')
-		echo "$1 | ${w%% *} | $rps | $p50 | $p99"
+		echo "$1 | ${w%% *} | $rps | $p50 | $p99 | $cpu"
 		# Failed requests are not in the figures; show them.
 		grep -A5 'Error distribution' <<<"$out" || true
 	done
