@@ -2,6 +2,7 @@ package kv
 
 import (
 	"bufio"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -80,10 +81,10 @@ func derive(v *snapshotView) derivedState {
 		return true
 	})
 	slices.SortFunc(events, func(a, b histEvent) int {
-		if c := cmpInt(a.rev, b.rev); c != 0 {
+		if c := cmp.Compare(a.rev, b.rev); c != 0 {
 			return c
 		}
-		return cmpInt(int64(a.sub), int64(b.sub))
+		return cmp.Compare(int64(a.sub), int64(b.sub))
 	})
 	for i := 1; i < len(events) && d.err == nil; i++ {
 		if events[i].rev == events[i-1].rev && events[i].sub == events[i-1].sub {

@@ -2,6 +2,7 @@ package kv
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"math"
 	"slices"
@@ -356,13 +357,13 @@ func compareVersion(c *Compare, v *version) bool {
 	case CompareValue:
 		r = bytes.Compare(v.value, c.Value)
 	case CompareVersion:
-		r = cmpInt(v.ver, c.Number)
+		r = cmp.Compare(v.ver, c.Number)
 	case CompareCreate:
-		r = cmpInt(v.create, c.Number)
+		r = cmp.Compare(v.create, c.Number)
 	case CompareMod:
-		r = cmpInt(v.mod, c.Number)
+		r = cmp.Compare(v.mod, c.Number)
 	case CompareLease:
-		r = cmpInt(v.lease, c.Number)
+		r = cmp.Compare(v.lease, c.Number)
 	}
 	switch c.Op {
 	case CompareEqual:
@@ -373,16 +374,6 @@ func compareVersion(c *Compare, v *version) bool {
 		return r < 0
 	}
 	return r > 0
-}
-
-func cmpInt(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // ascendPresent calls f on each key of [key, end) that exists now, in key
@@ -457,11 +448,11 @@ func sortKVs(kvs []KeyValue, o *RangeOptions) {
 	cmp := func(a, b *KeyValue) int {
 		switch o.SortBy {
 		case SortByVersion:
-			return cmpInt(a.Version, b.Version)
+			return cmp.Compare(a.Version, b.Version)
 		case SortByCreate:
-			return cmpInt(a.CreateRevision, b.CreateRevision)
+			return cmp.Compare(a.CreateRevision, b.CreateRevision)
 		case SortByMod:
-			return cmpInt(a.ModRevision, b.ModRevision)
+			return cmp.Compare(a.ModRevision, b.ModRevision)
 		case SortByValue:
 			return bytes.Compare(a.Value, b.Value)
 		}

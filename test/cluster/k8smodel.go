@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 )
 
 // The checks of the Kubernetes-pattern clients (k8sclients.go), which use
@@ -349,7 +350,7 @@ func watchProblems(watchers [][]*wSegment, acked []ackedWrite, notApplied map[st
 		if a.rev != b.rev {
 			return int(a.rev - b.rev)
 		}
-		return compareStrings(a.key, b.key)
+		return strings.Compare(a.key, b.key)
 	})
 	for wi, segs := range watchers {
 		for si, s := range segs {
@@ -408,16 +409,6 @@ func watchProblems(watchers [][]*wSegment, acked []ackedWrite, notApplied map[st
 		}
 	}
 	return problems
-}
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func describeWKV(kv wkv, present bool) string {
