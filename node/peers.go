@@ -171,19 +171,16 @@ func (q *reportQueue) wake() {
 	}
 }
 
-func (q *reportQueue) unreachableTo(id pb.NodeID) {
-	q.mu.Lock()
-	if !slices.Contains(q.unreachable, id) {
-		q.unreachable = append(q.unreachable, id)
-	}
-	q.mu.Unlock()
-	q.wake()
-}
+func (q *reportQueue) unreachableTo(id pb.NodeID) { q.addOnce(&q.unreachable, id) }
 
-func (q *reportQueue) closedBy(id pb.NodeID) {
+func (q *reportQueue) closedBy(id pb.NodeID) { q.addOnce(&q.closed, id) }
+
+// addOnce records id in the list (once: a report says only that it
+// happened since the last drain) and wakes the reader.
+func (q *reportQueue) addOnce(list *[]pb.NodeID, id pb.NodeID) {
 	q.mu.Lock()
-	if !slices.Contains(q.closed, id) {
-		q.closed = append(q.closed, id)
+	if !slices.Contains(*list, id) {
+		*list = append(*list, id)
 	}
 	q.mu.Unlock()
 	q.wake()
