@@ -66,13 +66,7 @@ func TestResetLinkKeepsLeader(t *testing.T) {
 	c.propose(1)
 	lead := c.leader()
 	term := c.members[lead].n.Status().Term
-	var f pb.NodeID
-	for id := range c.members {
-		if id != lead {
-			f = id
-			break
-		}
-	}
+	f := c.followersOf(lead)[0]
 	end := time.Now().Add(2 * time.Second)
 	for time.Now().Before(end) {
 		c.net.Reset(lead, f)
@@ -92,13 +86,7 @@ func TestResetLinkDownKeepsLeader(t *testing.T) {
 	c.propose(1)
 	lead := c.leader()
 	term := c.members[lead].n.Status().Term
-	var f pb.NodeID
-	for id := range c.members {
-		if id != lead {
-			f = id
-			break
-		}
-	}
+	f := c.followersOf(lead)[0]
 	c.net.Cut(lead, f, true)
 	c.net.Reset(lead, f)
 	time.Sleep(2 * time.Second)
