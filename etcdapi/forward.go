@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -199,10 +201,22 @@ type fwdCall struct {
 	err     error
 }
 
+// fwdStats counts a follower's use of its streams.
+type fwdStats struct {
+	writes  atomic.Uint64 // writes sent
+	frames  atomic.Uint64 // frames sent
+	unknown atomic.Uint64 // writes sent whose stream broke before their answer
+}
+
 // fwdStream is a follower's stream to the leader at conn.
 type fwdStream struct {
-	s      *Server
 	conn   *grpc.ClientConn
+	md     metadata.MD // names this member and its cluster to the leader
+	logger *slog.Logger
+	stats  *fwdStats
+	// ended, if set, learns that the stream ended and whether the leader
+	// does not serve it at all.
+	ended  func(unimplemented bool)
 	cancel context.CancelFunc
 	wake   chan struct{} // the sender has work
 
@@ -211,7 +225,22 @@ type fwdStream struct {
 	queue   []*fwdCall          // not sent yet
 	cancels []uint64            // sent, then abandoned by their callers
 	nextID  uint64
-	ended   bool // no call is taken any more
+	closed  bool // no call is taken any more
+}
+
+// newFwdStream opens a stream on conn and serves it on its own
+// goroutines until it breaks or is canceled; wg counts them.
+func newFwdStream(conn *grpc.ClientConn, md metadata.MD, logger *slog.Logger, stats *fwdStats,
+	ended func(unimplemented bool), wg *sync.WaitGroup) *fwdStream {
+	ctx, cancel := context.WithCancel(context.Background())
+	st := &fwdStream{conn: conn, md: md, logger: logger, stats: stats, ended: ended, cancel: cancel,
+		wake: make(chan struct{}, 1), pending: map[uint64]*fwdCall{}}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		st.run(ctx)
+	}()
+	return st
 }
 
 // fwdStreamFor returns the stream to the leader at conn, opening one if
@@ -228,20 +257,27 @@ func (s *Server) fwdStreamFor(conn *grpc.ClientConn) (*fwdStream, error) {
 	}
 	if st := s.fwd; st != nil && st.conn == conn {
 		st.mu.Lock()
-		ended := st.ended
+		closed := st.closed
 		st.mu.Unlock()
-		if !ended {
+		if !closed {
 			return st, nil
 		}
 	}
 	if s.fwd != nil {
 		s.fwd.cancel()
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	st := &fwdStream{s: s, conn: conn, cancel: cancel, wake: make(chan struct{}, 1), pending: map[uint64]*fwdCall{}}
+	md := metadata.Pairs(forwardedKey, "1",
+		clusterIDKey, strconv.FormatUint(s.cfg.Node.ClusterID(), 10),
+		memberIDKey, strconv.FormatUint(s.cfg.ID, 10))
+	ended := func(unimplemented bool) {
+		if unimplemented {
+			s.fwdMu.Lock()
+			s.noStream = conn
+			s.fwdMu.Unlock()
+		}
+	}
+	st := newFwdStream(conn, md, s.cfg.Logger, &s.fwdStats, ended, &s.bg)
 	s.fwd = st
-	s.bg.Add(1)
-	go st.run(ctx)
 	return st, nil
 }
 
@@ -261,12 +297,21 @@ func forwardOnStream[T proto.Message](ctx context.Context, s *Server, conn *grpc
 		return zero, 0, errNoForwardStream
 	}
 	resp := zero.ProtoReflect().New().Interface().(T)
-	c := &fwdCall{kind: via.kind, key: key, req: via.req, size: size, resp: resp, done: make(chan struct{})}
+	c := &fwdCall{kind: via.kind, key: key, req: via.req, size: size, resp: resp}
+	if err := st.call(ctx, c); err != nil {
+		return zero, 0, err
+	}
+	return resp, c.index, nil
+}
+
+// call sends c on the stream and waits for its answer, within ctx.
+func (st *fwdStream) call(ctx context.Context, c *fwdCall) error {
+	c.done = make(chan struct{})
 	if d, ok := ctx.Deadline(); ok {
 		c.timeout = max(time.Until(d), 1)
 	}
 	if err := st.enqueue(c); err != nil {
-		return zero, 0, err
+		return err
 	}
 	select {
 	case <-c.done:
@@ -274,20 +319,17 @@ func forwardOnStream[T proto.Message](ctx context.Context, s *Server, conn *grpc
 		if st.forget(c) {
 			// As a unary call ended by its context: forwardError makes
 			// it an unknown outcome.
-			return zero, 0, status.FromContextError(ctx.Err()).Err()
+			return status.FromContextError(ctx.Err()).Err()
 		}
 		<-c.done // answered or failed meanwhile
 	}
-	if c.err != nil {
-		return zero, 0, c.err
-	}
-	return resp, c.index, nil
+	return c.err
 }
 
 func (st *fwdStream) enqueue(c *fwdCall) error {
 	st.mu.Lock()
 	switch {
-	case st.ended:
+	case st.closed:
 		st.mu.Unlock()
 		// Not sent: tried again on another stream.
 		return rpctypes.ErrGRPCNoLeader
@@ -300,6 +342,7 @@ func (st *fwdStream) enqueue(c *fwdCall) error {
 	st.pending[c.id] = c
 	st.queue = append(st.queue, c)
 	st.mu.Unlock()
+	st.stats.writes.Add(1)
 	st.signal()
 	return nil
 }
@@ -334,12 +377,8 @@ func (st *fwdStream) forget(c *fwdCall) bool {
 // run opens the stream and serves it until it breaks or ctx ends; then
 // every write pending on it fails.
 func (st *fwdStream) run(ctx context.Context) {
-	defer st.s.bg.Done()
 	defer st.cancel()
-	md := metadata.Pairs(forwardedKey, "1",
-		clusterIDKey, strconv.FormatUint(st.s.cfg.Node.ClusterID(), 10),
-		memberIDKey, strconv.FormatUint(st.s.cfg.ID, 10))
-	cs, err := st.conn.NewStream(metadata.NewOutgoingContext(ctx, md), &fwdStreamDesc, forwardMethod, grpc.ForceCodecV2(fwdCodec{}))
+	cs, err := st.conn.NewStream(metadata.NewOutgoingContext(ctx, st.md), &fwdStreamDesc, forwardMethod, grpc.ForceCodecV2(fwdCodec{}))
 	if err != nil {
 		st.fail(err)
 		return
@@ -369,6 +408,7 @@ func (st *fwdStream) send(ctx context.Context, cs grpc.ClientStream) error {
 		err := cs.SendMsg(&f)
 		f.buf = nil
 		buf = append(buf[:0], frameVersion)
+		st.stats.frames.Add(1)
 		return err
 	}
 	for {
@@ -441,7 +481,7 @@ func (st *fwdStream) receive(cs grpc.ClientStream) error {
 		f.buf.Free()
 		f.buf = nil
 		if err != nil {
-			st.s.cfg.Logger.Warn("forwarding: the leader's answer frame is malformed", "err", err)
+			st.logger.Warn("forwarding: the leader's answer frame is malformed", "err", err)
 			return status.Errorf(codes.Internal, "etcdapi: forwarding: the leader's answer: %v", err)
 		}
 	}
@@ -489,15 +529,13 @@ func (st *fwdStream) answer(b []byte) error {
 // the stream, did not.
 func (st *fwdStream) fail(err error) {
 	st.mu.Lock()
-	st.ended = true
+	st.closed = true
 	calls := st.pending
 	st.pending, st.queue, st.cancels = nil, nil, nil
 	st.mu.Unlock()
 	code := status.Code(err)
-	if code == codes.Unimplemented {
-		st.s.fwdMu.Lock()
-		st.s.noStream = st.conn
-		st.s.fwdMu.Unlock()
+	if st.ended != nil {
+		st.ended(code == codes.Unimplemented)
 	}
 	for _, c := range calls {
 		switch {
@@ -509,6 +547,7 @@ func (st *fwdStream) fail(err error) {
 			c.err = rpctypes.ErrGRPCNoLeader
 		default:
 			c.err = rpctypes.ErrGRPCTimeoutDueToLeaderFail
+			st.stats.unknown.Add(1)
 		}
 		close(c.done)
 	}

@@ -111,6 +111,7 @@ type Server struct {
 	fwd        *fwdStream
 	noStream   *grpc.ClientConn // a leader's conn without the stream: unary calls
 	fwdStopped bool
+	fwdStats   fwdStats
 
 	stopc chan struct{}
 	bg    sync.WaitGroup
