@@ -586,14 +586,23 @@ type fwdAnswer struct {
 	err   error
 }
 
-// fwdWrite is a write from the stream as its handler sees it (a context
-// value): its idempotency key, and the log index it applied at.
+// fwdWrite is the context of a write from the stream, which carries its
+// idempotency key and learns the log index it applied at (one object for
+// what would be a context value and its content).
 type fwdWrite struct {
+	context.Context
 	key   string
 	index uint64
 }
 
 type fwdWriteKey struct{}
+
+func (w *fwdWrite) Value(k any) any {
+	if k == (fwdWriteKey{}) {
+		return w
+	}
+	return w.Context.Value(k)
+}
 
 func fwdWriteOf(ctx context.Context) *fwdWrite {
 	w, _ := ctx.Value(fwdWriteKey{}).(*fwdWrite)
@@ -741,13 +750,13 @@ func (l *fwdServe) start(ctx context.Context, id uint64, kind fwdKind, timeout t
 		l.answer(fwdAnswer{id: id, err: rpctypes.ErrGRPCRequestTooManyRequests})
 		return nil
 	}
-	w := &fwdWrite{key: key}
-	wctx := context.WithValue(ctx, fwdWriteKey{}, w)
+	w := &fwdWrite{Context: ctx, key: key}
+	var wctx context.Context
 	var cancel context.CancelFunc
 	if timeout > 0 {
-		wctx, cancel = context.WithTimeout(wctx, timeout)
+		wctx, cancel = context.WithTimeout(w, timeout)
 	} else {
-		wctx, cancel = context.WithCancel(wctx)
+		wctx, cancel = context.WithCancel(w)
 	}
 	l.running[id] = cancel
 	l.wg.Add(1)
