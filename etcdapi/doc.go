@@ -15,7 +15,9 @@
 //
 //   - Every member answers every request. A follower forwards writes,
 //     lease keep-alives and time-to-live requests to the leader's etcd
-//     address. Each member's address is in the replicated member table
+//     address: puts, deletes, txns and lease grants and revokes on one
+//     stream per leader, many per message (forward.go), the rest as
+//     calls of their own. Each member's address is in the replicated member table
 //     (node.SetEtcdAddr): a leader sets its own, a follower asks the
 //     leader to (publish.go). A forwarded request that meets a member
 //     that does not lead either is refused (not leader), never forwarded
@@ -38,5 +40,8 @@
 // receiving from the stream, one goroutine per watch reading its
 // kv.Watcher, and sends serialized by a mutex. The publish loop, one
 // goroutine per Server, keeps this member's etcd address in the member
-// table. Server is safe for concurrent use.
+// table. A follower's stream of forwarded writes has a sender and a
+// receiver goroutine; the leader's end has the handler reading frames, a
+// goroutine per write and a writer of answers. Server is safe for
+// concurrent use.
 package etcdapi

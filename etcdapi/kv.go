@@ -65,7 +65,7 @@ func rangeResponse(h *pb.ResponseHeader, res *kv.RangeResult) *pb.RangeResponse 
 }
 
 func (k *kvServer) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error) {
-	return onLeader(ctx, k.s, true, func(ctx context.Context) (*pb.PutResponse, error) { return k.put(ctx, r) },
+	return onLeaderVia(ctx, k.s, true, fwdVia{fwdPut, r}, func(ctx context.Context) (*pb.PutResponse, error) { return k.put(ctx, r) },
 		func(c *grpc.ClientConn, ctx context.Context, o grpc.CallOption) (*pb.PutResponse, error) {
 			return pb.NewKVClient(c).Put(ctx, r, o)
 		})
@@ -93,7 +93,7 @@ func deleteOp(r *pb.DeleteRangeRequest) kv.TxnOp {
 }
 
 func (k *kvServer) DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, error) {
-	return onLeader(ctx, k.s, true, func(ctx context.Context) (*pb.DeleteRangeResponse, error) { return k.deleteRange(ctx, r) },
+	return onLeaderVia(ctx, k.s, true, fwdVia{fwdDeleteRange, r}, func(ctx context.Context) (*pb.DeleteRangeResponse, error) { return k.deleteRange(ctx, r) },
 		func(c *grpc.ClientConn, ctx context.Context, o grpc.CallOption) (*pb.DeleteRangeResponse, error) {
 			return pb.NewKVClient(c).DeleteRange(ctx, r, o)
 		})
@@ -115,7 +115,7 @@ func (k *kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, 
 	if err != nil {
 		return nil, err
 	}
-	return onLeader(ctx, k.s, true, func(ctx context.Context) (*pb.TxnResponse, error) { return k.txn(ctx, t) },
+	return onLeaderVia(ctx, k.s, true, fwdVia{fwdTxn, r}, func(ctx context.Context) (*pb.TxnResponse, error) { return k.txn(ctx, t) },
 		func(c *grpc.ClientConn, ctx context.Context, o grpc.CallOption) (*pb.TxnResponse, error) {
 			return pb.NewKVClient(c).Txn(ctx, r, o)
 		})

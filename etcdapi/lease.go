@@ -25,7 +25,7 @@ func (l *leaseServer) LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (
 	if r.TTL > kv.MaxLeaseTTL {
 		return nil, rpctypes.ErrGRPCLeaseTTLTooLarge
 	}
-	return onLeader(ctx, l.s, true, func(ctx context.Context) (*pb.LeaseGrantResponse, error) { return l.grant(ctx, r) },
+	return onLeaderVia(ctx, l.s, true, fwdVia{fwdLeaseGrant, r}, func(ctx context.Context) (*pb.LeaseGrantResponse, error) { return l.grant(ctx, r) },
 		func(c *grpc.ClientConn, ctx context.Context, o grpc.CallOption) (*pb.LeaseGrantResponse, error) {
 			return pb.NewLeaseClient(c).LeaseGrant(ctx, r, o)
 		})
@@ -44,7 +44,7 @@ func (l *leaseServer) grant(ctx context.Context, r *pb.LeaseGrantRequest) (*pb.L
 }
 
 func (l *leaseServer) LeaseRevoke(ctx context.Context, r *pb.LeaseRevokeRequest) (*pb.LeaseRevokeResponse, error) {
-	return onLeader(ctx, l.s, true, func(ctx context.Context) (*pb.LeaseRevokeResponse, error) { return l.revoke(ctx, r) },
+	return onLeaderVia(ctx, l.s, true, fwdVia{fwdLeaseRevoke, r}, func(ctx context.Context) (*pb.LeaseRevokeResponse, error) { return l.revoke(ctx, r) },
 		func(c *grpc.ClientConn, ctx context.Context, o grpc.CallOption) (*pb.LeaseRevokeResponse, error) {
 			return pb.NewLeaseClient(c).LeaseRevoke(ctx, r, o)
 		})

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/raftkv/raftkv/kv"
 	"github.com/raftkv/raftkv/node"
@@ -98,9 +99,19 @@ type Server struct {
 	cfg  Config
 	grpc *grpc.Server
 
+	kv    *kvServer
+	lease *leaseServer
+
 	mu   sync.Mutex
 	conn *grpc.ClientConn // to connAddr, the leader's etcd address
 	addr string
+
+	// The stream forwarded writes take to the leader (forward.go).
+	fwdMu      sync.Mutex
+	fwd        *fwdStream
+	noStream   *grpc.ClientConn // a leader's conn without the stream: unary calls
+	fwdStopped bool
+	fwdStats   fwdStats
 
 	stopc chan struct{}
 	bg    sync.WaitGroup
@@ -142,13 +153,15 @@ func New(cfg Config) (*Server, error) {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.TLS)))
 	}
 	s := &Server{cfg: cfg, grpc: grpc.NewServer(opts...), stopc: make(chan struct{})}
-	pb.RegisterKVServer(s.grpc, &kvServer{s: s})
+	s.kv, s.lease = &kvServer{s: s}, &leaseServer{s: s}
+	pb.RegisterKVServer(s.grpc, s.kv)
 	pb.RegisterWatchServer(s.grpc, &watchServer{s: s})
-	pb.RegisterLeaseServer(s.grpc, &leaseServer{s: s})
+	pb.RegisterLeaseServer(s.grpc, s.lease)
 	pb.RegisterClusterServer(s.grpc, &clusterServer{s: s})
 	pb.RegisterMaintenanceServer(s.grpc, &maintenanceServer{s: s})
 	pb.RegisterAuthServer(s.grpc, &authServer{s: s})
 	s.grpc.RegisterService(&publishServiceDesc, s)
+	s.grpc.RegisterService(&forwardServiceDesc, s)
 	return s, nil
 }
 
@@ -180,6 +193,7 @@ func (s *Server) Stop() {
 	}
 	close(s.stopc)
 	s.grpc.Stop()
+	s.stopForwarding()
 	s.bg.Wait()
 	s.mu.Lock()
 	if s.conn != nil {
@@ -211,26 +225,31 @@ func (s *Server) isLeader() bool {
 // with the context to use; nil when this member leads. A request already
 // forwarded once, or no known leader, is an error.
 func (s *Server) leader(ctx context.Context) (*grpc.ClientConn, context.Context, error) {
+	conn, err := s.leaderConn(ctx)
+	if conn == nil || err != nil {
+		return nil, ctx, err
+	}
+	return conn, forwardContext(ctx), nil
+}
+
+// leaderConn is leader without the forwarding context.
+func (s *Server) leaderConn(ctx context.Context) (*grpc.ClientConn, error) {
 	lead, _, role := s.cfg.Node.Leader()
 	if role == raft.Leader {
-		return nil, ctx, nil
+		return nil, nil
 	}
 	if forwarded(ctx) {
-		return nil, ctx, errNotLeader
+		return nil, errNotLeader
 	}
 	if lead == raftpb.None {
-		return nil, ctx, errNoLeader
+		return nil, errNoLeader
 	}
 	m, _ := s.cfg.Node.Member(lead)
 	addr := m.EtcdAddr
 	if addr == "" {
-		return nil, ctx, errNoLeader
+		return nil, errNoLeader
 	}
-	conn, err := s.connTo(addr)
-	if err != nil {
-		return nil, ctx, err
-	}
-	return conn, forwardContext(ctx), nil
+	return s.connTo(addr)
 }
 
 // forwardContext is ctx with the outgoing metadata of its request
@@ -295,7 +314,9 @@ func (s *Server) propose(ctx context.Context, cmd kv.Command) (*kv.Result, error
 	if !ok {
 		return nil, fmt.Errorf("etcdapi: state machine answered %T", out)
 	}
-	if forwarded(ctx) {
+	if w := fwdWriteOf(ctx); w != nil {
+		w.index = uint64(res.Index)
+	} else if forwarded(ctx) {
 		grpc.SetHeader(ctx, metadata.Pairs(indexKey, strconv.FormatUint(uint64(res.Index), 10)))
 	}
 	if !res.OK() {
@@ -331,15 +352,24 @@ func (s *Server) barrier(ctx context.Context, serializable bool) error {
 	}
 }
 
-// catchUp waits until this member has applied the index in a leader's
-// answer to a forwarded write.
-func (s *Server) catchUp(ctx context.Context, md metadata.MD) error {
+// headerIndex is the index in a leader's answer to a forwarded unary
+// write (0 if none).
+func headerIndex(md metadata.MD) uint64 {
 	v := md.Get(indexKey)
 	if len(v) == 0 {
-		return nil
+		return 0
 	}
 	index, err := strconv.ParseUint(v[0], 10, 64)
 	if err != nil {
+		return 0
+	}
+	return index
+}
+
+// catchUp waits until this member has applied index, from a leader's
+// answer to a forwarded write (0: nothing to wait for).
+func (s *Server) catchUp(ctx context.Context, index uint64) error {
+	if index == 0 {
 		return nil
 	}
 	switch err := s.cfg.Node.WaitApplied(ctx, raftpb.Index(index)); {
@@ -404,7 +434,7 @@ func forwardError(err error) error {
 }
 
 func forwarded(ctx context.Context) bool {
-	return len(metadata.ValueFromIncomingContext(ctx, forwardedKey)) > 0
+	return fwdWriteOf(ctx) != nil || len(metadata.ValueFromIncomingContext(ctx, forwardedKey)) > 0
 }
 
 // onLeader runs a request on the leader: local if this member leads,
@@ -423,7 +453,20 @@ func forwarded(ctx context.Context) bool {
 // takes no entry in the table, and an unknown outcome of it is the
 // client's answer (at most once). Membership changes are not idempotent
 // that way and are not retried.
-func onLeader[T interface{ GetHeader() *pb.ResponseHeader }](ctx context.Context, s *Server, idempotent bool,
+func onLeader[T response](ctx context.Context, s *Server, idempotent bool,
+	local func(context.Context) (T, error), remote func(*grpc.ClientConn, context.Context, grpc.CallOption) (T, error)) (T, error) {
+	return onLeaderVia(ctx, s, idempotent, fwdVia{}, local, remote)
+}
+
+type response interface {
+	GetHeader() *pb.ResponseHeader
+	proto.Message
+}
+
+// onLeaderVia is onLeader for a write that a follower forwards on the
+// stream to the leader (forward.go) as via says, by remote only when
+// the leader does not take the stream or the write is too large for it.
+func onLeaderVia[T response](ctx context.Context, s *Server, idempotent bool, via fwdVia,
 	local func(context.Context) (T, error), remote func(*grpc.ClientConn, context.Context, grpc.CallOption) (T, error)) (T, error) {
 	var zero T
 	if forwarded(ctx) {
@@ -436,13 +479,10 @@ func onLeader[T interface{ GetHeader() *pb.ResponseHeader }](ctx context.Context
 	defer cancel()
 	key := "" // made for the first forwarded attempt, kept for the rest
 	for {
-		conn, fctx, err := s.leader(ctx)
-		if conn != nil {
-			if key == "" {
-				key = newIdempotencyKey()
-				ctx = context.WithValue(ctx, idempotencyCtxKey{}, key)
-			}
-			fctx = metadata.AppendToOutgoingContext(fctx, idempotencyMDKey, key)
+		conn, err := s.leaderConn(ctx)
+		if conn != nil && key == "" {
+			key = newIdempotencyKey()
+			ctx = context.WithValue(ctx, idempotencyCtxKey{}, key)
 		}
 		var out T
 		switch {
@@ -450,11 +490,20 @@ func onLeader[T interface{ GetHeader() *pb.ResponseHeader }](ctx context.Context
 		case conn == nil:
 			out, err = local(ctx)
 		default:
-			var md metadata.MD
-			out, err = remote(conn, fctx, grpc.Header(&md))
+			var index uint64
+			err = errNoForwardStream
+			if via.kind != fwdNone {
+				out, index, err = forwardOnStream[T](ctx, s, conn, via, key)
+			}
+			if errors.Is(err, errNoForwardStream) {
+				var md metadata.MD
+				fctx := metadata.AppendToOutgoingContext(forwardContext(ctx), idempotencyMDKey, key)
+				out, err = remote(conn, fctx, grpc.Header(&md))
+				index = headerIndex(md)
+			}
 			err = forwardError(err)
 			if err == nil {
-				err = s.catchUp(ctx, md)
+				err = s.catchUp(ctx, index)
 			}
 			if err == nil && out.GetHeader() != nil {
 				// The answer is this member's, as with etcd's followers.
@@ -487,6 +536,12 @@ func newIdempotencyKey() string {
 func idempotencyKey(ctx context.Context) string {
 	if k, ok := ctx.Value(idempotencyCtxKey{}).(string); ok {
 		return k
+	}
+	if w := fwdWriteOf(ctx); w != nil {
+		if len(w.key) > kv.MaxIdempotencyKeyBytes {
+			return ""
+		}
+		return w.key
 	}
 	if v := metadata.ValueFromIncomingContext(ctx, idempotencyMDKey); len(v) == 1 && len(v[0]) <= kv.MaxIdempotencyKeyBytes {
 		return v[0]
