@@ -60,10 +60,13 @@ type fastServer struct {
 	cancel context.CancelFunc
 
 	shutting atomic.Bool // no new requests: idle connections close
-	mu       sync.Mutex
-	shut     bool // closeAll ran: nothing new starts
-	conns    map[*fastConn]struct{}
-	wg       sync.WaitGroup // the accept loop and the connections
+	// served and handedOff count requests served here and connections
+	// given to net/http (tests tell the two paths apart by them).
+	served, handedOff atomic.Uint64
+	mu                sync.Mutex
+	shut              bool // closeAll ran: nothing new starts
+	conns             map[*fastConn]struct{}
+	wg                sync.WaitGroup // the accept loop and the connections
 }
 
 func newFastServer(s *Server, l net.Listener) *fastServer {
@@ -350,6 +353,7 @@ func (fc *fastConn) handOff() bool {
 	pc := &prefixConn{Conn: fc.c, prefix: fc.buf[fc.r:fc.w]}
 	select {
 	case fc.fs.handoff <- pc:
+		fc.fs.handedOff.Add(1)
 		return true
 	case <-fc.fs.closed:
 		return false
@@ -383,6 +387,7 @@ func (fc *fastConn) serveRequest(t0 time.Time, fr *fastRequest) (keep bool) {
 	}
 	req := tmpl.WithContext(fc.ctx)
 	w := &fastResponse{fc: fc, req: req, fr: fr, body: body, header: make(http.Header, 6), declared: -1}
+	fc.fs.served.Add(1)
 	if !fc.runHandler(w, req) {
 		return false
 	}
@@ -398,7 +403,23 @@ func (fc *fastConn) serveRequest(t0 time.Time, fr *fastRequest) (keep bool) {
 	if cap(fc.out) > fastReadBufSize {
 		fc.out = nil
 	}
+	if w.linger && w.werr == nil {
+		fc.closeWriteAndWait()
+	}
 	return w.werr == nil && !w.closeAfter && !fc.fs.shutting.Load()
+}
+
+// closeWriteAndWait half-closes and waits a moment before the close, so
+// that a client still sending a refused body reads the answer rather than
+// a reset (as net/http does).
+func (fc *fastConn) closeWriteAndWait() {
+	if cw, ok := fc.c.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
+	select {
+	case <-time.After(500 * time.Millisecond):
+	case <-fc.ctx.Done():
+	}
 }
 
 // runHandler runs the handler; false if it panicked (net/http then closes
@@ -449,6 +470,7 @@ type fastBody struct {
 	fc     *fastConn
 	n      int64 // left to read
 	err    error
+	eof    bool // the client closed its side mid-body
 	closed bool // by the handler
 	done   bool // the request was answered
 }
@@ -482,7 +504,7 @@ func (b *fastBody) Read(p []byte) (int, error) {
 			if err == nil {
 				err = io.ErrNoProgress
 			} else if errors.Is(err, io.EOF) {
-				err = io.ErrUnexpectedEOF
+				err, b.eof = io.ErrUnexpectedEOF, true
 			}
 			b.err = err
 			return 0, err
@@ -518,11 +540,13 @@ func (b *fastBody) drain() (ok, tooBig bool) {
 		return false, true
 	}
 	var scratch [512]byte
-	for b.n > 0 {
-		if _, err := b.Read(scratch[:]); err != nil && !errors.Is(err, io.EOF) {
+	for b.n > 0 && !b.eof {
+		if _, err := b.Read(scratch[:]); err != nil && !errors.Is(err, io.EOF) && !b.eof {
 			return false, false
 		}
 	}
+	// After the client's EOF the connection is kept like net/http keeps
+	// it: reading the next request ends it.
 	return true, false
 }
 
@@ -549,6 +573,7 @@ type fastResponse struct {
 	streaming  bool
 	chunked    bool
 	closeAfter bool
+	linger     bool // the client may still be sending a body we refused
 	werr       error
 }
 
@@ -563,7 +588,7 @@ func (w *fastResponse) WriteHeader(code int) {
 	}
 	if code >= 100 && code <= 199 && code != http.StatusSwitchingProtocols {
 		// An interim answer goes out at once; the final one follows.
-		b := appendStatusLine(nil, code)
+		b := appendStatusLine(nil, w.fr.minor, code)
 		b = appendHeader(b, w.header, func(string) bool { return true })
 		b = append(b, "\r\n"...)
 		if _, err := w.fc.c.Write(b); err != nil {
@@ -572,7 +597,7 @@ func (w *fastResponse) WriteHeader(code int) {
 		return
 	}
 	w.wrote, w.status = true, code
-	h := appendStatusLine(w.fc.out[:0], code)
+	h := appendStatusLine(w.fc.out[:0], w.fr.minor, code)
 	noBody := !bodyAllowedForStatus(code)
 	if v := w.header["Content-Type"]; len(v) > 0 {
 		w.haveType = true
@@ -733,7 +758,7 @@ func (w *fastResponse) completeHead(final bool) []byte {
 		ok, tooBig := w.body.drain()
 		switch {
 		case tooBig:
-			w.closeAfter = true
+			w.closeAfter, w.linger = true, true
 			w.connVals, connSet, setConn = nil, false, "close"
 		case !ok:
 			w.closeAfter = true
@@ -794,8 +819,14 @@ func bodyAllowedForStatus(code int) bool {
 	return true
 }
 
-func appendStatusLine(b []byte, code int) []byte {
-	b = append(b, "HTTP/1.1 "...)
+// appendStatusLine writes the status line in the request's version, as
+// net/http does.
+func appendStatusLine(b []byte, minor, code int) []byte {
+	if minor == 0 {
+		b = append(b, "HTTP/1.0 "...)
+	} else {
+		b = append(b, "HTTP/1.1 "...)
+	}
 	b = strconv.AppendInt(b, int64(code), 10)
 	b = append(b, ' ')
 	if text := http.StatusText(code); text != "" {
