@@ -265,8 +265,9 @@ func TestFastPathHandOffKeepsConnection(t *testing.T) {
 			if got := s.fast.served.Load() - served; got != 2 {
 				t.Fatalf("fast path served %d requests, want 2 (the rest are net/http's)", got)
 			}
-			if got := s.fast.handedOff.Load() - handed; got != 1 {
-				t.Fatalf("%d connections handed off, want 1", got)
+			// The member's own announcements to itself are handed off too.
+			if got := s.fast.handedOff.Load() - handed; got < 1 {
+				t.Fatalf("%d connections handed off, want at least this one", got)
 			}
 		})
 	}
@@ -375,12 +376,12 @@ func TestFastPathOversizedHead(t *testing.T) {
 	}
 	// Within net/http's limit but over the fast path's: served by net/http.
 	rc2 := dialRaw(t, s)
-	handed := s.fast.handedOff.Load()
+	served := s.fast.served.Load()
 	rc2.send("GET /v1/kv/a HTTP/1.1\r\nHost: h\r\nX-Big: " + strings.Repeat("b", 9<<10) + "\r\n\r\n")
 	if a := rc2.read("GET"); a.status != http.StatusNotFound {
 		t.Fatalf("large head: %d %s", a.status, a.body)
 	}
-	if s.fast.handedOff.Load() == handed {
+	if s.fast.served.Load() != served {
 		t.Fatal("a head over MaxHeaderBytes was served by the fast path")
 	}
 }
