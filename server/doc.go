@@ -37,10 +37,26 @@
 //     persisted in the data directory; a restart reads it back and ignores
 //     the member list.
 //
+// # HTTP/1.1 fast path
+//
+// On a cleartext client listener, every connection is first read by the
+// fast path (fasthttp.go, fastparse.go): it parses each request strictly
+// and serves the plainest requests of the hot routes itself (single-key
+// GET, HEAD, PUT, POST and DELETE, and batches; Content-Length bodies,
+// no Expect, Upgrade or Transfer-Encoding) with the same handler, a
+// lighter http.Request, and an answer written with one write. The first
+// request it does not accept, from an h2c preface to a malformed line,
+// hands the connection with every byte read so far to net/http, which
+// serves it from then on: net/http's answers and rules decide everything
+// unusual. A client sees the same answers either way, apart from header
+// order and the framing of answers between 2 and 64 KiB (a Content-Length
+// instead of chunks). With TLS, net/http serves every connection.
+//
 // # Concurrency
 //
-// net/http runs each request on its own goroutine; they share the node and
-// the store, both safe for concurrent use. One background goroutine
+// net/http runs each request on its own goroutine, and the fast path each
+// connection's requests on the connection's goroutine; they share the
+// node and the store, both safe for concurrent use. One background goroutine
 // (publish) polls the node's status to publish the client address and, on
 // a member that joined, to learn the cluster id; another (announce) tells
 // the leader this member's client address for the live view (ui.go); a

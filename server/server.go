@@ -28,7 +28,8 @@ type Server struct {
 	node   *node.Node
 	store  *kv.Store
 	http   *http.Server
-	scheme string // "http" or "https", for redirect URLs
+	fast   *fastServer // the HTTP/1.1 fast path (fasthttp.go); nil with TLS
+	scheme string      // "http" or "https", for redirect URLs
 
 	clusterID atomic.Uint64 // 0 until known (a joined member learns it)
 	sem       chan struct{} // one token per request being served
@@ -173,6 +174,7 @@ func open(cfg Config) (*Server, error) {
 		s.http.Protocols = new(http.Protocols)
 		s.http.Protocols.SetHTTP1(true)
 		s.http.Protocols.SetUnencryptedHTTP2(true)
+		s.fast = newFastServer(s, cfg.ClientListener)
 	}
 	return s, nil
 }
@@ -217,6 +219,11 @@ func (s *Server) serve() {
 	l := s.cfg.ClientListener
 	if s.cfg.TLS != nil {
 		l = tls.NewListener(l, s.cfg.TLS)
+	} else {
+		// Plain requests are served by the fast path; net/http serves
+		// the connections it hands over.
+		s.fast.start()
+		l = s.fast
 	}
 	err := s.http.Serve(l)
 	if errors.Is(err, http.ErrServerClosed) {
@@ -271,8 +278,17 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.handOver(ctx, st)
 	}
 	err := s.http.Shutdown(ctx)
+	if s.fast != nil {
+		s.fast.beginShutdown()
+		if ferr := s.fast.waitConns(ctx); err == nil {
+			err = ferr
+		}
+	}
 	if err != nil {
 		s.http.Close()
+	}
+	if s.fast != nil {
+		s.fast.closeAll()
 	}
 	s.stop()
 	if serr := <-s.serveErr; err == nil {
@@ -287,6 +303,9 @@ func (s *Server) Close() {
 	s.draining.Store(true)
 	s.watches.stopAll()
 	s.http.Close()
+	if s.fast != nil {
+		s.fast.closeAll()
+	}
 	s.stop()
 }
 
