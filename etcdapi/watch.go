@@ -250,18 +250,34 @@ func (st *watchStream) pump(ctx context.Context, w *watch) {
 		}
 	}()
 	s := st.s
+	// The waits share one context per progress interval, not one (and a
+	// timer) per event: with a busy key the pump wakes for every change.
+	// A progress notification ends an interval in which no event was
+	// sent, as etcd's do.
+	var wctx context.Context
+	cancel := context.CancelFunc(func() {})
+	defer func() { cancel() }()
+	sentEvents := false
 	for {
-		wctx, cancel := context.WithTimeout(ctx, s.cfg.ProgressInterval)
-		st.mu.Lock()
-		w.wake = cancel
-		st.mu.Unlock()
+		if wctx == nil {
+			wctx, cancel = context.WithTimeout(ctx, s.cfg.ProgressInterval)
+			st.mu.Lock()
+			w.wake = cancel
+			st.mu.Unlock()
+		}
 		b, err := w.watcher.Next(wctx)
-		cancel()
 		var ce *kv.CompactedError
 		switch {
 		case ctx.Err() != nil:
 			return
 		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+			cancel()
+			wctx = nil
+			// Canceled: woken by a progress request, mid-interval.
+			notify := w.progress && errors.Is(err, context.DeadlineExceeded) && !sentEvents
+			if errors.Is(err, context.DeadlineExceeded) {
+				sentEvents = false
+			}
 			rev, ok := w.watcher.Progress()
 			if !ok {
 				continue
@@ -269,7 +285,7 @@ func (st *watchStream) pump(ctx context.Context, w *watch) {
 			st.mu.Lock()
 			w.synced = max(w.synced, rev)
 			st.mu.Unlock()
-			if w.progress && errors.Is(err, context.DeadlineExceeded) {
+			if notify {
 				st.send(w, &pb.WatchResponse{Header: s.header(rev), WatchId: w.id}, rev)
 			}
 			continue
@@ -296,6 +312,7 @@ func (st *watchStream) pump(ctx context.Context, w *watch) {
 		if !st.sendEvents(w, s.header(b.Revision), evs, b.Revision) {
 			return
 		}
+		sentEvents = true
 	}
 }
 
