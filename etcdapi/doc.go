@@ -36,9 +36,11 @@
 // # Concurrency
 //
 // gRPC runs each call on its own goroutine. A watch stream has one
-// handler goroutine (requests and the leader check), one goroutine
-// receiving from the stream, one goroutine per watch reading its
-// kv.Watcher, and sends serialized by a mutex. The publish loop, one
+// goroutine receiving from the stream and one handler goroutine that does
+// the rest and all the sending: the requests, the leader check, and the
+// delivery of the watches whose kv.Watcher the store names ready
+// (Watcher.OnReady), so a change wakes one goroutine per stream whatever
+// its number of watches. The publish loop, one
 // goroutine per Server, keeps this member's etcd address in the member
 // table. A follower's stream of forwarded writes has a sender and a
 // receiver goroutine; the leader's end has the handler reading frames, a

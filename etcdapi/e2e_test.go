@@ -362,6 +362,111 @@ func TestEtcdWatch(t *testing.T) {
 	}
 }
 
+// TestEtcdWatchManyOnOneStream: one stream serves all its watches with
+// one goroutine; a watch reading a long history (more than one turn's
+// batches) and watches of one live key all get every event of theirs,
+// in order, and a progress request is answered after them.
+func TestEtcdWatchManyOnOneStream(t *testing.T) {
+	c := newECluster(t)
+	cli := c.client(c.addrs[c.follower()])
+	ctx := ctxT(t)
+	// 9,000 events in 90 revisions: catching up on them takes more than
+	// one turn's reads of 1,000 events (whole revisions) each.
+	const history, perTxn = 9000, 100
+	first, err := cli.Put(ctx, "h/start", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range history/perTxn - 1 {
+		ops := make([]clientv3.Op, perTxn)
+		for j := range ops {
+			ops[j] = clientv3.OpPut(fmt.Sprintf("h/%d/%d", i, j), "v")
+		}
+		if _, err := cli.Txn(ctx).Then(ops...).Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for j := range perTxn - 1 {
+		if _, err := cli.Put(ctx, fmt.Sprintf("h/last/%d", j), "v"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The same context: one stream for every watch.
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	hist := cli.Watch(wctx, "h/", clientv3.WithPrefix(), clientv3.WithRev(first.Header.Revision))
+	const lives, puts = 10, 20
+	var lv []clientv3.WatchChan
+	for range lives {
+		lv = append(lv, cli.Watch(wctx, "live", clientv3.WithCreatedNotify()))
+	}
+	for _, ch := range lv {
+		if r := <-ch; !r.Created {
+			t.Fatalf("first response of a live watch: %+v", r)
+		}
+	}
+	var last int64
+	for i := range puts {
+		r, err := cli.Put(ctx, "live", fmt.Sprint(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = r.Header.Revision
+	}
+	for j, ch := range lv {
+		for i := 0; i < puts; {
+			r, ok := <-ch
+			if !ok {
+				t.Fatalf("live watch %d closed after %d events", j, i)
+			}
+			if r.Err() != nil {
+				t.Fatal(r.Err())
+			}
+			for _, e := range r.Events {
+				if string(e.Kv.Value) != fmt.Sprint(i) {
+					t.Fatalf("live watch %d: event %d is %q", j, i, e.Kv.Value)
+				}
+				i++
+			}
+		}
+	}
+	n, rev := 0, first.Header.Revision-1
+	for n < history {
+		r, ok := <-hist
+		if !ok {
+			t.Fatalf("history watch closed after %d events", n)
+		}
+		if r.Err() != nil {
+			t.Fatal(r.Err())
+		}
+		for _, e := range r.Events {
+			if e.Kv.ModRevision < rev {
+				t.Fatalf("history event at revision %d after %d", e.Kv.ModRevision, rev)
+			}
+			rev = e.Kv.ModRevision
+			n++
+		}
+	}
+	if err := cli.RequestProgress(wctx); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		r, ok := <-hist
+		if !ok {
+			t.Fatal("history watch closed before the progress answer")
+		}
+		if len(r.Events) > 0 {
+			t.Fatalf("history watch got %d events past its %d", len(r.Events), history)
+		}
+		if r.IsProgressNotify() {
+			if r.Header.Revision < last {
+				t.Fatalf("progress at revision %d, before the last put's %d", r.Header.Revision, last)
+			}
+			return
+		}
+	}
+}
+
 // TestEtcdLease grants, attaches, keeps alive, asks the TTL and keys of,
 // lists and revokes a lease through a follower.
 func TestEtcdLease(t *testing.T) {

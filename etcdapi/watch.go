@@ -29,39 +29,57 @@ type watchServer struct {
 	s *Server
 }
 
-// watchStream is one client stream: the handler goroutine receives
-// requests, one pump goroutine per watch sends its events; sends are
-// serialized by mu, which also guards watches.
+// watchStream is one client stream. Its handler goroutine does all the
+// sending: it creates and cancels watches as the client asks and delivers
+// the events of the watches the store names ready (kv.Watcher.OnReady).
+// A change thus wakes one goroutine per stream, not one per watch, and the
+// stream's responses to it leave back to back, to be written together.
 type watchStream struct {
 	s      *Server
 	stream pb.Watch_WatchServer
-	ctx    context.Context
 
-	mu      sync.Mutex
 	watches map[int64]*watch
 	nextID  int64
 	sendErr error
-	wg      sync.WaitGroup
+
+	// readyMu guards ready and each watch's queued: the store's Apply
+	// adds to them. ready holds each watch at most once; spare is the
+	// other buffer, swapped in while ready's watches are served.
+	readyMu sync.Mutex
+	ready   []*watch
+	spare   []*watch
+	kick    chan struct{} // capacity 1: ready may have watches
+
+	// progressTarget is the store revision a progress request waits for
+	// every watch to have been sent every change up to (0: none pending),
+	// until progressDeadline.
+	progressTarget   int64
+	progressDeadline time.Time
 }
 
-// watch is one watch of a stream. delivered, synced, wake and canceled are
-// guarded by the stream's mu; watcher is the pump goroutine's.
+// watch is one watch of a stream; queued is guarded by the stream's
+// readyMu, the rest is the handler goroutine's.
 type watch struct {
 	id               int64
 	key, end         string
 	prevKV, progress bool
 	noPut, noDelete  bool
 	fragment         bool
-	cancel           context.CancelFunc
 	// delivered: every matching change up to it has been sent.
 	delivered int64
-	// synced: the pump found nothing waiting up to it (Watcher.Progress).
+	// synced: the watcher had nothing waiting up to it (Watcher.Progress).
 	synced int64
-	// wake interrupts the pump's wait, to have it record synced.
-	wake     context.CancelFunc
-	canceled bool
-	watcher  *kv.Watcher
+	// sentEvents: events were sent in the current progress interval.
+	sentEvents bool
+	canceled   bool
+	queued     bool
+	watcher    *kv.Watcher
 }
+
+// maxBatchesPerTurn bounds the batches one watch sends before the stream's
+// other ready watches have their turn: one catching up on a long history
+// does not hold them up.
+const maxBatchesPerTurn = 8
 
 func requireLeader(ctx context.Context) bool {
 	md, ok := metadata.FromIncomingContext(ctx)
@@ -75,10 +93,10 @@ func (ws *watchServer) Watch(stream pb.Watch_WatchServer) error {
 		return rpctypes.ErrGRPCNoLeader
 	}
 	ctx, cancel := context.WithCancel(stream.Context())
-	st := &watchStream{s: s, stream: stream, ctx: ctx, watches: map[int64]*watch{}}
+	st := &watchStream{s: s, stream: stream, watches: map[int64]*watch{}, kick: make(chan struct{}, 1)}
 	defer func() {
 		cancel()
-		st.wg.Wait()
+		st.closeAll()
 	}()
 	reqs := make(chan *pb.WatchRequest)
 	go func() {
@@ -100,6 +118,8 @@ func (ws *watchServer) Watch(stream pb.Watch_WatchServer) error {
 	// (etcd's rule); a removed member ends every stream.
 	tick := time.NewTicker(s.cfg.ElectionTimeout / 2)
 	defer tick.Stop()
+	progress := time.NewTicker(s.cfg.ProgressInterval)
+	defer progress.Stop()
 	var leaderless time.Time
 	for {
 		select {
@@ -108,6 +128,10 @@ func (ws *watchServer) Watch(stream pb.Watch_WatchServer) error {
 				return nil
 			}
 			st.handle(req)
+		case <-st.kick:
+			st.deliver()
+		case <-progress.C:
+			st.notifyProgress()
 		case <-tick.C:
 			_, _, role := s.cfg.Node.Leader()
 			switch {
@@ -120,12 +144,10 @@ func (ws *watchServer) Watch(stream pb.Watch_WatchServer) error {
 			case needLeader && time.Since(leaderless) > 3*s.cfg.ElectionTimeout:
 				return rpctypes.ErrGRPCNoLeader
 			}
+			st.checkProgress()
 		}
-		st.mu.Lock()
-		err := st.sendErr
-		st.mu.Unlock()
-		if err != nil {
-			return err
+		if st.sendErr != nil {
+			return st.sendErr
 		}
 	}
 }
@@ -137,13 +159,15 @@ func (st *watchStream) handle(req *pb.WatchRequest) {
 	case *pb.WatchRequest_CancelRequest:
 		st.cancelWatch(r.CancelRequest.WatchId)
 	case *pb.WatchRequest_ProgressRequest:
-		st.wg.Add(1)
-		go st.progressAll()
+		target, _ := st.s.cfg.Store.Revision()
+		st.progressTarget = max(st.progressTarget, target)
+		st.progressDeadline = time.Now().Add(time.Second)
+		st.checkProgress()
 	}
 }
 
-// sendLocked sends m; the first failure ends the stream.
-func (st *watchStream) sendLocked(m *pb.WatchResponse) bool {
+// send sends m; the first failure ends the stream.
+func (st *watchStream) send(m *pb.WatchResponse) bool {
 	if st.sendErr != nil {
 		return false
 	}
@@ -156,8 +180,6 @@ func (st *watchStream) sendLocked(m *pb.WatchResponse) bool {
 
 func (st *watchStream) create(cr *pb.WatchCreateRequest) {
 	s := st.s
-	st.mu.Lock()
-	defer st.mu.Unlock()
 	id := cr.WatchId
 	if id == 0 {
 		for st.watches[st.nextID] != nil {
@@ -167,7 +189,7 @@ func (st *watchStream) create(cr *pb.WatchCreateRequest) {
 		st.nextID++
 	}
 	reject := func(reason string) {
-		st.sendLocked(&pb.WatchResponse{Header: s.header(0), WatchId: -1, Created: true, Canceled: true, CancelReason: reason})
+		st.send(&pb.WatchResponse{Header: s.header(0), WatchId: -1, Created: true, Canceled: true, CancelReason: reason})
 	}
 	switch {
 	case st.watches[id] != nil:
@@ -194,8 +216,8 @@ func (st *watchStream) create(cr *pb.WatchCreateRequest) {
 	var ce *kv.CompactedError
 	switch {
 	case errors.As(err, &ce):
-		st.sendLocked(&pb.WatchResponse{Header: s.header(rev), WatchId: id, Created: true})
-		st.sendLocked(&pb.WatchResponse{Header: s.header(rev), WatchId: id, CompactRevision: ce.Compacted, Canceled: true,
+		st.send(&pb.WatchResponse{Header: s.header(rev), WatchId: id, Created: true})
+		st.send(&pb.WatchResponse{Header: s.header(rev), WatchId: id, CompactRevision: ce.Compacted, Canceled: true,
 			CancelReason: compactedReason})
 		return
 	case err != nil:
@@ -206,108 +228,92 @@ func (st *watchStream) create(cr *pb.WatchCreateRequest) {
 	if cr.StartRevision > 0 {
 		w.delivered = cr.StartRevision - 1
 	}
-	w.watcher = wt
-	ctx, cancel := context.WithCancel(st.ctx)
-	w.cancel = cancel
 	st.watches[id] = w
-	st.sendLocked(&pb.WatchResponse{Header: s.header(rev), WatchId: id, Created: true})
-	st.wg.Add(1)
-	go st.pump(ctx, w)
+	st.send(&pb.WatchResponse{Header: s.header(rev), WatchId: id, Created: true})
+	st.follow(w, wt)
 }
 
-func (st *watchStream) cancelWatch(id int64) {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	w := st.watches[id]
-	if w == nil {
-		return
+// follow makes wt w's watcher and queues w for its first Poll, which reads
+// the history from its start or registers it for live changes.
+func (st *watchStream) follow(w *watch, wt *kv.Watcher) {
+	w.watcher = wt
+	wt.OnReady(func() { st.markReady(w) })
+	st.markReady(w)
+}
+
+// markReady queues w to be served and wakes the handler. The store calls
+// it from Apply: it never blocks.
+func (st *watchStream) markReady(w *watch) {
+	st.readyMu.Lock()
+	if !w.queued {
+		w.queued = true
+		st.ready = append(st.ready, w)
 	}
-	w.canceled = true
-	w.cancel()
-	delete(st.watches, id)
-	st.sendLocked(&pb.WatchResponse{Header: st.s.header(0), WatchId: id, Canceled: true})
-}
-
-// end removes a watch the server gave up on and tells the client why.
-func (st *watchStream) end(w *watch, m *pb.WatchResponse) {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	if w.canceled {
-		return
+	st.readyMu.Unlock()
+	select {
+	case st.kick <- struct{}{}:
+	default:
 	}
-	w.canceled = true
-	w.cancel()
-	delete(st.watches, w.id)
-	st.sendLocked(m)
 }
 
-// pump delivers one watch's events until it is canceled or the stream ends.
-func (st *watchStream) pump(ctx context.Context, w *watch) {
-	defer st.wg.Done()
-	defer func() {
-		if w.watcher != nil {
-			w.watcher.Close()
+// deliver serves the watches queued ready.
+func (st *watchStream) deliver() {
+	st.readyMu.Lock()
+	ready := st.ready
+	st.ready = st.spare
+	for _, w := range ready {
+		w.queued = false
+	}
+	st.readyMu.Unlock()
+	for _, w := range ready {
+		if !w.canceled && st.sendErr == nil {
+			st.serve(w)
 		}
-	}()
+	}
+	clear(ready)
+	st.spare = ready[:0]
+	st.checkProgress()
+}
+
+// serve sends what w's watcher has ready, a bounded number of batches at a
+// time; with more left, w goes to the back of the queue.
+func (st *watchStream) serve(w *watch) {
 	s := st.s
-	for {
-		wctx, cancel := context.WithTimeout(ctx, s.cfg.ProgressInterval)
-		st.mu.Lock()
-		w.wake = cancel
-		st.mu.Unlock()
-		b, err := w.watcher.Next(wctx)
-		cancel()
+	for range maxBatchesPerTurn {
+		b, ok, err := w.watcher.Poll()
 		var ce *kv.CompactedError
 		switch {
-		case ctx.Err() != nil:
-			return
-		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-			rev, ok := w.watcher.Progress()
-			if !ok {
-				continue
-			}
-			st.mu.Lock()
-			w.synced = max(w.synced, rev)
-			st.mu.Unlock()
-			if w.progress && errors.Is(err, context.DeadlineExceeded) {
-				st.send(w, &pb.WatchResponse{Header: s.header(rev), WatchId: w.id}, rev)
-			}
-			continue
 		case errors.As(err, &ce):
 			st.end(w, &pb.WatchResponse{Header: s.header(0), WatchId: w.id, CompactRevision: ce.Compacted, Canceled: true,
 				CancelReason: compactedReason})
 			return
 		case errors.Is(err, kv.ErrWatchCanceled):
-			if !st.resume(w) {
-				return
-			}
-			continue
+			st.resume(w)
+			return
 		case err != nil:
 			st.end(w, &pb.WatchResponse{Header: s.header(0), WatchId: w.id, Canceled: true, CancelReason: "etcdserver: " + err.Error()})
+			return
+		case !ok:
 			return
 		}
 		evs := w.events(b.Events)
 		if len(evs) == 0 {
-			st.mu.Lock()
 			w.delivered = max(w.delivered, b.Revision)
-			st.mu.Unlock()
 			continue
 		}
 		if !st.sendEvents(w, s.header(b.Revision), evs, b.Revision) {
 			return
 		}
+		w.sentEvents = true
 	}
+	st.markReady(w)
 }
 
 // resume replaces a watcher the store cancelled as too slow by one that
 // reads on from history after the last revision delivered.
-func (st *watchStream) resume(w *watch) bool {
-	st.mu.Lock()
-	from := w.delivered + 1
-	st.mu.Unlock()
+func (st *watchStream) resume(w *watch) {
 	w.watcher.Close()
-	w.watcher = nil
-	nw, err := st.s.cfg.Store.Watch(w.key, w.end, from, 0)
+	nw, err := st.s.cfg.Store.Watch(w.key, w.end, w.delivered+1, 0)
 	if err != nil {
 		m := &pb.WatchResponse{Header: st.s.header(0), WatchId: w.id, Canceled: true, CancelReason: "etcdserver: " + err.Error()}
 		var ce *kv.CompactedError
@@ -315,27 +321,59 @@ func (st *watchStream) resume(w *watch) bool {
 			m.CompactRevision, m.CancelReason = ce.Compacted, compactedReason
 		}
 		st.end(w, m)
-		return false
+		return
 	}
-	w.watcher = nw
-	return true
+	st.follow(w, nw)
+}
+
+func (st *watchStream) cancelWatch(id int64) {
+	w := st.watches[id]
+	if w == nil {
+		return
+	}
+	st.drop(w)
+	st.send(&pb.WatchResponse{Header: st.s.header(0), WatchId: id, Canceled: true})
+}
+
+// end removes a watch the server gave up on and tells the client why.
+func (st *watchStream) end(w *watch, m *pb.WatchResponse) {
+	if w.canceled {
+		return
+	}
+	st.drop(w)
+	st.send(m)
+}
+
+func (st *watchStream) drop(w *watch) {
+	w.canceled = true
+	w.watcher.Close()
+	delete(st.watches, w.id)
+}
+
+// closeAll stops every watch's watcher when the stream ends.
+func (st *watchStream) closeAll() {
+	for _, w := range st.watches {
+		st.drop(w)
+	}
 }
 
 // sendEvents sends one revision batch's events, in fragments of at most
 // fragmentBytes if the watch asked for fragments (etcd's rule), else whole.
 func (st *watchStream) sendEvents(w *watch, h *pb.ResponseHeader, evs []*mvccpb.Event, rev int64) bool {
 	if !w.fragment {
-		return st.send(w, &pb.WatchResponse{Header: h, WatchId: w.id, Events: evs}, rev)
+		if !st.send(&pb.WatchResponse{Header: h, WatchId: w.id, Events: evs}) {
+			return false
+		}
+		w.delivered = max(w.delivered, rev)
+		return true
 	}
-	st.mu.Lock()
-	defer st.mu.Unlock()
 	for len(evs) > 0 {
 		n, size := 0, 0
 		for n < len(evs) && (n == 0 || size+proto.Size(evs[n]) <= st.s.cfg.fragmentBytes()) {
 			size += proto.Size(evs[n])
 			n++
 		}
-		if w.canceled || !st.sendLocked(&pb.WatchResponse{Header: h, WatchId: w.id, Events: evs[:n], Fragment: n < len(evs)}) {
+		if !st.send(&pb.WatchResponse{Header: h, WatchId: w.id, Events: evs[:n], Fragment: n < len(evs)}) {
 			return false
 		}
 		evs = evs[n:]
@@ -344,18 +382,55 @@ func (st *watchStream) sendEvents(w *watch, h *pb.ResponseHeader, evs []*mvccpb.
 	return true
 }
 
-// send sends m for w unless w was canceled, and records rev as delivered.
-func (st *watchStream) send(w *watch, m *pb.WatchResponse, rev int64) bool {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	if w.canceled {
-		return false
+// notifyProgress ends a progress interval: each watch that asked for
+// progress notifications and was sent no event in it is told the revision
+// it has seen every change up to, if nothing is waiting for it (etcd's
+// rule).
+func (st *watchStream) notifyProgress() {
+	for _, w := range st.watches {
+		sent := w.sentEvents
+		w.sentEvents = false
+		if !w.progress || sent {
+			continue
+		}
+		rev, ok := w.watcher.Progress()
+		if !ok {
+			continue
+		}
+		w.synced = max(w.synced, rev)
+		if !st.send(&pb.WatchResponse{Header: st.s.header(rev), WatchId: w.id}) {
+			return
+		}
 	}
-	if !st.sendLocked(m) {
-		return false
+}
+
+// checkProgress answers a pending progress request once every watch of the
+// stream has been sent every change up to the store's revision when it was
+// asked: the stream gets that revision (watch id -1). A watch with changes
+// still to send is queued ready, so this is checked again after it is
+// served; a request still pending after a second (a watch far behind) is
+// dropped.
+func (st *watchStream) checkProgress() {
+	target := st.progressTarget
+	if target == 0 {
+		return
 	}
-	w.delivered = max(w.delivered, rev)
-	return true
+	for _, w := range st.watches {
+		if max(w.delivered, w.synced) >= target {
+			continue
+		}
+		if rev, ok := w.watcher.Progress(); ok {
+			w.synced = max(w.synced, rev)
+		}
+		if max(w.delivered, w.synced) < target {
+			if time.Now().After(st.progressDeadline) {
+				st.progressTarget = 0
+			}
+			return
+		}
+	}
+	st.progressTarget = 0
+	st.send(&pb.WatchResponse{Header: st.s.header(target), WatchId: -1})
 }
 
 func (w *watch) events(evs []kv.Event) []*mvccpb.Event {
@@ -375,47 +450,4 @@ func (w *watch) events(evs []kv.Event) []*mvccpb.Event {
 		out = append(out, me)
 	}
 	return out
-}
-
-// progressAll answers a progress request: once every watch of the stream
-// has been sent every change up to the store's revision when it was asked,
-// the stream gets that revision (watch id -1). The wait is bounded: a
-// watch far behind makes the answer skipped after a second.
-func (st *watchStream) progressAll() {
-	defer st.wg.Done()
-	target, _ := st.s.cfg.Store.Revision()
-	st.mu.Lock()
-	for _, w := range st.watches {
-		if max(w.delivered, w.synced) < target && w.wake != nil {
-			w.wake()
-		}
-	}
-	st.mu.Unlock()
-	deadline := time.Now().Add(time.Second)
-	for {
-		st.mu.Lock()
-		synced := true
-		for _, w := range st.watches {
-			if max(w.delivered, w.synced) < target {
-				synced = false
-				if w.wake != nil {
-					w.wake()
-				}
-			}
-		}
-		if synced {
-			st.sendLocked(&pb.WatchResponse{Header: st.s.header(target), WatchId: -1})
-			st.mu.Unlock()
-			return
-		}
-		st.mu.Unlock()
-		if time.Now().After(deadline) {
-			return
-		}
-		select {
-		case <-st.ctx.Done():
-			return
-		case <-time.After(2 * time.Millisecond):
-		}
-	}
 }

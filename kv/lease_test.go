@@ -2,6 +2,7 @@ package kv
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -210,5 +211,55 @@ func TestWatchFromAFutureRevisionSkipsWhatComesBefore(t *testing.T) {
 	}
 	if b, _, _ := w.Poll(); len(b.Events) != 1 || b.Events[0].KV.ModRevision != 6 {
 		t.Fatalf("then %+v, want revision 6", b)
+	}
+}
+
+func TestWatcherOnReadyNamesEveryBatchAndCancellation(t *testing.T) {
+	// OnReady is called once per batch queued for the watcher and once when
+	// the store cancels it, so a goroutine serving many watchers can Poll
+	// only those with something to return.
+	r := newReplica(Config{})
+	w, _ := r.Watch("k", "", 0, 2)
+	var ready int
+	w.OnReady(func() { ready++ })
+	if _, ok, err := w.Poll(); !ok || err != nil { // registers
+		t.Fatalf("first poll: %v %v", ok, err)
+	}
+	r.do(put("other", "x"))
+	if ready != 0 {
+		t.Fatalf("%d notices for a change of another key", ready)
+	}
+	r.do(put("k", "a"))
+	if ready != 1 {
+		t.Fatalf("%d notices for one batch, want 1", ready)
+	}
+	if b, ok, err := w.Poll(); !ok || err != nil || len(b.Events) != 1 {
+		t.Fatalf("poll after the notice: %+v %v %v", b, ok, err)
+	}
+	// Two batches fill the queue; the third cancels the watcher.
+	for _, v := range []string{"b", "c", "d"} {
+		r.do(put("k", v))
+	}
+	if ready != 4 {
+		t.Fatalf("%d notices after three more batches (the last cancelling), want 4", ready)
+	}
+	for range 2 {
+		if _, ok, err := w.Poll(); !ok || err != nil {
+			t.Fatalf("queued batch: %v %v", ok, err)
+		}
+	}
+	if _, _, err := w.Poll(); !errors.Is(err, ErrWatchCanceled) {
+		t.Fatalf("after the queue filled: %v", err)
+	}
+	// A restore cancels every live watcher, with a notice each.
+	v, _ := r.Watch("k", "", 0, 0)
+	var vready int
+	v.OnReady(func() { vready++ })
+	v.Poll()
+	if err := r.Restore(bytesReader(snapshotBytes(t, r.Store))); err != nil {
+		t.Fatal(err)
+	}
+	if vready != 1 {
+		t.Fatalf("%d notices for a restore, want 1", vready)
 	}
 }

@@ -69,6 +69,9 @@ type Watcher struct {
 	c        chan WatchBatch
 	canceled chan struct{}
 	reason   string // set before canceled is closed
+	// notify, if set, is called after a batch is queued for the watcher
+	// or it is cancelled (see OnReady).
+	notify func()
 }
 
 // Watch starts a watcher on [key, end) (end "" for the key alone, "\x00"
@@ -95,6 +98,13 @@ func (s *Store) Watch(key, end string, start int64, buffer int) (*Watcher, error
 }
 
 func (w *Watcher) matches(key string) bool { return inRange(key, w.key, w.end) }
+
+// OnReady has f called whenever a live batch is queued for the watcher or
+// the store cancels it: then Poll has something to return. It lets one
+// goroutine serve many watchers without one waiting goroutine each. f runs
+// inside the store's Apply and must not block. Call it before the first
+// Next or Poll.
+func (w *Watcher) OnReady(f func()) { w.notify = f }
 
 // Next returns the next batch of events, waiting for one if the watcher has
 // seen every change so far. The batch that ends the catch-up from history
@@ -347,6 +357,9 @@ func (h *watchHub) cancelAll(reason string) {
 		w.reason = reason
 		h.removeLocked(w)
 		close(w.canceled)
+		if w.notify != nil {
+			w.notify()
+		}
 	}
 }
 
@@ -357,6 +370,9 @@ func (h *watchHub) send(w *Watcher, b WatchBatch) {
 		w.reason = fmt.Sprintf("watcher fell %d revisions with changes behind; resume from revision %d", cap(w.c), b.Revision)
 		h.removeLocked(w)
 		close(w.canceled)
+	}
+	if w.notify != nil {
+		w.notify()
 	}
 }
 

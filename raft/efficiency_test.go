@@ -109,3 +109,34 @@ func TestLargeEntriesSentOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestFollowersLearnCommitAtOnce shows that once an entry commits, the
+// leader sends the followers the new commit index in an AppendEntries at
+// once, not with the next heartbeat or proposal: with no tick at all
+// every follower applies the entry, a server's watchers and reads waiting
+// on its apply then wait one round trip, not a heartbeat interval.
+func TestFollowersLearnCommitAtOnce(t *testing.T) {
+	c := newCluster(t, 3, func(cfg *raft.Config) { cfg.HeartbeatTicks = 5 })
+	lead := c.waitLeader()
+	c.one("x", 3, 10*electionTicks)
+	c.tick(5)
+	c.drive()
+	c.resetCounters()
+	idx := c.propose(lead, "y")
+	c.drive() // no tick: no heartbeat
+	for _, id := range c.ids {
+		if got := c.commands(id); len(got) == 0 || got[len(got)-1] != "y" {
+			t.Fatalf("member %d applied %v without a tick, want y (index %d) last", id, got, idx)
+		}
+		if id == lead {
+			continue
+		}
+		// One with the entry, one with the commit index.
+		if n := c.sentTo[id][pb.MsgAppendEntries]; n != 2 {
+			t.Fatalf("follower %d got %d AppendEntries for one proposal, want 2", id, n)
+		}
+	}
+	if n := c.sent[pb.MsgHeartbeat]; n != 0 {
+		t.Fatalf("%d heartbeats sent without a tick", n)
+	}
+}

@@ -8,7 +8,8 @@
 # (put, range, txn-put, lease-keepalive or watch-latency) runs just that one.
 # Each line: store | workload | requests/s | p50 s | p99 s | the three
 # members' CPU time (user and system, from /proc) per request in µs, which
-# the machine's other load moves much less than the rates.
+# the machine's other load moves much less than the rates. watch-latency
+# gives two lines, its watch events' and its puts' (see measure).
 set -euo pipefail
 cd "$(dirname "$0")"
 scale=${1:-1}
@@ -61,10 +62,42 @@ measure() { # store
 		grep -A5 'Error distribution' <<<"$out" || true
 	done
 	[[ -z $only || $only == watch-latency ]] || return 0
-	out=$("$work/benchmark" --endpoints="$eps" --conns 16 --clients 64 watch-latency --put-total $((1000 * scale)) --put-rate 100 --streams 10 --watchers-per-stream 10 --val-size 256 2>&1)
-	p50=$(grep -m1 '50% in' <<<"$out" | awk '{print $3}')
-	p99=$(grep -m1 '99% in' <<<"$out" | awk '{print $3}')
-	echo "$1 | watch-latency | - | $p50 | $p99"
+	# watch-latency prints two summaries: first its puts' (one client at
+	# 100/s, connected to the second endpoint only, so whether that member
+	# leads moves them), then the watch events', each timed from the answer
+	# to the put that caused it (0 when the event came first). The first
+	# line is the events', the second the puts'; CPU is per put (each put
+	# makes 100 events).
+	local puts=$((1000 * scale)) lead out cpu
+	lead=$(second_leads "$1")
+	before=$(cpu_ticks)
+	out=$("$work/benchmark" --endpoints="$eps" --conns 16 --clients 64 watch-latency --put-total $puts --put-rate 100 --streams 10 --watchers-per-stream 10 --val-size 256 2>&1)
+	cpu=$(( ($(cpu_ticks) - before) * 1000000 / hz / puts ))
+	local put events
+	put=$(sed -n '/^Put summary/,/^Watch events summary/p' <<<"$out")
+	events=$(sed -n '/^Watch events summary/,$p' <<<"$out")
+	echo "$1 | watch-latency | - | $(pctl 50 <<<"$events") | $(pctl 99 <<<"$events") | $cpu"
+	echo "$1 | watch-latency puts ($lead) | $(grep -m1 'Requests/sec' <<<"$put" | awk '{print $2}') | $(pctl 50 <<<"$put") | $(pctl 99 <<<"$put")"
+}
+
+pctl() { # percentile: its latency in a summary on stdin; the tool leaves out those that are 0
+	local v
+	v=$(grep -m1 " $1% in" | awk '{print $3}')
+	echo "${v:-0}"
+}
+
+second_leads() { # store: whether the second endpoint's member leads
+	local st
+	if [[ $1 == raftkv ]]; then
+		st=$(curl -fs http://127.0.0.1:32281/v1/cluster)
+		[[ $st == *'"leader":2,'* ]] && echo "to the leader" || echo "to a follower"
+	else
+		st=$(curl -fs -X POST http://127.0.0.1:32479/v3/maintenance/status -d '{}')
+		local self lead
+		self=$(grep -o '"member_id":"[0-9]*"' <<<"$st" | grep -o '[0-9]*')
+		lead=$(grep -o '"leader":"[0-9]*"' <<<"$st" | grep -o '[0-9]*')
+		[[ -n $self && $self == "$lead" ]] && echo "to the leader" || echo "to a follower"
+	fi
 }
 
 spec=1=127.0.0.1:32180,2=127.0.0.1:32280,3=127.0.0.1:32380
