@@ -39,14 +39,23 @@ func (v *version) tombstone() bool { return v.ver == 0 }
 
 // record is a key and its retained history, oldest first. The last version
 // is the key's present state (a tombstone if the key does not exist now).
+//
+// The live store reaches a record through its tree and through byKey, and
+// changes it in place when no snapshot view can see it: gen is the store
+// generation the record was made in, and Snapshot starts a new generation,
+// so a record of an older one may be in a view and is replaced by a copy
+// before it changes (Store.mutable). Either way its version slice is only
+// ever appended to past every length a view has seen, or resliced, or
+// replaced by a new slice, so a copy may share the array.
 type record struct {
 	key  string
 	vers []version
+	gen  uint64
 }
 
-func recordLess(a, b record) bool { return a.key < b.key }
+func recordLess(a, b *record) bool { return a.key < b.key }
 
-func newRecordTree() *btree.BTreeG[record] { return btree.NewG(btreeDegree, recordLess) }
+func newRecordTree() *btree.BTreeG[*record] { return btree.NewG(btreeDegree, recordLess) }
 
 // view names a point in the history: every version written before
 // revision rev, and those written at rev with sub below sub. A read at a
@@ -75,8 +84,12 @@ func (rec *record) visible(w view) *version {
 	return nil
 }
 
-// current returns the key's present version, nil if it does not exist.
+// current returns the key's present version, nil if it does not exist
+// (rec nil: no record).
 func (rec *record) current() *version {
+	if rec == nil {
+		return nil
+	}
 	if n := len(rec.vers); n > 0 && !rec.vers[n-1].tombstone() {
 		return &rec.vers[n-1]
 	}
@@ -142,16 +155,16 @@ func (l *changeLog) from(rev int64) int {
 // records the change, and returns the version it superseded (nil if the
 // key did not exist). The caller has checked everything.
 func (s *Store) writeLocked(key string, value []byte, lease int64) (prev *version) {
-	rec, _ := s.records.Get(record{key: key})
-	return s.writeRecordLocked(rec, key, value, lease)
+	return s.writeRecordLocked(s.byKey[key], key, value, lease)
 }
 
 // writeRecordLocked is writeLocked with key's record already looked up
-// (the zero record if absent).
-func (s *Store) writeRecordLocked(rec record, key string, value []byte, lease int64) (prev *version) {
-	if rec.key == "" {
-		rec.key = key
-		s.keyBytes += recordBytes(key)
+// (nil if absent).
+func (s *Store) writeRecordLocked(rec *record, key string, value []byte, lease int64) (prev *version) {
+	if rec == nil {
+		rec = s.newRecordLocked(key)
+	} else {
+		rec = s.mutable(rec)
 	}
 	nv := version{value: value, mod: s.pendingRev(), ver: 1, lease: lease, sub: s.sub}
 	nv.create = nv.mod
@@ -161,38 +174,57 @@ func (s *Store) writeRecordLocked(rec record, key string, value []byte, lease in
 		prev = &c
 	}
 	if prev != nil && prev.lease != 0 {
-		s.leaseKeys.Delete(leaseKey{lease: prev.lease, key: key})
+		s.leaseKeys.Delete(leaseKey{lease: prev.lease, key: rec.key})
 	}
 	if lease != 0 {
-		s.leaseKeys.ReplaceOrInsert(leaseKey{lease: lease, key: key})
+		s.leaseKeys.ReplaceOrInsert(leaseKey{lease: lease, key: rec.key})
 	}
 	rec.vers = append(rec.vers, nv)
-	s.records.ReplaceOrInsert(rec)
-	s.noteChange(key, &nv, prev)
+	s.noteChange(rec.key, &nv, prev)
 	return prev
 }
 
 // deleteLocked writes a tombstone for key if it exists now, returning the
 // version deleted.
 func (s *Store) deleteLocked(key string) (prev *version) {
-	rec, ok := s.records.Get(record{key: key})
-	if !ok {
-		return nil
-	}
+	rec := s.byKey[key]
 	cur := rec.current()
 	if cur == nil {
 		return nil
 	}
 	c := *cur
 	prev = &c
+	rec = s.mutable(rec)
 	if prev.lease != 0 {
-		s.leaseKeys.Delete(leaseKey{lease: prev.lease, key: key})
+		s.leaseKeys.Delete(leaseKey{lease: prev.lease, key: rec.key})
 	}
 	nv := version{mod: s.pendingRev(), create: 0, ver: 0, sub: s.sub}
 	rec.vers = append(rec.vers, nv)
-	s.records.ReplaceOrInsert(rec)
-	s.noteChange(key, &nv, prev)
+	s.noteChange(rec.key, &nv, prev)
 	return prev
+}
+
+// newRecordLocked adds an empty record for key, which has none.
+func (s *Store) newRecordLocked(key string) *record {
+	rec := &record{key: key, gen: s.gen}
+	s.records.ReplaceOrInsert(rec)
+	s.byKey[key] = rec
+	s.keyBytes += recordBytes(key)
+	return rec
+}
+
+// mutable returns rec, the live store's record of its key, ready to be
+// changed in place: rec itself if it was made in the present generation,
+// otherwise a copy that takes its place in the tree and in byKey, leaving
+// rec as the snapshot views that may hold it saw it.
+func (s *Store) mutable(rec *record) *record {
+	if rec.gen == s.gen {
+		return rec
+	}
+	c := &record{key: rec.key, vers: rec.vers, gen: s.gen}
+	s.records.ReplaceOrInsert(c)
+	s.byKey[c.key] = c
+	return c
 }
 
 // pendingRev is the revision the command being applied writes at: the
@@ -254,8 +286,8 @@ func (s *Store) compactLocked(r int64) {
 	}
 	s.compacted = r
 	for _, e := range s.changes.popBefore(r) {
-		rec, ok := s.records.Get(record{key: e.key})
-		if !ok {
+		rec := s.byKey[e.key]
+		if rec == nil {
 			continue // compacted away by an earlier event of the key
 		}
 		keep := compactVersions(rec.vers, r)
@@ -266,9 +298,9 @@ func (s *Store) compactLocked(r int64) {
 		case len(keep) == 0:
 			s.keyBytes -= recordBytes(rec.key)
 			s.records.Delete(rec)
+			delete(s.byKey, rec.key)
 		case len(keep) != len(rec.vers):
-			rec.vers = keep
-			s.records.ReplaceOrInsert(rec)
+			s.mutable(rec).vers = keep
 		}
 	}
 }

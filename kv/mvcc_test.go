@@ -134,11 +134,11 @@ func TestCompactionDiscardsHistoryBeforeIt(t *testing.T) {
 	}
 	mustCode(t, r.do(Command{Op: OpCompact, Rev: 4}), CodeCompacted)
 	mustCode(t, r.do(Command{Op: OpCompact, Rev: 6}), CodeOK)
-	rec, _ := r.records.Get(record{key: "a"})
+	rec, _ := r.records.Get(&record{key: "a"})
 	if len(rec.vers) != 1 {
 		t.Fatalf("key a keeps %d versions after compacting to its last write, want 1", len(rec.vers))
 	}
-	if _, ok := r.records.Get(record{key: "b"}); ok {
+	if _, ok := r.records.Get(&record{key: "b"}); ok || r.byKey["b"] != nil {
 		t.Fatal("a key deleted before the compaction is still stored")
 	}
 }
@@ -154,7 +154,7 @@ func TestRetentionCompactsAutomatically(t *testing.T) {
 	if rev != 101 || compacted != 91 {
 		t.Fatalf("revision %d compacted %d, want 101 and 91", rev, compacted)
 	}
-	rec, _ := r.records.Get(record{key: "k"})
+	rec, _ := r.records.Get(&record{key: "k"})
 	if len(rec.vers) != 11 {
 		t.Fatalf("%d versions kept, want 11", len(rec.vers))
 	}

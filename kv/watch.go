@@ -191,8 +191,8 @@ func (w *Watcher) catchUp() (WatchBatch, error) {
 
 // historyEvent rebuilds the event of a change still in the change log.
 func (s *Store) historyEvent(e histEvent) (Event, bool) {
-	rec, ok := s.records.Get(record{key: e.key})
-	if !ok {
+	rec := s.byKey[e.key]
+	if rec == nil {
 		return Event{}, false
 	}
 	for i := range rec.vers {
