@@ -104,12 +104,12 @@ type Store struct {
 	// mu guards everything below. Apply, Snapshot and Restore take it for
 	// writing (Snapshot because Clone rewrites the trees' copy-on-write
 	// context); reads take it for reading.
-	mu        sync.RWMutex
-	records   *btree.BTreeG[*record]
+	mu      sync.RWMutex
+	records *btree.BTreeG[*record]
 	// byKey holds the records of the tree by key, for point lookups; it is
 	// derived (not in snapshots) and never iterated, so its order cannot
 	// reach a result.
-	byKey     map[string]*record
+	byKey map[string]*record
 	// gen is the generation of records that no snapshot view holds; see
 	// record and mutable.
 	gen       uint64
