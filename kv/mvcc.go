@@ -110,39 +110,69 @@ type histEvent struct {
 
 // changeLog is the revision-ordered list of changes still in the history,
 // oldest first. It is not in snapshots: Restore rebuilds it from the
-// records' versions, which carry (mod, sub).
+// records' versions, which carry (mod, sub). It is a ring whose length is
+// a power of two (or zero), so that a steady stream of pushes at the new
+// end and pops at the old one moves nothing; it grows by doubling and
+// shrinks by half once a quarter full.
 type changeLog struct {
-	events []histEvent
-	head   int
+	ring []histEvent
+	head int // the oldest event's slot
+	n    int // events held
 }
 
-func (l *changeLog) push(e histEvent) { l.events = append(l.events, e) }
+// minChangeRing is the smallest ring kept once one is needed.
+const minChangeRing = 1024
 
-func (l *changeLog) live() []histEvent { return l.events[l.head:] }
-
-// popBefore removes and returns the events with rev below r.
-func (l *changeLog) popBefore(r int64) []histEvent {
-	start := l.head
-	for l.head < len(l.events) && l.events[l.head].rev < r {
-		l.head++
+func newChangeLog(events []histEvent) changeLog {
+	size := minChangeRing
+	for size < len(events) {
+		size *= 2
 	}
-	out := l.events[start:l.head]
-	if l.head > 1024 && l.head > len(l.events)/2 {
-		// Reclaim the popped prefix; out aliases the old array, which is
-		// fine since it is not written again.
-		l.events = append([]histEvent(nil), l.events[l.head:]...)
-		l.head = 0
-	}
-	return out
+	l := changeLog{ring: make([]histEvent, size), n: len(events)}
+	copy(l.ring, events)
+	return l
 }
 
-// from returns the index in live() of the first event at or after rev.
+func (l *changeLog) len() int { return l.n }
+
+// at returns the i-th oldest event.
+func (l *changeLog) at(i int) *histEvent { return &l.ring[(l.head+i)&(len(l.ring)-1)] }
+
+func (l *changeLog) push(e histEvent) {
+	if l.n == len(l.ring) {
+		l.resize(max(2*len(l.ring), minChangeRing))
+	}
+	*l.at(l.n) = e
+	l.n++
+}
+
+// pop removes and returns the oldest event.
+func (l *changeLog) pop() histEvent {
+	p := l.at(0)
+	e := *p
+	*p = histEvent{} // the key may be a deleted record's: let it go
+	l.head = (l.head + 1) & (len(l.ring) - 1)
+	l.n--
+	if len(l.ring) > minChangeRing && l.n < len(l.ring)/4 {
+		l.resize(len(l.ring) / 2)
+	}
+	return e
+}
+
+func (l *changeLog) resize(size int) {
+	ring := make([]histEvent, size)
+	for i := range l.n {
+		ring[i] = *l.at(i)
+	}
+	l.ring, l.head = ring, 0
+}
+
+// from returns the position (for at) of the first event at or after rev.
 func (l *changeLog) from(rev int64) int {
-	live := l.live()
-	lo, hi := 0, len(live)
+	lo, hi := 0, l.n
 	for lo < hi {
 		m := (lo + hi) / 2
-		if live[m].rev < rev {
+		if l.at(m).rev < rev {
 			lo = m + 1
 		} else {
 			hi = m
@@ -285,7 +315,8 @@ func (s *Store) compactLocked(r int64) {
 		return
 	}
 	s.compacted = r
-	for _, e := range s.changes.popBefore(r) {
+	for s.changes.len() > 0 && s.changes.at(0).rev < r {
+		e := s.changes.pop()
 		rec := s.byKey[e.key]
 		if rec == nil {
 			continue // compacted away by an earlier event of the key
@@ -315,10 +346,8 @@ func (s *Store) compactLocked(r int64) {
 func compactVersions(vers []version, r int64) []version {
 	// first is the oldest version to keep: the newest with mod <= r.
 	first := 0
-	for i := range vers {
-		if vers[i].mod <= r {
-			first = i
-		}
+	for i := 1; i < len(vers) && vers[i].mod <= r; i++ {
+		first = i // mods ascend: the scan stops at the first after r
 	}
 	if v := vers[first]; v.mod < r && v.tombstone() {
 		first++ // a delete before r: nothing of the key is readable at r

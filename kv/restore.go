@@ -95,7 +95,7 @@ func derive(v *snapshotView) derivedState {
 			d.err = fmt.Errorf("%w: snapshot keys %q and %q both changed at revision %d.%d", ErrCorrupt, events[i-1].key, events[i].key, events[i].rev, events[i].sub)
 		}
 	}
-	d.changes.events = events
+	d.changes = newChangeLog(events)
 	return d
 }
 

@@ -173,7 +173,7 @@ func (s *Store) applyLocked(index raftpb.Index, cmd []byte) *Result {
 	if len(cmd) == 0 {
 		return &Result{Index: index, Revision: s.rev}
 	}
-	c, err := DecodeCommand(cmd)
+	c, err := decodeCommand(cmd, s.byKey)
 	if err != nil {
 		return s.stamp(index, rejected(0, CodeBadRequest, err.Error()))
 	}
