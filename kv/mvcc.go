@@ -41,16 +41,20 @@ func (v *version) tombstone() bool { return v.ver == 0 }
 // is the key's present state (a tombstone if the key does not exist now).
 //
 // The live store reaches a record through its tree and through byKey, and
-// changes it in place when no snapshot view can see it: gen is the store
-// generation the record was made in, and Snapshot starts a new generation,
-// so a record of an older one may be in a view and is replaced by a copy
-// before it changes (Store.mutable). Either way its version slice is only
-// ever appended to past every length a view has seen, or resliced, or
-// replaced by a new slice, so a copy may share the array.
+// changes it in place when no snapshot view can see it. Snapshot starts a
+// new store generation; own is twice the generation the record was made
+// in, plus one if its version array was also allocated in it. A record of
+// an older generation may be in a view and is replaced by a copy before it
+// changes (Store.mutable); an array of an older generation may be too,
+// and is only ever appended to past every length a view has seen,
+// resliced, or replaced by a new array, so a copy may share it. An array
+// of the present generation no view has seen: compaction moves its kept
+// versions down in place instead of reslicing, so a key's steady stream
+// of writes and compactions reuses one array.
 type record struct {
 	key  string
 	vers []version
-	gen  uint64
+	own  uint64
 }
 
 func recordLess(a, b *record) bool { return a.key < b.key }
@@ -209,7 +213,7 @@ func (s *Store) writeRecordLocked(rec *record, key string, value []byte, lease i
 	if lease != 0 {
 		s.leaseKeys.ReplaceOrInsert(leaseKey{lease: lease, key: rec.key})
 	}
-	rec.vers = append(rec.vers, nv)
+	s.appendVersion(rec, nv)
 	s.noteChange(rec.key, &nv, prev)
 	return prev
 }
@@ -229,14 +233,14 @@ func (s *Store) deleteLocked(key string) (prev *version) {
 		s.leaseKeys.Delete(leaseKey{lease: prev.lease, key: rec.key})
 	}
 	nv := version{mod: s.pendingRev(), create: 0, ver: 0, sub: s.sub}
-	rec.vers = append(rec.vers, nv)
+	s.appendVersion(rec, nv)
 	s.noteChange(rec.key, &nv, prev)
 	return prev
 }
 
 // newRecordLocked adds an empty record for key, which has none.
 func (s *Store) newRecordLocked(key string) *record {
-	rec := &record{key: key, gen: s.gen}
+	rec := &record{key: key, own: s.gen << 1}
 	s.records.ReplaceOrInsert(rec)
 	s.byKey[key] = rec
 	s.keyBytes += recordBytes(key)
@@ -248,13 +252,21 @@ func (s *Store) newRecordLocked(key string) *record {
 // otherwise a copy that takes its place in the tree and in byKey, leaving
 // rec as the snapshot views that may hold it saw it.
 func (s *Store) mutable(rec *record) *record {
-	if rec.gen == s.gen {
+	if rec.own>>1 == s.gen {
 		return rec
 	}
-	c := &record{key: rec.key, vers: rec.vers, gen: s.gen}
+	c := &record{key: rec.key, vers: rec.vers, own: s.gen << 1}
 	s.records.ReplaceOrInsert(c)
 	s.byKey[c.key] = c
 	return c
+}
+
+// appendVersion appends v to rec, which mutable returned.
+func (s *Store) appendVersion(rec *record, v version) {
+	if len(rec.vers) == cap(rec.vers) {
+		rec.own = s.gen<<1 | 1 // append allocates an array no view has seen
+	}
+	rec.vers = append(rec.vers, v)
 }
 
 // pendingRev is the revision the command being applied writes at: the
@@ -321,47 +333,54 @@ func (s *Store) compactLocked(r int64) {
 		if rec == nil {
 			continue // compacted away by an earlier event of the key
 		}
-		keep := compactVersions(rec.vers, r)
-		for i := range rec.vers[:len(rec.vers)-len(keep)] {
+		first := compactFrom(rec.vers, r)
+		if first == 0 {
+			continue
+		}
+		for i := range rec.vers[:first] {
 			s.keyBytes -= versionBytes(&rec.vers[i])
 		}
-		switch {
-		case len(keep) == 0:
+		if first == len(rec.vers) {
 			s.keyBytes -= recordBytes(rec.key)
 			s.records.Delete(rec)
 			delete(s.byKey, rec.key)
-		case len(keep) != len(rec.vers):
-			s.mutable(rec).vers = keep
+			continue
+		}
+		rec = s.mutable(rec)
+		switch {
+		case rec.own == s.gen<<1|1:
+			n := copy(rec.vers, rec.vers[first:])
+			clear(rec.vers[n:]) // let the dropped values go
+			rec.vers = rec.vers[:n]
+		case first >= len(rec.vers)-first:
+			rec.vers = append([]version(nil), rec.vers[first:]...)
+			rec.own |= 1
+		default:
+			rec.vers = rec.vers[first:]
 		}
 	}
 }
 
-// compactVersions returns the versions of a key to keep when compacting at
-// r. It reslices rather than copies (appends past the end stay invisible
-// to a snapshot that shares the array, and the dropped front is never
-// written), and copies only when it drops at least half, so a compaction
-// costs O(1) amortized per version dropped. A dropped front left in an
-// array is freed when the key's next append outgrows the array, so a
-// key's array holds at most about twice its most versions retained.
-func compactVersions(vers []version, r int64) []version {
+// compactFrom returns the index of the oldest version of a key to keep
+// when compacting at r: the versions before it are dropped, all of them
+// if it is len(vers). The caller drops them by moving the kept ones down
+// in an array no view has seen; otherwise by reslicing rather than
+// copying (appends past the end stay invisible to a view that shares the
+// array, and the dropped front is never written), and by copying only
+// when it drops at least half, so a compaction costs O(1) amortized per
+// version dropped. A dropped front left in an array is freed when the
+// key's next append outgrows the array, so a key's array holds at most
+// about twice its most versions retained.
+func compactFrom(vers []version, r int64) int {
 	// first is the oldest version to keep: the newest with mod <= r.
 	first := 0
 	for i := 1; i < len(vers) && vers[i].mod <= r; i++ {
 		first = i // mods ascend: the scan stops at the first after r
 	}
-	if v := vers[first]; v.mod < r && v.tombstone() {
+	if v := &vers[first]; v.mod < r && v.tombstone() {
 		first++ // a delete before r: nothing of the key is readable at r
 	}
-	switch {
-	case first == 0:
-		return vers
-	case first == len(vers):
-		return nil
-	}
-	if first >= len(vers)-first {
-		return append([]version(nil), vers[first:]...)
-	}
-	return vers[first:]
+	return first
 }
 
 // checkRevision says why a read at revision rev (0: the present) cannot be

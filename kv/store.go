@@ -110,8 +110,8 @@ type Store struct {
 	// derived (not in snapshots) and never iterated, so its order cannot
 	// reach a result.
 	byKey map[string]*record
-	// gen is the generation of records that no snapshot view holds; see
-	// record and mutable.
+	// gen is the generation of records and arrays no snapshot view holds;
+	// see record.
 	gen       uint64
 	leases    *btree.BTreeG[lease]
 	leaseKeys *btree.BTreeG[leaseKey] // derived from records; not in snapshots
