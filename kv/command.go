@@ -173,7 +173,12 @@ func appendString(b []byte, s string) []byte {
 // DecodeCommand decodes a command made by EncodeCommand. The whole input
 // must be consumed; any deviation returns an error wrapping ErrCorrupt.
 // The result shares no memory with b.
-func DecodeCommand(b []byte) (Command, error) {
+func DecodeCommand(b []byte) (Command, error) { return decodeCommand(b, nil) }
+
+// decodeCommand is DecodeCommand, except that a single-key command whose
+// key has a record in keys takes the record's key string instead of a
+// copy of its own: the store's puts to existing keys allocate no key.
+func decodeCommand(b []byte, keys map[string]*record) (Command, error) {
 	d := cmdDecoder{b: b}
 	var c Command
 	if v := d.byte1("version"); d.err == nil && v != CommandVersion {
@@ -194,7 +199,12 @@ func DecodeCommand(b []byte) (Command, error) {
 	if c.Cond == CondRevMatch {
 		c.Rev = int64(d.uvarint("rev"))
 	}
-	c.Key = string(d.bytes("key", len(b)))
+	key := d.bytes("key", len(b))
+	if rec := keys[string(key)]; rec != nil {
+		c.Key = rec.key
+	} else {
+		c.Key = string(key)
+	}
 	if c.Op != OpDelete {
 		// Values are copied with their capacity clipped, so that no later
 		// append through a shared slice can write into stored memory.
@@ -257,10 +267,15 @@ func (d *cmdDecoder) uvarint(what string) uint64 {
 
 // bytes returns the next length-prefixed field, aliasing the input.
 func (d *cmdDecoder) bytes(what string, limit int) []byte {
-	n := d.uvarint(what + " length")
 	if d.err != nil {
 		return nil
 	}
+	n, k := binary.Uvarint(d.b)
+	if k <= 0 {
+		d.fail("bad " + what + " length")
+		return nil
+	}
+	d.b = d.b[k:]
 	if n > uint64(len(d.b)) || n > uint64(max(limit, 0)) {
 		d.fail(fmt.Sprintf("%s length %d with %d bytes left (limit %d)", what, n, len(d.b), limit))
 		return nil

@@ -91,6 +91,10 @@ func TestDeterminismAcrossReplicas(t *testing.T) {
 						t.Fatalf("step %d: hashes differ", step)
 					}
 					m.check(t, a)
+					checkRecordIndex(t, a)
+					if late != nil {
+						checkRecordIndex(t, late)
+					}
 				}
 			}
 		})
@@ -309,6 +313,7 @@ func TestDeterminismWithHistoryTransactionsAndLeases(t *testing.T) {
 					if ha, hb := a.Hash(), b.Hash(); ha != hb || (late != nil && late.Hash() != ha) {
 						t.Fatalf("step %d: hashes differ", step)
 					}
+					checkRecordIndex(t, a)
 					// The quota's Size, kept up incrementally, matches a
 					// count from scratch (the one Restore makes).
 					fresh := New(cfg)

@@ -59,8 +59,13 @@
 // # Snapshots
 //
 // Snapshot clones the record and lease B-trees copy-on-write
-// (github.com/google/btree, chosen for its O(1) lazy Clone; a record's
-// version slice is only appended past every clone's length or replaced) and the session table's queue of chunks
+// (github.com/google/btree, chosen for its O(1) lazy Clone) and starts a
+// new generation of records: Apply changes a record in place, found
+// through a map by key rather than by descending the tree, only if it was
+// made or copied since the last snapshot, and copies it into the tree
+// first otherwise; a version array a snapshot may share is only appended
+// past every clone's length, resliced or replaced (see record). It clones
+// the session table's queue of chunks
 // (sharing the chunks, which are never rewritten), so it costs O(1) plus a
 // pointer per 256 sessions, and the view it returns can be written from
 // another goroutine while Apply continues. The stream is

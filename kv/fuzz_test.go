@@ -43,6 +43,13 @@ func FuzzDecodeCommand(f *testing.F) {
 			}
 			return
 		}
+		// The store's decoding, which takes key strings from its records,
+		// decodes alike, over a store holding the key and one without.
+		for _, keys := range []map[string]*record{s.byKey, {c.Key: {key: c.Key}}} {
+			if own, err := decodeCommand(b, keys); err != nil || !reflect.DeepEqual(own, c) {
+				t.Fatalf("the store decodes %x as %+v (%v), DecodeCommand as %+v", b, own, err, c)
+			}
+		}
 		again, err := DecodeCommand(EncodeCommand(c))
 		if err != nil {
 			t.Fatalf("re-encoding of %+v does not decode: %v", c, err)

@@ -93,3 +93,23 @@ func convertAndRestore(s *Store, b []byte) error {
 	}
 	return s.Restore(&converted)
 }
+
+// checkRecordIndex fails unless byKey holds exactly the tree's records (the
+// same pointers) and no record is of a generation ahead of the store's.
+func checkRecordIndex(t testing.TB, s *Store) {
+	t.Helper()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.records.Len() != len(s.byKey) {
+		t.Fatalf("%d records in the tree, %d in byKey", s.records.Len(), len(s.byKey))
+	}
+	s.records.Ascend(func(rec *record) bool {
+		if s.byKey[rec.key] != rec {
+			t.Fatalf("record %q: byKey holds %p, the tree %p", rec.key, s.byKey[rec.key], rec)
+		}
+		if rec.own>>1 > s.gen {
+			t.Fatalf("record %q of generation %d, the store's is %d", rec.key, rec.own>>1, s.gen)
+		}
+		return true
+	})
+}

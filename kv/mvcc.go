@@ -39,14 +39,27 @@ func (v *version) tombstone() bool { return v.ver == 0 }
 
 // record is a key and its retained history, oldest first. The last version
 // is the key's present state (a tombstone if the key does not exist now).
+//
+// The live store reaches a record through its tree and through byKey, and
+// changes it in place when no snapshot view can see it. Snapshot starts a
+// new store generation; own is twice the generation the record was made
+// in, plus one if its version array was also allocated in it. A record of
+// an older generation may be in a view and is replaced by a copy before it
+// changes (Store.mutable); an array of an older generation may be too,
+// and is only ever appended to past every length a view has seen,
+// resliced, or replaced by a new array, so a copy may share it. An array
+// of the present generation no view has seen: compaction moves its kept
+// versions down in place instead of reslicing, so a key's steady stream
+// of writes and compactions reuses one array.
 type record struct {
 	key  string
 	vers []version
+	own  uint64
 }
 
-func recordLess(a, b record) bool { return a.key < b.key }
+func recordLess(a, b *record) bool { return a.key < b.key }
 
-func newRecordTree() *btree.BTreeG[record] { return btree.NewG(btreeDegree, recordLess) }
+func newRecordTree() *btree.BTreeG[*record] { return btree.NewG(btreeDegree, recordLess) }
 
 // view names a point in the history: every version written before
 // revision rev, and those written at rev with sub below sub. A read at a
@@ -75,8 +88,12 @@ func (rec *record) visible(w view) *version {
 	return nil
 }
 
-// current returns the key's present version, nil if it does not exist.
+// current returns the key's present version, nil if it does not exist
+// (rec nil: no record).
 func (rec *record) current() *version {
+	if rec == nil {
+		return nil
+	}
 	if n := len(rec.vers); n > 0 && !rec.vers[n-1].tombstone() {
 		return &rec.vers[n-1]
 	}
@@ -97,39 +114,69 @@ type histEvent struct {
 
 // changeLog is the revision-ordered list of changes still in the history,
 // oldest first. It is not in snapshots: Restore rebuilds it from the
-// records' versions, which carry (mod, sub).
+// records' versions, which carry (mod, sub). It is a ring whose length is
+// a power of two (or zero), so that a steady stream of pushes at the new
+// end and pops at the old one moves nothing; it grows by doubling and
+// shrinks by half once a quarter full.
 type changeLog struct {
-	events []histEvent
-	head   int
+	ring []histEvent
+	head int // the oldest event's slot
+	n    int // events held
 }
 
-func (l *changeLog) push(e histEvent) { l.events = append(l.events, e) }
+// minChangeRing is the smallest ring kept once one is needed.
+const minChangeRing = 1024
 
-func (l *changeLog) live() []histEvent { return l.events[l.head:] }
-
-// popBefore removes and returns the events with rev below r.
-func (l *changeLog) popBefore(r int64) []histEvent {
-	start := l.head
-	for l.head < len(l.events) && l.events[l.head].rev < r {
-		l.head++
+func newChangeLog(events []histEvent) changeLog {
+	size := minChangeRing
+	for size < len(events) {
+		size *= 2
 	}
-	out := l.events[start:l.head]
-	if l.head > 1024 && l.head > len(l.events)/2 {
-		// Reclaim the popped prefix; out aliases the old array, which is
-		// fine since it is not written again.
-		l.events = append([]histEvent(nil), l.events[l.head:]...)
-		l.head = 0
-	}
-	return out
+	l := changeLog{ring: make([]histEvent, size), n: len(events)}
+	copy(l.ring, events)
+	return l
 }
 
-// from returns the index in live() of the first event at or after rev.
+func (l *changeLog) len() int { return l.n }
+
+// at returns the i-th oldest event.
+func (l *changeLog) at(i int) *histEvent { return &l.ring[(l.head+i)&(len(l.ring)-1)] }
+
+func (l *changeLog) push(e histEvent) {
+	if l.n == len(l.ring) {
+		l.resize(max(2*len(l.ring), minChangeRing))
+	}
+	*l.at(l.n) = e
+	l.n++
+}
+
+// pop removes and returns the oldest event.
+func (l *changeLog) pop() histEvent {
+	p := l.at(0)
+	e := *p
+	*p = histEvent{} // the key may be a deleted record's: let it go
+	l.head = (l.head + 1) & (len(l.ring) - 1)
+	l.n--
+	if len(l.ring) > minChangeRing && l.n < len(l.ring)/4 {
+		l.resize(len(l.ring) / 2)
+	}
+	return e
+}
+
+func (l *changeLog) resize(size int) {
+	ring := make([]histEvent, size)
+	for i := range l.n {
+		ring[i] = *l.at(i)
+	}
+	l.ring, l.head = ring, 0
+}
+
+// from returns the position (for at) of the first event at or after rev.
 func (l *changeLog) from(rev int64) int {
-	live := l.live()
-	lo, hi := 0, len(live)
+	lo, hi := 0, l.n
 	for lo < hi {
 		m := (lo + hi) / 2
-		if live[m].rev < rev {
+		if l.at(m).rev < rev {
 			lo = m + 1
 		} else {
 			hi = m
@@ -142,16 +189,16 @@ func (l *changeLog) from(rev int64) int {
 // records the change, and returns the version it superseded (nil if the
 // key did not exist). The caller has checked everything.
 func (s *Store) writeLocked(key string, value []byte, lease int64) (prev *version) {
-	rec, _ := s.records.Get(record{key: key})
-	return s.writeRecordLocked(rec, key, value, lease)
+	return s.writeRecordLocked(s.byKey[key], key, value, lease)
 }
 
 // writeRecordLocked is writeLocked with key's record already looked up
-// (the zero record if absent).
-func (s *Store) writeRecordLocked(rec record, key string, value []byte, lease int64) (prev *version) {
-	if rec.key == "" {
-		rec.key = key
-		s.keyBytes += recordBytes(key)
+// (nil if absent).
+func (s *Store) writeRecordLocked(rec *record, key string, value []byte, lease int64) (prev *version) {
+	if rec == nil {
+		rec = s.newRecordLocked(key)
+	} else {
+		rec = s.mutable(rec)
 	}
 	nv := version{value: value, mod: s.pendingRev(), ver: 1, lease: lease, sub: s.sub}
 	nv.create = nv.mod
@@ -161,38 +208,65 @@ func (s *Store) writeRecordLocked(rec record, key string, value []byte, lease in
 		prev = &c
 	}
 	if prev != nil && prev.lease != 0 {
-		s.leaseKeys.Delete(leaseKey{lease: prev.lease, key: key})
+		s.leaseKeys.Delete(leaseKey{lease: prev.lease, key: rec.key})
 	}
 	if lease != 0 {
-		s.leaseKeys.ReplaceOrInsert(leaseKey{lease: lease, key: key})
+		s.leaseKeys.ReplaceOrInsert(leaseKey{lease: lease, key: rec.key})
 	}
-	rec.vers = append(rec.vers, nv)
-	s.records.ReplaceOrInsert(rec)
-	s.noteChange(key, &nv, prev)
+	s.appendVersion(rec, nv)
+	s.noteChange(rec.key, &nv, prev)
 	return prev
 }
 
 // deleteLocked writes a tombstone for key if it exists now, returning the
 // version deleted.
 func (s *Store) deleteLocked(key string) (prev *version) {
-	rec, ok := s.records.Get(record{key: key})
-	if !ok {
-		return nil
-	}
+	rec := s.byKey[key]
 	cur := rec.current()
 	if cur == nil {
 		return nil
 	}
 	c := *cur
 	prev = &c
+	rec = s.mutable(rec)
 	if prev.lease != 0 {
-		s.leaseKeys.Delete(leaseKey{lease: prev.lease, key: key})
+		s.leaseKeys.Delete(leaseKey{lease: prev.lease, key: rec.key})
 	}
 	nv := version{mod: s.pendingRev(), create: 0, ver: 0, sub: s.sub}
-	rec.vers = append(rec.vers, nv)
-	s.records.ReplaceOrInsert(rec)
-	s.noteChange(key, &nv, prev)
+	s.appendVersion(rec, nv)
+	s.noteChange(rec.key, &nv, prev)
 	return prev
+}
+
+// newRecordLocked adds an empty record for key, which has none.
+func (s *Store) newRecordLocked(key string) *record {
+	rec := &record{key: key, own: s.gen << 1}
+	s.records.ReplaceOrInsert(rec)
+	s.byKey[key] = rec
+	s.keyBytes += recordBytes(key)
+	return rec
+}
+
+// mutable returns rec, the live store's record of its key, ready to be
+// changed in place: rec itself if it was made in the present generation,
+// otherwise a copy that takes its place in the tree and in byKey, leaving
+// rec as the snapshot views that may hold it saw it.
+func (s *Store) mutable(rec *record) *record {
+	if rec.own>>1 == s.gen {
+		return rec
+	}
+	c := &record{key: rec.key, vers: rec.vers, own: s.gen << 1}
+	s.records.ReplaceOrInsert(c)
+	s.byKey[c.key] = c
+	return c
+}
+
+// appendVersion appends v to rec, which mutable returned.
+func (s *Store) appendVersion(rec *record, v version) {
+	if len(rec.vers) == cap(rec.vers) {
+		rec.own = s.gen<<1 | 1 // append allocates an array no view has seen
+	}
+	rec.vers = append(rec.vers, v)
 }
 
 // pendingRev is the revision the command being applied writes at: the
@@ -253,54 +327,60 @@ func (s *Store) compactLocked(r int64) {
 		return
 	}
 	s.compacted = r
-	for _, e := range s.changes.popBefore(r) {
-		rec, ok := s.records.Get(record{key: e.key})
-		if !ok {
+	for s.changes.len() > 0 && s.changes.at(0).rev < r {
+		e := s.changes.pop()
+		rec := s.byKey[e.key]
+		if rec == nil {
 			continue // compacted away by an earlier event of the key
 		}
-		keep := compactVersions(rec.vers, r)
-		for i := range rec.vers[:len(rec.vers)-len(keep)] {
+		first := compactFrom(rec.vers, r)
+		if first == 0 {
+			continue
+		}
+		for i := range rec.vers[:first] {
 			s.keyBytes -= versionBytes(&rec.vers[i])
 		}
-		switch {
-		case len(keep) == 0:
+		if first == len(rec.vers) {
 			s.keyBytes -= recordBytes(rec.key)
 			s.records.Delete(rec)
-		case len(keep) != len(rec.vers):
-			rec.vers = keep
-			s.records.ReplaceOrInsert(rec)
+			delete(s.byKey, rec.key)
+			continue
+		}
+		rec = s.mutable(rec)
+		switch {
+		case rec.own == s.gen<<1|1:
+			n := copy(rec.vers, rec.vers[first:])
+			clear(rec.vers[n:]) // let the dropped values go
+			rec.vers = rec.vers[:n]
+		case first >= len(rec.vers)-first:
+			rec.vers = append([]version(nil), rec.vers[first:]...)
+			rec.own |= 1
+		default:
+			rec.vers = rec.vers[first:]
 		}
 	}
 }
 
-// compactVersions returns the versions of a key to keep when compacting at
-// r. It reslices rather than copies (appends past the end stay invisible
-// to a snapshot that shares the array, and the dropped front is never
-// written), and copies only when it drops at least half, so a compaction
-// costs O(1) amortized per version dropped. A dropped front left in an
-// array is freed when the key's next append outgrows the array, so a
-// key's array holds at most about twice its most versions retained.
-func compactVersions(vers []version, r int64) []version {
+// compactFrom returns the index of the oldest version of a key to keep
+// when compacting at r: the versions before it are dropped, all of them
+// if it is len(vers). The caller drops them by moving the kept ones down
+// in an array no view has seen; otherwise by reslicing rather than
+// copying (appends past the end stay invisible to a view that shares the
+// array, and the dropped front is never written), and by copying only
+// when it drops at least half, so a compaction costs O(1) amortized per
+// version dropped. A dropped front left in an array is freed when the
+// key's next append outgrows the array, so a key's array holds at most
+// about twice its most versions retained.
+func compactFrom(vers []version, r int64) int {
 	// first is the oldest version to keep: the newest with mod <= r.
 	first := 0
-	for i := range vers {
-		if vers[i].mod <= r {
-			first = i
-		}
+	for i := 1; i < len(vers) && vers[i].mod <= r; i++ {
+		first = i // mods ascend: the scan stops at the first after r
 	}
-	if v := vers[first]; v.mod < r && v.tombstone() {
+	if v := &vers[first]; v.mod < r && v.tombstone() {
 		first++ // a delete before r: nothing of the key is readable at r
 	}
-	switch {
-	case first == 0:
-		return vers
-	case first == len(vers):
-		return nil
-	}
-	if first >= len(vers)-first {
-		return append([]version(nil), vers[first:]...)
-	}
-	return vers[first:]
+	return first
 }
 
 // checkRevision says why a read at revision rev (0: the present) cannot be

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 )
@@ -134,11 +135,11 @@ func TestCompactionDiscardsHistoryBeforeIt(t *testing.T) {
 	}
 	mustCode(t, r.do(Command{Op: OpCompact, Rev: 4}), CodeCompacted)
 	mustCode(t, r.do(Command{Op: OpCompact, Rev: 6}), CodeOK)
-	rec, _ := r.records.Get(record{key: "a"})
+	rec, _ := r.records.Get(&record{key: "a"})
 	if len(rec.vers) != 1 {
 		t.Fatalf("key a keeps %d versions after compacting to its last write, want 1", len(rec.vers))
 	}
-	if _, ok := r.records.Get(record{key: "b"}); ok {
+	if _, ok := r.records.Get(&record{key: "b"}); ok || r.byKey["b"] != nil {
 		t.Fatal("a key deleted before the compaction is still stored")
 	}
 }
@@ -154,12 +155,12 @@ func TestRetentionCompactsAutomatically(t *testing.T) {
 	if rev != 101 || compacted != 91 {
 		t.Fatalf("revision %d compacted %d, want 101 and 91", rev, compacted)
 	}
-	rec, _ := r.records.Get(record{key: "k"})
+	rec, _ := r.records.Get(&record{key: "k"})
 	if len(rec.vers) != 11 {
 		t.Fatalf("%d versions kept, want 11", len(rec.vers))
 	}
-	if len(r.changes.live()) != 11 {
-		t.Fatalf("%d changes in the log, want 11", len(r.changes.live()))
+	if r.changes.len() != 11 {
+		t.Fatalf("%d changes in the log, want 11", r.changes.len())
 	}
 	if got := mustRange(t, r.Store, "k", "", RangeOptions{Revision: 91}).KVs[0].Value; string(got) != "89" {
 		t.Fatalf("value at 91 = %s, want 89", got)
@@ -193,12 +194,56 @@ func TestSnapshotKeepsHistory(t *testing.T) {
 			t.Fatalf("at %d: restored %s, original %s", at, b, a)
 		}
 	}
-	if len(c.changes.live()) != len(r.changes.live()) {
-		t.Fatalf("change log: restored %d events, original %d", len(c.changes.live()), len(r.changes.live()))
+	if c.changes.len() != r.changes.len() {
+		t.Fatalf("change log: restored %d events, original %d", c.changes.len(), r.changes.len())
 	}
-	for i, e := range r.changes.live() {
-		if c.changes.live()[i] != e {
-			t.Fatalf("change %d: restored %+v, original %+v", i, c.changes.live()[i], e)
+	for i := range r.changes.len() {
+		if e := *r.changes.at(i); *c.changes.at(i) != e {
+			t.Fatalf("change %d: restored %+v, original %+v", i, *c.changes.at(i), e)
+		}
+	}
+}
+
+func TestChangeLogRing(t *testing.T) {
+	// The ring against a slice: pushes and pops in bursts that wrap it,
+	// grow it past several doublings and shrink it back, with from
+	// checked against a scan at each step.
+	rng := rand.New(rand.NewPCG(7, 11))
+	var l changeLog
+	var want []histEvent
+	rev := int64(0)
+	for step := range 4000 {
+		burst := rng.IntN(300)
+		if step%400 < 200 {
+			for range burst {
+				rev += int64(rng.IntN(2))
+				e := histEvent{key: fmt.Sprint("k", rev), rev: rev, sub: uint32(len(want))}
+				l.push(e)
+				want = append(want, e)
+			}
+		} else {
+			for range min(burst, len(want)) {
+				if got := l.pop(); got != want[0] {
+					t.Fatalf("step %d: popped %+v, want %+v", step, got, want[0])
+				}
+				want = want[1:]
+			}
+		}
+		if l.len() != len(want) || (len(l.ring) > minChangeRing && l.len() < len(l.ring)/4) {
+			t.Fatalf("step %d: %d events in a ring of %d, want %d", step, l.len(), len(l.ring), len(want))
+		}
+		for i := range want {
+			if *l.at(i) != want[i] {
+				t.Fatalf("step %d: event %d is %+v, want %+v", step, i, *l.at(i), want[i])
+			}
+		}
+		probe := rev - int64(rng.IntN(50))
+		i := 0
+		for i < len(want) && want[i].rev < probe {
+			i++
+		}
+		if got := l.from(probe); got != i {
+			t.Fatalf("step %d: from(%d) = %d, want %d", step, probe, got, i)
 		}
 	}
 }

@@ -54,17 +54,17 @@ func sessionBytes(s *session) int64 {
 // putBytes is what a put of value at key adds to Size.
 func (s *Store) putBytes(key string, value []byte) int64 {
 	n := int64(len(value)) + VersionOverheadBytes
-	if _, ok := s.records.Get(record{key: key}); !ok {
+	if s.byKey[key] == nil {
 		n += recordBytes(key)
 	}
 	return n
 }
 
 // recordPutBytes is putBytes with the key's record looked up already
-// (the zero record if absent).
-func recordPutBytes(rec record, key string, value []byte) int64 {
+// (nil if absent).
+func recordPutBytes(rec *record, key string, value []byte) int64 {
 	n := int64(len(value)) + VersionOverheadBytes
-	if rec.key == "" {
+	if rec == nil {
 		n += recordBytes(key)
 	}
 	return n
@@ -103,7 +103,7 @@ func (s *Store) QuotaRejections() uint64 {
 // countKeyBytes sums the records' sizes, after a restore.
 func countKeyBytes(v *snapshotView) int64 {
 	var n int64
-	v.records.Ascend(func(rec record) bool {
+	v.records.Ascend(func(rec *record) bool {
 		n += recordBytes(rec.key)
 		for i := range rec.vers {
 			n += versionBytes(&rec.vers[i])

@@ -41,7 +41,7 @@ func (s *Store) Restore(r io.Reader) error {
 	defer s.mu.Unlock()
 	s.applied, s.rev, s.compacted = v.applied, v.rev, v.compacted
 	s.records, s.leases, s.sessions = v.records, v.leases, v.sessions
-	s.leaseKeys, s.changes, s.keys = derived.leaseKeys, derived.changes, derived.keys
+	s.byKey, s.leaseKeys, s.changes, s.keys = derived.byKey, derived.leaseKeys, derived.changes, derived.keys
 	s.keyBytes = countKeyBytes(v)
 	// The watchers were following the replaced state; they resume from
 	// the restored history like any other watch.
@@ -51,6 +51,9 @@ func (s *Store) Restore(r io.Reader) error {
 
 // derivedState is what Restore rebuilds from the records.
 type derivedState struct {
+	// byKey's records are of generation 0, older than any store's: the
+	// first change to each copies it, as if a snapshot shared it.
+	byKey     map[string]*record
 	leaseKeys *btree.BTreeG[leaseKey]
 	changes   changeLog
 	keys      int
@@ -58,9 +61,10 @@ type derivedState struct {
 }
 
 func derive(v *snapshotView) derivedState {
-	d := derivedState{leaseKeys: newLeaseKeyTree()}
+	d := derivedState{byKey: make(map[string]*record, v.records.Len()), leaseKeys: newLeaseKeyTree()}
 	var events []histEvent
-	v.records.Ascend(func(rec record) bool {
+	v.records.Ascend(func(rec *record) bool {
+		d.byKey[rec.key] = rec
 		for _, ver := range rec.vers {
 			if ver.mod >= v.compacted {
 				events = append(events, histEvent{key: rec.key, rev: ver.mod, sub: ver.sub})
@@ -91,7 +95,7 @@ func derive(v *snapshotView) derivedState {
 			d.err = fmt.Errorf("%w: snapshot keys %q and %q both changed at revision %d.%d", ErrCorrupt, events[i-1].key, events[i].key, events[i].rev, events[i].sub)
 		}
 	}
-	d.changes.events = events
+	d.changes = newChangeLog(events)
 	return d
 }
 
@@ -319,7 +323,7 @@ func (r *snapReader) readEntriesV1(v *snapshotView, cfg Config) error {
 			value = nil
 		}
 		m := int64(rev)
-		v.records.ReplaceOrInsert(record{key: string(key), vers: []version{{value: value, mod: m, create: m, ver: 1}}})
+		v.records.ReplaceOrInsert(&record{key: string(key), vers: []version{{value: value, mod: m, create: m, ver: 1}}})
 		prev = string(key)
 	}
 	return nil
@@ -339,7 +343,7 @@ func (r *snapReader) readRecords(v *snapshotView, cfg Config) error {
 		if len(key) == 0 || (i > 0 && string(key) <= prev) {
 			return fmt.Errorf("%w: snapshot key %d is empty or out of order", ErrCorrupt, i)
 		}
-		rec := record{key: string(key)}
+		rec := &record{key: string(key)}
 		if rec.vers, err = r.readVersions(v, rec.key, cfg); err != nil {
 			return err
 		}

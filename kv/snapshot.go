@@ -51,6 +51,9 @@ func (s *Store) Snapshot() (io.WriterTo, error) {
 }
 
 func (s *Store) snapshotLocked() *snapshotView {
+	// The view shares every record there is now: from here on they are
+	// copied before they change.
+	s.gen++
 	return &snapshotView{applied: s.applied, rev: s.rev, compacted: s.compacted,
 		records: s.records.Clone(), leases: s.leases.Clone(), sessions: s.sessions.clone()}
 }
@@ -60,7 +63,7 @@ func (s *Store) snapshotLocked() *snapshotView {
 type snapshotView struct {
 	applied        raftpb.Index
 	rev, compacted int64
-	records        *btree.BTreeG[record]
+	records        *btree.BTreeG[*record]
 	leases         *btree.BTreeG[lease]
 	sessions       *sessionTable
 }
@@ -78,7 +81,7 @@ func (v *snapshotView) WriteTo(w io.Writer) (int64, error) {
 	sw.uvarint(uint64(v.rev))
 	sw.uvarint(uint64(v.compacted))
 	sw.uvarint(uint64(v.records.Len()))
-	v.records.Ascend(func(rec record) bool {
+	v.records.Ascend(func(rec *record) bool {
 		sw.str(rec.key)
 		sw.uvarint(uint64(len(rec.vers)))
 		for i := range rec.vers {

@@ -86,6 +86,50 @@ func TestSnapshotIsPointInTime(t *testing.T) {
 	}
 }
 
+func TestSnapshotIsPointInTimeUnderInPlaceChanges(t *testing.T) {
+	// Records no view shares are changed in place; those a view shares are
+	// copied first. Views taken between rounds of overwrites, deletes,
+	// re-creations and automatic compactions (which reslice and drop
+	// versions) each still write the bytes they would have written at once.
+	r := newReplica(Config{HistoryRevisions: 25})
+	type taken struct {
+		view io.WriterTo
+		want []byte
+	}
+	var views []taken
+	for round := range 12 {
+		for i := range 40 {
+			k := fmt.Sprintf("k%02d", (i*7+round)%15)
+			switch (i + round) % 5 {
+			case 0:
+				r.do(del(k))
+			case 1:
+				r.do(appendCmd(k, "+"))
+			default:
+				r.do(put(k, fmt.Sprint(round, "/", i)))
+			}
+		}
+		checkRecordIndex(t, r.Store)
+		if round%3 == 2 {
+			continue // rounds of changes to records already copied
+		}
+		view, err := r.Snapshot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		views = append(views, taken{view, snapshotBytes(t, r.Store)})
+	}
+	for i, v := range views {
+		var buf bytes.Buffer
+		if _, err := v.view.WriteTo(&buf); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(buf.Bytes(), v.want) {
+			t.Fatalf("view %d written late differs from the state when it was taken", i)
+		}
+	}
+}
+
 func TestSnapshotWriteConcurrentWithApply(t *testing.T) {
 	// The view is written from another goroutine while Apply and readers
 	// go on; under -race this checks the copy-on-write sharing.

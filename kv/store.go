@@ -104,8 +104,15 @@ type Store struct {
 	// mu guards everything below. Apply, Snapshot and Restore take it for
 	// writing (Snapshot because Clone rewrites the trees' copy-on-write
 	// context); reads take it for reading.
-	mu        sync.RWMutex
-	records   *btree.BTreeG[record]
+	mu      sync.RWMutex
+	records *btree.BTreeG[*record]
+	// byKey holds the records of the tree by key, for point lookups; it is
+	// derived (not in snapshots) and never iterated, so its order cannot
+	// reach a result.
+	byKey map[string]*record
+	// gen is the generation of records and arrays no snapshot view holds;
+	// see record.
+	gen       uint64
 	leases    *btree.BTreeG[lease]
 	leaseKeys *btree.BTreeG[leaseKey] // derived from records; not in snapshots
 	sessions  *sessionTable
@@ -136,8 +143,8 @@ const firstRevision = 1
 
 // New returns an empty store with the given limits.
 func New(cfg Config) *Store {
-	return &Store{cfg: cfg, records: newRecordTree(), leases: newLeaseTree(), leaseKeys: newLeaseKeyTree(),
-		sessions: newSessionTable(), rev: firstRevision, hub: newWatchHub()}
+	return &Store{cfg: cfg, records: newRecordTree(), byKey: map[string]*record{}, gen: 1, leases: newLeaseTree(),
+		leaseKeys: newLeaseKeyTree(), sessions: newSessionTable(), rev: firstRevision, hub: newWatchHub()}
 }
 
 // Config returns the store's limits as given to New.
@@ -166,7 +173,7 @@ func (s *Store) applyLocked(index raftpb.Index, cmd []byte) *Result {
 	if len(cmd) == 0 {
 		return &Result{Index: index, Revision: s.rev}
 	}
-	c, err := DecodeCommand(cmd)
+	c, err := decodeCommand(cmd, s.byKey)
 	if err != nil {
 		return s.stamp(index, rejected(0, CodeBadRequest, err.Error()))
 	}
@@ -236,7 +243,7 @@ func (s *Store) executeLocked(index raftpb.Index, c *Command) *Result {
 
 // executeKeyLocked runs a validated single-key command.
 func (s *Store) executeKeyLocked(c *Command) *Result {
-	rec, _ := s.records.Get(record{key: c.Key})
+	rec := s.byKey[c.Key]
 	cur := rec.current()
 	var curRev int64
 	if cur != nil {
@@ -307,8 +314,7 @@ func (s *Store) Revision() (rev, compacted int64) {
 func (s *Store) Get(key string) (value []byte, rev int64, ok bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	rec, _ := s.records.Get(record{key: key})
-	if v := rec.current(); v != nil {
+	if v := s.byKey[key].current(); v != nil {
 		return v.value, v.mod, true
 	}
 	return nil, 0, false
@@ -342,7 +348,7 @@ func (s *Store) List(prefix string, limit int) (items []Item, more bool) {
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	s.records.AscendGreaterOrEqual(record{key: prefix}, func(rec record) bool {
+	s.records.AscendGreaterOrEqual(&record{key: prefix}, func(rec *record) bool {
 		if !strings.HasPrefix(rec.key, prefix) {
 			return false
 		}

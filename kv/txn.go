@@ -389,16 +389,16 @@ func (s *Store) ascendPresent(key, end string, f func(string, *version) bool) {
 
 func (s *Store) ascendRecords(key, end string, f func(*record) bool) {
 	if end == "" {
-		if rec, ok := s.records.Get(record{key: key}); ok {
-			f(&rec)
+		if rec := s.byKey[key]; rec != nil {
+			f(rec)
 		}
 		return
 	}
-	s.records.AscendGreaterOrEqual(record{key: key}, func(rec record) bool {
+	s.records.AscendGreaterOrEqual(&record{key: key}, func(rec *record) bool {
 		if end != "\x00" && rec.key >= end {
 			return false
 		}
-		return f(&rec)
+		return f(rec)
 	})
 }
 
@@ -487,8 +487,7 @@ func (s *Store) executeTxnLocked(t *Txn) *Result {
 		if op := &ops[i]; op.Kind == OpKindPut {
 			value := op.Value
 			if op.IgnoreValue {
-				rec, _ := s.records.Get(record{key: op.Key})
-				value = rec.current().value
+				value = s.byKey[op.Key].current().value
 			}
 			grow += s.putBytes(op.Key, value)
 		}
@@ -516,7 +515,7 @@ func (s *Store) precheckOps(ops []TxnOp) (code, message string) {
 				}
 			}
 			if op.IgnoreValue || op.IgnoreLease {
-				if rec, _ := s.records.Get(record{key: op.Key}); rec.current() == nil {
+				if s.byKey[op.Key].current() == nil {
 					return CodeNotFound, fmt.Sprintf("operation %d: key %q does not exist; ignore_value and ignore_lease need it", i, op.Key)
 				}
 			}
@@ -539,8 +538,7 @@ func (s *Store) executeOpLocked(op *TxnOp) OpResult {
 	case OpKindPut:
 		value, lease := op.Value, op.Lease
 		if op.IgnoreValue || op.IgnoreLease {
-			rec, _ := s.records.Get(record{key: op.Key})
-			cur := rec.current()
+			cur := s.byKey[op.Key].current()
 			if op.IgnoreValue {
 				value = cur.value
 			}
@@ -612,7 +610,7 @@ func (s *Store) replayTxnLocked(first *TxnResult, t *Txn) *TxnResult {
 		case OpKindRange:
 			r.Range = s.opRange(op, r.at)
 		case OpKindPut:
-			if rec, ok := s.records.Get(record{key: op.Key}); ok && op.PrevKV {
+			if rec := s.byKey[op.Key]; rec != nil && op.PrevKV {
 				if v := rec.visible(r.at); v != nil {
 					kv := v.keyValue(op.Key)
 					r.PrevKV = &kv

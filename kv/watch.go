@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 )
 
 // EventType says whether an event put or deleted its key.
@@ -165,10 +166,9 @@ func (w *Watcher) catchUp() (WatchBatch, error) {
 		return WatchBatch{}, &CompactedError{Revision: w.next, Compacted: s.compacted}
 	}
 	var b WatchBatch
-	live := s.changes.live()
 	i := s.changes.from(w.next)
-	for ; i < len(live); i++ {
-		e := live[i]
+	for ; i < s.changes.len(); i++ {
+		e := *s.changes.at(i)
 		if len(b.Events) >= watchCatchUpEvents && e.rev != b.Revision {
 			break
 		}
@@ -180,7 +180,7 @@ func (w *Watcher) catchUp() (WatchBatch, error) {
 			b.Revision = e.rev
 		}
 	}
-	if i == len(live) {
+	if i == s.changes.len() {
 		b.Revision = max(s.rev, w.next-1)
 		w.live = true
 		s.hub.add(w)
@@ -191,8 +191,8 @@ func (w *Watcher) catchUp() (WatchBatch, error) {
 
 // historyEvent rebuilds the event of a change still in the change log.
 func (s *Store) historyEvent(e histEvent) (Event, bool) {
-	rec, ok := s.records.Get(record{key: e.key})
-	if !ok {
+	rec := s.byKey[e.key]
+	if rec == nil {
 		return Event{}, false
 	}
 	for i := range rec.vers {
@@ -245,7 +245,9 @@ type watchHub struct {
 	mu     sync.Mutex
 	byKey  map[string]map[*Watcher]struct{} // single-key watchers
 	ranges map[*Watcher]struct{}            // the others
-	n      int
+	// n counts the live watchers; written under mu, read without it by
+	// watching.
+	n atomic.Int64
 }
 
 func newWatchHub() *watchHub {
@@ -256,9 +258,7 @@ func newWatchHub() *watchHub {
 // events when none is. Called under the store's write lock, which add
 // (under the read lock) excludes.
 func (h *watchHub) watching() bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.n > 0
+	return h.n.Load() > 0
 }
 
 func (h *watchHub) add(w *Watcher) {
@@ -274,7 +274,7 @@ func (h *watchHub) add(w *Watcher) {
 	} else {
 		h.ranges[w] = struct{}{}
 	}
-	h.n++
+	h.n.Add(1)
 }
 
 func (h *watchHub) remove(w *Watcher) {
@@ -288,7 +288,7 @@ func (h *watchHub) removeLocked(w *Watcher) {
 		if m := h.byKey[w.key]; m != nil {
 			if _, ok := m[w]; ok {
 				delete(m, w)
-				h.n--
+				h.n.Add(-1)
 			}
 			if len(m) == 0 {
 				delete(h.byKey, w.key)
@@ -298,7 +298,7 @@ func (h *watchHub) removeLocked(w *Watcher) {
 	}
 	if _, ok := h.ranges[w]; ok {
 		delete(h.ranges, w)
-		h.n--
+		h.n.Add(-1)
 	}
 }
 
@@ -308,7 +308,7 @@ func (h *watchHub) removeLocked(w *Watcher) {
 func (h *watchHub) publish(rev int64, events []Event) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.n == 0 {
+	if h.n.Load() == 0 {
 		return
 	}
 	var batches map[*Watcher][]Event
@@ -377,11 +377,7 @@ func (h *watchHub) send(w *Watcher, b WatchBatch) {
 }
 
 // Watchers returns the number of live watchers.
-func (s *Store) Watchers() int {
-	s.hub.mu.Lock()
-	defer s.hub.mu.Unlock()
-	return s.hub.n
-}
+func (s *Store) Watchers() int { return int(s.hub.n.Load()) }
 
 // Poll is Next without waiting: ok is false when nothing is ready. For a
 // caller that drives the store itself (the simulator), where waiting
