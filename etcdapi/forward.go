@@ -333,7 +333,10 @@ func (st *fwdStream) enqueue(c *fwdCall) error {
 		st.mu.Unlock()
 		// Not sent: tried again on another stream.
 		return rpctypes.ErrGRPCNoLeader
-	case len(st.pending) >= fwdMaxInFlight:
+	case len(st.pending)+len(st.cancels) >= fwdMaxInFlight || len(st.queue) >= fwdMaxInFlight:
+		// A write given up on leaves pending but stays queued (unsent) or
+		// becomes a cancellation (sent) until the sender runs again: while
+		// it is stalled those count against the cap too.
 		st.mu.Unlock()
 		return rpctypes.ErrGRPCRequestTooManyRequests
 	}

@@ -359,3 +359,35 @@ func TestForwardCodec(t *testing.T) {
 		}
 	}
 }
+
+// TestForwardStreamBoundedWhileSenderStalls: while the sender is stuck
+// (the leader reads nothing, so gRPC's flow control holds it), writes
+// whose callers give up leave the pending table but must not pile up in
+// the send queue or the list of cancellations: both stay within the cap.
+func TestForwardStreamBoundedWhileSenderStalls(t *testing.T) {
+	// No goroutines: the sender is as good as stalled.
+	st := &fwdStream{wake: make(chan struct{}, 1), pending: map[uint64]*fwdCall{}, stats: new(fwdStats)}
+	refused := 0
+	for i := 0; i < 3*fwdMaxInFlight; i++ {
+		c := putCall(fmt.Sprint(i))
+		c.done = make(chan struct{})
+		if err := st.enqueue(c); err != nil {
+			refused++
+			continue
+		}
+		if i%2 == 1 {
+			// Taken by the sender, which is now blocked in SendMsg.
+			st.mu.Lock()
+			c.sent = true
+			st.queue = st.queue[:len(st.queue)-1]
+			st.mu.Unlock()
+		}
+		st.forget(c)
+	}
+	if refused == 0 {
+		t.Error("no write was refused while the sender was stalled")
+	}
+	if len(st.queue) > fwdMaxInFlight || len(st.cancels) > fwdMaxInFlight {
+		t.Fatalf("queue %d, cancels %d: over the cap of %d", len(st.queue), len(st.cancels), fwdMaxInFlight)
+	}
+}
