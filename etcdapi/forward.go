@@ -723,6 +723,14 @@ func (l *fwdServe) dispatch(ctx context.Context, b []byte) error {
 
 // start runs one write; an error refuses the whole stream.
 func (l *fwdServe) start(ctx context.Context, id uint64, kind fwdKind, timeout time.Duration, key string, body []byte) error {
+	// Answers wait for the writer; a follower that keeps sending while it
+	// reads none (its writer stalled) would queue them without end.
+	l.mu.Lock()
+	waiting := len(l.answers)
+	l.mu.Unlock()
+	if waiting >= 2*fwdMaxInFlight {
+		return fmt.Errorf("%d answers wait unread", waiting)
+	}
 	var req proto.Message
 	switch kind {
 	case fwdPut:
@@ -748,7 +756,7 @@ func (l *fwdServe) start(ctx context.Context, id uint64, kind fwdKind, timeout t
 		l.mu.Unlock()
 		return fmt.Errorf("write %d sent twice", id)
 	}
-	if len(l.running) >= fwdMaxInFlight {
+	if len(l.running)+len(l.answers) >= fwdMaxInFlight {
 		l.mu.Unlock()
 		l.answer(fwdAnswer{id: id, err: rpctypes.ErrGRPCRequestTooManyRequests})
 		return nil

@@ -391,3 +391,31 @@ func TestForwardStreamBoundedWhileSenderStalls(t *testing.T) {
 		t.Fatalf("queue %d, cancels %d: over the cap of %d", len(st.queue), len(st.cancels), fwdMaxInFlight)
 	}
 }
+
+// TestForwardServeBoundedAnswers: on the leader, answers wait for the
+// writer; when the follower reads none (the writer is stalled) while it
+// keeps sending, the answers waiting must stay bounded: past the cap the
+// stream is refused rather than queueing more.
+func TestForwardServeBoundedAnswers(t *testing.T) {
+	s := &Server{cfg: Config{RequestTimeout: time.Second}}
+	// No writer goroutine: as good as stalled in SendMsg.
+	l := &fwdServe{s: s, wake: make(chan struct{}, 1), running: map[uint64]context.CancelFunc{}}
+	var err error
+	id := uint64(0)
+	for f := 0; f < 3*fwdMaxInFlight/64 && err == nil; f++ {
+		buf := []byte{frameVersion}
+		for i := 0; i < 64; i++ {
+			id++
+			// A kind this leader does not know: answered at once.
+			c := &fwdCall{id: id, kind: fwdKind(99), req: &pb.PutRequest{}}
+			buf = appendWrite(buf, c)
+		}
+		err = l.dispatch(context.Background(), buf)
+	}
+	if n := len(l.answers); n > 2*fwdMaxInFlight {
+		t.Fatalf("%d answers waiting for a stalled writer (stream error %v)", n, err)
+	}
+	if err == nil {
+		t.Fatal("a follower that reads no answers kept its stream")
+	}
+}
