@@ -165,6 +165,21 @@ func TestFastPathMatchesNetHTTP(t *testing.T) {
 		"GET /v1/kv/missing HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
 		"GET /v1/kv/k1 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
 		"PUT /v1/kv/k4 HTTP/1.1\r\nHost: h\r\nConnection: close\r\nContent-Length: 1\r\n\r\nx",
+		"GET /v1/kv/k1 HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello",
+		"PUT /v1/kv/k5 HTTP/1.1\r\nHost: h\r\nContent-Length: 0003\r\n\r\nabc",
+		"PUT /v1/kv/k5 HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n",
+		"PUT /v1/kv/k6 HTTP/1.0\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nab",
+		"DELETE /v1/kv/never6 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+		"GET /v1/kv/a/../k1 HTTP/1.1\r\nHost: h\r\n\r\n",
+		"GET /v1/kv//k1 HTTP/1.1\r\nHost: h\r\n\r\n",
+		"GET /v1/kv/%2e%2e/k1 HTTP/1.1\r\nHost: h\r\n\r\n",
+		"GET /v1/kv/a%2Fb HTTP/1.1\r\nHost: h\r\n\r\n",
+		"GET /v1/batch HTTP/1.1\r\nHost: h\r\n\r\n",
+		"HEAD /v1/batch HTTP/1.1\r\nHost: h\r\n\r\n",
+		"POST /v1/batch HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\n{x}",
+		"POST /v1/batch HTTP/1.0\r\nContent-Length: 2\r\n\r\n[]",
+		"GET /v1/kv/k1 HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, close\r\n\r\n",
+		"GET /v1/kv/k1 HTTP/1.1\r\nHost:\r\n\r\n",
 	} {
 		method, _, _ := strings.Cut(req, " ")
 		fast := dialRaw(t, s)
