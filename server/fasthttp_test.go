@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"regexp"
@@ -512,5 +513,50 @@ func TestFastPathOneWritePerAnswer(t *testing.T) {
 	b, err := io.ReadAll(resp.Body)
 	if err != nil || len(b) != 256 {
 		t.Fatalf("first read held %d bytes of the body (%v): head and body were not one write", len(b), err)
+	}
+}
+
+// TestFastResponseHeaderAfterWriteHeader: as with net/http, what a handler
+// does to its header after WriteHeader changes nothing of the answer; the
+// Content-Length sent is the one written with the head, so the answer's
+// framing cannot disagree with its body (nor the server panic outside
+// the handler).
+func TestFastResponseHeaderAfterWriteHeader(t *testing.T) {
+	for _, change := range []func(http.Header){
+		func(h http.Header) { h.Del("Content-Length") },
+		func(h http.Header) { h.Set("Content-Length", "2") },
+		func(h http.Header) { h["Content-Length"] = []string{} },
+	} {
+		srv, cli := net.Pipe()
+		fc := &fastConn{fs: &fastServer{s: &Server{log: slog.New(slog.DiscardHandler)}}, c: srv}
+		fr := &fastRequest{method: http.MethodGet, minor: 1}
+		req := &http.Request{Method: http.MethodGet}
+		w := &fastResponse{fc: fc, req: req, fr: fr, header: http.Header{}, declared: -1}
+		done := make(chan any, 1)
+		go func() {
+			defer func() { done <- recover() }()
+			defer srv.Close()
+			w.Header().Set("Content-Length", "5")
+			w.WriteHeader(http.StatusOK)
+			change(w.Header())
+			w.Write([]byte("hello"))
+			w.finish()
+		}()
+		br := bufio.NewReader(cli)
+		cli.SetReadDeadline(time.Now().Add(5 * time.Second))
+		resp, err := http.ReadResponse(br, req)
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			rest, _ := io.ReadAll(br)
+			if string(b) != "hello" || len(rest) != 0 {
+				t.Errorf("body %q, then %q on the connection; want hello alone", b, rest)
+			}
+		} else {
+			t.Errorf("reading the answer: %v", err)
+		}
+		cli.Close()
+		if p := <-done; p != nil {
+			t.Errorf("answering panicked: %v", p)
+		}
 	}
 }
