@@ -333,7 +333,10 @@ func (st *fwdStream) enqueue(c *fwdCall) error {
 		st.mu.Unlock()
 		// Not sent: tried again on another stream.
 		return rpctypes.ErrGRPCNoLeader
-	case len(st.pending) >= fwdMaxInFlight:
+	case len(st.pending)+len(st.cancels) >= fwdMaxInFlight || len(st.queue) >= fwdMaxInFlight:
+		// A write given up on leaves pending but stays queued (unsent) or
+		// becomes a cancellation (sent) until the sender runs again: while
+		// it is stalled those count against the cap too.
 		st.mu.Unlock()
 		return rpctypes.ErrGRPCRequestTooManyRequests
 	}
@@ -720,6 +723,14 @@ func (l *fwdServe) dispatch(ctx context.Context, b []byte) error {
 
 // start runs one write; an error refuses the whole stream.
 func (l *fwdServe) start(ctx context.Context, id uint64, kind fwdKind, timeout time.Duration, key string, body []byte) error {
+	// Answers wait for the writer; a follower that keeps sending while it
+	// reads none (its writer stalled) would queue them without end.
+	l.mu.Lock()
+	waiting := len(l.answers)
+	l.mu.Unlock()
+	if waiting >= 2*fwdMaxInFlight {
+		return fmt.Errorf("%d answers wait unread", waiting)
+	}
 	var req proto.Message
 	switch kind {
 	case fwdPut:
@@ -745,7 +756,7 @@ func (l *fwdServe) start(ctx context.Context, id uint64, kind fwdKind, timeout t
 		l.mu.Unlock()
 		return fmt.Errorf("write %d sent twice", id)
 	}
-	if len(l.running) >= fwdMaxInFlight {
+	if len(l.running)+len(l.answers) >= fwdMaxInFlight {
 		l.mu.Unlock()
 		l.answer(fwdAnswer{id: id, err: rpctypes.ErrGRPCRequestTooManyRequests})
 		return nil

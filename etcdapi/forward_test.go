@@ -359,3 +359,63 @@ func TestForwardCodec(t *testing.T) {
 		}
 	}
 }
+
+// TestForwardStreamBoundedWhileSenderStalls: while the sender is stuck
+// (the leader reads nothing, so gRPC's flow control holds it), writes
+// whose callers give up leave the pending table but must not pile up in
+// the send queue or the list of cancellations: both stay within the cap.
+func TestForwardStreamBoundedWhileSenderStalls(t *testing.T) {
+	// No goroutines: the sender is as good as stalled.
+	st := &fwdStream{wake: make(chan struct{}, 1), pending: map[uint64]*fwdCall{}, stats: new(fwdStats)}
+	refused := 0
+	for i := 0; i < 3*fwdMaxInFlight; i++ {
+		c := putCall(fmt.Sprint(i))
+		c.done = make(chan struct{})
+		if err := st.enqueue(c); err != nil {
+			refused++
+			continue
+		}
+		if i%2 == 1 {
+			// Taken by the sender, which is now blocked in SendMsg.
+			st.mu.Lock()
+			c.sent = true
+			st.queue = st.queue[:len(st.queue)-1]
+			st.mu.Unlock()
+		}
+		st.forget(c)
+	}
+	if refused == 0 {
+		t.Error("no write was refused while the sender was stalled")
+	}
+	if len(st.queue) > fwdMaxInFlight || len(st.cancels) > fwdMaxInFlight {
+		t.Fatalf("queue %d, cancels %d: over the cap of %d", len(st.queue), len(st.cancels), fwdMaxInFlight)
+	}
+}
+
+// TestForwardServeBoundedAnswers: on the leader, answers wait for the
+// writer; when the follower reads none (the writer is stalled) while it
+// keeps sending, the answers waiting must stay bounded: past the cap the
+// stream is refused rather than queueing more.
+func TestForwardServeBoundedAnswers(t *testing.T) {
+	s := &Server{cfg: Config{RequestTimeout: time.Second}}
+	// No writer goroutine: as good as stalled in SendMsg.
+	l := &fwdServe{s: s, wake: make(chan struct{}, 1), running: map[uint64]context.CancelFunc{}}
+	var err error
+	id := uint64(0)
+	for f := 0; f < 3*fwdMaxInFlight/64 && err == nil; f++ {
+		buf := []byte{frameVersion}
+		for i := 0; i < 64; i++ {
+			id++
+			// A kind this leader does not know: answered at once.
+			c := &fwdCall{id: id, kind: fwdKind(99), req: &pb.PutRequest{}}
+			buf = appendWrite(buf, c)
+		}
+		err = l.dispatch(context.Background(), buf)
+	}
+	if n := len(l.answers); n > 2*fwdMaxInFlight {
+		t.Fatalf("%d answers waiting for a stalled writer (stream error %v)", n, err)
+	}
+	if err == nil {
+		t.Fatal("a follower that reads no answers kept its stream")
+	}
+}

@@ -564,7 +564,8 @@ type fastResponse struct {
 	// Set from the handler's header when it wrote it: the head so far,
 	// and the fields whose framing the answer decides.
 	head                  []byte
-	declared              int64 // the handler's Content-Length, -1 if none
+	declared              int64  // the handler's Content-Length, -1 if none
+	declaredText          string // and as the handler wrote it
 	haveType, haveEncoded bool
 	haveDate              bool
 	connVals              []string
@@ -608,7 +609,8 @@ func (w *fastResponse) WriteHeader(code int) {
 	_, w.haveDate = w.header["Date"]
 	if v := w.header["Content-Length"]; len(v) > 0 && !noBody {
 		if n, err := strconv.ParseInt(trimOWS(v[0]), 10, 64); err == nil && n >= 0 {
-			w.declared = n
+			// Kept now: the handler may change its header after this.
+			w.declared, w.declaredText = n, trimOWS(v[0])
 		} else {
 			w.fc.fs.s.log.Debug("http: invalid Content-Length", "value", v[0])
 		}
@@ -784,7 +786,7 @@ func (w *fastResponse) completeHead(final bool) []byte {
 	if length >= 0 && !w.chunked && bodyOK {
 		h = append(h, "Content-Length: "...)
 		if !autoLength {
-			h = append(h, trimOWS(w.header["Content-Length"][0])...)
+			h = append(h, w.declaredText...)
 		} else {
 			h = strconv.AppendInt(h, length, 10)
 		}

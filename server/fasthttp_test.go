@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"regexp"
@@ -165,6 +166,21 @@ func TestFastPathMatchesNetHTTP(t *testing.T) {
 		"GET /v1/kv/missing HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
 		"GET /v1/kv/k1 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
 		"PUT /v1/kv/k4 HTTP/1.1\r\nHost: h\r\nConnection: close\r\nContent-Length: 1\r\n\r\nx",
+		"GET /v1/kv/k1 HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello",
+		"PUT /v1/kv/k5 HTTP/1.1\r\nHost: h\r\nContent-Length: 0003\r\n\r\nabc",
+		"PUT /v1/kv/k5 HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n",
+		"PUT /v1/kv/k6 HTTP/1.0\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nab",
+		"DELETE /v1/kv/never6 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+		"GET /v1/kv/a/../k1 HTTP/1.1\r\nHost: h\r\n\r\n",
+		"GET /v1/kv//k1 HTTP/1.1\r\nHost: h\r\n\r\n",
+		"GET /v1/kv/%2e%2e/k1 HTTP/1.1\r\nHost: h\r\n\r\n",
+		"GET /v1/kv/a%2Fb HTTP/1.1\r\nHost: h\r\n\r\n",
+		"GET /v1/batch HTTP/1.1\r\nHost: h\r\n\r\n",
+		"HEAD /v1/batch HTTP/1.1\r\nHost: h\r\n\r\n",
+		"POST /v1/batch HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\n{x}",
+		"POST /v1/batch HTTP/1.0\r\nContent-Length: 2\r\n\r\n[]",
+		"GET /v1/kv/k1 HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, close\r\n\r\n",
+		"GET /v1/kv/k1 HTTP/1.1\r\nHost:\r\n\r\n",
 	} {
 		method, _, _ := strings.Cut(req, " ")
 		fast := dialRaw(t, s)
@@ -497,5 +513,50 @@ func TestFastPathOneWritePerAnswer(t *testing.T) {
 	b, err := io.ReadAll(resp.Body)
 	if err != nil || len(b) != 256 {
 		t.Fatalf("first read held %d bytes of the body (%v): head and body were not one write", len(b), err)
+	}
+}
+
+// TestFastResponseHeaderAfterWriteHeader: as with net/http, what a handler
+// does to its header after WriteHeader changes nothing of the answer; the
+// Content-Length sent is the one written with the head, so the answer's
+// framing cannot disagree with its body (nor the server panic outside
+// the handler).
+func TestFastResponseHeaderAfterWriteHeader(t *testing.T) {
+	for _, change := range []func(http.Header){
+		func(h http.Header) { h.Del("Content-Length") },
+		func(h http.Header) { h.Set("Content-Length", "2") },
+		func(h http.Header) { h["Content-Length"] = []string{} },
+	} {
+		srv, cli := net.Pipe()
+		fc := &fastConn{fs: &fastServer{s: &Server{log: slog.New(slog.DiscardHandler)}}, c: srv}
+		fr := &fastRequest{method: http.MethodGet, minor: 1}
+		req := &http.Request{Method: http.MethodGet}
+		w := &fastResponse{fc: fc, req: req, fr: fr, header: http.Header{}, declared: -1}
+		done := make(chan any, 1)
+		go func() {
+			defer func() { done <- recover() }()
+			defer srv.Close()
+			w.Header().Set("Content-Length", "5")
+			w.WriteHeader(http.StatusOK)
+			change(w.Header())
+			w.Write([]byte("hello"))
+			w.finish()
+		}()
+		br := bufio.NewReader(cli)
+		cli.SetReadDeadline(time.Now().Add(5 * time.Second))
+		resp, err := http.ReadResponse(br, req)
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			rest, _ := io.ReadAll(br)
+			if string(b) != "hello" || len(rest) != 0 {
+				t.Errorf("body %q, then %q on the connection; want hello alone", b, rest)
+			}
+		} else {
+			t.Errorf("reading the answer: %v", err)
+		}
+		cli.Close()
+		if p := <-done; p != nil {
+			t.Errorf("answering panicked: %v", p)
+		}
 	}
 }
