@@ -306,7 +306,11 @@ func (s *Server) propose(ctx context.Context, cmd kv.Command) (*kv.Result, error
 		ctx, cancel = context.WithTimeout(ctx, s.cfg.RequestTimeout)
 		defer cancel()
 	}
-	out, err := s.cfg.Node.Propose(ctx, kv.EncodeCommand(cmd))
+	// Through a step-down, as an etcd member: a write the next leader
+	// commits is answered with its result, not "timed out, possibly due
+	// to previous leader failure" (a leader starved of CPU for an
+	// election timeout otherwise fails every write it had in flight).
+	out, err := s.cfg.Node.ProposeThroughStepDown(ctx, kv.EncodeCommand(cmd))
 	if err != nil {
 		return nil, nodeError(ctx, err)
 	}
