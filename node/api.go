@@ -38,9 +38,10 @@ func (n *Node) ProposeUntil(ctx context.Context, cmd []byte, expired <-chan stru
 // applied at its index instead, it was not applied and the caller gets a
 // *NotLeaderError. ErrUnknownOutcome remains the answer when ctx ends,
 // the node stops, or a snapshot takes the entry's place first, so a
-// caller cut off from the cluster waits out its context.
-func (n *Node) ProposeThroughStepDown(ctx context.Context, cmd []byte) (any, error) {
-	return n.propose1(ctx, &proposal{data: cmd, done: make(chan outcome, 1), throughStepDown: true}, nil)
+// caller cut off from the cluster waits out its context. expired is as
+// for ProposeUntil.
+func (n *Node) ProposeThroughStepDown(ctx context.Context, cmd []byte, expired <-chan struct{}) (any, error) {
+	return n.propose1(ctx, &proposal{data: cmd, done: make(chan outcome, 1), throughStepDown: true}, expired)
 }
 
 func (n *Node) propose1(ctx context.Context, p *proposal, expired <-chan struct{}) (any, error) {

@@ -619,7 +619,7 @@ func TestProposeThroughStepDownAnswersCommittedEntry(t *testing.T) {
 		plain <- answer{res, err}
 	}()
 	go func() {
-		res, err := c.members[old].n.ProposeThroughStepDown(ctx, cmd(3))
+		res, err := c.members[old].n.ProposeThroughStepDown(ctx, cmd(3), nil)
 		through <- answer{res, err}
 	}()
 	// Wait for the old leader to step down and another to lead.
