@@ -82,6 +82,10 @@ type Config struct {
 // many as the requests a member typically has waiting on Raft at once.
 const streamWorkers = 64
 
+// windowBytes is the listener's HTTP/2 flow-control window, per stream
+// and per connection: what a client may send unread.
+const windowBytes = 4 << 20
+
 // indexKey carries, in the leader's answer to a forwarded write, the log
 // index the write applied at, so that the follower answers only once it
 // has applied it too: a client that writes through a member and then
@@ -153,6 +157,12 @@ func New(cfg Config) (*Server, error) {
 		// CPU). A request that finds every worker busy gets its own
 		// goroutine, as without workers.
 		grpc.NumStreamWorkers(streamWorkers),
+		// Fixed flow-control windows turn off gRPC's bandwidth-delay
+		// probing, a ping (a frame each way, with its reads and writes)
+		// after data on a connection; a request here is far smaller than
+		// either window.
+		grpc.InitialWindowSize(windowBytes),
+		grpc.InitialConnWindowSize(windowBytes),
 	}
 	if cfg.TLS != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.TLS)))
