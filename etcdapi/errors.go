@@ -76,7 +76,7 @@ func nodeError(ctx context.Context, err error) error {
 		return rpctypes.ErrGRPCLeaderChanged
 	case errors.Is(err, node.ErrUnknownOutcome):
 		// Appended but not known to be applied: etcd's "timed out".
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) {
 			return rpctypes.ErrGRPCTimeout
 		}
 		return rpctypes.ErrGRPCTimeoutDueToLeaderFail

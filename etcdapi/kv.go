@@ -34,6 +34,12 @@ func toKV(x *kv.KeyValue) *mvccpb.KeyValue {
 		ModRevision: x.ModRevision, Version: x.Version, Lease: x.Lease}
 }
 
+// toKVValue is toKV into a value the caller places.
+func toKVValue(x *kv.KeyValue) mvccpb.KeyValue {
+	return mvccpb.KeyValue{Key: []byte(x.Key), Value: x.Value, CreateRevision: x.CreateRevision,
+		ModRevision: x.ModRevision, Version: x.Version, Lease: x.Lease}
+}
+
 func toKVs(xs []kv.KeyValue) []*mvccpb.KeyValue {
 	if len(xs) == 0 {
 		return nil
@@ -57,7 +63,26 @@ func (k *kvServer) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResp
 	if err != nil {
 		return nil, kvError(err)
 	}
-	return rangeResponse(s.header(res.Revision), res), nil
+	a := &rangeAnswer{}
+	s.fillHeader(&a.h, res.Revision)
+	a.resp = pb.RangeResponse{Header: &a.h, Count: res.Count, More: res.More}
+	if len(res.KVs) == 1 {
+		a.kv = toKVValue(&res.KVs[0])
+		a.kvs[0] = &a.kv
+		a.resp.Kvs = a.kvs[:]
+	} else {
+		a.resp.Kvs = toKVs(res.KVs)
+	}
+	return &a.resp, nil
+}
+
+// rangeAnswer is a range's response with its header and, for a range of
+// one key (the most common), the key: one allocation.
+type rangeAnswer struct {
+	resp pb.RangeResponse
+	h    pb.ResponseHeader
+	kvs  [1]*mvccpb.KeyValue
+	kv   mvccpb.KeyValue
 }
 
 func rangeResponse(h *pb.ResponseHeader, res *kv.RangeResult) *pb.RangeResponse {
@@ -76,11 +101,20 @@ func (k *kvServer) put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, 
 	if err != nil {
 		return nil, err
 	}
-	out := &pb.PutResponse{Header: k.s.header(res.Revision)}
+	a := &putAnswer{}
+	k.s.fillHeader(&a.h, res.Revision)
+	out := &a.resp
+	out.Header = &a.h
 	if p := res.Txn.Results[0].PrevKV; p != nil {
 		out.PrevKv = toKV(p)
 	}
 	return out, nil
+}
+
+// putAnswer is a put's response and its header, one allocation.
+type putAnswer struct {
+	resp pb.PutResponse
+	h    pb.ResponseHeader
 }
 
 func putOp(r *pb.PutRequest) kv.TxnOp {

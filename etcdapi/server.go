@@ -61,7 +61,9 @@ type Config struct {
 	RequestTimeout time.Duration
 	// ReadBarrier, if set, is the linearizable read barrier, in place of
 	// Node.ReadIndex: the raftkv server's, which shares one barrier among
-	// the reads that arrive together.
+	// the reads that arrive together. It must bound its own wait (the
+	// server's ends a round after its request timeout): a read's first
+	// attempt gives it the client's context as it is.
 	ReadBarrier func(context.Context) error
 	// MaxRequestBytes bounds a request. Default 1.5 MiB plus the store's
 	// largest value.
@@ -79,6 +81,10 @@ type Config struct {
 // streamWorkers is how many goroutines serve the listener's requests: as
 // many as the requests a member typically has waiting on Raft at once.
 const streamWorkers = 64
+
+// windowBytes is the listener's HTTP/2 flow-control window, per stream
+// and per connection: what a client may send unread.
+const windowBytes = 4 << 20
 
 // indexKey carries, in the leader's answer to a forwarded write, the log
 // index the write applied at, so that the follower answers only once it
@@ -112,6 +118,9 @@ type Server struct {
 	noStream   *grpc.ClientConn // a leader's conn without the stream: unary calls
 	fwdStopped bool
 	fwdStats   fwdStats
+
+	// expiries bounds proposals made without a deadline of their own.
+	expiries *expiries
 
 	stopc chan struct{}
 	bg    sync.WaitGroup
@@ -148,11 +157,17 @@ func New(cfg Config) (*Server, error) {
 		// CPU). A request that finds every worker busy gets its own
 		// goroutine, as without workers.
 		grpc.NumStreamWorkers(streamWorkers),
+		// Fixed flow-control windows turn off gRPC's bandwidth-delay
+		// probing, a ping (a frame each way, with its reads and writes)
+		// after data on a connection; a request here is far smaller than
+		// either window.
+		grpc.InitialWindowSize(windowBytes),
+		grpc.InitialConnWindowSize(windowBytes),
 	}
 	if cfg.TLS != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.TLS)))
 	}
-	s := &Server{cfg: cfg, grpc: grpc.NewServer(opts...), stopc: make(chan struct{})}
+	s := &Server{cfg: cfg, grpc: grpc.NewServer(opts...), expiries: newExpiries(cfg.RequestTimeout), stopc: make(chan struct{})}
 	s.kv, s.lease = &kvServer{s: s}, &leaseServer{s: s}
 	pb.RegisterKVServer(s.grpc, s.kv)
 	pb.RegisterWatchServer(s.grpc, &watchServer{s: s})
@@ -204,11 +219,19 @@ func (s *Server) Stop() {
 }
 
 func (s *Server) header(rev int64) *pb.ResponseHeader {
+	h := &pb.ResponseHeader{}
+	s.fillHeader(h, rev)
+	return h
+}
+
+// fillHeader fills h, a header not yet shared, for this member at rev
+// (0: the store's current revision).
+func (s *Server) fillHeader(h *pb.ResponseHeader, rev int64) {
 	_, term, _ := s.cfg.Node.Leader()
 	if rev == 0 {
 		rev, _ = s.cfg.Store.Revision()
 	}
-	return &pb.ResponseHeader{ClusterId: s.cfg.Node.ClusterID(), MemberId: s.cfg.ID, Revision: rev, RaftTerm: uint64(term)}
+	h.ClusterId, h.MemberId, h.Revision, h.RaftTerm = s.cfg.Node.ClusterID(), s.cfg.ID, rev, uint64(term)
 }
 
 func (s *Server) hasLeader() bool {
@@ -300,13 +323,18 @@ func (s *Server) propose(ctx context.Context, cmd kv.Command) (*kv.Result, error
 	if err := s.cfg.Store.Config().Validate(&cmd); err != nil {
 		return nil, kvError(err)
 	}
-	// A request that onLeader already bounds needs no second timer.
+	// A request that onLeader already bounds needs no second timer; one
+	// that it does not (its first attempt on the leader) shares a
+	// coarse one.
+	var expired <-chan struct{}
 	if d, ok := ctx.Deadline(); !ok || time.Until(d) > s.cfg.RequestTimeout {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, s.cfg.RequestTimeout)
-		defer cancel()
+		expired = s.expiries.after(s.cfg.RequestTimeout)
 	}
-	out, err := s.cfg.Node.Propose(ctx, kv.EncodeCommand(cmd))
+	// Through a step-down, as an etcd member: a write the next leader
+	// commits is answered with its result, not "timed out, possibly due
+	// to previous leader failure" (a leader starved of CPU for an
+	// election timeout otherwise fails every write it had in flight).
+	out, err := s.cfg.Node.ProposeThroughStepDown(ctx, kv.EncodeCommand(cmd), expired)
 	if err != nil {
 		return nil, nodeError(ctx, err)
 	}
@@ -331,25 +359,41 @@ func (s *Server) barrier(ctx context.Context, serializable bool) error {
 	if serializable {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
-	defer cancel()
 	barrier := s.cfg.ReadBarrier
-	if barrier == nil {
-		barrier = s.cfg.Node.ReadIndex
-	}
-	for {
+	if barrier != nil {
+		// ReadBarrier bounds its own wait: the first attempt, which
+		// almost always succeeds, takes no timer of its own.
 		err := barrier(ctx)
 		if err == nil {
 			return nil
 		}
-		var nl *node.NotLeaderError
-		if !errors.As(err, &nl) && !errors.Is(err, node.ErrTransferring) {
+		if !leadershipMoving(err) {
 			return nodeError(ctx, err)
 		}
-		if !s.pause(ctx) {
+	} else {
+		barrier = s.cfg.Node.ReadIndex
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	defer cancel()
+	for first := s.cfg.ReadBarrier == nil; ; first = false {
+		if !first && !s.pause(ctx) {
 			return rpctypes.ErrGRPCNoLeader
 		}
+		err := barrier(ctx)
+		if err == nil {
+			return nil
+		}
+		if !leadershipMoving(err) {
+			return nodeError(ctx, err)
+		}
 	}
+}
+
+// leadershipMoving reports whether a read barrier failed because there is
+// no leader here yet or it is being handed over: worth trying again.
+func leadershipMoving(err error) bool {
+	var nl *node.NotLeaderError
+	return errors.As(err, &nl) || errors.Is(err, node.ErrTransferring)
 }
 
 // headerIndex is the index in a leader's answer to a forwarded unary
@@ -474,6 +518,15 @@ func onLeaderVia[T response](ctx context.Context, s *Server, idempotent bool, vi
 			return zero, errNotLeader
 		}
 		return local(ctx)
+	}
+	if via.kind != fwdNone && s.isLeader() {
+		// The common case, a write on the leader, takes no timer of its
+		// own: propose bounds it with a shared one. Only a retry needs
+		// the request's deadline.
+		out, err := local(ctx)
+		if err == nil || !retryable(err) || !s.pause(ctx) {
+			return out, err
+		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 	defer cancel()

@@ -138,7 +138,10 @@ func (d *cmdDecoder) value(what string) []byte {
 func (d *cmdDecoder) body(c *Command) {
 	switch c.Op {
 	case OpTxn:
-		t := &Txn{}
+		// The transaction and one success operation (every etcd put and
+		// delete) in one allocation.
+		one := &txn1{}
+		t := &one.t
 		// Counts are bounded by the bytes left (each item takes some), not
 		// by MaxTxnOps, so that Apply reports an oversized transaction as
 		// too_many_ops like Validate does rather than as undecodable.
@@ -154,8 +157,8 @@ func (d *cmdDecoder) body(c *Command) {
 			}
 			t.Compares = append(t.Compares, cmp)
 		}
-		t.Success = d.ops()
-		t.Failure = d.ops()
+		t.Success = d.ops(one.op[:0])
+		t.Failure = d.ops(nil)
 		c.Txn = t
 	case OpCompact:
 		c.Rev = d.varint("revision")
@@ -172,9 +175,19 @@ func (d *cmdDecoder) body(c *Command) {
 	}
 }
 
-func (d *cmdDecoder) ops() []TxnOp {
+// txn1 is a decoded transaction with room for one operation.
+type txn1 struct {
+	t  Txn
+	op [1]TxnOp
+}
+
+// ops reads a list of operations, appended to ops (empty, maybe with
+// room).
+func (d *cmdDecoder) ops(ops []TxnOp) []TxnOp {
 	n := d.count("operation count", len(d.b))
-	var ops []TxnOp
+	if n == 0 {
+		return nil
+	}
 	for i := 0; i < n && d.err == nil; i++ {
 		op := TxnOp{Kind: OpKind(d.byte1("operation kind"))}
 		flags := d.byte1("operation flags")

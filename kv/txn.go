@@ -495,11 +495,30 @@ func (s *Store) executeTxnLocked(t *Txn) *Result {
 	if r := s.quotaCheckLocked(grow); r != nil {
 		return r
 	}
-	tr := &TxnResult{Succeeded: ok, Results: make([]OpResult, len(ops))}
+	var r *Result
+	var tr *TxnResult
+	if len(ops) == 1 {
+		// A one-operation transaction (every etcd put, delete and most
+		// txns) takes its three parts in one allocation.
+		one := &txnResult1{}
+		one.tr.Results = one.op[:]
+		r, tr = &one.r, &one.tr
+	} else {
+		r, tr = &Result{}, &TxnResult{Results: make([]OpResult, len(ops))}
+	}
+	tr.Succeeded = ok
+	r.Txn = tr
 	for i := range ops {
 		tr.Results[i] = s.executeOpLocked(&ops[i])
 	}
-	return &Result{Txn: tr}
+	return r
+}
+
+// txnResult1 is the result of a transaction of one operation.
+type txnResult1 struct {
+	r  Result
+	tr TxnResult
+	op [1]OpResult
 }
 
 // precheckOps finds what would make a branch fail partway, before any of

@@ -27,7 +27,24 @@ func (n *Node) Propose(ctx context.Context, cmd []byte) (any, error) {
 // among many requests instead of deriving a context with its own timer
 // for each; a nil expired never closes.
 func (n *Node) ProposeUntil(ctx context.Context, cmd []byte, expired <-chan struct{}) (any, error) {
-	p := &proposal{data: cmd, done: make(chan outcome, 1)}
+	return n.propose1(ctx, &proposal{data: cmd, done: make(chan outcome, 1)}, expired)
+}
+
+// ProposeThroughStepDown is Propose for a caller that would rather wait
+// for the answer than hear ErrUnknownOutcome when this member loses
+// leadership before cmd commits, as an etcd member answers: the next
+// leader may still commit the entry (it usually holds it), and then it
+// applies here and the caller gets its result; when another entry is
+// applied at its index instead, it was not applied and the caller gets a
+// *NotLeaderError. ErrUnknownOutcome remains the answer when ctx ends,
+// the node stops, or a snapshot takes the entry's place first, so a
+// caller cut off from the cluster waits out its context. expired is as
+// for ProposeUntil.
+func (n *Node) ProposeThroughStepDown(ctx context.Context, cmd []byte, expired <-chan struct{}) (any, error) {
+	return n.propose1(ctx, &proposal{data: cmd, done: make(chan outcome, 1), throughStepDown: true}, expired)
+}
+
+func (n *Node) propose1(ctx context.Context, p *proposal, expired <-chan struct{}) (any, error) {
 	if err := n.submit(p); err != nil {
 		return nil, err
 	}

@@ -25,6 +25,9 @@ type proposal struct {
 	term  pb.Term
 	done  chan outcome // buffered 1; written once
 	sent  atomic.Bool
+	// throughStepDown: a leader that steps down before the entry commits
+	// keeps waiting for the entry at index (ProposeThroughStepDown).
+	throughStepDown bool
 }
 
 const (
@@ -73,6 +76,7 @@ func (n *Node) apply(job driver.ApplyJob) bool {
 			return false
 		}
 		n.ap.lastApplied = pb.Entry{Index: job.Snapshot.Index, Term: job.Snapshot.Term}
+		n.failFuturesThrough(job.Snapshot.Index)
 		n.setApplied(job.Snapshot.Index)
 	}
 	var last pb.Entry
@@ -134,10 +138,32 @@ func (n *Node) resolve(index pb.Index, term pb.Term, res any) {
 	}
 	if p.term != term {
 		// Another leader's entry took this index: ours was never committed.
+		if p.throughStepDown {
+			p.finish(nil, &NotLeaderError{Leader: pb.NodeID(n.pub.lead.Load())})
+			return
+		}
 		p.finish(nil, ErrUnknownOutcome)
 		return
 	}
 	p.finish(res, nil)
+}
+
+// failFuturesThrough fails the proposals at or below index, which a
+// snapshot replaced before they applied here: whether their entries are
+// in it is not known.
+func (n *Node) failFuturesThrough(index pb.Index) {
+	var lost []*proposal
+	n.shared.mu.Lock()
+	for i, p := range n.shared.futures {
+		if i <= index {
+			lost = append(lost, p)
+			delete(n.shared.futures, i)
+		}
+	}
+	n.shared.mu.Unlock()
+	for _, p := range lost {
+		p.finish(nil, ErrUnknownOutcome)
+	}
 }
 
 func (n *Node) failFutures(err error) {

@@ -18,7 +18,8 @@
 // sent); or ErrUnknownOutcome (it was appended, then leadership was lost
 // before it committed, or the node stopped or the context ended before it
 // applied). A proposal committed before its leader stepped down is applied
-// and answered with its result.
+// and answered with its result; ProposeThroughStepDown waits past the
+// step-down for the entry's fate, as etcd's members do.
 //
 // # Goroutines
 //
