@@ -120,7 +120,7 @@ type Server struct {
 	fwdStats   fwdStats
 
 	// expiries bounds proposals made without a deadline of their own.
-	expiries *expiries
+	expiries *node.Expiries
 
 	stopc chan struct{}
 	bg    sync.WaitGroup
@@ -167,7 +167,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.TLS != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.TLS)))
 	}
-	s := &Server{cfg: cfg, grpc: grpc.NewServer(opts...), expiries: newExpiries(cfg.RequestTimeout), stopc: make(chan struct{})}
+	s := &Server{cfg: cfg, grpc: grpc.NewServer(opts...), expiries: node.NewExpiries(cfg.RequestTimeout), stopc: make(chan struct{})}
 	s.kv, s.lease = &kvServer{s: s}, &leaseServer{s: s}
 	pb.RegisterKVServer(s.grpc, s.kv)
 	pb.RegisterWatchServer(s.grpc, &watchServer{s: s})
@@ -328,7 +328,7 @@ func (s *Server) propose(ctx context.Context, cmd kv.Command) (*kv.Result, error
 	// coarse one.
 	var expired <-chan struct{}
 	if d, ok := ctx.Deadline(); !ok || time.Until(d) > s.cfg.RequestTimeout {
-		expired = s.expiries.after(s.cfg.RequestTimeout)
+		expired = s.expiries.After(s.cfg.RequestTimeout)
 	}
 	// Through a step-down, as an etcd member: a write the next leader
 	// commits is answered with its result, not "timed out, possibly due

@@ -80,7 +80,7 @@ func (s *Server) write(w http.ResponseWriter, r *http.Request, op kv.Op, key str
 	// RequestTimeout from a shared timer (expiries), not a context of its
 	// own: the timeout may run up to 1/32 longer.
 	start := time.Now()
-	out, err := s.node.ProposeUntil(r.Context(), kv.EncodeCommand(cmd), s.writeExpiries.after(s.cfg.Limits.RequestTimeout))
+	out, err := s.node.ProposeUntil(r.Context(), kv.EncodeCommand(cmd), s.writeExpiries.After(s.cfg.Limits.RequestTimeout))
 	s.metrics.proposed(start, err)
 	if err != nil {
 		s.nodeError(w, r, err)

@@ -47,7 +47,7 @@ type Server struct {
 	// Concurrent reads share barriers (readbarrier.go).
 	linearizableReads, leaseReads *readCoalescer
 	// writeExpiries times out single-key writes (RequestTimeout).
-	writeExpiries *expiries
+	writeExpiries *node.Expiries
 
 	metrics   *metrics     // metrics.go
 	peerHTTP  *http.Client // ui.go: fetches other members' views
@@ -151,7 +151,7 @@ func open(cfg Config) (*Server, error) {
 	s.watches.stop = make(chan struct{})
 	s.linearizableReads = newReadCoalescer(n.ReadIndex, cfg.Limits.RequestTimeout)
 	s.leaseReads = newReadCoalescer(n.LeaseRead, cfg.Limits.RequestTimeout)
-	s.writeExpiries = newExpiries(cfg.Limits.RequestTimeout)
+	s.writeExpiries = node.NewExpiries(cfg.Limits.RequestTimeout)
 	m.bind(s)
 	s.clusterID.Store(clusterID)
 	if cfg.TLS != nil {

@@ -1,22 +1,22 @@
-package server
+package node
 
 import (
 	"testing"
 	"time"
 )
 
-// TestExpiries shows that a channel from after closes no sooner than asked
+// TestExpiries shows that a channel from After closes no sooner than asked
 // and at most a slot later, that calls within one slot share a channel,
 // and that a slot is forgotten once it has fired (the map stays bounded).
 func TestExpiries(t *testing.T) {
 	const timeout = 320 * time.Millisecond
-	e := newExpiries(timeout)
-	if e.step != timeout/expirySlots {
-		t.Fatalf("step %v, want %v", e.step, timeout/expirySlots)
+	e := NewExpiries(timeout)
+	if e.Step() != timeout/expirySlots {
+		t.Fatalf("step %v, want %v", e.Step(), timeout/expirySlots)
 	}
 	start := time.Now()
-	a := e.after(timeout)
-	b := e.after(timeout)
+	a := e.After(timeout)
+	b := e.After(timeout)
 	if a != b {
 		t.Errorf("two calls at once got different channels")
 	}
@@ -31,19 +31,13 @@ func TestExpiries(t *testing.T) {
 		t.Fatalf("closed after %v, before the timeout %v", waited, timeout)
 	}
 	// A slot late at most, plus scheduling slack on a busy machine.
-	if late := waited - timeout; late > e.step+200*time.Millisecond {
-		t.Errorf("closed %v after the timeout, more than a slot (%v) late", late, e.step)
+	if late := waited - timeout; late > e.Step()+200*time.Millisecond {
+		t.Errorf("closed %v after the timeout, more than a slot (%v) late", late, e.Step())
 	}
 	deadline := time.Now().Add(time.Second)
-	for {
-		e.mu.Lock()
-		n := len(e.slots)
-		e.mu.Unlock()
-		if n == 0 {
-			break
-		}
+	for e.live() != 0 {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d slots still held after they fired", n)
+			t.Fatalf("%d slots still held after they fired", e.live())
 		}
 		time.Sleep(time.Millisecond)
 	}
