@@ -447,6 +447,9 @@ func TestStopWithProposalsInFlight(t *testing.T) {
 	c.propose(1)
 	lead := c.members[c.leader()]
 	ln := lead.n // c.stop clears lead.n while the proposers may still run
+	// Read before the proposers start: they may all be appended before
+	// this goroutine runs again.
+	before := ln.Status().LastIndex
 	var wg sync.WaitGroup
 	errs := make(chan error, 200)
 	for i := 0; i < 200; i++ {
@@ -457,7 +460,6 @@ func TestStopWithProposalsInFlight(t *testing.T) {
 			errs <- err
 		}()
 	}
-	before := lead.n.Status().LastIndex
 	waitFor(t, 5*time.Second, "proposals in flight", func() bool { return lead.n.Status().LastIndex > before })
 	c.stop(lead.id)
 	wg.Wait()

@@ -161,6 +161,12 @@ func TestShutdownHandsOverToALiveMember(t *testing.T) {
 	if st := next.node.Status(); st.Role.String() != api.RoleLeader {
 		t.Fatalf("member %d is %s after the hand-over, want leader", live, st.Role)
 	}
+	// The shutdown closed the old leader's streams; the new leader learns
+	// that when its readers see the close, which a busy machine delays.
+	waitUntil(t, 5*time.Second, fmt.Sprintf("member %d stops hearing the stopped member %d", live, lead.cfg.ID), func() bool {
+		ts, _ := next.node.TransportStats()
+		return !ts.Peers[pb.NodeID(lead.cfg.ID)].Hearing
+	})
 	start = time.Now()
 	if err := next.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
