@@ -159,12 +159,10 @@ func (n *Node) propose(first *proposal) {
 		}
 		return
 	}
-	n.shared.mu.Lock()
 	for i, p := range batch {
 		p.index, p.term = idx+pb.Index(i), term
-		n.shared.futures[p.index] = p
 	}
-	n.shared.mu.Unlock()
+	n.register(batch...)
 }
 
 type readRequest struct {
@@ -469,9 +467,7 @@ func (n *Node) changeConf(ctx context.Context, plan confPlan) error {
 			return
 		}
 		p.index, p.term = idx, term
-		n.shared.mu.Lock()
-		n.shared.futures[idx] = p
-		n.shared.mu.Unlock()
+		n.register(p)
 	})
 	if derr != nil {
 		return derr

@@ -137,31 +137,60 @@ func (n *Node) resolve(index pb.Index, term pb.Term, res any) {
 		return
 	}
 	if p.term != term {
-		// Another leader's entry took this index: ours was never committed.
-		if p.throughStepDown {
-			p.finish(nil, &NotLeaderError{Leader: pb.NodeID(n.pub.lead.Load())})
-			return
-		}
-		p.finish(nil, ErrUnknownOutcome)
+		n.displaced(p)
 		return
 	}
 	p.finish(res, nil)
+}
+
+// displaced answers a proposal whose entry another leader's took the
+// place of: it was never committed.
+func (n *Node) displaced(p *proposal) {
+	if p.throughStepDown {
+		p.finish(nil, &NotLeaderError{Leader: pb.NodeID(n.pub.lead.Load())})
+		return
+	}
+	p.finish(nil, ErrUnknownOutcome)
+}
+
+// register records p as the proposal of the entry at p.index. A proposal
+// still waiting there (ProposeThroughStepDown's, kept past a step-down)
+// had its entry truncated from this member's log, or this member could
+// not have appended at that index again: it is displaced.
+func (n *Node) register(ps ...*proposal) {
+	var old []*proposal
+	n.shared.mu.Lock()
+	for _, p := range ps {
+		if o := n.shared.futures[p.index]; o != nil {
+			old = append(old, o)
+		}
+		n.shared.futures[p.index] = p
+	}
+	n.shared.mu.Unlock()
+	for _, o := range old {
+		n.displaced(o)
+	}
+}
+
+// takeFutures removes and returns the proposals take picks.
+func (n *Node) takeFutures(take func(pb.Index, *proposal) bool) []*proposal {
+	var out []*proposal
+	n.shared.mu.Lock()
+	for i, p := range n.shared.futures {
+		if take(i, p) {
+			out = append(out, p)
+			delete(n.shared.futures, i)
+		}
+	}
+	n.shared.mu.Unlock()
+	return out
 }
 
 // failFuturesThrough fails the proposals at or below index, which a
 // snapshot replaced before they applied here: whether their entries are
 // in it is not known.
 func (n *Node) failFuturesThrough(index pb.Index) {
-	var lost []*proposal
-	n.shared.mu.Lock()
-	for i, p := range n.shared.futures {
-		if i <= index {
-			lost = append(lost, p)
-			delete(n.shared.futures, i)
-		}
-	}
-	n.shared.mu.Unlock()
-	for _, p := range lost {
+	for _, p := range n.takeFutures(func(i pb.Index, _ *proposal) bool { return i <= index }) {
 		p.finish(nil, ErrUnknownOutcome)
 	}
 }

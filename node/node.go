@@ -435,21 +435,15 @@ func (n *Node) softStateChanged(ss raft.SoftState) {
 
 // failUncommittedFutures fails the proposals a former leader can no longer
 // vouch for, except those whose callers wait for the entry's fate
-// (ProposeThroughStepDown): resolve answers them once their index applies. Those at or below the commit index stay: they are committed
-// and will be applied here, and resolve then. A leader that removed itself
-// steps down the moment the configuration without it commits, often before
-// that entry is applied, and its caller must hear that the change happened.
+// (ProposeThroughStepDown): resolve, or register once the index is
+// reused, answers them. Those at or below the commit index stay: they are
+// committed and will be applied here, and resolve then. A leader that
+// removed itself steps down the moment the configuration without it
+// commits, often before that entry is applied, and its caller must hear
+// that the change happened.
 func (n *Node) failUncommittedFutures(err error) {
 	committed := n.core.Committed()
-	var lost []*proposal
-	n.shared.mu.Lock()
-	for i, p := range n.shared.futures {
-		if i > committed && !p.throughStepDown {
-			lost = append(lost, p)
-			delete(n.shared.futures, i)
-		}
-	}
-	n.shared.mu.Unlock()
+	lost := n.takeFutures(func(i pb.Index, p *proposal) bool { return i > committed && !p.throughStepDown })
 	for _, p := range lost {
 		p.finish(nil, err)
 	}
