@@ -37,9 +37,10 @@ func (n *Node) ProposeUntil(ctx context.Context, cmd []byte, expired <-chan stru
 // applies here and the caller gets its result; when another entry is
 // applied at its index instead, it was not applied and the caller gets a
 // *NotLeaderError. ErrUnknownOutcome remains the answer when ctx ends,
-// the node stops, or a snapshot takes the entry's place first, so a
-// caller cut off from the cluster waits out its context. expired is as
-// for ProposeUntil.
+// the node stops, a snapshot takes the entry's place first, or this
+// member, leading again, appends at its index (its log lost the entry,
+// another member's may not have). A caller cut off from the cluster
+// waits out its context. expired is as for ProposeUntil.
 func (n *Node) ProposeThroughStepDown(ctx context.Context, cmd []byte, expired <-chan struct{}) (any, error) {
 	return n.propose1(ctx, &proposal{data: cmd, done: make(chan outcome, 1), throughStepDown: true}, expired)
 }

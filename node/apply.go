@@ -153,10 +153,12 @@ func (n *Node) displaced(p *proposal) {
 	p.finish(nil, ErrUnknownOutcome)
 }
 
-// register records p as the proposal of the entry at p.index. A proposal
-// still waiting there (ProposeThroughStepDown's, kept past a step-down)
-// had its entry truncated from this member's log, or this member could
-// not have appended at that index again: it is displaced.
+// register records ps as the proposals of the entries at their indexes.
+// A proposal still waiting at one (ProposeThroughStepDown's, kept past a
+// step-down) had its entry truncated from this member's log, or this
+// member could not have appended at that index again. That is no proof
+// it will never commit: a member that still holds it may yet lead and
+// commit it, so its outcome is unknown.
 func (n *Node) register(ps ...*proposal) {
 	var old []*proposal
 	n.shared.mu.Lock()
@@ -168,7 +170,7 @@ func (n *Node) register(ps ...*proposal) {
 	}
 	n.shared.mu.Unlock()
 	for _, o := range old {
-		n.displaced(o)
+		o.finish(nil, ErrUnknownOutcome)
 	}
 }
 

@@ -9,8 +9,10 @@ import (
 
 // TestRegisterDisplacesWaitingProposal: a proposal kept past a step-down
 // (ProposeThroughStepDown) whose index this member appends at again lost
-// its entry to truncation; it must be answered as not applied, not left
-// waiting out its timeout, and the new proposal takes the index.
+// its entry to truncation here, but another member may still hold and
+// later commit it: it must be answered with an unknown outcome (never as
+// not applied, which a caller retries without a key), not left waiting
+// out its timeout, and the new proposal takes the index.
 func TestRegisterDisplacesWaitingProposal(t *testing.T) {
 	n := &Node{}
 	n.shared.futures = map[pb.Index]*proposal{}
@@ -24,9 +26,8 @@ func TestRegisterDisplacesWaitingProposal(t *testing.T) {
 
 	select {
 	case o := <-kept.done:
-		var nl *NotLeaderError
-		if !errors.As(o.err, &nl) {
-			t.Fatalf("displaced ProposeThroughStepDown proposal got %v, want *NotLeaderError", o.err)
+		if !errors.Is(o.err, ErrUnknownOutcome) {
+			t.Fatalf("displaced ProposeThroughStepDown proposal got %v, want ErrUnknownOutcome", o.err)
 		}
 	default:
 		t.Fatal("displaced proposal left waiting")
