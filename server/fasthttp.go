@@ -351,11 +351,14 @@ func (fc *fastConn) fill(limit int) error {
 func (fc *fastConn) handOff() bool {
 	fc.c.SetDeadline(time.Time{})
 	pc := &prefixConn{Conn: fc.c, prefix: fc.buf[fc.r:fc.w]}
+	// Counted before the send: once net/http has the connection it may
+	// answer before this goroutine runs again.
+	fc.fs.handedOff.Add(1)
 	select {
 	case fc.fs.handoff <- pc:
-		fc.fs.handedOff.Add(1)
 		return true
 	case <-fc.fs.closed:
+		fc.fs.handedOff.Add(^uint64(0))
 		return false
 	}
 }
