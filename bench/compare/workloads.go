@@ -58,6 +58,11 @@ var allWorkloads = []workload{
 	{name: "get linearizable, independent", slug: "ind-get-linearizable", op: loadgen.OpGet, clients: 64, raftkvRead: "linearizable", independent: true},
 	{name: "get lease / serializable, independent", slug: "ind-get-lease", op: loadgen.OpGet, clients: 64, raftkvRead: "lease", etcdSerializable: true, independent: true},
 	{name: "put, independent, 1-member raftkv", slug: "single-put", op: loadgen.OpPut, clients: 1, independent: true, single: true},
+	// The 1-member rows at 64 clients bound what any 3-member cluster of
+	// this build can reach here: it serves the same requests on the same
+	// cores, and adds replication.
+	{name: "put, independent, 1-member raftkv", slug: "single-put", op: loadgen.OpPut, clients: 64, independent: true, single: true},
+	{name: "get linearizable, independent, 1-member raftkv", slug: "single-get-linearizable", op: loadgen.OpGet, clients: 64, raftkvRead: "linearizable", independent: true, single: true},
 }
 
 // id names a row for -rows, as its profile file does: slug-clients.

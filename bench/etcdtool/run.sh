@@ -8,8 +8,16 @@
 # (put, range, txn-put, lease-keepalive or watch-latency) runs just that one.
 # Each line: store | workload | requests/s | p50 s | p99 s | the three
 # members' CPU time (user and system, from /proc) per request in µs, which
-# the machine's other load moves much less than the rates. watch-latency
+# the machine's other load moves much less than the rates | the load
+# generator's own CPU time per request in µs (it shares the machine's
+# cores with the members, so it bounds what any store can reach here:
+# cores ÷ (its CPU + the members' CPU) per request). watch-latency
 # gives two lines, its watch events' and its puts' (see measure).
+# Between the two, a 1-member raftkv cluster ("raftkv-1") runs put, range
+# and txn-put with the same flags: a three-member cluster of the same build
+# serves the same requests on the same cores and adds replication, so
+# these lines bound what raftkv can reach on this machine (SINGLE=0 skips
+# them).
 set -euo pipefail
 cd "$(dirname "$0")"
 scale=${1:-1}
@@ -49,18 +57,22 @@ measure() { # store
 	hz=$(getconf CLK_TCK)
 	for w in "${workloads[@]}"; do
 		[[ -z $only || ${w%% *} == "$only" ]] || continue
+		[[ $1 != raftkv-1 || ${w%% *} != lease-keepalive ]] || continue
 		total=$(grep -o -- '--total [0-9]*' <<<"$w" | awk '{print $2}')
 		before=$(cpu_ticks)
 		# shellcheck disable=SC2086
-		out=$("$work/benchmark" "${flags[@]}" $w 2>&1)
+		tool=$( { TIMEFORMAT='%3U %3S'; time "$work/benchmark" "${flags[@]}" $w >"$work/out" 2>&1; } 2>&1)
+		out=$(<"$work/out")
 		cpu=$(( ($(cpu_ticks) - before) * 1000000 / hz / total ))
+		tool=$(awk -v n="$total" '{printf "%d", ($1 + $2) * 1000000 / n}' <<<"$tool")
 		rps=$(grep -m1 'Requests/sec' <<<"$out" | awk '{print $2}')
 		p50=$(grep -m1 '50% in' <<<"$out" | awk '{print $3}')
 		p99=$(grep -m1 '99% in' <<<"$out" | awk '{print $3}')
-		echo "$1 | ${w%% *} | $rps | $p50 | $p99 | $cpu"
+		echo "$1 | ${w%% *} | $rps | $p50 | $p99 | $cpu | $tool"
 		# Failed requests are not in the figures; show them.
 		grep -A5 'Error distribution' <<<"$out" || true
 	done
+	[[ $1 != raftkv-1 ]] || return 0
 	[[ -z $only || $only == watch-latency ]] || return 0
 	# watch-latency prints two summaries: first its puts' (one client at
 	# 100/s, connected to the second endpoint only, so whether that member
@@ -113,6 +125,22 @@ wait_ready http://127.0.0.1:32181/readyz http://127.0.0.1:32281/readyz http://12
 sleep 1 # the leader publishes its etcd address
 measure raftkv
 kill "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true
+
+if [[ ${SINGLE:-1} != 0 ]]; then
+	"$work/raftkv" server --id 1 --data-dir "$work/s1" --listen-peer 127.0.0.1:32180 \
+		--listen-client 127.0.0.1:32181 --listen-etcd 127.0.0.1:32379 \
+		--cluster 1=127.0.0.1:32180 --log-level warn 2>"$work/s1.log" &
+	pids=($!)
+	sleep 0.5
+	wait_ready http://127.0.0.1:32181/readyz
+	sleep 1
+	eps1=(--endpoints=127.0.0.1:32379 --conns 16 --clients 64)
+	flags0=("${flags[@]}")
+	flags=("${eps1[@]}")
+	measure raftkv-1
+	flags=("${flags0[@]}")
+	kill "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true
+fi
 
 pids=()
 cluster=m1=http://127.0.0.1:32180,m2=http://127.0.0.1:32280,m3=http://127.0.0.1:32380
