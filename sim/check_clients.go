@@ -68,11 +68,7 @@ func (c *checker) onPropose(by pb.NodeID, first pb.Index, term pb.Term, cmds []u
 // another server may lead it (Figure 2: a term is safe only once stored).
 func (c *checker) forgetUndurableTerm(r *replica) {
 	durable := r.store.DurableHardState().Term
-	for t, id := range c.election.leaders {
-		if id == r.id && t > durable {
-			delete(c.election.leaders, t)
-		}
-	}
+	c.election.forget(r.id, durable)
 	for idx, ps := range c.clients.pending {
 		keep := ps[:0]
 		for _, p := range ps {

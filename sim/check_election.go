@@ -29,3 +29,17 @@ func (c *checker) checkElection(id pb.NodeID, role raft.Role, term pb.Term) {
 		c.failf("Election Safety (§5.2): term %d has two leaders, %d and %d", term, prev, id)
 	}
 }
+
+// forget drops id's claims to lead the terms after durable (see
+// forgetUndurableTerm), and with them the newest term, which the lease
+// check compares against, if it was one of them.
+func (h *electionHistory) forget(id pb.NodeID, durable pb.Term) {
+	h.newest = 0
+	for t, lead := range h.leaders {
+		if lead == id && t > durable {
+			delete(h.leaders, t)
+			continue
+		}
+		h.newest = max(h.newest, t)
+	}
+}

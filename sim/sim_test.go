@@ -272,6 +272,7 @@ func TestSeedsThatFoundBugs(t *testing.T) {
 		{150, NewWALStore, FSMAuto, "raft.TestRegressionLeaseTimedFromLateAnswer"},
 		{205, NewWALStore, FSMAuto, "raft.TestRegressionLeaseTimedFromLateAnswer"},
 		{209, NewWALStore, FSMAuto, "raft.TestRegressionLeaseTimedFromLateAnswer"},
+		{140700, NewWALStore, FSMAuto, "sim.TestForgetUndurableElection (a false alarm of the lease check)"},
 	} {
 		if res := New(Options{Seed: c.seed, Store: c.store, FSM: c.fsm}).Run(); res.Err != nil {
 			t.Errorf("seed %d (%s) fails again: %v\n%s", c.seed, c.bug, res.Err, res.Trace)
