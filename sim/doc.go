@@ -16,7 +16,10 @@
 // large, stall disks (fsyncs hang for up to three election timeouts, so a
 // stalled leader must hand over) and pause processes (no ticks, messages
 // held; a replica that led resumes into a lease read, which the lease
-// guard must turn into a ReadIndex). What it does not run: the node's
+// guard must turn into a ReadIndex); on half the seeds ticks run late as
+// a busy run loop's ticker delivers them (one held back, the ones due
+// meanwhile dropped, the held one taken together with the next). What it
+// does not run: the node's
 // goroutines and channels, the TCP transport and the HTTP server.
 //
 // A run has two phases. In the safety phase random faults and client

@@ -90,6 +90,13 @@ type params struct {
 	closedSignal  bool
 	resetRate     float64
 	rstPartitions bool
+
+	// lateTickRate holds a replica's tick back, as a busy run loop does
+	// with a ticker: one tick waits, the ones due meanwhile are dropped,
+	// and the waiting one is taken just before the next one due, so two
+	// ticks can come at one instant though never more in all than the
+	// clock allows (driver.ClosedPromiseTicks counts on both).
+	lateTickRate float64
 }
 
 func randomParams(rng *rand.Rand) params {
@@ -166,6 +173,12 @@ func slowMessages(p *params, rng *rand.Rand) {
 	p.slowRate = pick(rng, 0.02, 0.1, 0.3)
 	p.slowDelayMin = p.electionTicks/2 + 1
 	p.slowDelayMax = 3 * p.electionTicks
+}
+
+// lateTicks gives half the seeds late ticks, from a stream of its own
+// (see slowMessages).
+func lateTicks(p *params, rng *rand.Rand) {
+	p.lateTickRate = pick(rng, 0, 0, 0.05, 0.2)
 }
 
 func pick(rng *rand.Rand, xs ...float64) float64 { return xs[rng.IntN(len(xs))] }

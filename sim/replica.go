@@ -40,6 +40,9 @@ type replica struct {
 	stallUntil uint64
 	// pausedUntil: the process is frozen before this tick.
 	pausedUntil uint64
+	// tickWaiting: a tick was held back (lateTickRate) and is taken with
+	// the next one.
+	tickWaiting bool
 }
 
 // pendingIO is what the runtime handed out and the simulated persister,
@@ -321,6 +324,7 @@ func (s *Sim) clock() time.Time { return simEpoch.Add(time.Duration(s.now) * tic
 // restores its state machine, and builds its core and runtime (first start
 // and every restart alike).
 func (s *Sim) start(r *replica) {
+	r.tickWaiting = false // a new process, a new ticker
 	meta, ok, err := driver.Recover(r.store, r.store.Latest)
 	if err != nil {
 		if s.recoverFailedForSpace(r, err) {

@@ -71,6 +71,9 @@ type Stats struct {
 	// ClosedLeader those about the leader the replica was following, which
 	// shorten its vote refusal (closed.go).
 	ClosedReports, ClosedLeader uint64
+	// DoubleTicks counts the instants a replica took a held-back tick and
+	// the next one together (lateTickRate).
+	DoubleTicks uint64
 }
 
 // Result is the outcome of a run.
@@ -119,6 +122,7 @@ func New(opt Options) *Sim {
 		p := randomParams(rng)
 		slowMessages(&p, rand.New(rand.NewPCG(opt.Seed, 0x510e)))
 		closedSignals(&p, rand.New(rand.NewPCG(opt.Seed, 0xc105ed)))
+		lateTicks(&p, rand.New(rand.NewPCG(opt.Seed, 0x1a7e)))
 		return p
 	})
 }
@@ -237,11 +241,25 @@ func (s *Sim) tick() {
 				continue
 			}
 		}
-		if err := r.rt.Tick(s.clock()); err != nil {
-			s.failf("replica %d: tick: %v", r.id, err)
+		if s.chance(s.p.lateTickRate) {
+			r.tickWaiting = true
 			continue
 		}
-		s.drain(r)
+		n := 1
+		if r.tickWaiting {
+			n, r.tickWaiting = 2, false
+			s.stats.DoubleTicks++
+		}
+		for range n {
+			if err := r.rt.Tick(s.clock()); err != nil {
+				s.failf("replica %d: tick: %v", r.id, err)
+				break
+			}
+			s.drain(r)
+			if !r.up() || s.err != nil {
+				break
+			}
+		}
 	}
 	s.net.deliverDue(s)
 	if s.err == nil {

@@ -216,13 +216,14 @@ func (s *Stats) add(o Stats) {
 	s.LeaseGaps += o.LeaseGaps
 	s.ClosedReports += o.ClosedReports
 	s.ClosedLeader += o.ClosedLeader
+	s.DoubleTicks += o.DoubleTicks
 }
 
 func (s Stats) String() string {
-	return fmt.Sprintf("ticks=%d msgs=%d crashes=%d torn-crashes=%d snapshots=%d installs=%d leaders=%d transfers=%d confchanges=%d acked=%d reads=%d lease-reads=%d forwarded-reads=%d max-liveness-ticks=%d group-commits=%d pipeline-full=%d stall-handovers=%d lease-gaps=%d closed-reports=%d closed-leader=%d",
+	return fmt.Sprintf("ticks=%d msgs=%d crashes=%d torn-crashes=%d snapshots=%d installs=%d leaders=%d transfers=%d confchanges=%d acked=%d reads=%d lease-reads=%d forwarded-reads=%d max-liveness-ticks=%d group-commits=%d pipeline-full=%d stall-handovers=%d lease-gaps=%d closed-reports=%d closed-leader=%d double-ticks=%d",
 		s.Ticks, s.Messages, s.Crashes, s.TornCrashes, s.Snapshots, s.Installs, s.Leaders, s.Transfers, s.ConfChanges, s.Acked,
 		s.Reads, s.LeaseReads, s.ForwardedReads, s.LivenessTicks,
-		s.GroupCommits, s.PipelineFull, s.StallHandOvers, s.LeaseGaps, s.ClosedReports, s.ClosedLeader)
+		s.GroupCommits, s.PipelineFull, s.StallHandOvers, s.LeaseGaps, s.ClosedReports, s.ClosedLeader, s.DoubleTicks)
 }
 
 // TestDeterminism shows that a seed replays exactly, with either store and
