@@ -24,23 +24,22 @@ func TestRegisterDisplacesWaitingProposal(t *testing.T) {
 	again2 := &proposal{index: 8, term: 4, done: make(chan outcome, 1)}
 	n.register(again, again2)
 
-	select {
-	case o := <-kept.done:
-		if !errors.Is(o.err, ErrUnknownOutcome) {
-			t.Fatalf("displaced ProposeThroughStepDown proposal got %v, want ErrUnknownOutcome", o.err)
-		}
-	default:
-		t.Fatal("displaced proposal left waiting")
-	}
-	select {
-	case o := <-plain.done:
-		if !errors.Is(o.err, ErrUnknownOutcome) {
-			t.Fatalf("displaced proposal got %v, want ErrUnknownOutcome", o.err)
-		}
-	default:
-		t.Fatal("displaced proposal left waiting")
-	}
+	wantUnknownOutcome(t, "displaced ProposeThroughStepDown proposal", kept)
+	wantUnknownOutcome(t, "displaced proposal", plain)
 	if n.shared.futures[7] != again || n.shared.futures[8] != again2 {
 		t.Fatal("the new proposals do not hold their indexes")
+	}
+}
+
+// wantUnknownOutcome fails t unless p has been answered ErrUnknownOutcome.
+func wantUnknownOutcome(t *testing.T, what string, p *proposal) {
+	t.Helper()
+	select {
+	case o := <-p.done:
+		if !errors.Is(o.err, ErrUnknownOutcome) {
+			t.Fatalf("%s got %v, want ErrUnknownOutcome", what, o.err)
+		}
+	default:
+		t.Fatalf("%s left waiting", what)
 	}
 }

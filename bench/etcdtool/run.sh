@@ -134,11 +134,10 @@ if [[ ${SINGLE:-1} != 0 ]]; then
 	sleep 0.5
 	wait_ready http://127.0.0.1:32181/readyz
 	sleep 1
-	eps1=(--endpoints=127.0.0.1:32379 --conns 16 --clients 64)
-	flags0=("${flags[@]}")
-	flags=("${eps1[@]}")
+	three=("${flags[@]}")
+	flags=(--endpoints=127.0.0.1:32379 --conns 16 --clients 64)
 	measure raftkv-1
-	flags=("${flags0[@]}")
+	flags=("${three[@]}")
 	kill "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true
 fi
 
