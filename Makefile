@@ -48,12 +48,13 @@ test: vet unit mutation
 	@$(MAKE) --no-print-directory cluster
 
 # fuzz runs every fuzz target of the repository (every `func FuzzX` in a
-# _test.go file) for FUZZTIME each, one after the other.
+# _test.go file) for FUZZTIME each, one after the other
+# (scripts/fuzz-target.sh).
 fuzz:
 	@set -e; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' . | sort); do \
 	  for t in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$f); do \
 	    echo "fuzz: $$t in ./$$(dirname $${f#./}) for $(FUZZTIME)"; \
-	    $(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) ./$$(dirname $${f#./}); \
+	    GO=$(GO) scripts/fuzz-target.sh $$(dirname $${f#./}) $$t $(FUZZTIME); \
 	  done; \
 	done
 
