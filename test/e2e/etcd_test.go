@@ -65,6 +65,11 @@ func TestEtcdListener(t *testing.T) {
 	if err != nil || st.Header.MemberId != 3 || st.Leader == 0 {
 		t.Fatalf("status of the member configured from the environment: %+v %v", st, err)
 	}
+	for id, p := range c.procs {
+		if !p.running() {
+			t.Fatalf("member %d is not running before the leader is killed: %v", id, p.exitErr)
+		}
+	}
 	lead := st.Leader
 	c.procs[lead].kill()
 	// A put in flight to the killed member fails as the connection breaks
