@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -19,6 +18,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/raftkv/raftkv/internal/freeport"
 )
 
 // composeCmd finds docker-compose (v1) or the `docker compose` plugin, or
@@ -164,12 +165,11 @@ func TestCompose(t *testing.T) {
 func service(id uint64) string { return fmt.Sprintf("raftkv%d", id) }
 
 func freePort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := freeport.Port()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return p
 }
 
 func (c *composeEnv) url(id uint64, path string) string {

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +14,7 @@ import (
 	"time"
 
 	"github.com/raftkv/raftkv/client"
+	"github.com/raftkv/raftkv/internal/freeport"
 )
 
 var binary string
@@ -72,38 +71,15 @@ type cluster struct {
 	spec  string // --cluster
 }
 
-// freeAddr finds a free loopback port for a server process to bind later.
-// It picks from below the kernel's ephemeral range (32768 and up on
-// Linux), because a port the kernel handed out with ":0" goes back into
-// that range when released, where any outgoing connection on the machine
-// — another test package's clients, say — may take it as its source port
-// before our server binds it. Ports are never handed out twice.
+// freeAddr finds a loopback port for a server process to bind later.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	portMu.Lock()
-	defer portMu.Unlock()
-	for range 1000 {
-		port := 10000 + portRand.IntN(22000)
-		if portsGiven[port] {
-			continue
-		}
-		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err != nil {
-			continue
-		}
-		l.Close()
-		portsGiven[port] = true
-		return l.Addr().String()
+	a, err := freeport.Addr()
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("no free loopback port below the ephemeral range")
-	return ""
+	return a
 }
-
-var (
-	portMu     sync.Mutex
-	portRand   = rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(os.Getpid())))
-	portsGiven = map[int]bool{}
-)
 
 func newCluster(t *testing.T, n int) *cluster { return newClusterWith(t, n) }
 
