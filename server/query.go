@@ -17,14 +17,14 @@ func queryValue(raw, key string) string {
 			continue
 		}
 		k, v, _ := strings.Cut(pair, "=")
-		if k != key {
-			if !strings.ContainsAny(k, "%+") {
-				continue
-			}
+		// A key with an escape names its unescaped self only: "+" is " ".
+		if strings.ContainsAny(k, "%+") {
 			uk, err := neturl.QueryUnescape(k)
 			if err != nil || uk != key {
 				continue
 			}
+		} else if k != key {
+			continue
 		}
 		if !strings.ContainsAny(v, "%+") {
 			return v

@@ -14,10 +14,11 @@ func TestQueryValue(t *testing.T) {
 		"consistency=a+b", "consistency=%zz&consistency=lease", "consistency=x;y&consistency=lease",
 		"x=1;consistency=stale", "&&consistency=lease&", "consistency%3Dlease", "%zz=1&consistency=ok",
 		"consistency=lease=x", "+consistency=lease", "consistency+=lease",
+		"+=0", "%2B=1&+=2", "a%zz=1&a=2", "%61=1",
 	}
 	for _, raw := range raws {
 		q, _ := neturl.ParseQuery(raw)
-		for _, key := range []string{"consistency", "a", "x"} {
+		for _, key := range []string{"consistency", "a", "x", "+", " ", "a%zz"} {
 			if got, want := queryValue(raw, key), q.Get(key); got != want {
 				t.Errorf("queryValue(%q, %q) = %q, ParseQuery says %q", raw, key, got, want)
 			}
