@@ -238,10 +238,19 @@ const clockTicksPerSecond = 100
 // CPUTime is the user plus system CPU time the members have used so far.
 func (c *Cluster) CPUTime() time.Duration {
 	var total time.Duration
-	for _, p := range c.procs {
-		total += ProcCPU(p.Process.Pid)
+	for _, d := range c.MemberCPUTimes() {
+		total += d
 	}
 	return total
+}
+
+// MemberCPUTimes is each member's CPU time so far, member i+1's at index i.
+func (c *Cluster) MemberCPUTimes() []time.Duration {
+	out := make([]time.Duration, len(c.procs))
+	for i, p := range c.procs {
+		out[i] = ProcCPU(p.Process.Pid)
+	}
+	return out
 }
 
 // IOCounts are read and write system calls (syscr and syscw of

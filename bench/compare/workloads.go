@@ -108,6 +108,12 @@ func selectWorkloads(modes, ids string) ([]workload, error) {
 type measurement struct {
 	loadgen.Result
 	serverCPUPerOp, clientCPUPerOp time.Duration
+	// memberCPUPerOp splits serverCPUPerOp by member (member i+1's at
+	// index i): a raftkv leader's share against its followers'.
+	memberCPUPerOp []time.Duration
+	// raftPerOp is each raftkv member's Raft messages sent and WAL fsyncs
+	// per operation (nil for etcd): how well replication batches.
+	raftPerOp []cluster.RaftCounts
 	// serverReadsPerOp and serverWritesPerOp are the members' read and
 	// write system calls per operation (sockets and files; fsyncs are not
 	// counted): a cost the machine's other load does not move.
@@ -243,8 +249,13 @@ func runAll(ctx context.Context, c *cluster.Cluster, o options, rows []int, open
 		if err != nil {
 			return nil, fmt.Errorf("%s %s: %w", c.Name, w.name, err)
 		}
-		fmt.Fprintf(os.Stderr, "%-6s %-42s %3d clients  %8.0f ops/s  p50 %-8v p99 %-8v errors %d  CPU/op members %v loadgen %v  syscalls/op members %.2f read %.2f write  other load %.2f cores\n",
-			c.Name, w.name, w.clients, m.OpsPerSec, m.P50, m.P99, m.Errors, m.serverCPUPerOp, m.clientCPUPerOp, m.serverReadsPerOp, m.serverWritesPerOp, m.otherCores)
+		fmt.Fprintf(os.Stderr, "%-6s %-42s %3d clients  %8.0f ops/s  p50 %-8v p99 %-8v errors %d  CPU/op members %v (%s) loadgen %v  syscalls/op members %.2f read %.2f write  other load %.2f cores\n",
+			c.Name, w.name, w.clients, m.OpsPerSec, m.P50, m.P99, m.Errors, m.serverCPUPerOp, byMember(m.memberCPUPerOp, leaderOf(ctx, c)), m.clientCPUPerOp, m.serverReadsPerOp, m.serverWritesPerOp, m.otherCores)
+		if len(m.raftPerOp) > 0 {
+			fmt.Fprintf(os.Stderr, "       per op, by member: Raft messages sent %s; WAL fsyncs %s\n",
+				raftColumn(m.raftPerOp, func(rc cluster.RaftCounts) float64 { return rc.MessagesSent }),
+				raftColumn(m.raftPerOp, func(rc cluster.RaftCounts) float64 { return rc.Fsyncs }))
+		}
 		if m.FirstErr != nil {
 			fmt.Fprintf(os.Stderr, "       first error: %v\n", m.FirstErr)
 		}
@@ -310,7 +321,19 @@ func waitQuiet(ctx context.Context, c *cluster.Cluster, limit time.Duration) err
 func measure(ctx context.Context, c *cluster.Cluster, s loadgen.Store, w workload, o options) (measurement, error) {
 	type sample struct {
 		server, client, system time.Duration
+		members                []time.Duration
 		io                     cluster.IOCounts
+		raft                   []cluster.RaftCounts
+	}
+	raftCounts := func() []cluster.RaftCounts {
+		if c.Name != "raftkv" {
+			return nil
+		}
+		rc, err := c.RaftCounts(ctx)
+		if err != nil {
+			return nil
+		}
+		return rc
 	}
 	started := make(chan sample, 1)
 	go func() {
@@ -318,14 +341,14 @@ func measure(ctx context.Context, c *cluster.Cluster, s loadgen.Store, w workloa
 		case <-ctx.Done():
 		case <-time.After(o.warmup):
 		}
-		started <- sample{c.CPUTime(), cluster.SelfCPU(), cluster.SystemBusy(), c.IOCounts()}
+		started <- sample{c.CPUTime(), cluster.SelfCPU(), cluster.SystemBusy(), c.MemberCPUTimes(), c.IOCounts(), raftCounts()}
 	}()
 	wait := func() {}
 	if c.Name == "raftkv" {
 		wait = profileLeader(ctx, c.ClientAddrs, w, o)
 	}
 	r, err := loadgen.Run(ctx, s, config(o, w))
-	end := sample{c.CPUTime(), cluster.SelfCPU(), cluster.SystemBusy(), c.IOCounts()}
+	end := sample{c.CPUTime(), cluster.SelfCPU(), cluster.SystemBusy(), c.MemberCPUTimes(), c.IOCounts(), raftCounts()}
 	wait()
 	begin := <-started
 	if err != nil {
@@ -337,6 +360,17 @@ func measure(ctx context.Context, c *cluster.Cluster, s loadgen.Store, w workloa
 	if r.Ops > 0 {
 		m.serverCPUPerOp = (end.server - begin.server) / time.Duration(r.Ops)
 		m.clientCPUPerOp = (end.client - begin.client) / time.Duration(r.Ops)
+		for i := range end.members {
+			m.memberCPUPerOp = append(m.memberCPUPerOp, (end.members[i]-begin.members[i])/time.Duration(r.Ops))
+		}
+		if len(begin.raft) == len(end.raft) {
+			for i := range end.raft {
+				m.raftPerOp = append(m.raftPerOp, cluster.RaftCounts{
+					MessagesSent: (end.raft[i].MessagesSent - begin.raft[i].MessagesSent) / float64(r.Ops),
+					Fsyncs:       (end.raft[i].Fsyncs - begin.raft[i].Fsyncs) / float64(r.Ops),
+				})
+			}
+		}
 		m.serverReadsPerOp = float64(end.io.Reads-begin.io.Reads) / float64(r.Ops)
 		m.serverWritesPerOp = float64(end.io.Writes-begin.io.Writes) / float64(r.Ops)
 	}
@@ -396,4 +430,33 @@ func fetchProfile(ctx context.Context, endpoints []string, w workload, o options
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// leaderOf is the index of c's leader now, or -1 if it cannot be told.
+func leaderOf(ctx context.Context, c *cluster.Cluster) int {
+	li, err := c.Leader(ctx)
+	if err != nil {
+		return -1
+	}
+	return li
+}
+
+// byMember formats each member's CPU per operation, the leader's marked.
+func byMember(perOp []time.Duration, leader int) string {
+	parts := make([]string, len(perOp))
+	for i, d := range perOp {
+		parts[i] = fmt.Sprintf("%.0fµs", float64(d.Nanoseconds())/1e3)
+		if i == leader {
+			parts[i] += " leader"
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+func raftColumn(rcs []cluster.RaftCounts, f func(cluster.RaftCounts) float64) string {
+	parts := make([]string, len(rcs))
+	for i, rc := range rcs {
+		parts[i] = fmt.Sprintf("%.3f", f(rc))
+	}
+	return strings.Join(parts, ", ")
 }
