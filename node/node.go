@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -300,6 +301,13 @@ func (n *Node) runLoop() {
 			}
 		case p := <-n.q.propc:
 			n.propose(p)
+			if len(n.q.propc) == 0 {
+				// Let the request goroutines already runnable propose too,
+				// so that drainEvents takes them into this Work: one
+				// AppendEntries per follower for the lot, not one each.
+				// With nothing else runnable this returns at once.
+				runtime.Gosched()
+			}
 		case f := <-n.q.reqc:
 			f()
 		case <-n.rep.notify:
