@@ -163,6 +163,7 @@ func (n *Node) propose(first *proposal) {
 	for i, p := range batch {
 		p.index, p.term = idx+pb.Index(i), term
 	}
+	n.run.lastProposed = idx + pb.Index(len(batch)-1)
 	n.register(batch...)
 }
 

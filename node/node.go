@@ -96,6 +96,9 @@ type runState struct {
 	soft        raft.SoftState
 	nextSnapTok uint64
 	snapWaiters map[uint64]chan driver.SnapshotResult
+	// lastProposed is the index of the last entry proposed here: above
+	// the commit index, earlier proposals are still in flight.
+	lastProposed pb.Index
 }
 
 // sharedState is guarded by mu.
@@ -300,12 +303,15 @@ func (n *Node) runLoop() {
 				n.log.Debug("dropped message", "msg", m.String(), "err", err)
 			}
 		case p := <-n.q.propc:
+			concurrent := n.run.lastProposed > n.core.Committed()
 			n.propose(p)
-			if len(n.q.propc) == 0 {
-				// Let the request goroutines already runnable propose too,
-				// so that drainEvents takes them into this Work: one
-				// AppendEntries per follower for the lot, not one each.
-				// With nothing else runnable this returns at once.
+			if concurrent && len(n.q.propc) == 0 {
+				// Other proposals are in flight, so their callers are
+				// likely runnable with their next: yield once to let them
+				// propose, and drainEvents takes them into this Work (one
+				// AppendEntries per follower for the lot, not one each). A
+				// lone caller, whose last proposal has committed, is not
+				// kept waiting for the yield.
 				runtime.Gosched()
 			}
 		case f := <-n.q.reqc:
