@@ -70,3 +70,19 @@ func raftCounts(ctx context.Context, addr string) (RaftCounts, error) {
 	}
 	return rc, nil
 }
+
+// PerOp is what each member's counters gained from begin to end, divided
+// by ops; nil if the two readings do not cover the same members.
+func PerOp(begin, end []RaftCounts, ops int64) []RaftCounts {
+	if len(begin) != len(end) || ops <= 0 {
+		return nil
+	}
+	out := make([]RaftCounts, len(end))
+	for i := range end {
+		out[i] = RaftCounts{
+			MessagesSent: (end[i].MessagesSent - begin[i].MessagesSent) / float64(ops),
+			Fsyncs:       (end[i].Fsyncs - begin[i].Fsyncs) / float64(ops),
+		}
+	}
+	return out
+}

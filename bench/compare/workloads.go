@@ -363,14 +363,7 @@ func measure(ctx context.Context, c *cluster.Cluster, s loadgen.Store, w workloa
 		for i := range end.members {
 			m.memberCPUPerOp = append(m.memberCPUPerOp, (end.members[i]-begin.members[i])/time.Duration(r.Ops))
 		}
-		if len(begin.raft) == len(end.raft) {
-			for i := range end.raft {
-				m.raftPerOp = append(m.raftPerOp, cluster.RaftCounts{
-					MessagesSent: (end.raft[i].MessagesSent - begin.raft[i].MessagesSent) / float64(r.Ops),
-					Fsyncs:       (end.raft[i].Fsyncs - begin.raft[i].Fsyncs) / float64(r.Ops),
-				})
-			}
-		}
+		m.raftPerOp = cluster.PerOp(begin.raft, end.raft, r.Ops)
 		m.serverReadsPerOp = float64(end.io.Reads-begin.io.Reads) / float64(r.Ops)
 		m.serverWritesPerOp = float64(end.io.Writes-begin.io.Writes) / float64(r.Ops)
 	}

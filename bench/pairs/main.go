@@ -145,14 +145,12 @@ func once(ctx context.Context, bin string, o options) (_ result, err error) {
 	if err != nil {
 		return result{}, err
 	}
-	out := result{Result: r, leader: li}
-	ops := float64(r.Ops)
+	out := result{Result: r, leader: li, raftPerOp: cluster.PerOp(raft0, raft1, r.Ops)}
+	if len(out.raftPerOp) != len(cpu1) {
+		return result{}, fmt.Errorf("metrics of %d members, CPU of %d", len(out.raftPerOp), len(cpu1))
+	}
 	for i := range cpu1 {
 		out.cpuPerOp = append(out.cpuPerOp, (cpu1[i]-cpu0[i])/time.Duration(r.Ops))
-		out.raftPerOp = append(out.raftPerOp, cluster.RaftCounts{
-			MessagesSent: (raft1[i].MessagesSent - raft0[i].MessagesSent) / ops,
-			Fsyncs:       (raft1[i].Fsyncs - raft0[i].Fsyncs) / ops,
-		})
 	}
 	return out, nil
 }
