@@ -37,6 +37,7 @@ vet:
 	$(GO) vet ./...
 	$(GO) vet -tags cluster ./test/cluster
 	$(GO) vet -tags mutation ./raft ./sim
+	$(GO) vet -tags stagetrace ./internal/stagetrace ./driver ./node ./transport ./server
 
 # test: everything CI runs — vet, every package under the race detector
 # (the simulator's seeds included), the mutation suite, every fuzz target
@@ -60,6 +61,7 @@ fuzz:
 
 unit:
 	$(GO) test -race -count=1 -timeout 20m ./...
+	$(GO) test -tags stagetrace -count=1 ./internal/stagetrace
 
 # mutation: the core built with each named bug (raft.Mutation) in turn; the
 # simulator must report a violation of each within a bounded number of seeds.

@@ -3,6 +3,7 @@ package driver
 import (
 	"fmt"
 
+	"github.com/raftkv/raftkv/internal/stagetrace"
 	"github.com/raftkv/raftkv/raft"
 	pb "github.com/raftkv/raftkv/raftpb"
 )
@@ -72,6 +73,11 @@ type Saver interface {
 // member: after a failed fsync the page cache can no longer be trusted, so
 // nothing that depended on it may be acknowledged.
 func PersistBatch(store Saver, rds []raft.Ready, send func([]pb.Message)) error {
+	var last uint64
+	if stagetrace.Enabled {
+		last = lastEntryIndex(rds)
+		stagetrace.Mark(stagetrace.PersistStart, last, 0)
+	}
 	sync := false
 	for i := range rds {
 		if err := Write(store, &rds[i]); err != nil {
@@ -84,12 +90,23 @@ func PersistBatch(store Saver, rds []raft.Ready, send func([]pb.Message)) error 
 			return fmt.Errorf("driver: sync: %w", err)
 		}
 	}
+	stagetrace.Mark(stagetrace.PersistDone, last, 0)
 	for i := range rds {
 		if len(rds[i].MessagesAfterPersist) > 0 {
 			send(rds[i].MessagesAfterPersist)
 		}
 	}
 	return nil
+}
+
+// lastEntryIndex is the index of the last entry rds carry, or 0.
+func lastEntryIndex(rds []raft.Ready) uint64 {
+	for i := len(rds) - 1; i >= 0; i-- {
+		if n := len(rds[i].Entries); n > 0 {
+			return uint64(rds[i].Entries[n-1].Index)
+		}
+	}
+	return 0
 }
 
 // Write saves what rd asks to be durable without syncing: a runtime that

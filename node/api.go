@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/raftkv/raftkv/driver"
+	"github.com/raftkv/raftkv/internal/stagetrace"
 	"github.com/raftkv/raftkv/raft"
 	"github.com/raftkv/raftkv/raft/confchange"
 	pb "github.com/raftkv/raftkv/raftpb"
@@ -164,6 +165,7 @@ func (n *Node) propose(first *proposal) {
 		p.index, p.term = idx+pb.Index(i), term
 	}
 	n.run.lastProposed = idx + pb.Index(len(batch)-1)
+	stagetrace.Mark(stagetrace.Proposed, uint64(n.run.lastProposed), 0)
 	n.register(batch...)
 }
 

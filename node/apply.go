@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 
 	"github.com/raftkv/raftkv/driver"
+	"github.com/raftkv/raftkv/internal/stagetrace"
 	pb "github.com/raftkv/raftkv/raftpb"
 )
 
@@ -104,6 +105,7 @@ func (n *Node) apply(job driver.ApplyJob) bool {
 	}
 	if last.Index > 0 {
 		n.setApplied(last.Index)
+		stagetrace.Mark(stagetrace.Applied, uint64(last.Index), 0)
 	}
 	if job.TakeSnapshot {
 		n.takeSnapshot()

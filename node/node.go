@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/raftkv/raftkv/driver"
+	"github.com/raftkv/raftkv/internal/stagetrace"
 	"github.com/raftkv/raftkv/raft"
 	"github.com/raftkv/raftkv/raft/confchange"
 	pb "github.com/raftkv/raftkv/raftpb"
@@ -299,9 +300,7 @@ func (n *Node) runLoop() {
 			if !n.admitMessage(&m) {
 				break
 			}
-			if err := rt.Step(m); err != nil {
-				n.log.Debug("dropped message", "msg", m.String(), "err", err)
-			}
+			n.step(rt, m)
 		case p := <-n.q.propc:
 			concurrent := n.run.lastProposed > n.core.Committed()
 			n.propose(p)
@@ -343,6 +342,27 @@ func (n *Node) runLoop() {
 	}
 }
 
+// step steps an admitted message into the runtime.
+func (n *Node) step(rt *driver.Runtime, m pb.Message) {
+	if stagetrace.Enabled {
+		markStepped(&m)
+	}
+	if err := rt.Step(m); err != nil {
+		n.log.Debug("dropped message", "msg", m.String(), "err", err)
+	}
+}
+
+// markStepped marks an AppendEntries or an acknowledgement of one about
+// to be stepped.
+func markStepped(m *pb.Message) {
+	switch {
+	case m.Type == pb.MsgAppendEntries && len(m.Entries) > 0:
+		stagetrace.Mark(stagetrace.AppendStepped, uint64(m.Entries[len(m.Entries)-1].Index), uint64(m.From))
+	case m.Type == pb.MsgAppendEntriesResp && !m.Reject:
+		stagetrace.Mark(stagetrace.AckStepped, uint64(m.Index), uint64(m.From))
+	}
+}
+
 // maxDrainEvents bounds the events one Work may follow (drainEvents), so
 // that ticks and Stop are not kept waiting behind a busy queue.
 const maxDrainEvents = 64
@@ -358,9 +378,7 @@ func (n *Node) drainEvents(rt *driver.Runtime) error {
 		select {
 		case m := <-n.q.recvc:
 			if n.admitMessage(&m) {
-				if err := rt.Step(m); err != nil {
-					n.log.Debug("dropped message", "msg", m.String(), "err", err)
-				}
+				n.step(rt, m)
 			}
 			continue
 		default:
@@ -414,6 +432,9 @@ func (n *Node) execute(w driver.Work) {
 		n.updatePeers()
 	}
 	for _, job := range w.Apply {
+		if stagetrace.Enabled && len(job.Entries) > 0 {
+			stagetrace.Mark(stagetrace.Committed, uint64(job.Entries[len(job.Entries)-1].Index), 0)
+		}
 		n.q.applyc <- job
 	}
 	for _, to := range w.Compact {

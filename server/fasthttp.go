@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/raftkv/raftkv/internal/stagetrace"
 	"io"
 	"net"
 	"net/http"
@@ -267,6 +268,7 @@ func (fc *fastConn) serve() {
 		}
 		first = false
 		t0 := time.Now()
+		stagetrace.Mark(stagetrace.RequestRead, 0, 0)
 		if fc.lastPOST {
 			// net/http tolerates the stray CRLF of old clients after a POST.
 			for i := 0; i < 4 && fc.r < fc.w && (fc.buf[fc.r] == '\r' || fc.buf[fc.r] == '\n'); i++ {
@@ -395,6 +397,7 @@ func (fc *fastConn) serveRequest(t0 time.Time, fr *fastRequest) (keep bool) {
 		return false
 	}
 	w.finish()
+	stagetrace.Mark(stagetrace.ResponseWritten, 0, 0)
 	if body != nil {
 		body.done = true
 	}

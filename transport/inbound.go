@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"github.com/raftkv/raftkv/internal/stagetrace"
 	"io"
 	"log/slog"
 	"net"
@@ -270,7 +271,20 @@ func (t *Transport) receiveMessages(ic *inboundConn, br *bufio.Reader) {
 			continue
 		}
 		ic.peer.received.Add(1)
+		if stagetrace.Enabled {
+			markReceived(&m)
+		}
 		t.cfg.Handler.HandleMessage(m)
+	}
+}
+
+// markReceived marks an AppendEntries or acknowledgement just read.
+func markReceived(m *raftpb.Message) {
+	switch {
+	case m.Type == raftpb.MsgAppendEntries && len(m.Entries) > 0:
+		stagetrace.Mark(stagetrace.AppendReceived, uint64(m.Entries[len(m.Entries)-1].Index), uint64(m.From))
+	case isAppendAck(m):
+		stagetrace.Mark(stagetrace.AckReceived, uint64(m.Index), uint64(m.From))
 	}
 }
 

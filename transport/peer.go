@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/raftkv/raftkv/internal/stagetrace"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -245,6 +246,9 @@ func (p *peer) writeBatch(conn net.Conn, bw *bufio.Writer, batch []raftpb.Messag
 	n := len(batch)
 	batch = coalesce(batch)
 	joined := n - len(batch)
+	if stagetrace.Enabled {
+		markSent(batch)
+	}
 	written := 0
 	for i := range batch {
 		p.scratch = appendMessageFrame(p.scratch[:0], &batch[i])
@@ -269,6 +273,21 @@ func (p *peer) writeBatch(conn net.Conn, bw *bufio.Writer, batch []raftpb.Messag
 	}
 	p.sent.Add(uint64(written + joined))
 	return nil
+}
+
+// markSent marks the AppendEntries and acknowledgements about to be
+// written: before the write, since the receiver may read them before the
+// writer's system call returns.
+func markSent(batch []raftpb.Message) {
+	for i := range batch {
+		m := &batch[i]
+		switch {
+		case m.Type == raftpb.MsgAppendEntries && len(m.Entries) > 0:
+			stagetrace.Mark(stagetrace.AppendSent, uint64(m.Entries[len(m.Entries)-1].Index), uint64(m.To))
+		case isAppendAck(m):
+			stagetrace.Mark(stagetrace.AckSent, uint64(m.Index), uint64(m.To))
+		}
+	}
 }
 
 // dropQueued discards what waits for a peer that cannot be reached: it
