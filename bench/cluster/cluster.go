@@ -253,6 +253,15 @@ func (c *Cluster) MemberCPUTimes() []time.Duration {
 	return out
 }
 
+// PIDs is each member's process id, member i+1's at index i.
+func (c *Cluster) PIDs() []int {
+	out := make([]int, len(c.procs))
+	for i, p := range c.procs {
+		out[i] = p.Process.Pid
+	}
+	return out
+}
+
 // IOCounts are read and write system calls (syscr and syscw of
 // /proc/<pid>/io).
 type IOCounts struct{ Reads, Writes int64 }

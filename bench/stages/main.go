@@ -1,0 +1,146 @@
+// Command stages accounts for a single client's put stage by stage: where
+// the time between the request and the answer goes on a 3-member cluster
+// and on a 1-member one, and what the disk costs with one, two and three
+// members syncing at once. It builds raftkv with the build tag stagetrace
+// (internal/stagetrace), whose members then timestamp each stage of every
+// write into files, runs one independent client's puts against the
+// leader, and joins the members' marks by log index. From the bench
+// module:
+//
+//	cd bench && go run ./stages -duration 10s
+//
+// Every member runs on this machine, so their wall clocks agree and a
+// stage that crosses processes (an AppendEntries on the wire) is measured
+// as the difference of two processes' timestamps.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/raftkv/raftkv/bench/cluster"
+	"github.com/raftkv/raftkv/bench/loadgen"
+)
+
+type options struct {
+	duration    time.Duration
+	warmup      time.Duration
+	diskWriters int
+	diskSyncs   int
+	diskPause   time.Duration
+}
+
+func main() {
+	var o options
+	flag.DurationVar(&o.duration, "duration", 10*time.Second, "measured time of each cluster's run")
+	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured run before each measurement")
+	flag.IntVar(&o.diskWriters, "disk-writers", 3, "measure fdatasync with 1 up to this many concurrent writers (0: skip)")
+	flag.IntVar(&o.diskSyncs, "disk-syncs", 300, "fdatasyncs per writer")
+	flag.DurationVar(&o.diskPause, "disk-pause", 300*time.Microsecond, "pause between one writer's syncs, as a single client's members leave")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o); err != nil {
+		fmt.Fprintln(os.Stderr, "stages:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, o options) error {
+	benchDir, err := cluster.ModuleDir()
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "raftkv-stages-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	bin := filepath.Join(dir, "raftkv-stagetrace")
+	fmt.Fprintln(os.Stderr, "building raftkv with -tags stagetrace")
+	build := exec.CommandContext(ctx, "go", "build", "-tags", "stagetrace", "-o", bin, "./cmd/raftkv")
+	build.Dir = filepath.Dir(benchDir)
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		return fmt.Errorf("building raftkv: %w", err)
+	}
+	fmt.Printf("# One client's put, stage by stage (%s, load average %s)\n\n", time.Now().UTC().Format(time.RFC3339), cluster.LoadAverage())
+	for _, members := range []int{cluster.Members, 1} {
+		r, err := measure(ctx, bin, filepath.Join(dir, fmt.Sprintf("c%d", members)), members, o)
+		if err != nil {
+			return fmt.Errorf("%d-member cluster: %w", members, err)
+		}
+		r.print(members)
+	}
+	if o.diskWriters > 0 {
+		return measureDisk(ctx, filepath.Join(dir, "disk"), o)
+	}
+	return nil
+}
+
+// measure runs one client's puts against the leader of a fresh cluster
+// of the stagetrace build and joins its members' marks.
+func measure(ctx context.Context, bin, dir string, members int, o options) (_ *account, err error) {
+	marks := filepath.Join(dir, "marks")
+	if err := os.MkdirAll(marks, 0o755); err != nil {
+		return nil, err
+	}
+	// The members inherit the environment; the marks name their process.
+	os.Setenv(stagetraceDirEnv, marks)
+	defer os.Unsetenv(stagetraceDirEnv)
+	fmt.Fprintf(os.Stderr, "starting %d raftkv members\n", members)
+	c, err := cluster.StartRaftkv(ctx, bin, dir, members, cluster.RaftkvOptions{})
+	defer func() {
+		if c != nil {
+			if serr := c.Stop(); serr != nil && err == nil {
+				err = serr
+			}
+		}
+	}()
+	if err != nil {
+		return nil, err
+	}
+	li, err := c.Leader(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s := loadgen.NewRaftkvPlain(c.ClientAddrs[li], "linearizable")
+	defer s.Close()
+	cfg := loadgen.Config{Op: loadgen.OpPut, Clients: 1, Duration: o.warmup}
+	if _, err := loadgen.Run(ctx, s, cfg); err != nil {
+		return nil, fmt.Errorf("warm-up: %w", err)
+	}
+	from := time.Now()
+	cfg.Duration = o.duration
+	res, err := loadgen.Run(ctx, s, cfg)
+	if err != nil {
+		return nil, err
+	}
+	to := time.Now()
+	if res.Ops == 0 {
+		return nil, errors.New("no put succeeded")
+	}
+	time.Sleep(200 * time.Millisecond) // the members write their marks every 50 ms
+	pids := c.PIDs()
+	byMember := make([]*markSet, len(pids))
+	for i, pid := range pids {
+		if byMember[i], err = readMarks(filepath.Join(marks, fmt.Sprintf("stages-%d.txt", pid))); err != nil {
+			return nil, err
+		}
+	}
+	a := join(byMember, li, from.UnixNano(), to.UnixNano())
+	a.clientP50 = res.P50
+	a.ops = res.Ops
+	if len(a.samples) == 0 {
+		return nil, fmt.Errorf("no put could be followed through every stage (%d puts)", res.Ops)
+	}
+	return a, nil
+}
