@@ -253,6 +253,23 @@ func (c *Cluster) MemberCPUTimes() []time.Duration {
 	return out
 }
 
+// StopAfter stops c, for a deferred call at the end of a run that ended
+// with *runErr: a failure to stop is a warning, and the members' log tails
+// are printed when the run failed (not when it was interrupted). A nil c
+// (a cluster that did not start) is nothing to stop.
+func StopAfter(c *Cluster, runErr *error) {
+	if c == nil {
+		return
+	}
+	fmt.Fprintf(os.Stderr, "stopping %s\n", c.Name)
+	if err := c.Stop(); err != nil && *runErr == nil {
+		fmt.Fprintln(os.Stderr, "warning:", err)
+	}
+	if *runErr != nil && !errors.Is(*runErr, context.Canceled) {
+		c.PrintLogTails()
+	}
+}
+
 // PIDs is each member's process id, member i+1's at index i.
 func (c *Cluster) PIDs() []int {
 	out := make([]int, len(c.procs))

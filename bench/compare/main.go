@@ -13,7 +13,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -129,20 +128,6 @@ func environment(o options) string {
 		"- load average at the start: %s\n",
 		time.Now().UTC().Format(time.RFC3339), host, strings.TrimSpace(string(goVersion)), numCPU(),
 		o.valueSize, o.keys, o.warmup, o.duration, cluster.LoadAverage())
-}
-
-// stopCluster stops c and, if the run failed, shows the members' logs.
-func stopCluster(c *cluster.Cluster, runErr *error) {
-	if c == nil {
-		return
-	}
-	fmt.Fprintf(os.Stderr, "stopping %s\n", c.Name)
-	if err := c.Stop(); err != nil && *runErr == nil {
-		fmt.Fprintln(os.Stderr, "warning:", err)
-	}
-	if *runErr != nil && !errors.Is(*runErr, context.Canceled) {
-		c.PrintLogTails()
-	}
 }
 
 func config(o options, w workload) loadgen.Config {

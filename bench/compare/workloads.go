@@ -157,7 +157,7 @@ func runRaftkvCluster(ctx context.Context, bin, dir string, n int, rows []int, o
 	}
 	fmt.Fprintf(os.Stderr, "starting %d raftkv members\n", n)
 	c, err := cluster.StartRaftkv(ctx, bin, dir, n, cluster.RaftkvOptions{Pprof: o.profileDir != ""})
-	defer stopCluster(c, &err)
+	defer cluster.StopAfter(c, &err)
 	if err != nil {
 		return err
 	}
@@ -196,7 +196,7 @@ func runEtcd(ctx context.Context, bin, dir string, o options) (_ []*measurement,
 	}
 	fmt.Fprintln(os.Stderr, "starting 3 etcd members")
 	c, err := cluster.StartEtcd(ctx, bin, dir)
-	defer stopCluster(c, &err)
+	defer cluster.StopAfter(c, &err)
 	if err != nil {
 		return nil, err
 	}

@@ -142,18 +142,7 @@ func runStore(ctx context.Context, store, bin, dir string, o options) (_ []row, 
 	} else {
 		c, err = cluster.StartEtcd(ctx, bin, dir)
 	}
-	defer func() {
-		if c == nil {
-			return
-		}
-		fmt.Fprintf(os.Stderr, "stopping %s\n", store)
-		if serr := c.Stop(); serr != nil && err == nil {
-			fmt.Fprintln(os.Stderr, "warning:", serr)
-		}
-		if err != nil && !errors.Is(err, context.Canceled) {
-			c.PrintLogTails()
-		}
-	}()
+	defer cluster.StopAfter(c, &err)
 	if err != nil {
 		return nil, err
 	}

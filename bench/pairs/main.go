@@ -102,13 +102,7 @@ func once(ctx context.Context, bin string, o options) (_ result, err error) {
 	}
 	defer os.RemoveAll(dir)
 	c, err := cluster.StartRaftkv(ctx, bin, dir, cluster.Members, cluster.RaftkvOptions{})
-	defer func() {
-		if c != nil {
-			if serr := c.Stop(); serr != nil && err == nil {
-				err = serr
-			}
-		}
-	}()
+	defer cluster.StopAfter(c, &err)
 	if err != nil {
 		return result{}, err
 	}

@@ -98,13 +98,7 @@ func measure(ctx context.Context, bin, dir string, members int, o options) (_ *a
 	defer os.Unsetenv(stagetraceDirEnv)
 	fmt.Fprintf(os.Stderr, "starting %d raftkv members\n", members)
 	c, err := cluster.StartRaftkv(ctx, bin, dir, members, cluster.RaftkvOptions{})
-	defer func() {
-		if c != nil {
-			if serr := c.Stop(); serr != nil && err == nil {
-				err = serr
-			}
-		}
-	}()
+	defer cluster.StopAfter(c, &err)
 	if err != nil {
 		return nil, err
 	}
