@@ -1,6 +1,8 @@
 package server
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -352,7 +354,7 @@ func (fc *fastConn) fill(limit int) error {
 // if net/http is gone (then the connection is closed).
 func (fc *fastConn) handOff() bool {
 	fc.c.SetDeadline(time.Time{})
-	pc := &prefixConn{Conn: fc.c, prefix: fc.buf[fc.r:fc.w]}
+	pc := newPrefixConn(fc.c, fc.buf[fc.r:fc.w])
 	// Counted before the send: once net/http has the connection it may
 	// answer before this goroutine runs again.
 	fc.fs.handedOff.Add(1)
@@ -446,17 +448,43 @@ func (fc *fastConn) runHandler(w *fastResponse, req *http.Request) (ok bool) {
 }
 
 // prefixConn is a handed-over connection: its reads return what the fast
-// path read first.
+// path read first, then what the connection brings, through br if set.
 type prefixConn struct {
 	net.Conn
 	prefix []byte
+	br     *bufio.Reader
 }
+
+// newPrefixConn hands over c, of which prefix was read. net/http's HTTP/2
+// server reads each frame's 9-byte header and then its payload straight
+// from the connection, a system call each; an h2c connection therefore
+// gets a read buffer, which takes the frames of many streams in one call.
+// HTTP/1.1 connections need none: net/http buffers their reads itself.
+func newPrefixConn(c net.Conn, prefix []byte) *prefixConn {
+	pc := &prefixConn{Conn: c, prefix: prefix}
+	if n := min(len(prefix), len(h2Preface)); n > 0 && bytes.Equal(prefix[:n], h2Preface[:n]) {
+		pc.br = bufio.NewReaderSize(c, h2ReadBuffer)
+	}
+	return pc
+}
+
+// h2Preface starts every cleartext HTTP/2 connection (prior knowledge).
+// The fast path declines a request line it will not serve as soon as it
+// reads one, so what it hands over may hold only the preface's start.
+var h2Preface = []byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+
+// h2ReadBuffer is the read buffer of one h2c connection: the largest
+// frame HTTP/2 starts with (16 KiB), or many small ones.
+const h2ReadBuffer = 16 << 10
 
 func (c *prefixConn) Read(p []byte) (int, error) {
 	if len(c.prefix) > 0 {
 		n := copy(p, c.prefix)
 		c.prefix = c.prefix[n:]
 		return n, nil
+	}
+	if c.br != nil {
+		return c.br.Read(p)
 	}
 	return c.Conn.Read(p)
 }

@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -557,6 +559,126 @@ func TestFastResponseHeaderAfterWriteHeader(t *testing.T) {
 		cli.Close()
 		if p := <-done; p != nil {
 			t.Errorf("answering panicked: %v", p)
+		}
+	}
+}
+
+// countingConn is a connection whose every byte is already there: each
+// Read returns what fits, and counts as one system call would.
+type countingConn struct {
+	net.Conn
+	r     *bytes.Reader
+	reads int
+}
+
+func (c *countingConn) Read(p []byte) (int, error) {
+	c.reads++
+	return c.r.Read(p)
+}
+
+// TestHandOffBuffersH2CReads: a connection handed over with the start of
+// the HTTP/2 preface is read through a buffer, so that the HTTP/2
+// server's two reads per frame (header, then payload) take many frames
+// per read of the connection; one handed over with an HTTP/1.1 head is
+// read as it was, net/http buffering it itself. Either way every byte
+// comes out once, in order, the handed-over prefix first.
+func TestHandOffBuffersH2CReads(t *testing.T) {
+	const frames = 200
+	var rest bytes.Buffer
+	for i := range frames {
+		payload := bytes.Repeat([]byte{byte(i)}, 26)
+		rest.Write([]byte{0, 0, 26, 1, 4, 0, 0, 0, byte(i)}) // a HEADERS frame's head
+		rest.Write(payload)
+	}
+	for _, tc := range []struct {
+		prefix   string
+		buffered bool
+	}{
+		{string(h2Preface), true},
+		{"PR", true}, // declined after two bytes: still the preface's start
+		{"PUT /v1/kv/a HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n", false},
+	} {
+		cc := &countingConn{r: bytes.NewReader(rest.Bytes())}
+		pc := newPrefixConn(cc, []byte(tc.prefix))
+		got := make([]byte, len(tc.prefix))
+		if _, err := io.ReadFull(pc, got); err != nil || string(got) != tc.prefix {
+			t.Fatalf("%q: prefix read back as %q, %v", tc.prefix, got, err)
+		}
+		var body bytes.Buffer
+		head := make([]byte, 9)
+		for range frames {
+			if _, err := io.ReadFull(pc, head); err != nil {
+				t.Fatalf("%q: frame head: %v", tc.prefix, err)
+			}
+			payload := make([]byte, int(head[2]))
+			if _, err := io.ReadFull(pc, payload); err != nil {
+				t.Fatalf("%q: frame payload: %v", tc.prefix, err)
+			}
+			body.Write(head)
+			body.Write(payload)
+		}
+		if !bytes.Equal(body.Bytes(), rest.Bytes()) {
+			t.Fatalf("%q: frames read back differ from those sent", tc.prefix)
+		}
+		if n, err := pc.Read(head); n != 0 || err != io.EOF {
+			t.Fatalf("%q: read past the end: %d, %v", tc.prefix, n, err)
+		}
+		// 200 frames of 35 bytes fit the buffer once; unbuffered, each
+		// frame costs two reads.
+		if tc.buffered && cc.reads > 3 || !tc.buffered && cc.reads != 2*frames+1 {
+			t.Fatalf("%q: %d reads of the connection for %d frames (buffered %v)", tc.prefix, cc.reads, frames, tc.buffered)
+		}
+	}
+}
+
+// TestH2CConcurrentStreams: many streams at once on one cleartext HTTP/2
+// connection (prior knowledge), with values from a few bytes to several
+// frames, each written and read back whole.
+func TestH2CConcurrentStreams(t *testing.T) {
+	_, s := oneMember(t, nil)
+	tr := &http2.Transport{AllowHTTP: true, DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr, Timeout: 20 * time.Second}
+	sizes := []int{1, 300, 16 << 10, 40 << 10}
+	const streams = 32
+	errs := make(chan error, streams)
+	for g := range streams {
+		go func() {
+			errs <- func() error {
+				for i, n := range sizes {
+					key := fmt.Sprintf("h2/%d/%d", g, i)
+					val := bytes.Repeat([]byte{byte('a' + (g+i)%26)}, n)
+					url := "http://" + s.ClientAddr() + api.PathKV + key
+					req, _ := http.NewRequest(http.MethodPut, url, bytes.NewReader(val))
+					resp, err := hc.Do(req)
+					if err != nil {
+						return err
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != 200 || resp.ProtoMajor != 2 {
+						return fmt.Errorf("PUT %s: %d %s", key, resp.StatusCode, resp.Proto)
+					}
+					resp, err = hc.Get(url + "?consistency=linearizable")
+					if err != nil {
+						return err
+					}
+					b, err := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					if err != nil || resp.StatusCode != 200 || !bytes.Equal(b, val) {
+						return fmt.Errorf("GET %s: %d, %d bytes back of %d, %v", key, resp.StatusCode, len(b), n, err)
+					}
+				}
+				return nil
+			}()
+		}()
+	}
+	for range streams {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
 		}
 	}
 }
