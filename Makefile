@@ -40,7 +40,8 @@ vet:
 	$(GO) vet -tags stagetrace ./internal/stagetrace ./driver ./node ./transport ./server
 
 # test: everything CI runs — vet, every package under the race detector
-# (the simulator's seeds included), the mutation suite, every fuzz target
+# (the simulator's seeds included), the bench module's vet and tests, the
+# mutation suite, every fuzz target
 # for FUZZTIME_TEST, then a short run of every nemesis against real
 # processes in network namespaces (needs root; skips with a message
 # otherwise, fails when CI is set).
@@ -62,6 +63,7 @@ fuzz:
 unit:
 	$(GO) test -race -count=1 -timeout 20m ./...
 	$(GO) test -tags stagetrace -count=1 ./internal/stagetrace
+	cd bench && $(GO) vet ./... && $(GO) test -count=1 ./...
 
 # mutation: the core built with each named bug (raft.Mutation) in turn; the
 # simulator must report a violation of each within a bounded number of seeds.

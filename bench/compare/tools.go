@@ -7,13 +7,11 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/raftkv/raftkv/bench/cluster"
+	"github.com/raftkv/raftkv/bench/extload"
 )
 
 // Load generators nobody here wrote, run against each cluster's leader
@@ -28,17 +26,12 @@ import (
 // <store>-<op>.lua.
 const luaDir = "compare/lua"
 
-// h2loadURIs is how many distinct URIs h2load cycles through.
-const h2loadURIs = 100_000
-
 // toolRow is one run of an external load generator.
 type toolRow struct {
 	store, what, command string
-	opsPerSec            float64
-	p50, p99, mean       time.Duration // zero when the tool does not report it
-	failed               int64
-	serverCPUPerOp       time.Duration
-	err                  error
+	extload.Result
+	serverCPUPerOp time.Duration
+	err            error
 }
 
 var toolRows []toolRow
@@ -72,23 +65,14 @@ func runTools(ctx context.Context, c *cluster.Cluster, leader string, o options)
 		}
 		defer os.RemoveAll(dir)
 		h2dir = dir
-		value, puts, gets := filepath.Join(dir, "value"), filepath.Join(dir, "put-uris"), filepath.Join(dir, "get-uris")
-		var pu, gu strings.Builder
-		for i := range h2loadURIs {
-			fmt.Fprintf(&pu, "%s/v1/kv/h2load/%d\n", url, i)
-			fmt.Fprintf(&gu, "%s/v1/kv/bench/%08d?consistency=linearizable\n", url, i%o.keys)
-		}
-		for _, f := range []struct{ path, body string }{
-			{value, strings.Repeat("v", o.valueSize)}, {puts, pu.String()}, {gets, gu.String()},
-		} {
-			if err := os.WriteFile(f.path, []byte(f.body), 0o644); err != nil {
-				toolRows = append(toolRows, toolRow{store: c.Name, what: "h2load", err: err})
-				return
-			}
+		in, err := extload.WriteH2loadInputs(dir, leader, o.valueSize, o.keys)
+		if err != nil {
+			toolRows = append(toolRows, toolRow{store: c.Name, what: "h2load", err: err})
+			return
 		}
 		common := []string{"-D", dur, "--warm-up-time", "1s"}
-		put := append([]string{"-d", value, "-H", ":method: PUT", "-i", puts}, common...)
-		get := append([]string{"-i", gets}, common...)
+		put := append([]string{"-d", in.Value, "-H", ":method: PUT", "-i", in.PutURIs}, common...)
+		get := append([]string{"-i", in.GetURIs}, common...)
 		runs = append(runs,
 			run{"put (h2load), 64 connections × 1 stream", append([]string{"-c", "64", "-m", "1"}, put...), false},
 			run{"put (h2load), 4 connections × 16 streams", append([]string{"-c", "4", "-m", "16"}, put...), false},
@@ -127,97 +111,29 @@ func runTools(ctx context.Context, c *cluster.Cluster, leader string, o options)
 		row := toolRow{store: c.Name, what: r.what, command: command, err: err}
 		if err == nil {
 			if r.wrk {
-				row.err = parseWrk(string(out), &row)
+				row.Result, row.err = extload.ParseWrk(string(out))
 			} else {
-				row.err = parseH2load(string(out), &row)
+				row.Result, row.err = extload.ParseH2load(string(out))
 			}
 		}
 		if row.err != nil {
 			row.err = fmt.Errorf("%w\n%s", row.err, out)
 		}
-		if row.err == nil && row.opsPerSec == 0 {
+		if row.err == nil && row.OpsPerSec == 0 {
 			row.err = fmt.Errorf("%s: no request succeeded\n%s", tool, out)
 		}
-		if row.opsPerSec > 0 {
+		if row.OpsPerSec > 0 {
 			// The tools' own warm-up is short; CPU over the whole command.
 			secs := o.duration.Seconds()
 			if !r.wrk {
 				secs += 1
 			}
-			row.serverCPUPerOp = time.Duration(float64(cpu) / (row.opsPerSec * secs))
+			row.serverCPUPerOp = time.Duration(float64(cpu) / (row.OpsPerSec * secs))
 		}
 		fmt.Fprintf(os.Stderr, "%-6s %-55s %8.0f ops/s  p50 %v p99 %v mean %v failed %d  CPU/op members %v\n",
-			c.Name, r.what, row.opsPerSec, row.p50, row.p99, row.mean, row.failed, row.serverCPUPerOp)
+			c.Name, r.what, row.OpsPerSec, row.P50, row.P99, row.Mean, row.Failed, row.serverCPUPerOp)
 		toolRows = append(toolRows, row)
 	}
-}
-
-var (
-	wrkRate    = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
-	wrkPct     = regexp.MustCompile(`(?m)^\s+(50|99)%\s+([0-9.]+)(us|ms|s)\s*$`)
-	wrkNon2xx  = regexp.MustCompile(`Non-2xx or 3xx responses:\s+(\d+)`)
-	wrkErrors  = regexp.MustCompile(`Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)`)
-	h2Rate     = regexp.MustCompile(`finished in [0-9.]+\w+, ([0-9.]+) req/s`)
-	h2Requests = regexp.MustCompile(`requests: \d+ total, \d+ started, \d+ done, \d+ succeeded, (\d+) failed, (\d+) errored`)
-	h2Status   = regexp.MustCompile(`status codes: \d+ 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx`)
-	h2Time     = regexp.MustCompile(`time for request:\s+\S+\s+\S+\s+([0-9.]+)(us|ms|s)`)
-)
-
-func duration(v, unit string) time.Duration {
-	f, _ := strconv.ParseFloat(v, 64)
-	switch unit {
-	case "us":
-		return time.Duration(f * float64(time.Microsecond))
-	case "ms":
-		return time.Duration(f * float64(time.Millisecond))
-	}
-	return time.Duration(f * float64(time.Second))
-}
-
-func parseWrk(out string, row *toolRow) error {
-	m := wrkRate.FindStringSubmatch(out)
-	if m == nil {
-		return fmt.Errorf("wrk: no Requests/sec in its output")
-	}
-	row.opsPerSec, _ = strconv.ParseFloat(m[1], 64)
-	for _, p := range wrkPct.FindAllStringSubmatch(out, -1) {
-		if p[1] == "50" {
-			row.p50 = duration(p[2], p[3])
-		} else {
-			row.p99 = duration(p[2], p[3])
-		}
-	}
-	if m := wrkNon2xx.FindStringSubmatch(out); m != nil {
-		n, _ := strconv.ParseInt(m[1], 10, 64)
-		row.failed += n
-	}
-	if m := wrkErrors.FindStringSubmatch(out); m != nil {
-		for _, v := range m[1:] {
-			n, _ := strconv.ParseInt(v, 10, 64)
-			row.failed += n
-		}
-	}
-	return nil
-}
-
-func parseH2load(out string, row *toolRow) error {
-	m := h2Rate.FindStringSubmatch(out)
-	if m == nil {
-		return fmt.Errorf("h2load: no req/s in its output")
-	}
-	row.opsPerSec, _ = strconv.ParseFloat(m[1], 64)
-	for _, re := range []*regexp.Regexp{h2Requests, h2Status} {
-		if m := re.FindStringSubmatch(out); m != nil {
-			for _, v := range m[1:] {
-				n, _ := strconv.ParseInt(v, 10, 64)
-				row.failed += n
-			}
-		}
-	}
-	if m := h2Time.FindStringSubmatch(out); m != nil {
-		row.mean = duration(m[1], m[2])
-	}
-	return nil
 }
 
 // printTools writes the external load generators' rows and commands.
@@ -239,8 +155,8 @@ func printTools(w io.Writer) {
 			fmt.Fprintf(w, "| %s | %s | error: %s | | | | | |\n", r.store, r.what, firstLine(r.err.Error()))
 			continue
 		}
-		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %d | %d µs |\n", r.store, r.what, thousands(r.opsPerSec),
-			opt(r.p50), opt(r.p99), opt(r.mean), r.failed, r.serverCPUPerOp.Microseconds())
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %d | %d µs |\n", r.store, r.what, thousands(r.OpsPerSec),
+			opt(r.P50), opt(r.P99), opt(r.Mean), r.Failed, r.serverCPUPerOp.Microseconds())
 	}
 	fmt.Fprintln(w, "\nCommands, run in bench/ (LEADER is the leader's client address host:port; h2load's DIR/value")
 	fmt.Fprintln(w, "holds one value, DIR/put-uris lists http://LEADER/v1/kv/h2load/N and DIR/get-uris")

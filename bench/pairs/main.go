@@ -6,11 +6,15 @@
 // -clients connections to the leader, one plain HTTP/1.1 request per
 // operation. Each run prints ops/s, p50 and p99, the members' CPU per
 // operation by member (the leader marked), and each member's Raft
-// messages sent and WAL fsyncs per operation. Build the two binaries
-// first (go build -o /tmp/a ./cmd/raftkv on each tree), then, from the
-// bench module:
+// messages sent and WAL fsyncs per operation. With -tool wrk or -tool
+// h2load the same requests come from that load generator instead
+// (-clients connections, and with h2load -streams concurrent streams on
+// each); h2load reports no percentiles. Build the two binaries first (go
+// build -o /tmp/a ./cmd/raftkv on each tree), then, from the bench
+// module:
 //
 //	cd bench && go run ./pairs -a /tmp/a -b /tmp/b -op put -clients 64 -rounds 5
+//	cd bench && go run ./pairs -a /tmp/a -b /tmp/b -op get -tool h2load -clients 4 -streams 16
 package main
 
 import (
@@ -19,6 +23,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
 	"sort"
 	"strings"
@@ -32,14 +37,18 @@ import (
 type options struct {
 	a, b     string
 	op       string
+	tool     string
 	clients  int
+	streams  int
 	rounds   int
 	duration time.Duration
 	warmup   time.Duration
+	benchDir string
 }
 
 type result struct {
 	loadgen.Result
+	mean      time.Duration // h2load reports a mean, not percentiles
 	cpuPerOp  []time.Duration
 	leader    int
 	raftPerOp []cluster.RaftCounts
@@ -50,15 +59,30 @@ func main() {
 	flag.StringVar(&o.a, "a", "", "raftkv binary A")
 	flag.StringVar(&o.b, "b", "", "raftkv binary B")
 	flag.StringVar(&o.op, "op", "put", "put or get (linearizable)")
+	flag.StringVar(&o.tool, "tool", "loadgen", "load generator: loadgen (bench/loadgen), wrk or h2load")
 	flag.IntVar(&o.clients, "clients", 64, "independent clients, each its own connection")
+	flag.IntVar(&o.streams, "streams", 1, "h2load: concurrent streams on each connection")
 	flag.IntVar(&o.rounds, "rounds", 5, "rounds, each one run of A and one of B")
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "measured time of each run")
 	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured run before each measurement")
 	flag.Parse()
-	if o.a == "" || o.b == "" || (o.op != "put" && o.op != "get") || o.clients < 1 || o.rounds < 1 {
-		fmt.Fprintln(os.Stderr, "pairs: want -a, -b, -op put|get, -clients ≥ 1 and -rounds ≥ 1")
+	if o.a == "" || o.b == "" || (o.op != "put" && o.op != "get") || o.clients < 1 || o.rounds < 1 ||
+		(o.tool != "loadgen" && o.tool != "wrk" && o.tool != "h2load") || o.streams < 1 || (o.streams > 1 && o.tool != "h2load") {
+		fmt.Fprintln(os.Stderr, "pairs: want -a, -b, -op put|get, -tool loadgen|wrk|h2load, -clients ≥ 1, -streams ≥ 1 (h2load only) and -rounds ≥ 1")
 		os.Exit(2)
 	}
+	if o.tool != "loadgen" {
+		if _, err := exec.LookPath(o.tool); err != nil {
+			fmt.Fprintf(os.Stderr, "pairs: %s is not installed (Debian: apt-get install -y wrk nghttp2-client)\n", o.tool)
+			os.Exit(2)
+		}
+	}
+	dir, err := cluster.ModuleDir()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "pairs:", err)
+		os.Exit(1)
+	}
+	o.benchDir = dir
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, o); err != nil {
@@ -84,11 +108,15 @@ func run(ctx context.Context, o options) error {
 			fmt.Printf("round %d %s: %s\n", round+1, name, r)
 		}
 	}
+	lat, latOf := "p50", func(r result) float64 { return float64(r.P50) }
+	if o.tool == "h2load" {
+		lat, latOf = "mean", func(r result) float64 { return float64(r.mean) }
+	}
 	for _, name := range []string{"A", "B"} {
-		fmt.Printf("median %s: %.0f ops/s, members' CPU %.1f µs/op, p50 %v\n", name,
+		fmt.Printf("median %s: %.0f ops/s, members' CPU %.1f µs/op, %s %v\n", name,
 			median(got[name], func(r result) float64 { return r.OpsPerSec }),
 			median(got[name], func(r result) float64 { return float64(sum(r.cpuPerOp).Nanoseconds()) / 1e3 }),
-			time.Duration(median(got[name], func(r result) float64 { return float64(r.P50) })).Round(time.Microsecond))
+			lat, time.Duration(median(got[name], latOf)).Round(time.Microsecond))
 	}
 	return nil
 }
@@ -110,7 +138,8 @@ func once(ctx context.Context, bin string, o options) (_ result, err error) {
 	if err != nil {
 		return result{}, err
 	}
-	s := loadgen.NewRaftkvPlain(c.ClientAddrs[li], "linearizable")
+	addr := c.ClientAddrs[li]
+	s := loadgen.NewRaftkvPlain(addr, "linearizable")
 	defer s.Close()
 	cfg := loadgen.Config{Op: loadgen.Op(o.op), Clients: o.clients, Duration: o.warmup}
 	if cfg.Op == loadgen.OpGet {
@@ -118,7 +147,18 @@ func once(ctx context.Context, bin string, o options) (_ result, err error) {
 			return result{}, fmt.Errorf("filling: %w", err)
 		}
 	}
-	if _, err := loadgen.Run(ctx, s, cfg); err != nil {
+	load := func(d time.Duration) (loadgen.Result, error) {
+		cfg.Duration = d
+		return loadgen.Run(ctx, s, cfg)
+	}
+	var tl *toolLoad
+	if o.tool != "loadgen" {
+		if tl, err = newToolLoad(dir, addr, o); err != nil {
+			return result{}, err
+		}
+		load = func(d time.Duration) (loadgen.Result, error) { return tl.run(ctx, d) }
+	}
+	if _, err := load(o.warmup); err != nil {
 		return result{}, fmt.Errorf("warm-up: %w", err)
 	}
 	cpu0 := c.MemberCPUTimes()
@@ -126,8 +166,7 @@ func once(ctx context.Context, bin string, o options) (_ result, err error) {
 	if err != nil {
 		return result{}, err
 	}
-	cfg.Duration = o.duration
-	r, err := loadgen.Run(ctx, s, cfg)
+	r, err := load(o.duration)
 	if err != nil {
 		return result{}, err
 	}
@@ -140,6 +179,9 @@ func once(ctx context.Context, bin string, o options) (_ result, err error) {
 		return result{}, err
 	}
 	out := result{Result: r, leader: li, raftPerOp: cluster.PerOp(raft0, raft1, r.Ops)}
+	if tl != nil {
+		out.mean = tl.mean
+	}
 	if len(out.raftPerOp) != len(cpu1) {
 		return result{}, fmt.Errorf("metrics of %d members, CPU of %d", len(out.raftPerOp), len(cpu1))
 	}
@@ -160,8 +202,12 @@ func (r result) String() string {
 		msgs = append(msgs, fmt.Sprintf("%.3f", r.raftPerOp[i].MessagesSent))
 		fsyncs = append(fsyncs, fmt.Sprintf("%.3f", r.raftPerOp[i].Fsyncs))
 	}
-	return fmt.Sprintf("%.0f ops/s  p50 %v  p99 %v  errors %d  members' CPU %.1f µs/op (%s)  Raft messages/op %s  fsyncs/op %s",
-		r.OpsPerSec, r.P50, r.P99, r.Errors, float64(sum(r.cpuPerOp).Nanoseconds())/1e3,
+	lat := fmt.Sprintf("p50 %v  p99 %v", r.P50, r.P99)
+	if r.mean > 0 {
+		lat = fmt.Sprintf("mean %v", r.mean)
+	}
+	return fmt.Sprintf("%.0f ops/s  %s  errors %d  members' CPU %.1f µs/op (%s)  Raft messages/op %s  fsyncs/op %s",
+		r.OpsPerSec, lat, r.Errors, float64(sum(r.cpuPerOp).Nanoseconds())/1e3,
 		strings.Join(cpu, ", "), strings.Join(msgs, ", "), strings.Join(fsyncs, ", "))
 }
 
