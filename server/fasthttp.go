@@ -473,9 +473,10 @@ func newPrefixConn(c net.Conn, prefix []byte) *prefixConn {
 // reads one, so what it hands over may hold only the preface's start.
 var h2Preface = []byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
 
-// h2ReadBuffer is the read buffer of one h2c connection: the largest
-// frame HTTP/2 starts with (16 KiB), or many small ones.
-const h2ReadBuffer = 16 << 10
+// h2ReadBuffer is the read buffer of one h2c connection, the size of
+// net/http's for HTTP/1.1: a dozen small requests' frames. A read of a
+// larger frame's payload bypasses it.
+const h2ReadBuffer = 4 << 10
 
 func (c *prefixConn) Read(p []byte) (int, error) {
 	if len(c.prefix) > 0 {

@@ -623,8 +623,8 @@ func TestHandOffBuffersH2CReads(t *testing.T) {
 		if n, err := pc.Read(head); n != 0 || err != io.EOF {
 			t.Fatalf("%q: read past the end: %d, %v", tc.prefix, n, err)
 		}
-		// 200 frames of 35 bytes fit the buffer once; unbuffered, each
-		// frame costs two reads.
+		// 200 frames of 35 bytes fill the 4 KiB buffer twice, and one
+		// more read meets the end; unbuffered, each frame costs two reads.
 		if tc.buffered && cc.reads > 3 || !tc.buffered && cc.reads != 2*frames+1 {
 			t.Fatalf("%q: %d reads of the connection for %d frames (buffered %v)", tc.prefix, cc.reads, frames, tc.buffered)
 		}
