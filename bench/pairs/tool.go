@@ -41,11 +41,13 @@ func newToolLoad(dir, addr string, o options) (*toolLoad, error) {
 		if err != nil {
 			return nil, err
 		}
-		base := []string{"-c", conns, "-m", fmt.Sprint(o.streams), "-i", in.GetURIs}
+		uris := []string{"-i", in.GetURIs}
 		if o.op == "put" {
-			base = []string{"-c", conns, "-m", fmt.Sprint(o.streams), "-d", in.Value, "-H", ":method: PUT", "-i", in.PutURIs}
+			uris = []string{"-d", in.Value, "-H", ":method: PUT", "-i", in.PutURIs}
 		}
-		t.args = func(d time.Duration) []string { return append(base[:len(base):len(base)], "-D", secs(d)) }
+		t.args = func(d time.Duration) []string {
+			return append([]string{"-c", conns, "-m", fmt.Sprint(o.streams), "-D", secs(d)}, uris...)
+		}
 	default:
 		return nil, fmt.Errorf("unknown tool %q", o.tool)
 	}
