@@ -97,6 +97,11 @@ type Work struct {
 	// Compact holds snapshots, durable now, the log may be compacted to.
 	Compact   []pb.SnapshotMeta
 	Snapshots []SnapshotResult
+	// CommitUnsent: a follower has not been sent the commit index. The
+	// executor calls SendCommit a moment later (if no AppendEntries with
+	// entries carries it first, SendCommit sends nothing); the core sends
+	// it on the next tick otherwise.
+	CommitUnsent bool
 }
 
 // IsEmpty reports whether w asks for nothing.
@@ -245,8 +250,13 @@ func (rt *Runtime) Work() Work {
 	rt.produce()
 	w := rt.work
 	rt.work = Work{}
+	w.CommitUnsent = rt.core.CommitUnsent()
 	return w
 }
+
+// SendCommit sends the commit index to the followers no AppendEntries has
+// carried it to yet (Work.CommitUnsent); see raft.Raft.SendCommit.
+func (rt *Runtime) SendCommit() { rt.core.SendCommit() }
 
 // Tick advances the clock to now and the core by one tick. Missed ticks are
 // not replayed: a burst of ticks with no messages processed in between would

@@ -344,8 +344,10 @@ func (s *Server) propose(ctx context.Context, cmd kv.Command) (*kv.Result, error
 	}
 	if w := fwdWriteOf(ctx); w != nil {
 		w.index = uint64(res.Index)
+		s.cfg.Node.SendCommit() // the forwarding member waits to apply it (catchUp)
 	} else if forwarded(ctx) {
 		grpc.SetHeader(ctx, metadata.Pairs(indexKey, strconv.FormatUint(uint64(res.Index), 10)))
+		s.cfg.Node.SendCommit()
 	}
 	if !res.OK() {
 		return nil, kvError(res.Err())

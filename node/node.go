@@ -66,6 +66,8 @@ type queues struct {
 	propc chan *proposal // API -> run; ProposalQueueLen; full: ErrBusy
 	recvc chan pb.Message
 	reqc  chan func()
+	// commitc asks the run loop to send the commit index now (SendCommit).
+	commitc chan struct{}
 	// run -> persister (MaxOutstandingReadys) and back.
 	persistc     chan raft.Ready
 	persistDonec chan uint64
@@ -140,6 +142,7 @@ func New(c Config) (*Node, error) {
 			propc:        make(chan *proposal, cfg.ProposalQueueLen),
 			recvc:        make(chan pb.Message, DefaultRecvQueueLen),
 			reqc:         make(chan func(), requestQueueLen),
+			commitc:      make(chan struct{}, 1),
 			persistc:     make(chan raft.Ready, cfg.MaxOutstandingReadys),
 			persistDonec: make(chan uint64, cfg.MaxOutstandingReadys),
 			applyc:       make(chan driver.ApplyJob, cfg.ApplyQueueLen),
@@ -285,10 +288,17 @@ func (n *Node) runLoop() {
 	defer n.shutdown()
 	ticker := time.NewTicker(timingOf(n.cfg.TickInterval, n.cfg.ElectionTimeout).tick)
 	defer ticker.Stop()
+	cn := newCommitNotice(timingOf(n.cfg.TickInterval, n.cfg.ElectionTimeout).tick)
+	defer cn.timer.Stop()
 	rt := n.run.rt
 	for {
 		var err error
 		select {
+		case <-cn.timer.C:
+			cn.fired(n.core.Committed())
+			rt.SendCommit()
+		case <-n.q.commitc:
+			rt.SendCommit()
 		case <-ticker.C:
 			// The clock, not the channel's time: that may be stale after a pause.
 			now := time.Now()
@@ -338,7 +348,9 @@ func (n *Node) runLoop() {
 			n.fatal(fmt.Errorf("node: %w", err))
 			return
 		}
-		n.execute(rt.Work())
+		w := rt.Work()
+		n.execute(w)
+		cn.update(w.CommitUnsent, n.core.Committed())
 	}
 }
 

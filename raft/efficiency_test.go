@@ -110,12 +110,13 @@ func TestLargeEntriesSentOnce(t *testing.T) {
 	}
 }
 
-// TestFollowersLearnCommitAtOnce shows that once an entry commits, the
-// leader sends the followers the new commit index in an AppendEntries at
-// once, not with the next heartbeat or proposal: with no tick at all
-// every follower applies the entry, a server's watchers and reads waiting
-// on its apply then wait one round trip, not a heartbeat interval.
-func TestFollowersLearnCommitAtOnce(t *testing.T) {
+// TestFollowersLearnCommitWithoutATick shows that once an entry commits
+// and nothing else is sent, the runtime's commit timer (drive stands in for
+// it) has the leader send the followers the new commit index, not the
+// next heartbeat: with no tick at all every follower applies the entry,
+// and a server's watchers and reads waiting on its apply wait a round trip
+// and the timer, not a heartbeat interval.
+func TestFollowersLearnCommitWithoutATick(t *testing.T) {
 	c := newCluster(t, 3, func(cfg *raft.Config) { cfg.HeartbeatTicks = 5 })
 	lead := c.waitLeader()
 	c.one("x", 3, 10*electionTicks)
@@ -138,5 +139,82 @@ func TestFollowersLearnCommitAtOnce(t *testing.T) {
 	}
 	if n := c.sent[pb.MsgHeartbeat]; n != 0 {
 		t.Fatalf("%d heartbeats sent without a tick", n)
+	}
+	if c.cores[lead].CommitUnsent() {
+		t.Fatal("leader still reports a commit index unsent after SendCommit")
+	}
+}
+
+// TestCommitIndexRidesOnTheNextAppendEntries shows that the leader does not
+// send a new commit index in a message of its own when it commits: the
+// next proposal's AppendEntries carries it, so a client that writes again
+// on each answer costs each follower one AppendEntries per write, not two.
+// Left alone, the commit index goes out on the next tick.
+func TestCommitIndexRidesOnTheNextAppendEntries(t *testing.T) {
+	c := newCluster(t, 3, func(cfg *raft.Config) { cfg.HeartbeatTicks = 5 })
+	lead := c.waitLeader()
+	c.one("x", 3, 10*electionTicks)
+	c.tick(5)
+	c.drive()
+	c.lazyCommit = true
+	c.resetCounters()
+	followers := []pb.NodeID{}
+	for _, id := range c.ids {
+		if id != lead {
+			followers = append(followers, id)
+		}
+	}
+	last := func(id pb.NodeID) string {
+		got := c.commands(id)
+		if len(got) == 0 {
+			return ""
+		}
+		return got[len(got)-1]
+	}
+
+	c.propose(lead, "y")
+	c.drive()
+	if last(lead) != "y" {
+		t.Fatalf("leader applied %v, want y last", c.commands(lead))
+	}
+	for _, id := range followers {
+		if last(id) != "x" {
+			t.Fatalf("follower %d applied %v before any message carried y's commit, want x last", id, c.commands(id))
+		}
+	}
+	if !c.cores[lead].CommitUnsent() {
+		t.Fatal("leader does not report the commit index of y unsent")
+	}
+	for _, id := range followers {
+		if c.cores[id].CommitUnsent() {
+			t.Fatalf("follower %d reports a commit index unsent", id)
+		}
+	}
+
+	c.propose(lead, "z")
+	c.drive()
+	for _, id := range followers {
+		if last(id) != "y" {
+			t.Fatalf("follower %d applied %v, want y last (z's AppendEntries carries y's commit)", id, c.commands(id))
+		}
+		if n := c.sentTo[id][pb.MsgAppendEntries]; n != 2 {
+			t.Fatalf("follower %d got %d AppendEntries for two proposals, want 2", id, n)
+		}
+	}
+
+	c.tick(1) // not a heartbeat tick: HeartbeatTicks is 5
+	for _, id := range followers {
+		if last(id) != "z" {
+			t.Fatalf("follower %d applied %v after a tick, want z last", id, c.commands(id))
+		}
+		if n := c.sentTo[id][pb.MsgAppendEntries]; n != 3 {
+			t.Fatalf("follower %d got %d AppendEntries, want 3 (the tick's carries the commit index)", id, n)
+		}
+	}
+	if n := c.sent[pb.MsgHeartbeat]; n != 0 {
+		t.Fatalf("%d heartbeats sent, want none", n)
+	}
+	if c.cores[lead].CommitUnsent() {
+		t.Fatal("leader still reports a commit index unsent after the tick")
 	}
 }

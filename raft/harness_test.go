@@ -118,6 +118,10 @@ type cluster struct {
 	// Machine Safety) once forged messages were injected: the protocol does
 	// not promise them against forgeries. Per-member checks stay on.
 	byzantine bool
+	// lazyCommit turns off drive's stand-in for the runtime's commit-notice
+	// timer, so a test sees a commit index wait for the next AppendEntries
+	// or tick.
+	lazyCommit bool
 	// crashHook, when set, is asked at each crashPhase whether the member
 	// crashes there (and restarts from its durable state).
 	crashHook func(id pb.NodeID, p crashPhase) bool
@@ -445,6 +449,16 @@ func (c *cluster) drive() {
 			}
 			busy = true
 			c.step(m)
+		}
+		if !busy && !c.lazyCommit {
+			// Nothing else to do: the runtime's commit-notice timer, which
+			// waits longer than a round of messages, fires now.
+			for _, id := range c.ids {
+				if c.cores[id].CommitUnsent() {
+					c.cores[id].SendCommit()
+					busy = true
+				}
+			}
 		}
 		if !busy {
 			return

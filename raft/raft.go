@@ -364,6 +364,7 @@ func (r *Raft) tickLeader() {
 		})
 		r.appendPending = true
 	}
+	r.SendCommit()
 }
 
 func (r *Raft) send(m pb.Message) {

@@ -70,8 +70,9 @@ func (r *Raft) appendLocal(ents []pb.Entry) pb.Index {
 	return first
 }
 
-// flushAppends sends what accumulated since the last Ready: new entries and
-// the new commit index, one message per follower where the window allows.
+// flushAppends sends the entries that accumulated since the last Ready,
+// one message per follower where the window allows; each carries the
+// commit index. A new commit index alone waits (see SendCommit).
 func (r *Raft) flushAppends() {
 	if !r.appendPending || r.role != Leader {
 		return
@@ -81,17 +82,53 @@ func (r *Raft) flushAppends() {
 		if id == r.id {
 			return
 		}
-		sent := false
 		for r.sendAppend(id, false) {
-			sent = true
 			if pr.State != tracker.StateReplicate {
 				break
 			}
 		}
-		if !sent && pr.SentCommit < r.log.committed && pr.Match >= pr.SentCommit {
+	})
+}
+
+// A commit index that no entry carries to a follower is not sent at once:
+// the next AppendEntries carries it, and under load one soon follows. A
+// message of its own would cost each follower a wake-up, a step, a write
+// and an answer per commit, just when the leader answers its client; with
+// one client writing, that doubled the messages per write. The runtime
+// calls SendCommit a moment after the commit index moves (node: one
+// millisecond), and the leader sends it on every tick too, so while no
+// entries flow a follower learns a commit that much later than at once.
+
+// CommitUnsent reports whether a follower has not been sent the commit
+// index though it could be now: the runtime's cue to call SendCommit soon.
+func (r *Raft) CommitUnsent() bool {
+	if r.role != Leader {
+		return false
+	}
+	unsent := false
+	r.trk.Visit(func(id pb.NodeID, pr *tracker.Progress) {
+		unsent = unsent || (id != r.id && r.commitUnsent(pr))
+	})
+	return unsent
+}
+
+// SendCommit sends the commit index, in an AppendEntries without entries,
+// to each follower that has not been sent it.
+func (r *Raft) SendCommit() {
+	if r.role != Leader {
+		return
+	}
+	r.trk.Visit(func(id pb.NodeID, pr *tracker.Progress) {
+		if id != r.id && r.commitUnsent(pr) {
 			r.sendAppend(id, true)
 		}
 	})
+}
+
+// commitUnsent: the follower holds the last commit index it was sent (so
+// a newer one means something to it) and may be sent a message now.
+func (r *Raft) commitUnsent(pr *tracker.Progress) bool {
+	return pr.SentCommit < r.log.committed && pr.Match >= pr.SentCommit && !pr.IsPaused()
 }
 
 // sendAppend sends the next AppendEntries (or InstallSnapshot) to a

@@ -134,8 +134,9 @@ func transcriptReplication(t *testing.T, tr *transcript) {
 	tr.attach(c)
 	c.say("S1 leads term 2; every log holds 1/1 (the configuration) and 2/2 (S1's\n" +
 		"no-op), committed. S3 is cut off. S1 appends x and y and sends them; S2's\n" +
-		"acknowledgement makes a majority with S1, so S1 commits and applies them,\n" +
-		"and tells S2 the new commit index in its next AppendEntries.")
+		"acknowledgement makes a majority with S1, so S1 commits and applies them.\n" +
+		"No entry follows to carry the new commit index, so a moment later (the\n" +
+		"runtime's commit-notice timer) S1 sends it to S2 in an AppendEntries alone.")
 	c.cut[3] = true
 	c.propose(1, "x", "y")
 	c.drive()

@@ -53,6 +53,10 @@ type pendingIO struct {
 	apply   []timed[driver.ApplyJob]
 	// snap is the image being written (one at a time).
 	snap *timed[image]
+	// commitDue is when the node's commit-notice timer would fire
+	// (driver.Work.CommitUnsent), if commitArmed.
+	commitDue   uint64
+	commitArmed bool
 }
 
 type timed[T any] struct {
@@ -104,6 +108,12 @@ func (s *Sim) handOut(r *replica, w *driver.Work) {
 		r.io.persist = append(r.io.persist, timed[raft.Ready]{rd, ioDue(s, s.p.persistDelayMax, r.io.persist)})
 	}
 	sender{s, r}.Send(w.Send)
+	// The node calls SendCommit a moment after the commit index moves,
+	// unless an AppendEntries carried it first: here within this tick or
+	// the next, else the core's own tick sends it.
+	if w.CommitUnsent && !r.io.commitArmed {
+		r.io.commitArmed, r.io.commitDue = true, s.now+uint64(s.rng.IntN(2))
+	}
 	for _, job := range w.Apply {
 		r.io.apply = append(r.io.apply, timed[driver.ApplyJob]{job, ioDue(s, s.p.applyDelayMax, r.io.apply)})
 	}
@@ -143,6 +153,15 @@ func (s *Sim) completeIO(r *replica) bool {
 	}
 	if r.io.snap != nil && r.io.snap.due <= s.now {
 		can = append(can, func() { s.completeSnapshot(r) })
+	}
+	if r.io.commitArmed && r.io.commitDue <= s.now {
+		can = append(can, func() {
+			r.io.commitArmed = false
+			if r.core.CommitUnsent() {
+				s.stats.CommitNotices++
+			}
+			r.rt.SendCommit()
+		})
 	}
 	if len(can) == 0 {
 		return false

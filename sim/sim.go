@@ -74,6 +74,9 @@ type Stats struct {
 	// DoubleTicks counts the instants a replica took a held-back tick and
 	// the next one together (lateTickRate).
 	DoubleTicks uint64
+	// CommitNotices counts the commit-notice timers (driver.Work.CommitUnsent)
+	// that fired while a follower still had not been sent the commit index.
+	CommitNotices uint64
 }
 
 // Result is the outcome of a run.

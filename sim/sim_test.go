@@ -167,6 +167,7 @@ func missingCoverage(s Stats, torn bool) []string {
 		{"leadership transfers (TimeoutNow sent)", s.Transfers},
 		{"leader changes", s.Leaders},
 		{"closed connections to a followed leader reported", s.ClosedLeader},
+		{"commit indexes sent by the commit-notice timer", s.CommitNotices},
 	} {
 		if c.n == 0 {
 			missing = append(missing, c.what)
@@ -181,11 +182,11 @@ func missingCoverage(s Stats, torn bool) []string {
 // TestCoverageCheck shows the coverage check fails a run that did nothing
 // of a kind, and passes one that did a little of everything.
 func TestCoverageCheck(t *testing.T) {
-	if got := missingCoverage(Stats{}, true); len(got) != 11 {
-		t.Fatalf("an idle run misses %d kinds (%q), want all 11", len(got), got)
+	if got := missingCoverage(Stats{}, true); len(got) != 12 {
+		t.Fatalf("an idle run misses %d kinds (%q), want all 12", len(got), got)
 	}
 	all := Stats{Reads: 3, LeaseReads: 1, ForwardedReads: 1, Snapshots: 1, Installs: 1, ConfChanges: 1,
-		Crashes: 1, TornCrashes: 1, Transfers: 1, Leaders: 1, ClosedLeader: 1}
+		Crashes: 1, TornCrashes: 1, Transfers: 1, Leaders: 1, ClosedLeader: 1, CommitNotices: 1}
 	if got := missingCoverage(all, true); len(got) != 0 {
 		t.Fatalf("a full run misses %q", got)
 	}
@@ -217,13 +218,14 @@ func (s *Stats) add(o Stats) {
 	s.ClosedReports += o.ClosedReports
 	s.ClosedLeader += o.ClosedLeader
 	s.DoubleTicks += o.DoubleTicks
+	s.CommitNotices += o.CommitNotices
 }
 
 func (s Stats) String() string {
-	return fmt.Sprintf("ticks=%d msgs=%d crashes=%d torn-crashes=%d snapshots=%d installs=%d leaders=%d transfers=%d confchanges=%d acked=%d reads=%d lease-reads=%d forwarded-reads=%d max-liveness-ticks=%d group-commits=%d pipeline-full=%d stall-handovers=%d lease-gaps=%d closed-reports=%d closed-leader=%d double-ticks=%d",
+	return fmt.Sprintf("ticks=%d msgs=%d crashes=%d torn-crashes=%d snapshots=%d installs=%d leaders=%d transfers=%d confchanges=%d acked=%d reads=%d lease-reads=%d forwarded-reads=%d max-liveness-ticks=%d group-commits=%d pipeline-full=%d stall-handovers=%d lease-gaps=%d closed-reports=%d closed-leader=%d double-ticks=%d commit-notices=%d",
 		s.Ticks, s.Messages, s.Crashes, s.TornCrashes, s.Snapshots, s.Installs, s.Leaders, s.Transfers, s.ConfChanges, s.Acked,
 		s.Reads, s.LeaseReads, s.ForwardedReads, s.LivenessTicks,
-		s.GroupCommits, s.PipelineFull, s.StallHandOvers, s.LeaseGaps, s.ClosedReports, s.ClosedLeader, s.DoubleTicks)
+		s.GroupCommits, s.PipelineFull, s.StallHandOvers, s.LeaseGaps, s.ClosedReports, s.ClosedLeader, s.DoubleTicks, s.CommitNotices)
 }
 
 // TestDeterminism shows that a seed replays exactly, with either store and
