@@ -296,6 +296,9 @@ func (n *Node) runLoop() {
 		select {
 		case <-cn.timer.C:
 			cn.fired(n.core.Committed())
+			if n.core.CommitUnsent() {
+				n.counters.commitAfterDelay.Add(1)
+			}
 			rt.SendCommit()
 		case <-n.q.commitc:
 			rt.SendCommit()
@@ -312,6 +315,7 @@ func (n *Node) runLoop() {
 			}
 			n.step(rt, m)
 		case p := <-n.q.propc:
+			cn.proposed(time.Now())
 			concurrent := n.run.lastProposed > n.core.Committed()
 			n.propose(p)
 			if concurrent && len(n.q.propc) == 0 {
@@ -350,7 +354,7 @@ func (n *Node) runLoop() {
 		}
 		w := rt.Work()
 		n.execute(w)
-		cn.update(w.CommitUnsent, n.core.Committed())
+		n.noticeCommit(cn, w)
 	}
 }
 

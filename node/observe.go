@@ -28,10 +28,17 @@ type Counters struct {
 	// MessagesDropped counts inbound Raft messages dropped because the
 	// receive queue (DefaultRecvQueueLen) was full; Raft retransmits them.
 	MessagesDropped uint64
+	// CommitNoticesAtOnce counts the times this member, leading, sent a
+	// new commit index on its own at once because writes were sparse;
+	// CommitNoticesHeld the times it held one back for the next
+	// AppendEntries, and CommitNoticesAfterDelay those of these that none
+	// came for within the delay, so it went on its own (see commitnotice.go).
+	CommitNoticesAtOnce, CommitNoticesHeld, CommitNoticesAfterDelay uint64
 }
 
 type counters struct {
 	leaderChanges, snapsSent, snapsFailed, snapsReceived, dropped atomic.Uint64
+	commitAtOnce, commitHeld, commitAfterDelay                    atomic.Uint64
 }
 
 // Counters returns the event counters.
@@ -43,6 +50,10 @@ func (n *Node) Counters() Counters {
 		SnapshotsSendFailed: c.snapsFailed.Load(),
 		SnapshotsReceived:   c.snapsReceived.Load(),
 		MessagesDropped:     c.dropped.Load(),
+
+		CommitNoticesAtOnce:     c.commitAtOnce.Load(),
+		CommitNoticesHeld:       c.commitHeld.Load(),
+		CommitNoticesAfterDelay: c.commitAfterDelay.Load(),
 	}
 }
 

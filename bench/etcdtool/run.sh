@@ -17,18 +17,25 @@
 # and txn-put with the same flags: a three-member cluster of the same build
 # serves the same requests on the same cores and adds replication, so
 # these lines bound what raftkv can reach on this machine (SINGLE=0 skips
-# them).
+# them). CLIENTS and CONNS set the tool's --clients and --conns (default
+# 64 and 16); RAFTKV_BIN runs that raftkv binary instead of building this
+# tree's; ETCD=0 skips etcd.
 set -euo pipefail
 cd "$(dirname "$0")"
 scale=${1:-1}
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 go build -o "$work/benchmark" go.etcd.io/etcd/v3/tools/benchmark
-(cd ../.. && go build -o "$work/raftkv" ./cmd/raftkv)
-(cd .. && go build -o "$work/etcd" go.etcd.io/etcd/server/v3)
+if [[ -n ${RAFTKV_BIN:-} ]]; then
+	cp "$RAFTKV_BIN" "$work/raftkv"
+else
+	(cd ../.. && go build -o "$work/raftkv" ./cmd/raftkv)
+fi
+[[ ${ETCD:-1} == 0 ]] || (cd .. && go build -o "$work/etcd" go.etcd.io/etcd/server/v3)
 
 eps=127.0.0.1:32379,127.0.0.1:32479,127.0.0.1:32579
-flags=(--endpoints="$eps" --conns 16 --clients 64)
+clients=${CLIENTS:-64} conns=${CONNS:-16}
+flags=(--endpoints="$eps" --conns "$conns" --clients "$clients")
 workloads=(
 	"put --val-size 256 --key-space-size 10000 --total $((40000 * scale))"
 	"range k --consistency l --total $((40000 * scale))"
@@ -135,12 +142,13 @@ if [[ ${SINGLE:-1} != 0 ]]; then
 	wait_ready http://127.0.0.1:32181/readyz
 	sleep 1
 	three=("${flags[@]}")
-	flags=(--endpoints=127.0.0.1:32379 --conns 16 --clients 64)
+	flags=(--endpoints=127.0.0.1:32379 --conns "$conns" --clients "$clients")
 	measure raftkv-1
 	flags=("${three[@]}")
 	kill "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true
 fi
 
+[[ ${ETCD:-1} != 0 ]] || exit 0
 pids=()
 cluster=m1=http://127.0.0.1:32180,m2=http://127.0.0.1:32280,m3=http://127.0.0.1:32380
 for i in 1 2 3; do
