@@ -117,11 +117,7 @@ func TestLargeEntriesSentOnce(t *testing.T) {
 // and a server's watchers and reads waiting on its apply wait a round trip
 // and the timer, not a heartbeat interval.
 func TestFollowersLearnCommitWithoutATick(t *testing.T) {
-	c := newCluster(t, 3, func(cfg *raft.Config) { cfg.HeartbeatTicks = 5 })
-	lead := c.waitLeader()
-	c.one("x", 3, 10*electionTicks)
-	c.tick(5)
-	c.drive()
+	c, lead := idleAfterOneWrite(t)
 	c.resetCounters()
 	idx := c.propose(lead, "y")
 	c.drive() // no tick: no heartbeat
@@ -137,11 +133,29 @@ func TestFollowersLearnCommitWithoutATick(t *testing.T) {
 			t.Fatalf("follower %d got %d AppendEntries for one proposal, want 2", id, n)
 		}
 	}
+	commitSentWithoutHeartbeats(t, c, lead, "after SendCommit")
+}
+
+// idleAfterOneWrite starts 3 members with a heartbeat every 5 ticks, has
+// "x" committed on all, and ticks to just after a heartbeat.
+func idleAfterOneWrite(t *testing.T) (*cluster, pb.NodeID) {
+	c := newCluster(t, 3, func(cfg *raft.Config) { cfg.HeartbeatTicks = 5 })
+	lead := c.waitLeader()
+	c.one("x", 3, 10*electionTicks)
+	c.tick(5)
+	c.drive()
+	return c, lead
+}
+
+// commitSentWithoutHeartbeats fails unless the leader has sent every
+// follower its commit index and no heartbeat went out.
+func commitSentWithoutHeartbeats(t *testing.T, c *cluster, lead pb.NodeID, when string) {
+	t.Helper()
 	if n := c.sent[pb.MsgHeartbeat]; n != 0 {
-		t.Fatalf("%d heartbeats sent without a tick", n)
+		t.Fatalf("%d heartbeats sent %s, want none", n, when)
 	}
 	if c.cores[lead].CommitUnsent() {
-		t.Fatal("leader still reports a commit index unsent after SendCommit")
+		t.Fatalf("leader still reports a commit index unsent %s", when)
 	}
 }
 
@@ -151,11 +165,7 @@ func TestFollowersLearnCommitWithoutATick(t *testing.T) {
 // on each answer costs each follower one AppendEntries per write, not two.
 // Left alone, the commit index goes out on the next tick.
 func TestCommitIndexRidesOnTheNextAppendEntries(t *testing.T) {
-	c := newCluster(t, 3, func(cfg *raft.Config) { cfg.HeartbeatTicks = 5 })
-	lead := c.waitLeader()
-	c.one("x", 3, 10*electionTicks)
-	c.tick(5)
-	c.drive()
+	c, lead := idleAfterOneWrite(t)
 	c.lazyCommit = true
 	c.resetCounters()
 	followers := []pb.NodeID{}
@@ -211,10 +221,5 @@ func TestCommitIndexRidesOnTheNextAppendEntries(t *testing.T) {
 			t.Fatalf("follower %d got %d AppendEntries, want 3 (the tick's carries the commit index)", id, n)
 		}
 	}
-	if n := c.sent[pb.MsgHeartbeat]; n != 0 {
-		t.Fatalf("%d heartbeats sent, want none", n)
-	}
-	if c.cores[lead].CommitUnsent() {
-		t.Fatal("leader still reports a commit index unsent after the tick")
-	}
+	commitSentWithoutHeartbeats(t, c, lead, "after the tick")
 }
