@@ -35,7 +35,10 @@
 //     and the completions of the other goroutines' I/O are each one call
 //     into the runtime, after which it hands out the work the runtime
 //     asks for. It sends the messages that may leave at once (the leader's
-//     AppendEntries go out while its own fsync runs, dissertation §10.2.1).
+//     AppendEntries go out while its own fsync runs, dissertation §10.2.1),
+//     and decides when a new commit index that no AppendEntries carries
+//     goes out on its own: at once while writes are sparse, else with the
+//     next AppendEntries or after a millisecond (commitnotice.go).
 //   - persist writes the Readys handed to it and fsyncs once for all that
 //     queued up meanwhile (driver.PersistBatch: group commit across
 //     Readys), then sends the messages that waited for durability (votes,
