@@ -1,6 +1,8 @@
 package raft
 
 import (
+	"math"
+
 	"github.com/raftkv/raftkv/raft/confchange"
 	pb "github.com/raftkv/raftkv/raftpb"
 )
@@ -70,6 +72,15 @@ func wellFormedEntries(m pb.Message) bool {
 	return true
 }
 
+// wellFormedSnapshot: a snapshot ends at an entry, which has a term (at
+// least 1, at most the sender's) and an index after which a log can go
+// on: a snapshot at the largest index would start the log at index 0.
+func wellFormedSnapshot(m pb.Message) bool {
+	s := m.Snapshot
+	return s != nil && s.Index > 0 && s.Index < math.MaxUint64 && s.Term > 0 && s.Term <= m.Term &&
+		confchange.Validate(s.Conf) == nil
+}
+
 // handleHeartbeat answers the leader's heartbeat, which maintains its
 // authority (§5.2) and carries its commit index.
 func (r *Raft) handleHeartbeat(m pb.Message) {
@@ -83,8 +94,8 @@ func (r *Raft) handleHeartbeat(m pb.Message) {
 
 // handleInstallSnapshot is the receiver side of InstallSnapshot (Figure 13).
 func (r *Raft) handleInstallSnapshot(m pb.Message) {
-	if m.Snapshot == nil || m.Snapshot.Term > m.Term || confchange.Validate(m.Snapshot.Conf) != nil {
-		return
+	if !wellFormedSnapshot(m) {
+		return // a malformed message changes nothing
 	}
 	s := *m.Snapshot
 	switch {

@@ -71,6 +71,42 @@ func TestRegressionTermOverflow(t *testing.T) {
 	}
 }
 
+// TestRegressionImpossibleSnapshot pins a broken invariant the fuzzer
+// found: an InstallSnapshot at the largest index (with term 0) made the
+// follower restore its log to start after it, at index 0. Snapshots no
+// leader can send (that index, term 0, a term past the sender's) change
+// nothing.
+func TestRegressionImpossibleSnapshot(t *testing.T) {
+	c := newCluster(t, 3, nil)
+	lead := c.waitLeader()
+	c.one("x", 3, 10*electionTicks)
+	f := c.ids[0]
+	if f == lead {
+		f = c.ids[1]
+	}
+	term := c.cores[f].Term()
+	conf := c.cores[f].ConfState()
+	for _, s := range []pb.SnapshotMeta{
+		{Index: math.MaxUint64, Term: term, Conf: conf},
+		{Index: math.MaxUint64, Term: 0, Conf: conf},
+		{Index: 100, Term: 0, Conf: conf},
+		{Index: 100, Term: term + 1, Conf: conf},
+	} {
+		before := c.cores[f].Status()
+		m := pb.Message{Type: pb.MsgInstallSnapshot, From: lead, To: f, Term: term, Snapshot: &s}
+		if err := c.cores[f].Step(m); err != nil {
+			t.Fatal(err)
+		}
+		after := c.cores[f].Status()
+		if after.FirstIndex != before.FirstIndex || after.LastIndex != before.LastIndex || after.Commit != before.Commit {
+			t.Fatalf("snapshot %d/%d moved the log from [%d, %d] commit %d to [%d, %d] commit %d", s.Index, s.Term,
+				before.FirstIndex, before.LastIndex, before.Commit, after.FirstIndex, after.LastIndex, after.Commit)
+		}
+		c.drive()
+	}
+	c.one("y", 3, 10*electionTicks)
+}
+
 // TestRegressionAppendRespPastLastIndex pins a panic: an AppendEntriesResp
 // acknowledging an index past the leader's log moved the follower's Next
 // past it, and the next send failed to read the term there.
