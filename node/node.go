@@ -286,9 +286,10 @@ func (n *Node) fatal(err error) {
 // call into it, and the work it then asks for is handed out.
 func (n *Node) runLoop() {
 	defer n.shutdown()
-	ticker := time.NewTicker(timingOf(n.cfg.TickInterval, n.cfg.ElectionTimeout).tick)
+	tick := timingOf(n.cfg.TickInterval, n.cfg.ElectionTimeout).tick
+	ticker := time.NewTicker(tick)
 	defer ticker.Stop()
-	cn := newCommitNotice(timingOf(n.cfg.TickInterval, n.cfg.ElectionTimeout).tick)
+	cn := newCommitNotice(tick)
 	defer cn.timer.Stop()
 	rt := n.run.rt
 	for {

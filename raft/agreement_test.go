@@ -41,10 +41,7 @@ func TestAgreementDespiteCutFollower(t *testing.T) {
 	c := newCluster(t, 3, nil)
 	lead := c.waitLeader()
 	c.one("a", 3, 10*electionTicks)
-	f := c.ids[0]
-	if f == lead {
-		f = c.ids[1]
-	}
+	f := c.followerOf(lead)
 	c.cut[f] = true
 	for i := 0; i < 10; i++ {
 		c.one(cmdN("cut", i), 2, 10*electionTicks)
@@ -279,10 +276,7 @@ func TestBackupFarBehindFollower(t *testing.T) {
 	c := newCluster(t, 5, nil)
 	lead := c.waitLeader()
 	c.one("start", 5, 10*electionTicks)
-	f := c.ids[0]
-	if f == lead {
-		f = c.ids[1]
-	}
+	f := c.followerOf(lead)
 	c.cut[f] = true
 	for term := 0; term < 5; term++ {
 		l := c.waitLeader()

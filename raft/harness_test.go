@@ -437,6 +437,14 @@ func (c *cluster) readyAll() bool {
 }
 
 // drive runs every core's Ready loop and delivers messages until quiet.
+// followerOf returns the first member, in id order, that is not lead.
+func (c *cluster) followerOf(lead pb.NodeID) pb.NodeID {
+	if c.ids[0] == lead {
+		return c.ids[1]
+	}
+	return c.ids[0]
+}
+
 func (c *cluster) drive() {
 	for round := 0; round < 1000; round++ {
 		busy := c.readyAll()

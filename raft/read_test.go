@@ -153,10 +153,7 @@ func TestReadIndexOnFollower(t *testing.T) {
 	c := newCluster(t, 3, nil)
 	lead := c.waitLeader()
 	c.one("x", 3, 10*electionTicks)
-	f := c.ids[0]
-	if f == lead {
-		f = c.ids[1]
-	}
+	f := c.followerOf(lead)
 	if err := c.cores[f].ReadIndex([]byte("f")); err != nil {
 		t.Fatal(err)
 	}

@@ -16,10 +16,7 @@ func TestRegressionLeaderCountsItselfForCheckQuorum(t *testing.T) {
 	c := newCluster(t, 3, nil)
 	lead := c.waitLeader()
 	term := c.cores[lead].Term()
-	f := c.ids[0]
-	if f == lead {
-		f = c.ids[1]
-	}
+	f := c.followerOf(lead)
 	c.cut[f] = true
 	c.tick(10 * electionTicks)
 	if c.leader() != lead || c.cores[lead].Term() != term {
@@ -56,10 +53,7 @@ func TestRegressionLostAppendEntriesResent(t *testing.T) {
 func TestRegressionTermOverflow(t *testing.T) {
 	c := newCluster(t, 3, nil)
 	lead := c.waitLeader()
-	f := c.ids[0]
-	if f == lead {
-		f = c.ids[1]
-	}
+	f := c.followerOf(lead)
 	err := c.cores[f].Step(pb.Message{Type: pb.MsgHeartbeat, From: 9, To: f, Term: math.MaxUint64})
 	if err != nil {
 		t.Fatal(err)
@@ -80,10 +74,7 @@ func TestRegressionImpossibleSnapshot(t *testing.T) {
 	c := newCluster(t, 3, nil)
 	lead := c.waitLeader()
 	c.one("x", 3, 10*electionTicks)
-	f := c.ids[0]
-	if f == lead {
-		f = c.ids[1]
-	}
+	f := c.followerOf(lead)
 	term := c.cores[f].Term()
 	conf := c.cores[f].ConfState()
 	for _, s := range []pb.SnapshotMeta{
@@ -114,10 +105,7 @@ func TestRegressionAppendRespPastLastIndex(t *testing.T) {
 	c := newCluster(t, 3, nil)
 	lead := c.waitLeader()
 	c.one("x", 3, 10*electionTicks)
-	f := c.ids[0]
-	if f == lead {
-		f = c.ids[1]
-	}
+	f := c.followerOf(lead)
 	for _, reject := range []bool{false, true} {
 		m := pb.Message{Type: pb.MsgAppendEntriesResp, From: f, To: lead, Term: c.cores[lead].Term(),
 			Index: 1 << 40, Reject: reject, Hint: 1 << 40}

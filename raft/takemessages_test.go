@@ -15,10 +15,7 @@ func TestTakeMessagesAheadOfTheReady(t *testing.T) {
 	c := newCluster(t, 3, nil)
 	lead := c.waitLeader()
 	c.one("x", 3, 10*electionTicks)
-	f := c.ids[0]
-	if f == lead {
-		f = c.ids[1]
-	}
+	f := c.followerOf(lead)
 	r := c.cores[f]
 	term, last := r.Term(), c.cores[lead].Status().LastIndex
 	// The disk stalls: nothing the follower is handed from now on is advanced.
