@@ -22,7 +22,12 @@
 // and fdatasync has no size change to commit. On the real file system the
 // next segment's file is prepared by a goroutine while the current one
 // fills; on any other (FaultFS) inline at the roll, so that crashes stay
-// deterministic. The zeros after a segment's last record are its free
+// deterministic. The zeros go to the disk a megabyte at a time
+// (vfs.WriteBack) before the final sync, as a snapshot's data does while
+// it is written: left to that sync, tens of megabytes sat in the disk's
+// queue ahead of the log's own syncs, which every write waits for (and
+// all members roll and snapshot at about the same index, so at about the
+// same moment). The zeros after a segment's last record are its free
 // space. A new log's first segment is 4 MiB, each later one twice its
 // predecessor, up to Options.SegmentBytes. Segments written without
 // preallocation (older logs, a file system whose files cannot write at an

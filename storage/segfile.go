@@ -67,6 +67,13 @@ func zeroFile(fs vfs.FS, path string, size int64, stop *atomic.Bool) error {
 			f.Close()
 			return fmt.Errorf("prepare %s: %w", path, err)
 		}
+		// A chunk at a time to the disk, so that the log's syncs, which
+		// writes wait for, queue behind a megabyte of zeros at most and
+		// not behind the whole segment at the Sync below.
+		if err := vfs.WriteBack(f); err != nil {
+			f.Close()
+			return fmt.Errorf("prepare %s: %w", path, err)
+		}
 		off += n
 	}
 	err = f.Sync()

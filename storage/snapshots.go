@@ -34,6 +34,9 @@ const (
 	snapSuffix       = ".snap"
 	snapMetaMaxBytes = 1 << 20
 	snapBufferBytes  = 256 << 10
+	// snapWriteBackBytes is how much a snapshot writer writes between
+	// write-backs.
+	snapWriteBackBytes = 1 << 20
 )
 
 // Snapshots is a directory of snapshot files, newest kept. Safe for
@@ -199,8 +202,10 @@ type SnapshotWriter struct {
 	buf  *bufio.Writer
 	crc  uint32
 	n    uint64
-	err  error
-	done bool
+	// wroteBack is n when the file was last written back (vfs.WriteBack).
+	wroteBack uint64
+	err       error
+	done      bool
 }
 
 func (w *SnapshotWriter) Write(p []byte) (int, error) {
@@ -213,6 +218,12 @@ func (w *SnapshotWriter) Write(p []byte) (int, error) {
 	n, err := w.buf.Write(p)
 	w.crc = crc32.Update(w.crc, crcTable, p[:n])
 	w.n += uint64(n)
+	if err == nil && w.n-w.wroteBack >= snapWriteBackBytes {
+		// As segfile's zeroFile does: the snapshot reaches the disk in
+		// chunks, not in one burst ahead of the log's syncs at Commit.
+		w.wroteBack = w.n
+		err = vfs.WriteBack(w.f)
+	}
 	if err != nil {
 		w.err = fmt.Errorf("snapshots: write %s: %w", w.tmp, err)
 	}

@@ -28,6 +28,10 @@ type osFile struct{ *os.File }
 // Sync is fdatasync where the platform has it (see sync_*.go).
 func (f osFile) Sync() error { return datasync(f.File) }
 
+// WriteBack writes the file's dirty pages out and waits for them, where
+// the platform can without a full sync (see sync_*.go).
+func (f osFile) WriteBack() error { return writeBack(f.File) }
+
 func (osFS) Create(name string) (File, error) {
 	return osFS{}.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
 }

@@ -1,9 +1,11 @@
 package vfs
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 )
 
@@ -40,4 +42,34 @@ func TestOSBasics(t *testing.T) {
 	if _, err := fs.Stat(filepath.Join(dir, "b")); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("stat removed: %v", err)
 	}
+}
+
+// TestOSWriteBack: an OS file writes its data out without error and
+// keeps it readable; a closed one reports the failure; a file that
+// cannot write back (FaultFS) is left alone.
+func TestOSWriteBack(t *testing.T) {
+	fs := OS()
+	f, err := fs.Create(filepath.Join(t.TempDir(), "a"))
+	must(t, err)
+	data := make([]byte, 2<<20)
+	for i := range data {
+		data[i] = byte(i)
+	}
+	if _, err := f.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	must(t, WriteBack(f))
+	got := make([]byte, len(data))
+	if _, err := f.ReadAt(got, 0); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read back after WriteBack: %v", err)
+	}
+	must(t, f.Close())
+	if _, ok := f.(WriteBacker); ok && runtime.GOOS == "linux" {
+		if err := WriteBack(f); err == nil {
+			t.Fatal("WriteBack of a closed file succeeded")
+		}
+	}
+	ff, err := NewFaultFS(1).Create("b")
+	must(t, err)
+	must(t, WriteBack(ff))
 }

@@ -47,6 +47,26 @@ type File interface {
 	Stat() (os.FileInfo, error)
 }
 
+// WriteBacker is implemented by files that can write their data out to
+// the disk and wait for it without making it durable (Linux:
+// sync_file_range, which issues no cache flush). A writer of a large file
+// calls it every chunk or so, so that its data reaches the disk in
+// chunks rather than in one burst at the final Sync: a burst of tens of
+// megabytes sits in the disk's queue ahead of every other file's sync,
+// and the log's syncs are what writes wait for.
+type WriteBacker interface {
+	WriteBack() error
+}
+
+// WriteBack writes f's data out if f can (WriteBacker) and does nothing
+// otherwise.
+func WriteBack(f File) error {
+	if w, ok := f.(WriteBacker); ok {
+		return w.WriteBack()
+	}
+	return nil
+}
+
 // ErrLocked is wrapped by Lock when another holder has the directory.
 var ErrLocked = errors.New("vfs: directory is locked by another process or handle")
 
