@@ -15,6 +15,19 @@
 //
 //	cd bench && go run ./pairs -a /tmp/a -b /tmp/b -op put -clients 64 -rounds 5
 //	cd bench && go run ./pairs -a /tmp/a -b /tmp/b -op get -tool h2load -clients 4 -streams 16
+//
+// -b etcd runs etcd (the version pinned in bench/go.mod, built first)
+// as build B, so that a raftkv build and etcd alternate minute by minute
+// and the machine's drift falls on both stores alike, where bench/compare
+// measures one store for minutes and then the other. Its clients reach
+// etcd's leader as bench/compare's independent rows do: loadgen through
+// etcd's Go client (gRPC), wrk through etcd's JSON gateway.
+//
+//	cd bench && go run ./pairs -a /tmp/a -b etcd -op put -tool wrk -clients 1 -rounds 8
+//
+// After the medians, each round's ratio A ÷ B (ops/s, p50 and members'
+// CPU per operation), and their medians: a ratio taken within a round,
+// minutes apart at most.
 package main
 
 import (
@@ -71,6 +84,10 @@ func main() {
 		fmt.Fprintln(os.Stderr, "pairs: want -a, -b, -op put|get, -tool loadgen|wrk|h2load, -clients ≥ 1, -streams ≥ 1 (h2load only) and -rounds ≥ 1")
 		os.Exit(2)
 	}
+	if o.b == etcdBuild && o.tool == "h2load" {
+		fmt.Fprintln(os.Stderr, "pairs: etcd serves no HTTP/2 key-value API: -b etcd takes -tool loadgen or wrk")
+		os.Exit(2)
+	}
 	if o.tool != "loadgen" {
 		if _, err := exec.LookPath(o.tool); err != nil {
 			fmt.Fprintf(os.Stderr, "pairs: %s is not installed (Debian: apt-get install -y wrk nghttp2-client)\n", o.tool)
@@ -91,8 +108,23 @@ func main() {
 	}
 }
 
+// etcdBuild, given as -b, makes build B etcd.
+const etcdBuild = "etcd"
+
 func run(ctx context.Context, o options) error {
 	bins := map[string]string{"A": o.a, "B": o.b}
+	if o.b == etcdBuild {
+		dir, err := os.MkdirTemp("", "raftkv-pairs-etcd-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		built, err := cluster.Build(ctx, o.benchDir, dir, "etcd")
+		if err != nil {
+			return err
+		}
+		bins["B"] = built["etcd"]
+	}
 	got := map[string][]result{}
 	for round := range o.rounds {
 		order := []string{"A", "B"}
@@ -100,7 +132,7 @@ func run(ctx context.Context, o options) error {
 			order = []string{"B", "A"}
 		}
 		for _, name := range order {
-			r, err := once(ctx, bins[name], o)
+			r, err := once(ctx, bins[name], name == "B" && o.b == etcdBuild, o)
 			if err != nil {
 				return fmt.Errorf("round %d, build %s: %w", round+1, name, err)
 			}
@@ -118,18 +150,58 @@ func run(ctx context.Context, o options) error {
 			median(got[name], func(r result) float64 { return float64(sum(r.cpuPerOp).Nanoseconds()) / 1e3 }),
 			lat, time.Duration(median(got[name], latOf)).Round(time.Microsecond))
 	}
+	printRatios(got["A"], got["B"], lat, latOf)
 	return nil
 }
 
-// once starts a fresh cluster of bin, measures o's workload on it and
-// stops it.
-func once(ctx context.Context, bin string, o options) (_ result, err error) {
+// printRatios prints each round's A ÷ B and the median of those ratios.
+func printRatios(a, b []result, lat string, latOf func(result) float64) {
+	cols := []struct {
+		name string
+		f    func(result) float64
+	}{
+		{"ops/s", func(r result) float64 { return r.OpsPerSec }},
+		{lat, latOf},
+		{"members' CPU/op", func(r result) float64 { return float64(sum(r.cpuPerOp)) }},
+	}
+	for _, c := range cols {
+		var rs []float64
+		var shown []string
+		for i := range a {
+			if c.f(b[i]) == 0 {
+				continue
+			}
+			r := c.f(a[i]) / c.f(b[i])
+			rs = append(rs, r)
+			shown = append(shown, fmt.Sprintf("%.2f", r))
+		}
+		if len(rs) == 0 {
+			continue
+		}
+		sort.Float64s(rs)
+		med := rs[len(rs)/2]
+		if len(rs)%2 == 0 {
+			med = (rs[len(rs)/2-1] + rs[len(rs)/2]) / 2
+		}
+		fmt.Printf("A ÷ B, %s, by round: %s; median %.2f\n", c.name, strings.Join(shown, ", "), med)
+	}
+}
+
+// once starts a fresh cluster of bin (an etcd binary if etcd), measures
+// o's workload on it and stops it.
+func once(ctx context.Context, bin string, etcd bool, o options) (_ result, err error) {
 	dir, err := os.MkdirTemp("", "raftkv-pairs-")
 	if err != nil {
 		return result{}, err
 	}
 	defer os.RemoveAll(dir)
-	c, err := cluster.StartRaftkv(ctx, bin, dir, cluster.Members, cluster.RaftkvOptions{})
+	start := func() (*cluster.Cluster, error) {
+		return cluster.StartRaftkv(ctx, bin, dir, cluster.Members, cluster.RaftkvOptions{})
+	}
+	if etcd {
+		start = func() (*cluster.Cluster, error) { return cluster.StartEtcd(ctx, bin, dir) }
+	}
+	c, err := start()
 	defer cluster.StopAfter(c, &err)
 	if err != nil {
 		return result{}, err
@@ -139,7 +211,10 @@ func once(ctx context.Context, bin string, o options) (_ result, err error) {
 		return result{}, err
 	}
 	addr := c.ClientAddrs[li]
-	s := loadgen.NewRaftkvPlain(addr, "linearizable")
+	var s loadgen.Store = loadgen.NewRaftkvPlain(addr, "linearizable")
+	if etcd {
+		s = loadgen.NewEtcdPlain(addr, false)
+	}
 	defer s.Close()
 	cfg := loadgen.Config{Op: loadgen.Op(o.op), Clients: o.clients, Duration: o.warmup}
 	if cfg.Op == loadgen.OpGet {
@@ -153,7 +228,7 @@ func once(ctx context.Context, bin string, o options) (_ result, err error) {
 	}
 	var tl *toolLoad
 	if o.tool != "loadgen" {
-		if tl, err = newToolLoad(dir, addr, o); err != nil {
+		if tl, err = newToolLoad(dir, c.Name, addr, o); err != nil {
 			return result{}, err
 		}
 		load = func(d time.Duration) (loadgen.Result, error) { return tl.run(ctx, d) }
@@ -161,8 +236,13 @@ func once(ctx context.Context, bin string, o options) (_ result, err error) {
 	if _, err := load(o.warmup); err != nil {
 		return result{}, fmt.Errorf("warm-up: %w", err)
 	}
+	// etcd publishes no such counters: its rows go without them.
+	counts := c.RaftCounts
+	if etcd {
+		counts = func(context.Context) ([]cluster.RaftCounts, error) { return nil, nil }
+	}
 	cpu0 := c.MemberCPUTimes()
-	raft0, err := c.RaftCounts(ctx)
+	raft0, err := counts(ctx)
 	if err != nil {
 		return result{}, err
 	}
@@ -174,7 +254,7 @@ func once(ctx context.Context, bin string, o options) (_ result, err error) {
 		return result{}, errors.New("no operation succeeded")
 	}
 	cpu1 := c.MemberCPUTimes()
-	raft1, err := c.RaftCounts(ctx)
+	raft1, err := counts(ctx)
 	if err != nil {
 		return result{}, err
 	}
@@ -182,7 +262,7 @@ func once(ctx context.Context, bin string, o options) (_ result, err error) {
 	if tl != nil {
 		out.mean = tl.mean
 	}
-	if len(out.raftPerOp) != len(cpu1) {
+	if !etcd && len(out.raftPerOp) != len(cpu1) {
 		return result{}, fmt.Errorf("metrics of %d members, CPU of %d", len(out.raftPerOp), len(cpu1))
 	}
 	for i := range cpu1 {
@@ -199,16 +279,21 @@ func (r result) String() string {
 			c += " leader"
 		}
 		cpu = append(cpu, c)
-		msgs = append(msgs, fmt.Sprintf("%.3f", r.raftPerOp[i].MessagesSent))
-		fsyncs = append(fsyncs, fmt.Sprintf("%.3f", r.raftPerOp[i].Fsyncs))
+		if i < len(r.raftPerOp) {
+			msgs = append(msgs, fmt.Sprintf("%.3f", r.raftPerOp[i].MessagesSent))
+			fsyncs = append(fsyncs, fmt.Sprintf("%.3f", r.raftPerOp[i].Fsyncs))
+		}
 	}
 	lat := fmt.Sprintf("p50 %v  p99 %v", r.P50, r.P99)
 	if r.mean > 0 {
 		lat = fmt.Sprintf("mean %v", r.mean)
 	}
-	return fmt.Sprintf("%.0f ops/s  %s  errors %d  members' CPU %.1f µs/op (%s)  Raft messages/op %s  fsyncs/op %s",
-		r.OpsPerSec, lat, r.Errors, float64(sum(r.cpuPerOp).Nanoseconds())/1e3,
-		strings.Join(cpu, ", "), strings.Join(msgs, ", "), strings.Join(fsyncs, ", "))
+	s := fmt.Sprintf("%.0f ops/s  %s  errors %d  members' CPU %.1f µs/op (%s)",
+		r.OpsPerSec, lat, r.Errors, float64(sum(r.cpuPerOp).Nanoseconds())/1e3, strings.Join(cpu, ", "))
+	if len(msgs) > 0 {
+		s += fmt.Sprintf("  Raft messages/op %s  fsyncs/op %s", strings.Join(msgs, ", "), strings.Join(fsyncs, ", "))
+	}
+	return s
 }
 
 func sum(ds []time.Duration) time.Duration {

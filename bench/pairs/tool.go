@@ -26,13 +26,14 @@ type toolLoad struct {
 	mean time.Duration // h2load's mean latency in the last run
 }
 
-func newToolLoad(dir, addr string, o options) (*toolLoad, error) {
+// store is the cluster's name (raftkv or etcd), which picks the wrk script.
+func newToolLoad(dir, store, addr string, o options) (*toolLoad, error) {
 	t := &toolLoad{o: o}
 	conns := fmt.Sprint(o.clients)
 	secs := func(d time.Duration) string { return fmt.Sprintf("%ds", max(1, int(d.Seconds()))) }
 	switch o.tool {
 	case "wrk":
-		script := filepath.Join(o.benchDir, "compare", "lua", "raftkv-"+o.op+".lua")
+		script := filepath.Join(o.benchDir, "compare", "lua", store+"-"+o.op+".lua")
 		t.args = func(d time.Duration) []string {
 			return []string{"-t", fmt.Sprint(min(2, o.clients)), "-c", conns, "-d", secs(d), "--latency", "-s", script, "http://" + addr}
 		}
