@@ -220,11 +220,11 @@ func (t *Transport) clusterMatches(id uint64) bool {
 	return t.clusterID.Load() == id
 }
 
-// refuse counts and logs (rate-limited) a refused connection; the caller
-// closes it.
+// refuse logs (rate-limited) and counts a refused connection; the caller
+// closes it. Logged first, so that whoever sees the count can find the line.
 func (t *Transport) refuse(ic *inboundConn, msg string, args ...any) {
-	t.refused.Add(1)
 	t.warnLimited(msg, append(args, slog.String("remote", ic.remote))...)
+	t.refused.Add(1)
 }
 
 // register makes ic the stream of its sender and kind, closing the one it
