@@ -178,12 +178,7 @@ func printRatios(a, b []result, lat string, latOf func(result) float64) {
 		if len(rs) == 0 {
 			continue
 		}
-		sort.Float64s(rs)
-		med := rs[len(rs)/2]
-		if len(rs)%2 == 0 {
-			med = (rs[len(rs)/2-1] + rs[len(rs)/2]) / 2
-		}
-		fmt.Printf("A ÷ B, %s, by round: %s; median %.2f\n", c.name, strings.Join(shown, ", "), med)
+		fmt.Printf("A ÷ B, %s, by round: %s; median %.2f\n", c.name, strings.Join(shown, ", "), medianOf(rs))
 	}
 }
 
@@ -309,6 +304,11 @@ func median(rs []result, f func(result) float64) float64 {
 	for i, r := range rs {
 		v[i] = f(r)
 	}
+	return medianOf(v)
+}
+
+// medianOf sorts v and returns its median.
+func medianOf(v []float64) float64 {
 	sort.Float64s(v)
 	if len(v)%2 == 1 {
 		return v[len(v)/2]
