@@ -137,10 +137,12 @@ func (n *Node) admitProposals(batch []*proposal) []*proposal {
 	for i, p := range batch {
 		size := int64(len(p.data)) + entryOverheadBytes
 		if !g.roomFor(size) {
+			// Counted first, so that a caller who got ErrNoSpace finds
+			// its refusal in SpaceCounters.
+			g.refused.Add(uint64(len(batch) - i))
 			for _, q := range batch[i:] {
 				q.finish(nil, ErrNoSpace)
 			}
-			g.refused.Add(uint64(len(batch) - i))
 			return batch[:i]
 		}
 		g.admitted += size
