@@ -16,6 +16,7 @@ type account struct {
 	skipped   int // puts some stage of which had no mark
 	ops       int64
 	clientP50 time.Duration
+	clientP99 time.Duration
 }
 
 // join follows every put the leader proposed between from and to
@@ -144,6 +145,20 @@ func (a *account) durations(from, to string) []time.Duration {
 
 func p50(ds []time.Duration) time.Duration { return ds[len(ds)/2] }
 
+func p99(ds []time.Duration) time.Duration { return ds[len(ds)*99/100] }
+
+// slowest returns the samples whose request read → answer written is
+// among the slowest hundredth (at least one), so that a stage's mean over
+// them shows where the tail's time goes; a stage's own p99 does not, for
+// a different put may be the slow one at each stage.
+func (a *account) slowest() *account {
+	sorted := append([]sample(nil), a.samples...)
+	sort.SliceStable(sorted, func(i, j int) bool {
+		return sorted[i]["resp"]-sorted[i]["req"] > sorted[j]["resp"]-sorted[j]["req"]
+	})
+	return &account{members: a.members, samples: sorted[:max(1, len(sorted)/100)]}
+}
+
 func mean(ds []time.Duration) time.Duration {
 	var t time.Duration
 	for _, d := range ds {
@@ -160,18 +175,20 @@ func (a *account) print(members int) {
 		stages = alone
 	}
 	fmt.Printf("## %d-member cluster: %d puts, %d followed through every stage\n\n", members, a.ops, len(a.samples))
-	fmt.Println("| stage | p50 µs | mean µs |")
-	fmt.Println("| --- | ---: | ---: |")
-	for _, st := range stages {
-		ds := a.durations(st.from, st.to)
-		fmt.Printf("| %s | %s | %s |\n", st.what, us(p50(ds)), us(mean(ds)))
+	tail := a.slowest()
+	fmt.Printf("| stage | p50 µs | mean µs | p99 µs | mean µs, slowest %d |\n", len(tail.samples))
+	fmt.Println("| --- | ---: | ---: | ---: | ---: |")
+	row := func(what, from, to string) {
+		ds := a.durations(from, to)
+		fmt.Printf("| %s | %s | %s | %s | %s |\n", what, us(p50(ds)), us(mean(ds)), us(p99(ds)), us(mean(tail.durations(from, to))))
 	}
-	total := a.durations("req", "resp")
-	fmt.Printf("| **request read → answer written** | **%s** | **%s** |\n", us(p50(total)), us(mean(total)))
-	fmt.Printf("| the client's p50, request written → answer read | %s | |\n", us(a.clientP50))
+	for _, st := range stages {
+		row(st.what, st.from, st.to)
+	}
+	row("**request read → answer written**", "req", "resp")
+	fmt.Printf("| the client's p50 and p99, request written → answer read | %s | | %s | |\n", us(a.clientP50), us(a.clientP99))
 	if members > 1 {
-		own := a.durations("lpstart", "lpdone")
-		fmt.Printf("| beside it: the leader's own WAL write + fdatasync | %s | %s |\n", us(p50(own)), us(mean(own)))
+		row("beside it: the leader's own WAL write + fdatasync", "lpstart", "lpdone")
 		late := 0
 		for _, s := range a.samples {
 			if s["lpdone"] > s["ackr"] {

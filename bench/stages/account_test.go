@@ -91,3 +91,39 @@ func TestReadMarksRefusesDroppedMarksAndGarbage(t *testing.T) {
 		}
 	}
 }
+
+// The tail column follows the slowest hundredth of puts end to end, not
+// each stage's own slowest: here the slow put spent its time in the
+// follower's fdatasync while another put had the slowest apply.
+func TestSlowestFollowsTheSlowestPutsEndToEnd(t *testing.T) {
+	a := &account{members: 3}
+	for i := range 200 {
+		s := sample{"req": 0, "fpstart": 10, "fpdone": 110, "commit": 120, "applied": 130, "resp": 140}
+		switch i {
+		case 7:
+			s["fpdone"], s["commit"], s["applied"], s["resp"] = 5010, 5020, 5030, 5040
+		case 8:
+			s["fpdone"], s["commit"], s["applied"], s["resp"] = 2010, 2020, 2030, 2040
+		case 9:
+			s["applied"], s["resp"] = 1130, 1140
+		}
+		a.samples = append(a.samples, s)
+	}
+	tail := a.slowest()
+	if len(tail.samples) != 2 {
+		t.Fatalf("slowest kept %d puts of 200, want 2", len(tail.samples))
+	}
+	if got := mean(tail.durations("fpstart", "fpdone")); got != 3500 {
+		t.Errorf("fdatasync mean over the slowest = %v, want 3.5µs", got)
+	}
+	if got := mean(tail.durations("commit", "applied")); got != 10 {
+		t.Errorf("apply mean over the slowest = %v, want 10ns (the slow apply's put is not among them)", got)
+	}
+	if got := p99(a.durations("fpstart", "fpdone")); got != 2000 {
+		t.Errorf("fdatasync p99 = %v, want 2µs", got)
+	}
+	one := &account{samples: a.samples[:3]}
+	if n := len(one.slowest().samples); n != 1 {
+		t.Errorf("slowest of 3 puts kept %d, want 1", n)
+	}
+}

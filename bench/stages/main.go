@@ -1,11 +1,12 @@
 // Command stages accounts for a single client's put stage by stage: where
 // the time between the request and the answer goes on a 3-member cluster
-// and on a 1-member one, and what the disk costs with one, two and three
-// members syncing at once. It builds raftkv with the build tag stagetrace
-// (internal/stagetrace), whose members then timestamp each stage of every
-// write into files, runs one independent client's puts against the
-// leader, and joins the members' marks by log index. From the bench
-// module:
+// and on a 1-member one, what the disk costs with one, two and three
+// members syncing at once, and what a loopback round trip between two
+// processes costs when both are busy and when both have gone idle. It
+// builds raftkv with the build tag stagetrace (internal/stagetrace), whose
+// members then timestamp each stage of every write into files, runs one
+// independent client's puts against the leader, and joins the members'
+// marks by log index. From the bench module:
 //
 //	cd bench && go run ./stages -duration 10s
 //
@@ -36,16 +37,25 @@ type options struct {
 	diskWriters int
 	diskSyncs   int
 	diskPause   time.Duration
+	loopTrips   int
 }
 
 func main() {
 	var o options
-	flag.DurationVar(&o.duration, "duration", 10*time.Second, "measured time of each cluster's run")
+	flag.DurationVar(&o.duration, "duration", 10*time.Second, "measured time of each cluster's run (0: no clusters, only the disk and loopback tables)")
 	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured run before each measurement")
 	flag.IntVar(&o.diskWriters, "disk-writers", 3, "measure fdatasync with 1 up to this many concurrent writers (0: skip)")
 	flag.IntVar(&o.diskSyncs, "disk-syncs", 300, "fdatasyncs per writer")
 	flag.DurationVar(&o.diskPause, "disk-pause", 300*time.Microsecond, "pause between one writer's syncs, as a single client's members leave")
+	flag.IntVar(&o.loopTrips, "loopback-trips", 5000, "measure loopback TCP round trips between two processes, this many back to back and as many with -disk-pause between (0: skip)")
 	flag.Parse()
+	if addr := os.Getenv(echoAddrEnv); addr != "" {
+		if err := runEcho(addr); err != nil {
+			fmt.Fprintln(os.Stderr, "stages:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, o); err != nil {
@@ -64,6 +74,26 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
+	fmt.Printf("# One client's put, stage by stage (%s, load average %s)\n\n", time.Now().UTC().Format(time.RFC3339), cluster.LoadAverage())
+	if o.duration > 0 {
+		if err := measureClusters(ctx, benchDir, dir, o); err != nil {
+			return err
+		}
+	}
+	if o.diskWriters > 0 {
+		if err := measureDisk(ctx, filepath.Join(dir, "disk"), o); err != nil {
+			return err
+		}
+	}
+	if o.loopTrips > 0 {
+		return measureLoopback(ctx, o)
+	}
+	return nil
+}
+
+// measureClusters builds raftkv with stage marks and accounts for one
+// client's put on a 3-member and on a 1-member cluster.
+func measureClusters(ctx context.Context, benchDir, dir string, o options) error {
 	bin := filepath.Join(dir, "raftkv-stagetrace")
 	fmt.Fprintln(os.Stderr, "building raftkv with -tags stagetrace")
 	build := exec.CommandContext(ctx, "go", "build", "-tags", "stagetrace", "-o", bin, "./cmd/raftkv")
@@ -72,16 +102,12 @@ func run(ctx context.Context, o options) error {
 	if err := build.Run(); err != nil {
 		return fmt.Errorf("building raftkv: %w", err)
 	}
-	fmt.Printf("# One client's put, stage by stage (%s, load average %s)\n\n", time.Now().UTC().Format(time.RFC3339), cluster.LoadAverage())
 	for _, members := range []int{cluster.Members, 1} {
 		r, err := measure(ctx, bin, filepath.Join(dir, fmt.Sprintf("c%d", members)), members, o)
 		if err != nil {
 			return fmt.Errorf("%d-member cluster: %w", members, err)
 		}
 		r.print(members)
-	}
-	if o.diskWriters > 0 {
-		return measureDisk(ctx, filepath.Join(dir, "disk"), o)
 	}
 	return nil
 }
@@ -131,7 +157,7 @@ func measure(ctx context.Context, bin, dir string, members int, o options) (_ *a
 		}
 	}
 	a := join(byMember, li, from.UnixNano(), to.UnixNano())
-	a.clientP50 = res.P50
+	a.clientP50, a.clientP99 = res.P50, res.P99
 	a.ops = res.Ops
 	if len(a.samples) == 0 {
 		return nil, fmt.Errorf("no put could be followed through every stage (%d puts)", res.Ops)
