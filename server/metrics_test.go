@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
@@ -44,6 +45,27 @@ func metricValue(t *testing.T, s *Server, name string, labels ...string) (float6
 	return 0, false
 }
 
+// settledValue is metricValue once the series has held one value for
+// 200ms, for a count that requests already under way may still raise.
+func settledValue(t *testing.T, s *Server, name string, labels ...string) float64 {
+	t.Helper()
+	v, _ := metricValue(t, s, name, labels...)
+	same := 0
+	for deadline := time.Now().Add(5 * time.Second); same < 4; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s%v still changing after 5s (now %v)", name, labels, v)
+		}
+		time.Sleep(50 * time.Millisecond)
+		now, _ := metricValue(t, s, name, labels...)
+		if now == v {
+			same++
+		} else {
+			v, same = now, 0
+		}
+	}
+	return v
+}
+
 func labelOf(m *dto.Metric, name string) string {
 	for _, l := range m.GetLabel() {
 		if l.GetName() == name {
@@ -60,8 +82,9 @@ func labelOf(m *dto.Metric, name string) string {
 func TestMetrics(t *testing.T) {
 	c := newCluster(t, 3, nil)
 	lead := c.leader()
-	// Members publishing their client addresses sent PUTs of their own.
-	putsBefore, _ := metricValue(t, lead, "raftkv_http_requests_total", "method", "PUT", "code", "200")
+	// Members publishing their client addresses sent PUTs of their own. The
+	// leader has committed them all, but may still be answering the last.
+	putsBefore := settledValue(t, lead, "raftkv_http_requests_total", "method", "PUT", "code", "200")
 	const writes = 5
 	for i := 0; i < writes; i++ {
 		expect(t, put(c, lead, fmt.Sprintf("k%d", i), "v"), http.StatusOK, "")
