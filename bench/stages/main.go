@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/raftkv/raftkv/bench/cluster"
+	"github.com/raftkv/raftkv/bench/extload"
 	"github.com/raftkv/raftkv/bench/loadgen"
 )
 
@@ -38,6 +39,8 @@ type options struct {
 	diskSyncs   int
 	diskPause   time.Duration
 	loopTrips   int
+	tool        string
+	benchDir    string
 }
 
 func main() {
@@ -48,6 +51,7 @@ func main() {
 	flag.IntVar(&o.diskSyncs, "disk-syncs", 300, "fdatasyncs per writer")
 	flag.DurationVar(&o.diskPause, "disk-pause", 300*time.Microsecond, "pause between one writer's syncs, as a single client's members leave")
 	flag.IntVar(&o.loopTrips, "loopback-trips", 5000, "measure loopback TCP round trips between two processes, this many back to back and as many with -disk-pause between (0: skip)")
+	flag.StringVar(&o.tool, "tool", "loadgen", "the one client: loadgen (bench/loadgen, 10,000 keys) or wrk (distinct keys, bench/compare's script)")
 	flag.Parse()
 	if addr := os.Getenv(echoAddrEnv); addr != "" {
 		if err := runEcho(addr); err != nil {
@@ -69,12 +73,22 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
+	o.benchDir = benchDir
+	switch o.tool {
+	case "loadgen":
+	case "wrk":
+		if _, err := exec.LookPath("wrk"); err != nil {
+			return errors.New("wrk is not installed (Debian: apt-get install -y wrk)")
+		}
+	default:
+		return fmt.Errorf("-tool %q: want loadgen or wrk", o.tool)
+	}
 	dir, err := os.MkdirTemp("", "raftkv-stages-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	fmt.Printf("# One client's put, stage by stage (%s, load average %s)\n\n", time.Now().UTC().Format(time.RFC3339), cluster.LoadAverage())
+	fmt.Printf("# One client's put, stage by stage (%s, the client %s, load average %s)\n\n", time.Now().UTC().Format(time.RFC3339), o.tool, cluster.LoadAverage())
 	if o.duration > 0 {
 		if err := measureClusters(ctx, benchDir, dir, o); err != nil {
 			return err
@@ -112,6 +126,31 @@ func measureClusters(ctx context.Context, benchDir, dir string, o options) error
 	return nil
 }
 
+// oneClient returns a function that runs one client's puts against addr
+// for a while: bench/loadgen's, or wrk's with the distinct keys of
+// bench/compare's script (-tool wrk).
+func oneClient(ctx context.Context, addr string, o options) func(time.Duration) (loadgen.Result, error) {
+	if o.tool == "wrk" {
+		script := filepath.Join(o.benchDir, "compare", "lua", "raftkv-put.lua")
+		return func(d time.Duration) (loadgen.Result, error) {
+			secs := fmt.Sprintf("%ds", max(1, int(d.Seconds())))
+			out, err := exec.CommandContext(ctx, "wrk", "-t", "1", "-c", "1", "-d", secs, "--latency", "-s", script, "http://"+addr).CombinedOutput()
+			if err != nil {
+				return loadgen.Result{}, fmt.Errorf("wrk: %w\n%s", err, out)
+			}
+			r, err := extload.ParseWrk(string(out))
+			if err != nil {
+				return loadgen.Result{}, fmt.Errorf("%w\n%s", err, out)
+			}
+			return loadgen.Result{Ops: int64(r.OpsPerSec * d.Seconds()), P50: r.P50, P99: r.P99}, nil
+		}
+	}
+	s := loadgen.NewRaftkvPlain(addr, "linearizable")
+	return func(d time.Duration) (loadgen.Result, error) {
+		return loadgen.Run(ctx, s, loadgen.Config{Op: loadgen.OpPut, Clients: 1, Duration: d})
+	}
+}
+
 // measure runs one client's puts against the leader of a fresh cluster
 // of the stagetrace build and joins its members' marks.
 func measure(ctx context.Context, bin, dir string, members int, o options) (_ *account, err error) {
@@ -132,15 +171,12 @@ func measure(ctx context.Context, bin, dir string, members int, o options) (_ *a
 	if err != nil {
 		return nil, err
 	}
-	s := loadgen.NewRaftkvPlain(c.ClientAddrs[li], "linearizable")
-	defer s.Close()
-	cfg := loadgen.Config{Op: loadgen.OpPut, Clients: 1, Duration: o.warmup}
-	if _, err := loadgen.Run(ctx, s, cfg); err != nil {
+	load := oneClient(ctx, c.ClientAddrs[li], o)
+	if _, err := load(o.warmup); err != nil {
 		return nil, fmt.Errorf("warm-up: %w", err)
 	}
 	from := time.Now()
-	cfg.Duration = o.duration
-	res, err := loadgen.Run(ctx, s, cfg)
+	res, err := load(o.duration)
 	if err != nil {
 		return nil, err
 	}
