@@ -127,9 +127,9 @@ func measureClusters(ctx context.Context, benchDir, dir string, o options) error
 }
 
 // oneClient returns a function that runs one client's puts against addr
-// for a while: bench/loadgen's, or wrk's with the distinct keys of
-// bench/compare's script (-tool wrk).
-func oneClient(ctx context.Context, addr string, o options) func(time.Duration) (loadgen.Result, error) {
+// for a while, bench/loadgen's or wrk's with the distinct keys of
+// bench/compare's script (-tool wrk), and one that closes the client.
+func oneClient(ctx context.Context, addr string, o options) (load func(time.Duration) (loadgen.Result, error), closeClient func() error) {
 	if o.tool == "wrk" {
 		script := filepath.Join(o.benchDir, "compare", "lua", "raftkv-put.lua")
 		return func(d time.Duration) (loadgen.Result, error) {
@@ -142,13 +142,15 @@ func oneClient(ctx context.Context, addr string, o options) func(time.Duration) 
 			if err != nil {
 				return loadgen.Result{}, fmt.Errorf("%w\n%s", err, out)
 			}
+			// wrk reports a rate: the puts counted are that rate times d,
+			// which the puts followed through the marks may pass slightly.
 			return loadgen.Result{Ops: int64(r.OpsPerSec * d.Seconds()), P50: r.P50, P99: r.P99}, nil
-		}
+		}, func() error { return nil }
 	}
 	s := loadgen.NewRaftkvPlain(addr, "linearizable")
 	return func(d time.Duration) (loadgen.Result, error) {
 		return loadgen.Run(ctx, s, loadgen.Config{Op: loadgen.OpPut, Clients: 1, Duration: d})
-	}
+	}, s.Close
 }
 
 // measure runs one client's puts against the leader of a fresh cluster
@@ -171,7 +173,8 @@ func measure(ctx context.Context, bin, dir string, members int, o options) (_ *a
 	if err != nil {
 		return nil, err
 	}
-	load := oneClient(ctx, c.ClientAddrs[li], o)
+	load, closeClient := oneClient(ctx, c.ClientAddrs[li], o)
+	defer closeClient()
 	if _, err := load(o.warmup); err != nil {
 		return nil, fmt.Errorf("warm-up: %w", err)
 	}
