@@ -64,6 +64,12 @@ func freePorts(n int) ([]string, error) {
 	return addrs, nil
 }
 
+// MemberProcs, when above 0, is every member's GOMAXPROCS, raftkv's and
+// etcd's alike: members sharing one machine each run as if they had
+// their share of its cores, as in a container with a CPU limit. 0 leaves
+// each member Go's default (every core).
+var MemberProcs int
+
 // RaftkvOptions are the optional parts of a raftkv member's command line.
 type RaftkvOptions struct {
 	Pprof   bool // serve /debug/pprof/ on the client address
@@ -140,6 +146,9 @@ func (c *Cluster) start(bin string, args []string) error {
 	defer f.Close() // the child keeps its own descriptor
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = f, f
+	if MemberProcs > 0 {
+		cmd.Env = append(os.Environ(), fmt.Sprintf("GOMAXPROCS=%d", MemberProcs))
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting %s member %d: %w", c.Name, len(c.procs)+1, err)

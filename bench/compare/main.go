@@ -60,6 +60,7 @@ func main() {
 	flag.StringVar(&o.modes, "modes", modeBatched+","+modeIndependent, "client modes to run: batched (one shared Go client, coalescing into /v1/batch), independent (a connection per client, plain requests), or both")
 	flag.StringVar(&o.rowIDs, "rows", "", "run only these rows of the selected modes, by id (comma-separated; a row's id is its profile name, like ind-put-64); all if empty")
 	flag.BoolVar(&o.tools, "tools", false, "after the loadgen rows, also run wrk (and h2load against raftkv) on each cluster's leader")
+	flag.IntVar(&cluster.MemberProcs, "member-procs", 0, "GOMAXPROCS of every member of both stores (0: Go's default, every core)")
 	flag.Parse()
 	var err error
 	if o.rows, err = selectWorkloads(o.modes, o.rowIDs); err != nil {
@@ -123,10 +124,14 @@ func run(ctx context.Context, o options) error {
 func environment(o options) string {
 	goVersion, _ := exec.Command("go", "env", "GOVERSION").Output()
 	host, _ := os.Hostname()
-	return fmt.Sprintf("# raftkv vs etcd, %s on %s\n- %s, %d cores, 3 members each on 127.0.0.1, fsync on\n"+
+	procs := "every member Go's default GOMAXPROCS"
+	if cluster.MemberProcs > 0 {
+		procs = fmt.Sprintf("every member GOMAXPROCS=%d", cluster.MemberProcs)
+	}
+	return fmt.Sprintf("# raftkv vs etcd, %s on %s\n- %s, %d cores, 3 members each on 127.0.0.1, %s, fsync on\n"+
 		"- %d-byte values, %d keys, %v warm-up + %v measured per workload, load generator in the same machine\n"+
 		"- load average at the start: %s\n",
-		time.Now().UTC().Format(time.RFC3339), host, strings.TrimSpace(string(goVersion)), numCPU(),
+		time.Now().UTC().Format(time.RFC3339), host, strings.TrimSpace(string(goVersion)), numCPU(), procs,
 		o.valueSize, o.keys, o.warmup, o.duration, cluster.LoadAverage())
 }
 

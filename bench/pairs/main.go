@@ -74,6 +74,7 @@ func main() {
 	flag.StringVar(&o.op, "op", "put", "put or get (linearizable)")
 	flag.StringVar(&o.tool, "tool", "loadgen", "load generator: loadgen (bench/loadgen), wrk or h2load")
 	flag.IntVar(&o.clients, "clients", 64, "independent clients, each its own connection")
+	flag.IntVar(&cluster.MemberProcs, "member-procs", 0, "GOMAXPROCS of every member of both clusters (0: Go's default, every core)")
 	flag.IntVar(&o.streams, "streams", 1, "h2load: concurrent streams on each connection")
 	flag.IntVar(&o.rounds, "rounds", 5, "rounds, each one run of A and one of B")
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "measured time of each run")
