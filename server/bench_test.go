@@ -94,6 +94,7 @@ func BenchmarkFastPath(b *testing.B) {
 			defer conn.Close()
 			req := []byte(bc.req)
 			buf := make([]byte, 8192)
+			handed := s.fast.handedOff.Load()
 			b.ReportAllocs()
 			for b.Loop() {
 				if _, err := conn.Write(req); err != nil {
@@ -103,6 +104,9 @@ func BenchmarkFastPath(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+			if s.fast.handedOff.Load() != handed {
+				b.Fatal("the connection was handed to net/http: not the fast path")
+			}
 		})
 	}
 }
@@ -111,6 +115,9 @@ func BenchmarkFastPath(b *testing.B) {
 func readAnswer(conn net.Conn, buf []byte) error {
 	n := 0
 	for {
+		if n == len(buf) {
+			return fmt.Errorf("answer over %d bytes", len(buf))
+		}
 		m, err := conn.Read(buf[n:])
 		if err != nil {
 			return err
