@@ -228,6 +228,11 @@ type fastConn struct {
 	out     []byte // the answer's head, reused
 	bodyBuf []byte // the answer's body, reused
 
+	// The answer's writer and header, reused from request to request: a
+	// handler may not use its ResponseWriter after it returns.
+	resp    fastResponse
+	respHdr http.Header
+
 	lastPOST bool
 }
 
@@ -258,6 +263,15 @@ func (fc *fastConn) serve() {
 				d = lim.ReadHeaderTimeout
 			}
 			fc.c.SetReadDeadline(time.Now().Add(d))
+			if !first {
+				// Let the other connections run first: by the time this one
+				// reads again, its client has often sent the next request,
+				// so the read finds it rather than failing with EAGAIN and
+				// parking until the poller wakes it (a system call and a
+				// wake-up saved per request under load; with nothing else
+				// to run it returns at once).
+				runtime.Gosched()
+			}
 			fc.state.Store(connIdle)
 			if fc.fs.shutting.Load() {
 				return
@@ -393,7 +407,12 @@ func (fc *fastConn) serveRequest(t0 time.Time, fr *fastRequest) (keep bool) {
 		Host: fr.host, RemoteAddr: fc.remote, RequestURI: fr.target,
 	}
 	req := tmpl.WithContext(fc.ctx)
-	w := &fastResponse{fc: fc, req: req, fr: fr, body: body, header: make(http.Header, 6), declared: -1}
+	if fc.respHdr == nil {
+		fc.respHdr = make(http.Header, 6)
+	}
+	clear(fc.respHdr)
+	fc.resp = fastResponse{fc: fc, req: req, fr: fr, body: body, header: fc.respHdr, declared: -1}
+	w := &fc.resp
 	fc.fs.served.Add(1)
 	if !fc.runHandler(w, req) {
 		return false
@@ -611,6 +630,8 @@ type fastResponse struct {
 	closeAfter bool
 	linger     bool // the client may still be sending a body we refused
 	werr       error
+
+	rw responseWriter // the server's wrapper of this writer (ServeHTTP)
 }
 
 func (w *fastResponse) Header() http.Header { return w.header }
