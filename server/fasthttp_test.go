@@ -205,6 +205,49 @@ func TestFastPathMatchesNetHTTP(t *testing.T) {
 	}
 }
 
+// TestFastPathMatchesNetHTTPOnOneConnection sends a run of keep-alive
+// requests down one fast-path connection and one net/http connection, in
+// step, and compares each pair of answers: the fast path reuses its writer
+// and header from request to request, so nothing of one answer may show in
+// the next.
+func TestFastPathMatchesNetHTTPOnOneConnection(t *testing.T) {
+	_, s := oneMember(t, nil)
+	batch := string(batchJSON(t, api.BatchOp{Op: api.BatchGet, Key: "k1"}))
+	fast, slow := dialRaw(t, s), dialRaw(t, s)
+	slow.handOver()
+	for _, req := range []string{
+		"PUT /v1/kv/k1 HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello",
+		"GET /v1/kv/k1 HTTP/1.1\r\nHost: h\r\n\r\n",
+		"GET /v1/kv/missing HTTP/1.1\r\nHost: h\r\n\r\n",
+		"HEAD /v1/kv/k1 HTTP/1.1\r\nHost: h\r\n\r\n",
+		"PUT /v1/kv/k2 HTTP/1.1\r\nHost: h\r\nIf-Match: bogus\r\nContent-Length: 3\r\n\r\nabc",
+		"GET /v1/kv/k1?consistency=stale HTTP/1.1\r\nHost: h\r\n\r\n",
+		"POST /v1/kv/k3?op=append HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\n\r\nx",
+		"DELETE /v1/kv/never HTTP/1.1\r\nHost: h\r\n\r\n",
+		"GET /v1/kv/k1 HTTP/1.1\r\nHost: h\r\nAccept-Encoding: gzip\r\n\r\n",
+		"POST /v1/batch HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\nContent-Length: " + strconv.Itoa(len(batch)) + "\r\n\r\n" + batch,
+		"GET /v1/kv/k1 HTTP/1.1\r\nHost: h\r\n\r\n",
+		"PUT /v1/kv/k2 HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc",
+		"GET /v1/kv/missing HTTP/1.1\r\nHost: h\r\n\r\n",
+	} {
+		method, _, _ := strings.Cut(req, " ")
+		servedBefore := s.fast.served.Load()
+		fast.send(req)
+		fa := fast.read(method)
+		if s.fast.served.Load() == servedBefore {
+			t.Fatalf("%q: not served by the fast path", req)
+		}
+		slow.send(req)
+		sa := slow.read(method)
+		if normalized(fa) != normalized(sa) || fa.status != sa.status {
+			t.Errorf("%q:\nfast path (%d):\n%s\nnet/http (%d):\n%s", req, fa.status, normalized(fa), sa.status, normalized(sa))
+		}
+	}
+	if fast.closed() || slow.closed() {
+		t.Fatal("a keep-alive connection closed")
+	}
+}
+
 // TestFastPathPipelined sends several requests in one write; the answers
 // come back in order.
 func TestFastPathPipelined(t *testing.T) {

@@ -24,7 +24,7 @@ func (s *Server) serveKV(w http.ResponseWriter, r *http.Request, key string) {
 		}
 		s.get(w, r, key)
 	case http.MethodPut:
-		if r.URL.Query().Has("lease") {
+		if r.URL.RawQuery != "" && r.URL.Query().Has("lease") {
 			s.putWithLease(w, r, key)
 			return
 		}
@@ -231,9 +231,10 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request, key string) {
 	}
 	// Canonical keys set directly: Header.Set canonicalises every key.
 	h := w.Header()
-	h["Etag"] = []string{api.FormatETag(uint64(rev))}
+	vals := []string{api.FormatETag(uint64(rev)), strconv.Itoa(len(v))}
+	h["Etag"] = vals[0:1:1]
 	h["Content-Type"] = contentTypeOctet
-	h["Content-Length"] = []string{strconv.Itoa(len(v))}
+	h["Content-Length"] = vals[1:2:2]
 	w.WriteHeader(http.StatusOK)
 	if r.Method != http.MethodHead {
 		w.Write(v)

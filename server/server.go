@@ -346,7 +346,13 @@ func (s *Server) handOver(ctx context.Context, st node.Status) {
 // http.ServeMux because keys may hold "//" and "..", which the mux would
 // clean and redirect.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	rw := &responseWriter{ResponseWriter: w, s: s}
+	var rw *responseWriter
+	if fw, ok := w.(*fastResponse); ok {
+		rw = &fw.rw // no allocation: the fast path reuses its writer
+	} else {
+		rw = new(responseWriter)
+	}
+	*rw = responseWriter{ResponseWriter: w, s: s}
 	defer s.metrics.observeHTTP(r.Method, rw)
 	path := r.URL.Path
 	switch {
