@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	neturl "net/url"
 	"runtime"
 	"strconv"
 	"strings"
@@ -228,12 +229,43 @@ type fastConn struct {
 	out     []byte // the answer's head, reused
 	bodyBuf []byte // the answer's body, reused
 
-	// The answer's writer and header, reused from request to request: a
-	// handler may not use its ResponseWriter after it returns.
-	resp    fastResponse
-	respHdr http.Header
+	// The request and its answer's writer, reused from request to
+	// request: the handlers the fast path serves (keys, batches) keep
+	// neither once they return.
+	req      http.Request
+	reqProto *http.Request // an empty request with ctx, copied into req
+	reqHdr   http.Header
+	url      neturl.URL
+	body     fastBody
+	resp     fastResponse
+	respHdr  http.Header
 
 	lastPOST bool
+
+	// The deadlines last set on c, zero before the first.
+	readDL, writeDL time.Time
+}
+
+// Deadlines move only when they would move by more than deadlineSlack of
+// their timeout: setting one costs a timer update, and under load a
+// connection would otherwise move both on every request. A timeout may so
+// end up to 1/64 of itself early, never late.
+const deadlineSlack = 64
+
+func (fc *fastConn) setReadDeadline(t time.Time, timeout time.Duration) {
+	if !fc.readDL.IsZero() && !t.Before(fc.readDL) && t.Sub(fc.readDL) <= timeout/deadlineSlack {
+		return
+	}
+	fc.c.SetReadDeadline(t)
+	fc.readDL = t
+}
+
+func (fc *fastConn) setWriteDeadline(t time.Time, timeout time.Duration) {
+	if !fc.writeDL.IsZero() && !t.Before(fc.writeDL) && t.Sub(fc.writeDL) <= timeout/deadlineSlack {
+		return
+	}
+	fc.c.SetWriteDeadline(t)
+	fc.writeDL = t
 }
 
 func (fc *fastConn) serve() {
@@ -262,7 +294,7 @@ func (fc *fastConn) serve() {
 			if first {
 				d = lim.ReadHeaderTimeout
 			}
-			fc.c.SetReadDeadline(time.Now().Add(d))
+			fc.setReadDeadline(time.Now().Add(d), d)
 			if !first {
 				// Let the other connections run first: by the time this one
 				// reads again, its client has often sent the next request,
@@ -316,7 +348,10 @@ func (fc *fastConn) readHead(t0 time.Time) (fastRequest, parseVerdict, error) {
 		end, next, v := scanHead(fc.buf[fc.r:fc.w], scanned)
 		switch v {
 		case accepted:
-			fr, ok := parseHead(fc.buf[fc.r : fc.r+end])
+			if fc.reqHdr == nil {
+				fc.reqHdr = make(http.Header, 8)
+			}
+			fr, ok := parseHead(fc.buf[fc.r:fc.r+end], fc.reqHdr, &fc.url)
 			if !ok || end > fc.fs.maxHead {
 				return fr, declined, nil
 			}
@@ -329,7 +364,7 @@ func (fc *fastConn) readHead(t0 time.Time) (fastRequest, parseVerdict, error) {
 			return fastRequest{}, declined, nil // net/http answers 431 or reads it
 		}
 		if !deadlineSet {
-			fc.c.SetReadDeadline(t0.Add(fc.fs.s.cfg.Limits.ReadHeaderTimeout))
+			fc.setReadDeadline(t0.Add(fc.fs.s.cfg.Limits.ReadHeaderTimeout), fc.fs.s.cfg.Limits.ReadHeaderTimeout)
 			deadlineSet = true
 		}
 		if err := fc.fill(fc.fs.maxHead); err != nil {
@@ -390,23 +425,28 @@ func (fc *fastConn) serveRequest(t0 time.Time, fr *fastRequest) (keep bool) {
 	var body *fastBody
 	var rbody io.ReadCloser = http.NoBody
 	if fr.contentLength > 0 {
-		body = &fastBody{fc: fc, n: fr.contentLength}
+		fc.body = fastBody{fc: fc, n: fr.contentLength}
+		body = &fc.body
 		rbody = body
 		if int64(fc.w-fc.r) < fr.contentLength {
-			fc.c.SetReadDeadline(t0.Add(lim.ReadTimeout))
+			fc.setReadDeadline(t0.Add(lim.ReadTimeout), lim.ReadTimeout)
 		}
 	}
-	fc.c.SetWriteDeadline(time.Now().Add(lim.WriteTimeout))
+	fc.setWriteDeadline(t0.Add(lim.WriteTimeout), lim.WriteTimeout)
 	proto := "HTTP/1.1"
 	if fr.minor == 0 {
 		proto = "HTTP/1.0"
 	}
-	tmpl := http.Request{
-		Method: fr.method, URL: fr.url, Proto: proto, ProtoMajor: 1, ProtoMinor: fr.minor,
-		Header: fr.header, Body: rbody, ContentLength: fr.contentLength, Close: fr.close,
-		Host: fr.host, RemoteAddr: fc.remote, RequestURI: fr.target,
+	if fc.reqProto == nil {
+		fc.reqProto = (&http.Request{}).WithContext(fc.ctx)
 	}
-	req := tmpl.WithContext(fc.ctx)
+	// Copied from the prototype rather than built: a Request's context can
+	// only be set by WithContext, which allocates a new one.
+	req := &fc.req
+	*req = *fc.reqProto
+	req.Method, req.URL, req.Proto, req.ProtoMajor, req.ProtoMinor = fr.method, fr.url, proto, 1, fr.minor
+	req.Header, req.Body, req.ContentLength, req.Close = fr.header, rbody, fr.contentLength, fr.close
+	req.Host, req.RemoteAddr, req.RequestURI = fr.host, fc.remote, fr.target
 	if fc.respHdr == nil {
 		fc.respHdr = make(http.Header, 6)
 	}

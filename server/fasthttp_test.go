@@ -248,6 +248,33 @@ func TestFastPathMatchesNetHTTPOnOneConnection(t *testing.T) {
 	}
 }
 
+// TestFastPathIdleTimeoutAfterManyRequests: the fast path moves its
+// deadlines only when they would move by more than a sliver of their
+// timeout; over a second of requests the idle timeout must still follow
+// the last answer, neither closing the connection while requests come nor
+// staying open long after they stop.
+func TestFastPathIdleTimeoutAfterManyRequests(t *testing.T) {
+	const idle = 400 * time.Millisecond
+	_, s := oneMember(t, func(c *Config) { c.Limits.IdleTimeout = idle })
+	rc := dialRaw(t, s)
+	start := time.Now()
+	for i := 0; time.Since(start) < 3*idle; i++ {
+		rc.send("GET /v1/kv/a HTTP/1.1\r\nHost: h\r\n\r\n")
+		if a := rc.read("GET"); a.status != http.StatusNotFound {
+			t.Fatalf("request %d: %d %s", i, a.status, a.body)
+		}
+		time.Sleep(idle / 20)
+	}
+	last := time.Now()
+	rc.c.SetReadDeadline(last.Add(5 * time.Second))
+	if _, err := rc.br.ReadByte(); !errors.Is(err, io.EOF) {
+		t.Fatalf("want the idle connection closed, got %v", err)
+	}
+	if d := time.Since(last); d < idle-idle/deadlineSlack-20*time.Millisecond || d > idle+time.Second {
+		t.Fatalf("closed %v after the last answer, want about %v", d, idle)
+	}
+}
+
 // TestFastPathPipelined sends several requests in one write; the answers
 // come back in order.
 func TestFastPathPipelined(t *testing.T) {

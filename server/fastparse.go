@@ -132,8 +132,10 @@ func requestLineOK(line []byte) bool {
 
 // parseHead parses a complete head (as scanHead found it, head ending in
 // CRLF CRLF) into a request, or declines it. The strings it returns share
-// one copy of the head.
-func parseHead(head []byte) (fastRequest, bool) {
+// one copy of the head. The header goes into h and a plain target into u
+// when they are not nil (a connection reuses its own from request to
+// request), else into new ones.
+func parseHead(head []byte, h http.Header, u *neturl.URL) (fastRequest, bool) {
 	var fr fastRequest
 	fr.headLen = len(head)
 	s := string(head)
@@ -149,7 +151,7 @@ func parseHead(head []byte) (fastRequest, bool) {
 	} else {
 		fr.minor = 1
 	}
-	u, ok := parseTarget(fr.target)
+	u, ok := parseTarget(fr.target, u)
 	if !ok || !fastRoute(u.Path) {
 		return fr, false
 	}
@@ -162,7 +164,12 @@ func parseHead(head []byte) (fastRequest, bool) {
 	if n > fastMaxHeaders {
 		return fr, false
 	}
-	fr.header = make(http.Header, n)
+	if h != nil {
+		clear(h)
+		fr.header = h
+	} else {
+		fr.header = make(http.Header, n)
+	}
 	vals := make([]string, n)
 	fr.contentLength = -1
 	var haveHost, have10Alive, haveClose bool
@@ -255,8 +262,9 @@ func fastRoute(path string) bool {
 }
 
 // parseTarget parses an origin-form request target as neturl.ParseRequestURI
-// does; a target of plain characters is split without it.
-func parseTarget(t string) (*neturl.URL, bool) {
+// does; a target of plain characters is split without it, into u if not
+// nil.
+func parseTarget(t string, u *neturl.URL) (*neturl.URL, bool) {
 	path, query, hasQuery := strings.Cut(t, "?")
 	plain := true
 	for i := 0; i < len(path); i++ {
@@ -276,7 +284,10 @@ func parseTarget(t string) (*neturl.URL, bool) {
 		}
 		return u, true
 	}
-	u := &neturl.URL{Path: path, RawQuery: query}
+	if u == nil {
+		u = new(neturl.URL)
+	}
+	*u = neturl.URL{Path: path, RawQuery: query}
 	if hasQuery && query == "" {
 		u.ForceQuery = true
 	}

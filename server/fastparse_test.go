@@ -73,7 +73,7 @@ func fastParse(b []byte) (fastRequest, bool) {
 	if v != accepted {
 		return fastRequest{}, false
 	}
-	return parseHead(b[:end])
+	return parseHead(b[:end], nil, nil)
 }
 
 // checkFastRequest fails unless the fast parser either declines b or
