@@ -88,7 +88,9 @@ type Limits struct {
 	// for one value of the largest size, base64-encoded. Default 4 MiB.
 	MaxBatchBytes int
 	// ReadHeaderTimeout, ReadTimeout, WriteTimeout and IdleTimeout are the
-	// http.Server timeouts. Defaults 5s, 30s, 30s, 120s.
+	// http.Server timeouts. Defaults 5s, 30s, 30s, 120s. On connections the
+	// server's own HTTP/1.1 path serves (single keys and batches) a timeout
+	// may end up to 1/64 of itself early, never late.
 	ReadHeaderTimeout time.Duration
 	ReadTimeout       time.Duration
 	WriteTimeout      time.Duration

@@ -50,7 +50,13 @@
 // serves it from then on: net/http's answers and rules decide everything
 // unusual. A client sees the same answers either way, apart from header
 // order and the framing of answers between 2 and 64 KiB (a Content-Length
-// instead of chunks). With TLS, net/http serves every connection.
+// instead of chunks), and timeouts that may end up to 1/64 early (a
+// connection moves its deadlines only by more than that). Each connection
+// reuses one request, header and response writer from request to request,
+// which the handlers of these routes do not keep once they return; and
+// before it reads the next request it lets other goroutines run, so that
+// under load the read usually finds the request already there. With TLS,
+// net/http serves every connection.
 //
 // # Concurrency
 //
