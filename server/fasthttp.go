@@ -232,6 +232,7 @@ type fastConn struct {
 	// The request and its answer's writer, reused from request to
 	// request: the handlers the fast path serves (keys, batches) keep
 	// neither once they return.
+	fr       fastRequest
 	req      http.Request
 	reqProto *http.Request // an empty request with ctx, copied into req
 	reqHdr   http.Header
@@ -333,7 +334,10 @@ func (fc *fastConn) serve() {
 		default:
 			return // a timeout or a broken connection, as net/http: no answer
 		}
-		if !fc.serveRequest(t0, &fr) {
+		// Kept in the connection: a pointer to a local would move it to
+		// the heap on every request.
+		fc.fr = fr
+		if !fc.serveRequest(t0, &fc.fr) {
 			return
 		}
 	}
