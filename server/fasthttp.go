@@ -282,6 +282,8 @@ func (fc *fastConn) serve() {
 	}()
 	lim := &fc.fs.s.cfg.Limits
 	fc.buf = make([]byte, fastReadBufSize)
+	fc.reqHdr, fc.respHdr = make(http.Header, 8), make(http.Header, 6)
+	fc.reqProto = (&http.Request{}).WithContext(ctx)
 	first := true
 	for {
 		if fc.r == fc.w {
@@ -352,9 +354,6 @@ func (fc *fastConn) readHead(t0 time.Time) (fastRequest, parseVerdict, error) {
 		end, next, v := scanHead(fc.buf[fc.r:fc.w], scanned)
 		switch v {
 		case accepted:
-			if fc.reqHdr == nil {
-				fc.reqHdr = make(http.Header, 8)
-			}
 			fr, ok := parseHead(fc.buf[fc.r:fc.r+end], fc.reqHdr, &fc.url)
 			if !ok || end > fc.fs.maxHead {
 				return fr, declined, nil
@@ -441,9 +440,6 @@ func (fc *fastConn) serveRequest(t0 time.Time, fr *fastRequest) (keep bool) {
 	if fr.minor == 0 {
 		proto = "HTTP/1.0"
 	}
-	if fc.reqProto == nil {
-		fc.reqProto = (&http.Request{}).WithContext(fc.ctx)
-	}
 	// Copied from the prototype rather than built: a Request's context can
 	// only be set by WithContext, which allocates a new one.
 	req := &fc.req
@@ -451,9 +447,6 @@ func (fc *fastConn) serveRequest(t0 time.Time, fr *fastRequest) (keep bool) {
 	req.Method, req.URL, req.Proto, req.ProtoMajor, req.ProtoMinor = fr.method, fr.url, proto, 1, fr.minor
 	req.Header, req.Body, req.ContentLength, req.Close = fr.header, rbody, fr.contentLength, fr.close
 	req.Host, req.RemoteAddr, req.RequestURI = fr.host, fc.remote, fr.target
-	if fc.respHdr == nil {
-		fc.respHdr = make(http.Header, 6)
-	}
 	clear(fc.respHdr)
 	fc.resp = fastResponse{fc: fc, req: req, fr: fr, body: body, header: fc.respHdr, declared: -1}
 	w := &fc.resp
