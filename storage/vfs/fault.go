@@ -80,6 +80,25 @@ func (ino *inode) markDirty(from, to int) {
 	ino.dirty = true
 }
 
+// extend returns b lengthened to n bytes (the new ones zero), or b if it
+// is as long already. When b must move, its capacity doubles: a file
+// written a chunk at a time is then copied a few times, not once per chunk,
+// which the race detector makes slow for a segment of many megabytes.
+func extend(b []byte, n int) []byte {
+	switch {
+	case n <= len(b):
+		return b
+	case n <= cap(b):
+		old := len(b)
+		b = b[:n]
+		clear(b[old:])
+		return b
+	}
+	nb := make([]byte, n, max(n, 2*cap(b)))
+	copy(nb, b)
+	return nb
+}
+
 // sync copies what changed since the last sync into the durable copy: an
 // appended tail costs its own length, not the file's.
 func (ino *inode) sync() {
@@ -87,7 +106,8 @@ func (ino *inode) sync() {
 		return
 	}
 	from := min(ino.dirtyFrom, len(ino.synced), len(ino.data))
-	ino.synced = append(ino.synced[:from], ino.data[from:]...)
+	ino.synced = extend(ino.synced[:from], len(ino.data))
+	copy(ino.synced[from:], ino.data[from:])
 	ino.dirty = false
 }
 
@@ -155,9 +175,7 @@ func (fs *FaultFS) tearLocked(keep int64, zeroed bool) {
 	if zeroed {
 		kept = make([]byte, len(kept))
 	}
-	if end := from + len(kept); end > len(ino.synced) {
-		ino.synced = append(ino.synced, make([]byte, end-len(ino.synced))...)
-	}
+	ino.synced = extend(ino.synced, from+len(kept))
 	copy(ino.synced[from:], kept)
 }
 

@@ -52,9 +52,7 @@ func (f *faultFile) Write(p []byte) (int, error) {
 		return 0, pathErr("write", f.name, err)
 	}
 	end := int(f.off) + len(p)
-	if end > len(ino.data) {
-		ino.data = append(ino.data, make([]byte, end-len(ino.data))...)
-	}
+	ino.data = extend(ino.data, end)
 	copy(ino.data[f.off:], p)
 	ino.markDirty(int(f.off), end)
 	f.off = int64(end)
@@ -82,9 +80,7 @@ func (f *faultFile) WriteAt(p []byte, off int64) (int, error) {
 		return 0, pathErr("writeat", f.name, err)
 	}
 	end := int(off) + len(p)
-	if end > len(ino.data) {
-		ino.data = append(ino.data, make([]byte, end-len(ino.data))...)
-	}
+	ino.data = extend(ino.data, end)
 	copy(ino.data[off:], p)
 	ino.markDirty(int(off), end)
 	f.fs.last = ino
@@ -144,7 +140,7 @@ func (f *faultFile) Truncate(size int64) error {
 		ino.data = ino.data[:size]
 		ino.markDirty(int(size), int(size))
 	} else {
-		ino.data = append(ino.data, make([]byte, int(size)-old)...)
+		ino.data = extend(ino.data, int(size))
 		ino.markDirty(old, int(size))
 	}
 	return nil
