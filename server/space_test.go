@@ -44,10 +44,12 @@ func answer(t *testing.T, resp *http.Response) (int, string) {
 	return resp.StatusCode, e.Code
 }
 
-// waitFor polls cond for up to 10 s.
+// waitFor polls cond for up to 30 s. Generous, because space coming back
+// means each member prepares a 16 MiB segment in its in-memory file
+// system, which takes seconds under the race detector on a busy machine.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
