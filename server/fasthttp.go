@@ -253,20 +253,24 @@ type fastConn struct {
 // end up to 1/64 of itself early, never late.
 const deadlineSlack = 64
 
+// deadlineMoves reports whether a deadline last set to last (zero: never)
+// must be set to t: t is earlier, or later by more than the slack.
+func deadlineMoves(last, t time.Time, timeout time.Duration) bool {
+	return last.IsZero() || t.Before(last) || t.Sub(last) > timeout/deadlineSlack
+}
+
 func (fc *fastConn) setReadDeadline(t time.Time, timeout time.Duration) {
-	if !fc.readDL.IsZero() && !t.Before(fc.readDL) && t.Sub(fc.readDL) <= timeout/deadlineSlack {
-		return
+	if deadlineMoves(fc.readDL, t, timeout) {
+		fc.c.SetReadDeadline(t)
+		fc.readDL = t
 	}
-	fc.c.SetReadDeadline(t)
-	fc.readDL = t
 }
 
 func (fc *fastConn) setWriteDeadline(t time.Time, timeout time.Duration) {
-	if !fc.writeDL.IsZero() && !t.Before(fc.writeDL) && t.Sub(fc.writeDL) <= timeout/deadlineSlack {
-		return
+	if deadlineMoves(fc.writeDL, t, timeout) {
+		fc.c.SetWriteDeadline(t)
+		fc.writeDL = t
 	}
-	fc.c.SetWriteDeadline(t)
-	fc.writeDL = t
 }
 
 func (fc *fastConn) serve() {
