@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/raftkv/raftkv/internal/rawio"
 	"github.com/raftkv/raftkv/kv"
 	"github.com/raftkv/raftkv/node"
 	"github.com/raftkv/raftkv/raft"
@@ -189,7 +190,7 @@ func (s *Server) Serve(l net.Listener) {
 	s.bg.Add(2)
 	go func() {
 		defer s.bg.Done()
-		if err := s.grpc.Serve(l); err != nil {
+		if err := s.grpc.Serve(rawio.Listener{Listener: l}); err != nil {
 			s.cfg.Logger.Debug("etcd listener stopped", "err", err)
 		}
 	}()

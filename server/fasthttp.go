@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/raftkv/raftkv/internal/stagetrace"
 	"io"
 	"net"
 	"net/http"
@@ -17,6 +16,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/raftkv/raftkv/internal/rawio"
+	"github.com/raftkv/raftkv/internal/stagetrace"
 )
 
 // The HTTP/1.1 fast path. On a cleartext client listener every accepted
@@ -114,7 +116,7 @@ func (fs *fastServer) acceptLoop() {
 			return
 		}
 		backoff = 0
-		fc := &fastConn{fs: fs, c: c, remote: c.RemoteAddr().String()}
+		fc := &fastConn{fs: fs, c: c, rw: rawio.Wrap(c), remote: c.RemoteAddr().String()}
 		fs.mu.Lock()
 		if fs.shut || fs.shutting.Load() {
 			fs.mu.Unlock()
@@ -218,7 +220,8 @@ const (
 // fastConn is one client connection on the fast path.
 type fastConn struct {
 	fs     *fastServer
-	c      net.Conn
+	c      net.Conn // closes, deadlines, the hand-over to net/http
+	rw     net.Conn // reads and writes c without the scheduler's syscall bookkeeping (rawio)
 	remote string
 	state  atomic.Int32
 	ctx    context.Context
@@ -315,7 +318,7 @@ func (fc *fastConn) serve() {
 			if fc.fs.shutting.Load() {
 				return
 			}
-			n, _ := fc.c.Read(fc.buf)
+			n, _ := fc.rw.Read(fc.buf)
 			if !fc.state.CompareAndSwap(connIdle, connActive) || n == 0 {
 				return
 			}
@@ -395,7 +398,7 @@ func (fc *fastConn) fill(limit int) error {
 			fc.buf = nb
 		}
 	}
-	n, err := fc.c.Read(fc.buf[fc.w:])
+	n, err := fc.rw.Read(fc.buf[fc.w:])
 	fc.w += n
 	if n > 0 {
 		return nil
@@ -588,10 +591,10 @@ func (b *fastBody) Read(p []byte) (int, error) {
 		var err error
 		if len(p) >= len(fc.buf) {
 			// A large read goes straight into p, never past the body.
-			n, err = fc.c.Read(p[:min(int64(len(p)), b.n)])
+			n, err = fc.rw.Read(p[:min(int64(len(p)), b.n)])
 			b.n -= int64(n)
 		} else {
-			n, err = fc.c.Read(fc.buf)
+			n, err = fc.rw.Read(fc.buf)
 			fc.w = n
 			n = 0
 		}
@@ -689,7 +692,7 @@ func (w *fastResponse) WriteHeader(code int) {
 		b := appendStatusLine(nil, w.fr.minor, code)
 		b = appendHeader(b, w.header, func(string) bool { return true })
 		b = append(b, "\r\n"...)
-		if _, err := w.fc.c.Write(b); err != nil {
+		if _, err := w.fc.rw.Write(b); err != nil {
 			w.werr = err
 		}
 		return
@@ -724,6 +727,9 @@ func (w *fastResponse) WriteHeader(code int) {
 	})
 }
 
+// crlf ends a chunk of a chunked answer.
+var crlf = []byte("\r\n")
+
 func (w *fastResponse) Write(p []byte) (int, error) {
 	if !w.wrote {
 		w.WriteHeader(http.StatusOK)
@@ -756,10 +762,9 @@ func (w *fastResponse) Write(p []byte) (int, error) {
 		var pre [20]byte
 		b := strconv.AppendInt(pre[:0], int64(len(p)), 16)
 		b = append(b, "\r\n"...)
-		bufs := net.Buffers{b, p, []byte("\r\n")}
-		_, err = bufs.WriteTo(w.fc.c)
+		_, err = rawio.WriteBuffers(w.fc.rw, b, p, crlf)
 	} else {
-		_, err = w.fc.c.Write(p)
+		_, err = w.fc.rw.Write(p)
 	}
 	if err != nil {
 		w.werr = err
@@ -794,7 +799,7 @@ func (w *fastResponse) finish() {
 	isHEAD := w.req.Method == http.MethodHead
 	if w.streaming {
 		if w.chunked && !isHEAD && w.werr == nil {
-			if _, err := w.fc.c.Write([]byte("0\r\n\r\n")); err != nil {
+			if _, err := w.fc.rw.Write([]byte("0\r\n\r\n")); err != nil {
 				w.werr = err
 			}
 		}
@@ -816,10 +821,9 @@ func (w *fastResponse) send(head, body []byte) {
 	var err error
 	if len(body) <= 2<<10 {
 		head = append(head, body...)
-		_, err = w.fc.c.Write(head)
+		_, err = w.fc.rw.Write(head)
 	} else {
-		bufs := net.Buffers{head, body}
-		_, err = bufs.WriteTo(w.fc.c)
+		_, err = rawio.WriteBuffers(w.fc.rw, head, body)
 	}
 	w.fc.out = head[:0]
 	if err != nil {

@@ -5,12 +5,13 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"github.com/raftkv/raftkv/internal/stagetrace"
 	"io"
 	"log/slog"
 	"net"
 	"time"
 
+	"github.com/raftkv/raftkv/internal/rawio"
+	"github.com/raftkv/raftkv/internal/stagetrace"
 	"github.com/raftkv/raftkv/raftpb"
 )
 
@@ -116,7 +117,7 @@ func (t *Transport) serve(ic *inboundConn) {
 	defer t.untrack(ic)
 	stop := context.AfterFunc(t.ctx, func() { ic.conn.Close() })
 	defer stop()
-	conn, err := t.secure(ic.conn)
+	conn, err := t.secure(rawio.Wrap(ic.conn))
 	if err != nil {
 		t.refuse(ic, "transport: refused connection: TLS handshake failed", slog.Any("err", err))
 		return

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/raftkv/raftkv/internal/rawio"
 	"github.com/raftkv/raftkv/raftpb"
 )
 
@@ -254,7 +255,11 @@ func (t *Transport) Stats() Stats {
 func (t *Transport) dial(ctx context.Context, addr string) (net.Conn, error) {
 	d := &net.Dialer{Timeout: t.cfg.DialTimeout}
 	if t.tlsClient == nil {
-		return d.DialContext(ctx, "tcp", addr)
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return nil, err
+		}
+		return rawio.Wrap(c), nil
 	}
 	td := &tls.Dialer{NetDialer: d, Config: t.tlsClient}
 	return td.DialContext(ctx, "tcp", addr)
