@@ -220,8 +220,8 @@ const (
 // fastConn is one client connection on the fast path.
 type fastConn struct {
 	fs     *fastServer
-	c      net.Conn // closes, deadlines, the hand-over to net/http
-	rw     net.Conn // reads and writes c without the scheduler's syscall bookkeeping (rawio)
+	c      net.Conn // closes and deadlines
+	rw     net.Conn // c read and written without the scheduler's system-call bookkeeping (rawio); net/http gets this one
 	remote string
 	state  atomic.Int32
 	ctx    context.Context
@@ -413,7 +413,7 @@ func (fc *fastConn) fill(limit int) error {
 // if net/http is gone (then the connection is closed).
 func (fc *fastConn) handOff() bool {
 	fc.c.SetDeadline(time.Time{})
-	pc := newPrefixConn(fc.c, fc.buf[fc.r:fc.w])
+	pc := newPrefixConn(fc.rw, fc.buf[fc.r:fc.w])
 	// Counted before the send: once net/http has the connection it may
 	// answer before this goroutine runs again.
 	fc.fs.handedOff.Add(1)

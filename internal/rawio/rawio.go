@@ -203,6 +203,11 @@ func (c *Conn) opError(op string, err error) error {
 	return &net.OpError{Op: op, Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
 }
 
+// CloseWrite shuts down the writing side, as *net.TCPConn's does.
+func (c *Conn) CloseWrite() error {
+	return c.Conn.(*net.TCPConn).CloseWrite()
+}
+
 // WriteBuffers writes bufs to w in order: with writev on a *Conn,
 // otherwise through net.Buffers (writev on a *net.TCPConn too).
 func WriteBuffers(w io.Writer, bufs ...[]byte) (int64, error) {

@@ -173,8 +173,9 @@ func TestReadDeadline(t *testing.T) {
 
 func TestWriteDeadline(t *testing.T) {
 	a, _ := pair(t) // the peer never reads, so the buffers fill
-	a.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
-	n, err := a.Write(make([]byte, 64<<20))
+	big := make([]byte, 64<<20)
+	a.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
+	n, err := a.Write(big)
 	if !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("Write past its deadline = %d, %v; want a deadline error", n, err)
 	}
@@ -248,6 +249,27 @@ func TestConcurrentUse(t *testing.T) {
 	wg.Wait()
 	if err := <-echoed; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// CloseWrite half-closes: the peer reads EOF and can still answer.
+func TestCloseWrite(t *testing.T) {
+	a, b := pair(t)
+	if _, err := a.Write([]byte("bye")); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := io.ReadAll(b); err != nil || string(got) != "bye" {
+		t.Fatalf("peer read %q, %v; want bye then EOF", got, err)
+	}
+	if _, err := b.Write([]byte("ok")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 2)
+	if _, err := io.ReadFull(a, buf); err != nil || string(buf) != "ok" {
+		t.Fatalf("read %q, %v after CloseWrite; want ok", buf, err)
 	}
 }
 
