@@ -39,6 +39,7 @@ type Conn struct {
 
 	wmu   sync.Mutex // one write at a time: wbufs, wn, werr, iov
 	wbufs [][]byte   // what is left to write
+	wback [][]byte   // wbufs' array, reused
 	wn    int64
 	werr  syscall.Errno
 	iov   []syscall.Iovec
@@ -169,18 +170,19 @@ func (c *Conn) WriteBuffers(bufs [][]byte) (int64, error) {
 }
 
 func (c *Conn) write(bufs [][]byte) (int64, error) {
-	c.wbufs, c.wn, c.werr = c.wbufs[:0], 0, 0
+	c.wbufs, c.wn, c.werr = c.wback[:0], 0, 0
 	for _, b := range bufs {
 		if len(b) > 0 {
 			c.wbufs = append(c.wbufs, b)
 		}
 	}
+	c.wback = c.wbufs[:0] // consume moves wbufs' start; the array is kept here
 	if len(c.wbufs) == 0 {
 		return 0, nil
 	}
 	err := c.rc.Write(c.wfunc)
-	clear(c.wbufs[:cap(c.wbufs)])
-	c.wbufs = c.wbufs[:0]
+	clear(c.wback[:cap(c.wback)])
+	c.wbufs = nil
 	if err != nil {
 		return c.wn, c.opError("write", err)
 	}
