@@ -37,14 +37,15 @@ type Conn struct {
 	rerr  syscall.Errno
 	rfunc func(uintptr) bool
 
-	wmu   sync.Mutex // one write at a time: wbufs, wn, werr, iov
-	wbufs [][]byte   // what is left to write
-	wback [][]byte   // wbufs' array, reused
-	wn    int64
-	werr  syscall.Errno
-	iov   []syscall.Iovec
-	wone  [1][]byte
-	wfunc func(uintptr) bool
+	wmu    sync.Mutex // one write at a time: wbufs, wn, werr, iov
+	wbufs  [][]byte   // what is left to write
+	wback  [][]byte   // wbufs' array, reused
+	wn     int64
+	werr   syscall.Errno
+	wshort bool // a write made no progress
+	iov    []syscall.Iovec
+	wone   [1][]byte
+	wfunc  func(uintptr) bool
 }
 
 // Wrap returns c as a *Conn if it is a TCP connection, else c itself (a
@@ -103,6 +104,12 @@ func (c *Conn) doWrite(fd uintptr) bool {
 		}
 		switch e {
 		case 0:
+			if n == 0 {
+				// No progress and no error: give up rather than spin, as
+				// net.Conn does.
+				c.wshort = true
+				return true
+			}
 			c.consume(n)
 		case syscall.EINTR:
 		case syscall.EAGAIN:
@@ -170,7 +177,7 @@ func (c *Conn) WriteBuffers(bufs [][]byte) (int64, error) {
 }
 
 func (c *Conn) write(bufs [][]byte) (int64, error) {
-	c.wbufs, c.wn, c.werr = c.wback[:0], 0, 0
+	c.wbufs, c.wn, c.werr, c.wshort = c.wback[:0], 0, 0, false
 	for _, b := range bufs {
 		if len(b) > 0 {
 			c.wbufs = append(c.wbufs, b)
@@ -188,6 +195,9 @@ func (c *Conn) write(bufs [][]byte) (int64, error) {
 	}
 	if c.werr != 0 {
 		return c.wn, c.opError("write", os.NewSyscallError("write", c.werr))
+	}
+	if c.wshort {
+		return c.wn, c.opError("write", io.ErrUnexpectedEOF)
 	}
 	return c.wn, nil
 }
