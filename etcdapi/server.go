@@ -308,13 +308,24 @@ func (s *Server) connTo(addr string) (*grpc.ClientConn, error) {
 	if s.cfg.TLS != nil {
 		creds = credentials.NewTLS(s.cfg.TLS)
 	}
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds),
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds), grpc.WithContextDialer(dialRaw),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(1<<31-1), grpc.MaxCallSendMsgSize(s.cfg.MaxRequestBytes+1<<20)))
 	if err != nil {
 		return nil, fmt.Errorf("etcdapi: dial leader %s: %w", addr, err)
 	}
 	s.conn, s.addr = conn, addr
 	return conn, nil
+}
+
+// dialRaw dials a leader's etcd address for forwarded requests; the
+// connection reads and writes through rawio, as the listener's do.
+func dialRaw(ctx context.Context, addr string) (net.Conn, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return rawio.Wrap(c), nil
 }
 
 // propose validates cmd and proposes it on this member, the leader, with
