@@ -116,7 +116,7 @@ func (fs *fastServer) acceptLoop() {
 			return
 		}
 		backoff = 0
-		fc := &fastConn{fs: fs, c: c, rw: rawio.Wrap(c), remote: c.RemoteAddr().String()}
+		fc := &fastConn{fs: fs, c: rawio.Wrap(c), remote: c.RemoteAddr().String()}
 		fs.mu.Lock()
 		if fs.shut || fs.shutting.Load() {
 			fs.mu.Unlock()
@@ -220,8 +220,7 @@ const (
 // fastConn is one client connection on the fast path.
 type fastConn struct {
 	fs     *fastServer
-	c      net.Conn // closes and deadlines
-	rw     net.Conn // c read and written without the scheduler's system-call bookkeeping (rawio); net/http gets this one
+	c      net.Conn // read and written without the scheduler's system-call bookkeeping (rawio)
 	remote string
 	state  atomic.Int32
 	ctx    context.Context
@@ -318,7 +317,7 @@ func (fc *fastConn) serve() {
 			if fc.fs.shutting.Load() {
 				return
 			}
-			n, _ := fc.rw.Read(fc.buf)
+			n, _ := fc.c.Read(fc.buf)
 			if !fc.state.CompareAndSwap(connIdle, connActive) || n == 0 {
 				return
 			}
@@ -398,7 +397,7 @@ func (fc *fastConn) fill(limit int) error {
 			fc.buf = nb
 		}
 	}
-	n, err := fc.rw.Read(fc.buf[fc.w:])
+	n, err := fc.c.Read(fc.buf[fc.w:])
 	fc.w += n
 	if n > 0 {
 		return nil
@@ -413,7 +412,7 @@ func (fc *fastConn) fill(limit int) error {
 // if net/http is gone (then the connection is closed).
 func (fc *fastConn) handOff() bool {
 	fc.c.SetDeadline(time.Time{})
-	pc := newPrefixConn(fc.rw, fc.buf[fc.r:fc.w])
+	pc := newPrefixConn(fc.c, fc.buf[fc.r:fc.w])
 	// Counted before the send: once net/http has the connection it may
 	// answer before this goroutine runs again.
 	fc.fs.handedOff.Add(1)
@@ -591,10 +590,10 @@ func (b *fastBody) Read(p []byte) (int, error) {
 		var err error
 		if len(p) >= len(fc.buf) {
 			// A large read goes straight into p, never past the body.
-			n, err = fc.rw.Read(p[:min(int64(len(p)), b.n)])
+			n, err = fc.c.Read(p[:min(int64(len(p)), b.n)])
 			b.n -= int64(n)
 		} else {
-			n, err = fc.rw.Read(fc.buf)
+			n, err = fc.c.Read(fc.buf)
 			fc.w = n
 			n = 0
 		}
@@ -692,7 +691,7 @@ func (w *fastResponse) WriteHeader(code int) {
 		b := appendStatusLine(nil, w.fr.minor, code)
 		b = appendHeader(b, w.header, func(string) bool { return true })
 		b = append(b, "\r\n"...)
-		if _, err := w.fc.rw.Write(b); err != nil {
+		if _, err := w.fc.c.Write(b); err != nil {
 			w.werr = err
 		}
 		return
@@ -762,9 +761,9 @@ func (w *fastResponse) Write(p []byte) (int, error) {
 		var pre [20]byte
 		b := strconv.AppendInt(pre[:0], int64(len(p)), 16)
 		b = append(b, "\r\n"...)
-		_, err = rawio.WriteBuffers(w.fc.rw, b, p, crlf)
+		_, err = rawio.WriteBuffers(w.fc.c, b, p, crlf)
 	} else {
-		_, err = w.fc.rw.Write(p)
+		_, err = w.fc.c.Write(p)
 	}
 	if err != nil {
 		w.werr = err
@@ -799,7 +798,7 @@ func (w *fastResponse) finish() {
 	isHEAD := w.req.Method == http.MethodHead
 	if w.streaming {
 		if w.chunked && !isHEAD && w.werr == nil {
-			if _, err := w.fc.rw.Write([]byte("0\r\n\r\n")); err != nil {
+			if _, err := w.fc.c.Write([]byte("0\r\n\r\n")); err != nil {
 				w.werr = err
 			}
 		}
@@ -821,9 +820,9 @@ func (w *fastResponse) send(head, body []byte) {
 	var err error
 	if len(body) <= 2<<10 {
 		head = append(head, body...)
-		_, err = w.fc.rw.Write(head)
+		_, err = w.fc.c.Write(head)
 	} else {
-		_, err = rawio.WriteBuffers(w.fc.rw, head, body)
+		_, err = rawio.WriteBuffers(w.fc.c, head, body)
 	}
 	w.fc.out = head[:0]
 	if err != nil {

@@ -600,7 +600,7 @@ func TestFastResponseHeaderAfterWriteHeader(t *testing.T) {
 		func(h http.Header) { h["Content-Length"] = []string{} },
 	} {
 		srv, cli := net.Pipe()
-		fc := &fastConn{fs: &fastServer{s: &Server{log: slog.New(slog.DiscardHandler)}}, c: srv, rw: srv}
+		fc := &fastConn{fs: &fastServer{s: &Server{log: slog.New(slog.DiscardHandler)}}, c: srv}
 		fr := &fastRequest{method: http.MethodGet, minor: 1}
 		req := &http.Request{Method: http.MethodGet}
 		w := &fastResponse{fc: fc, req: req, fr: fr, header: http.Header{}, declared: -1}

@@ -37,7 +37,7 @@ type Conn struct {
 	rerr  syscall.Errno
 	rfunc func(uintptr) bool
 
-	wmu    sync.Mutex // one write at a time: wbufs, wn, werr, iov
+	wmu    sync.Mutex // one write at a time: the fields below
 	wbufs  [][]byte   // what is left to write
 	wback  [][]byte   // wbufs' array, reused
 	wn     int64
