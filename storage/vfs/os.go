@@ -28,6 +28,12 @@ type osFile struct{ *os.File }
 // Sync is fdatasync where the platform has it (see sync_*.go).
 func (f osFile) Sync() error { return datasync(f.File) }
 
+// WriteAtSync writes and syncs in one request where the platform can
+// (see sync_*.go).
+func (f osFile) WriteAtSync(bufs [][]byte, off int64) (int, error) {
+	return writeAtSync(f.File, bufs, off)
+}
+
 // WriteBack writes the file's dirty pages out and waits for them, where
 // the platform can without a full sync (see sync_*.go).
 func (f osFile) WriteBack() error { return writeBack(f.File) }
@@ -98,4 +104,17 @@ func (osFS) Lock(dir string) (io.Closer, error) {
 		return nil, fmt.Errorf("vfs: lock %s: %w", name, err)
 	}
 	return f, nil
+}
+
+// writeAtThenSync is WriteAtSync made of plain calls.
+func writeAtThenSync(f *os.File, bufs [][]byte, off int64) (int, error) {
+	n := 0
+	for _, b := range bufs {
+		w, err := f.WriteAt(b, off+int64(n))
+		n += w
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, datasync(f)
 }

@@ -77,3 +77,38 @@ func TestOSWriteBack(t *testing.T) {
 	must(t, err)
 	must(t, WriteBack(ff))
 }
+
+// TestOSWriteAtSync checks both ways a file of the OS writes and syncs
+// buffers in one request: chained in an io_uring where there is one, and
+// the plain calls. Each overwrites the middle of a file and extends it.
+func TestOSWriteAtSync(t *testing.T) {
+	for name, writeSync := range map[string]func(*os.File, [][]byte, int64) (int, error){
+		"WriteAtSync": func(f *os.File, bufs [][]byte, off int64) (int, error) {
+			return osFile{f}.WriteAtSync(bufs, off)
+		},
+		"plain calls": writeAtThenSync,
+	} {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "f")
+			must(t, os.WriteFile(path, []byte("0123456789"), 0o644))
+			f, err := os.OpenFile(path, os.O_RDWR, 0)
+			must(t, err)
+			defer f.Close()
+			n, err := writeSync(f, [][]byte{[]byte("ab"), []byte("cdefghijkl")}, 6)
+			if n != 12 || err != nil {
+				t.Fatalf("n=%d err=%v, want 12, nil", n, err)
+			}
+			got, err := os.ReadFile(path)
+			must(t, err)
+			if string(got) != "012345abcdefghijkl" {
+				t.Fatalf("file holds %q", got)
+			}
+			ro, err := os.Open(path)
+			must(t, err)
+			defer ro.Close()
+			if n, err := writeSync(ro, [][]byte{[]byte("x")}, 0); n != 0 || err == nil {
+				t.Fatalf("on a read-only handle: n=%d err=%v, want an error", n, err)
+			}
+		})
+	}
+}

@@ -5,11 +5,18 @@ package vfs
 import (
 	"os"
 	"syscall"
+
+	"github.com/raftkv/raftkv/internal/uring"
 )
 
 // datasync flushes data and the size, not timestamps: cheaper than fsync
-// and all a log needs to read its records back.
+// and all a log needs to read its records back. It goes through io_uring
+// where the kernel allows, so that no thread of the process blocks in it
+// (package uring says why that matters), and is the plain call otherwise.
 func datasync(f *os.File) error {
+	if ok, err := uring.Fdatasync(f); ok {
+		return err
+	}
 	for {
 		err := syscall.Fdatasync(int(f.Fd()))
 		if err != syscall.EINTR {
@@ -19,6 +26,15 @@ func datasync(f *os.File) error {
 			return nil
 		}
 	}
+}
+
+// writeAtSync chains the writes and the sync in an io_uring where the
+// kernel allows, and makes the plain calls otherwise.
+func writeAtSync(f *os.File, bufs [][]byte, off int64) (int, error) {
+	if ok, n, err := uring.WriteSync(f, bufs, off); ok {
+		return n, err
+	}
+	return writeAtThenSync(f, bufs, off)
 }
 
 // writeBack starts writing every dirty page of f to the disk and waits for

@@ -67,6 +67,16 @@ func WriteBack(f File) error {
 	return nil
 }
 
+// WriteSyncer is implemented by files that can write buffers and make
+// them durable in one request (Linux: writes and an fdatasync chained in
+// an io_uring, so that no thread of the process waits in either call).
+// WriteAtSync writes bufs one after another from off, then syncs as Sync
+// does; n is the bytes written. A log's writer uses it for the writes of
+// a batch and their sync, on files that also implement io.WriterAt.
+type WriteSyncer interface {
+	WriteAtSync(bufs [][]byte, off int64) (n int, err error)
+}
+
 // ErrLocked is wrapped by Lock when another holder has the directory.
 var ErrLocked = errors.New("vfs: directory is locked by another process or handle")
 
