@@ -2,6 +2,7 @@ package storage
 
 import (
 	"fmt"
+	"io"
 	"log/slog"
 
 	"github.com/raftkv/raftkv/storage/vfs"
@@ -22,11 +23,23 @@ type writer struct {
 	next       *preparedSeg // the next segment's file, being prepared
 	space      spaceState
 	seal       []byte
+	bufs       [][]byte // the chunks of the batch being written (writeSync)
 }
 
 // writeBatch writes the chunks in order with one write call per chunk,
 // makes them durable with one fdatasync, then removes compacted segments.
+// When every chunk goes to the current segment and its file can, the
+// writes and the sync go in one request (vfs.WriteSyncer).
 func (w *writer) writeBatch(b *batch) error {
+	// Only with WriteAt for the other writes: a Write at the handle's
+	// offset would not see what WriteAtSync wrote.
+	_, at := w.f.(io.WriterAt)
+	if ws, ok := w.f.(vfs.WriteSyncer); ok && at && appendsOnly(b) {
+		if err := w.writeSync(ws, b); err != nil {
+			return err
+		}
+		return w.finishBatch(b)
+	}
 	for i := range b.chunks {
 		c := &b.chunks[i]
 		var err error
@@ -44,6 +57,37 @@ func (w *writer) writeBatch(b *batch) error {
 			return fmt.Errorf("sync segment %d: %w", w.seq, err)
 		}
 	}
+	return w.finishBatch(b)
+}
+
+// appendsOnly reports whether b writes something and creates no segment.
+func appendsOnly(b *batch) bool {
+	for i := range b.chunks {
+		if b.chunks[i].create {
+			return false
+		}
+	}
+	return len(b.chunks) > 0
+}
+
+// writeSync writes b's chunks to the current segment and syncs it in one
+// request.
+func (w *writer) writeSync(ws vfs.WriteSyncer, b *batch) error {
+	for i := range b.chunks {
+		w.bufs = append(w.bufs, b.chunks[i].data)
+	}
+	n, err := ws.WriteAtSync(w.bufs, w.off)
+	clear(w.bufs) // hold no batch's memory past its write
+	w.bufs = w.bufs[:0]
+	w.off += int64(n)
+	if err != nil {
+		return fmt.Errorf("write and sync segment %d at %d: %w", w.seq, w.off, err)
+	}
+	return nil
+}
+
+// finishBatch removes the segments b compacted away, once b is durable.
+func (w *writer) finishBatch(b *batch) error {
 	if err := w.removeSegments(b.remove); err != nil {
 		return err
 	}
