@@ -1,22 +1,25 @@
-// Package uring makes fdatasync without blocking an OS thread in it.
+// Package uring writes and syncs files without blocking an OS thread in
+// the system calls.
 //
-// A Go program that calls fdatasync blocks its thread in the system call
-// for as long as the disk takes. The runtime's monitor thread notices
-// after 20 µs, takes the thread's processor back and hands it to another
-// thread, and the monitor keeps polling every 20 µs while syncs follow one
-// another; when the sync returns, its thread must win a processor back.
+// A Go program that calls pwrite or fdatasync enters the runtime's
+// system-call state, and a thread blocked in fdatasync stays there for as
+// long as the disk takes. The runtime's monitor thread notices after
+// 20 µs, takes the thread's processor back and hands it to another
+// thread, and keeps polling every 20 µs while such calls follow one
+// another; when the call returns, its thread must win a processor back.
 // With one or two processors per process that is several context switches
 // per sync, and on a virtual machine each one is dear.
 //
-// Here the sync is submitted to an io_uring instead. The kernel runs it on
-// one of its own worker threads and posts the completion to the ring; the
-// goroutine waits for it in the runtime's network poller, on the ring's
-// file descriptor, like a socket read. The processor stays free for other
-// goroutines meanwhile, and nothing polls.
+// Here the writes and the sync are submitted to an io_uring instead, as
+// one chain. The kernel runs them on its own worker threads and posts the
+// completions to the ring; the goroutine waits for them in the runtime's
+// network poller, on the ring's file descriptor, like a socket read. The
+// processor stays free for other goroutines meanwhile, and nothing polls.
 //
 // Where io_uring is missing or refused (an old kernel, a seccomp profile,
-// kernel.io_uring_disabled), Fdatasync reports false and the caller makes
-// the plain system call.
+// kernel.io_uring_disabled), or a ring cannot be set up for any other
+// reason, WriteSync and Fdatasync report false and the caller makes the
+// plain system calls, which are as correct.
 package uring
 
 import (
@@ -35,7 +38,7 @@ const maxWrite = 1 << 30
 
 var (
 	idle     = make(chan *ring, maxIdle)
-	disabled atomic.Bool // set when the kernel refuses io_uring
+	disabled atomic.Bool // set when a ring could not be set up
 )
 
 // Fdatasync makes f's data and size durable, as fdatasync(2) does, and
@@ -117,6 +120,9 @@ func Available() bool {
 	return true
 }
 
+// get returns an idle ring or a new one, or nil. A ring that cannot be
+// set up once is not tried again: the plain calls are as correct, and a
+// failed setup on every sync would cost a system call each.
 func get() *ring {
 	select {
 	case r := <-idle:
@@ -125,9 +131,7 @@ func get() *ring {
 	}
 	r, err := newRing()
 	if err != nil {
-		if refused(err) {
-			disabled.Store(true)
-		}
+		disabled.Store(true)
 		return nil
 	}
 	return r
@@ -142,14 +146,4 @@ func put(r *ring, ok bool) {
 		}
 	}
 	r.close()
-}
-
-// refused tells a kernel that will never give a ring (no io_uring, or not
-// to this process) from a passing shortage such as too many open files.
-func refused(err error) bool {
-	switch err {
-	case syscall.ENOSYS, syscall.EPERM, syscall.EACCES, syscall.EINVAL:
-		return true
-	}
-	return false
 }
