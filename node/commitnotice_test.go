@@ -65,7 +65,12 @@ func TestCommitNoticeAtOnceForSparseWrites(t *testing.T) {
 // and every follower still applying every write: those the next write did
 // not carry went out on the timer.
 func TestCommitNoticeHeldWhileWritesStream(t *testing.T) {
-	c := newTCluster(t, 3, 0)
+	// The writes go to one leader and its counters are read: an fsync that
+	// a busy shared disk holds past the usual 100 ms election timeout must
+	// not hand leadership over mid-count.
+	c := newTClusterWith(t, 3, 0, func(c *tcluster) {
+		c.tweak = func(cfg *node.Config) { cfg.ElectionTimeout = 2 * time.Second }
+	})
 	lead := c.leader()
 	c.propose(1)
 	ln := c.members[lead].n
