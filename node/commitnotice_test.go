@@ -52,10 +52,13 @@ func TestCommitNoticeAtOnceForSparseWrites(t *testing.T) {
 	if median > 12*time.Millisecond {
 		t.Fatalf("median lag %v: the commit index waited for the 50 ms tick", median)
 	}
-	// The leader judges the spacing by when its run loop saw each commit,
-	// and a loaded machine can hold that goroutine up long enough for the
-	// next write to seem to follow at once: one or two such misjudgements
-	// in 20 are allowed, a leader that holds sparse commits back is not.
+	// The leader judges the spacing only of writes its run loop wakes for;
+	// one that arrives while the loop is busy (on a loaded machine, now
+	// and then) is taken with the next events and judged by the write
+	// before, which for the first sparse write is the back-to-back one
+	// above. Under load that judgement is the cheaper one, so one or two
+	// such in 20 are allowed; a leader that holds sparse commits back is
+	// not.
 	if n := after.CommitNoticesAtOnce - before.CommitNoticesAtOnce; n < 18 {
 		t.Fatalf("leader sent %d commit indexes at once for 20 sparse writes, want at least 18", n)
 	}
