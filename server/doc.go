@@ -56,7 +56,9 @@
 // which the handlers of these routes do not keep once they return; and
 // before it reads the next request it lets other goroutines run, so that
 // under load the read usually finds the request already there. With TLS,
-// net/http serves every connection.
+// net/http serves every connection. A handed-over h2c connection reads
+// through a buffer and writes behind an h2Writer (h2write.go), so that
+// the answers of many streams leave in one system call.
 //
 // # Concurrency
 //

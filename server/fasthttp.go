@@ -510,11 +510,13 @@ func (fc *fastConn) runHandler(w *fastResponse, req *http.Request) (ok bool) {
 }
 
 // prefixConn is a handed-over connection: its reads return what the fast
-// path read first, then what the connection brings, through br if set.
+// path read first, then what the connection brings, through br if set;
+// its writes go through wb if set.
 type prefixConn struct {
 	net.Conn
 	prefix []byte
 	br     *bufio.Reader
+	wb     *h2Writer
 }
 
 // newPrefixConn hands over c, of which prefix was read. net/http's HTTP/2
@@ -522,10 +524,13 @@ type prefixConn struct {
 // from the connection, a system call each; an h2c connection therefore
 // gets a read buffer, which takes the frames of many streams in one call.
 // HTTP/1.1 connections need none: net/http buffers their reads itself.
+// Its writes go behind an h2Writer, which gathers the answers of many
+// streams into one call.
 func newPrefixConn(c net.Conn, prefix []byte) *prefixConn {
 	pc := &prefixConn{Conn: c, prefix: prefix}
 	if n := min(len(prefix), len(h2Preface)); n > 0 && bytes.Equal(prefix[:n], h2Preface[:n]) {
 		pc.br = bufio.NewReaderSize(c, h2ReadBuffer)
+		pc.wb = newH2Writer(c)
 	}
 	return pc
 }
@@ -552,9 +557,26 @@ func (c *prefixConn) Read(p []byte) (int, error) {
 	return c.Conn.Read(p)
 }
 
+func (c *prefixConn) Write(p []byte) (int, error) {
+	if c.wb != nil {
+		return c.wb.Write(p)
+	}
+	return c.Conn.Write(p)
+}
+
+func (c *prefixConn) Close() error {
+	if c.wb != nil {
+		return c.wb.Close()
+	}
+	return c.Conn.Close()
+}
+
 // CloseWrite lets net/http half-close after an error answer, as it does
 // on a plain TCP connection.
 func (c *prefixConn) CloseWrite() error {
+	if c.wb != nil {
+		return c.wb.CloseWrite()
+	}
 	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
 		return cw.CloseWrite()
 	}
